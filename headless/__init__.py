@@ -1,0 +1,1 @@
+"""Running Soundstage graphs without ComfyUI: API stubs, workflow conversion, validation, execution."""

@@ -1,0 +1,1 @@
+"""Pure-PyTorch model code. Nothing under this package imports ComfyUI."""

@@ -1,0 +1,1 @@
+"""audiogen_omni model code (pure PyTorch)."""

@@ -1,0 +1,1 @@
+"""Building blocks shared by the systems: attention, RoPE, modulation, samplers, checkpoints, codecs."""

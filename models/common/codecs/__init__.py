@@ -1,0 +1,1 @@
+"""Audio codecs and vocoders shared by several systems."""

@@ -1,0 +1,1 @@
+"""dualdub model code (pure PyTorch)."""

@@ -1,0 +1,1 @@
+"""just_dub_it model code (pure PyTorch)."""

@@ -1,0 +1,1 @@
+"""mtv model code (pure PyTorch)."""

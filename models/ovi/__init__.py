@@ -1,0 +1,1 @@
+"""ovi model code (pure PyTorch)."""
