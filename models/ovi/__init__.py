@@ -1,1 +1,1 @@
-"""ovi model code (pure PyTorch)."""
+"""Ovi (twin-DiT audio+video generation): fusion model, loader, text encoder, sampler."""

@@ -1,0 +1,193 @@
+"""Command line: run and validate workflows headless, describe the nodes, train, synthesise, evaluate.
+
+Exit codes: 0 ok, 1 validation error (printed in ComfyUI's error shape), 2 runtime error.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_INVALID, EXIT_RUNTIME = 0, 1, 2
+
+# `train <name>` entries: each module exposes add_arguments(parser) and main(args) -> int.
+TRAINERS = {
+    "dualdub": ".models.dualdub.train",
+    "audiogen": ".models.audiogen_omni.train",
+    "dubbing-lora": ".models.just_dub_it.train",
+}
+
+
+def _package() -> str:
+    return __package__ or "soundstage"
+
+
+def _parse_value(text: str):
+    """`--set` values are JSON when they parse as JSON (numbers, booleans, lists), else strings."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _overrides(pairs: list[str]) -> dict[str, object]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise SystemExit(f"--set expects NODE_ID.INPUT=VALUE, got {pair!r}")
+        out[key] = _parse_value(value)
+    return out
+
+
+def _apply_dirs(args) -> None:
+    # Environment first, so the headless folder_paths picks them up when it is imported.
+    for flag, env in (("input_dir", "SOUNDSTAGE_INPUT_DIR"), ("output_dir", "SOUNDSTAGE_OUTPUT_DIR"),
+                      ("models_dir", "SOUNDSTAGE_MODELS_DIR"), ("device", "SOUNDSTAGE_DEVICE")):
+        value = getattr(args, flag, None)
+        if value:
+            os.environ[env] = str(value)
+
+
+def _runner(args):
+    runner_mod = importlib.import_module(".headless.runner", _package())
+    return runner_mod, runner_mod.Runner(
+        input_dir=args.input_dir, output_dir=args.output_dir, models_dir=args.models_dir, device=args.device
+    )
+
+
+def _load_workflow(path: str):
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"workflow file not found: {path}")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        print(json.dumps({"error": {"type": "invalid_prompt", "message": f"{p.name} is not valid JSON: {exc}",
+                                    "details": str(exc), "extra_info": {}}, "node_errors": {}}, indent=2))
+        raise SystemExit(EXIT_INVALID)
+
+
+def cmd_run(args) -> int:
+    _apply_dirs(args)
+    runner_mod, runner = _runner(args)
+    workflow = _load_workflow(args.workflow)
+    try:
+        result = runner.run(workflow, overrides=_overrides(args.set))
+    except runner_mod.ValidationFailed as exc:
+        print(json.dumps(exc.response, indent=2))
+        return EXIT_INVALID
+    except runner_mod.NodeExecutionError as exc:
+        print(str(exc), file=sys.stderr)
+        if getattr(exc, "traceback_text", None) and args.verbose:
+            print(exc.traceback_text, file=sys.stderr)
+        return EXIT_RUNTIME
+    print(json.dumps({"outputs": result.outputs}, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    _apply_dirs(args)
+    runner_mod, runner = _runner(args)
+    workflow = _load_workflow(args.workflow)
+    try:
+        runner.validate(workflow, overrides=_overrides(args.set))
+    except runner_mod.ValidationFailed as exc:
+        print(json.dumps(exc.response, indent=2))
+        return EXIT_INVALID
+    print(f"{args.workflow}: valid")
+    return EXIT_OK
+
+
+def _node_classes() -> dict[str, type]:
+    from .object_info import pack_node_classes
+
+    return pack_node_classes()
+
+
+def cmd_list_nodes(args) -> int:
+    from .object_info import node_info
+
+    for node_id, cls in sorted(_node_classes().items()):
+        info = node_info(node_id, cls)
+        print(f"{node_id:40s} {info['category']:32s} {info['display_name']}")
+    return EXIT_OK
+
+
+def cmd_object_info(args) -> int:
+    from .object_info import node_info
+
+    print(json.dumps({k: node_info(k, c) for k, c in sorted(_node_classes().items())}, indent=2, default=str))
+    return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    module = importlib.import_module(TRAINERS[args.system], _package())
+    return int(module.main(args) or 0)
+
+
+def cmd_synth(args) -> int:
+    module = importlib.import_module(".synthworld.cli", _package())
+    return int(module.main(args) or 0)
+
+
+def cmd_eval(args) -> int:
+    module = importlib.import_module(".metrics.cli", _package())
+    return int(module.main(args) or 0)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soundstage", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def graph_command(name, func, help_):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("workflow", help="UI-format or API-format workflow JSON")
+        p.add_argument("--set", action="append", metavar="NODE_ID.INPUT=VALUE", help="override a node input")
+        p.add_argument("--input-dir")
+        p.add_argument("--output-dir")
+        p.add_argument("--models-dir")
+        p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+        p.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of node errors")
+        p.set_defaults(func=func)
+
+    graph_command("run", cmd_run, "execute a workflow headless")
+    graph_command("validate", cmd_validate, "validate a workflow without running it")
+    sub.add_parser("list-nodes", help="list Soundstage nodes").set_defaults(func=cmd_list_nodes)
+    sub.add_parser("object-info", help="print /object_info JSON for Soundstage nodes").set_defaults(
+        func=cmd_object_info
+    )
+
+    train = sub.add_parser("train", help="train or fine-tune a model")
+    train_sub = train.add_subparsers(dest="system", required=True)
+    wants_training = bool(argv) and argv[0] == "train"  # trainer imports are heavy: only when asked
+    for name, module_name in TRAINERS.items():
+        p = train_sub.add_parser(name)
+        if wants_training:
+            importlib.import_module(module_name, _package()).add_arguments(p)
+        p.set_defaults(func=cmd_train)
+
+    synth = sub.add_parser("synth", help="generate synthetic audio-visual clips with ground truth")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--n", type=int, default=4)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seconds", type=float, default=3.0)
+    synth.add_argument("--size", type=int, default=128)
+    synth.add_argument("--fps", type=int, default=25)
+    synth.set_defaults(func=cmd_synth)
+
+    ev = sub.add_parser("eval", help="score predicted clips against references")
+    ev.add_argument("--pred", required=True)
+    ev.add_argument("--ref", required=True)
+    ev.add_argument("--out", default=None, help="folder for report.json, report.md and plots")
+    ev.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,98 @@
+"""Headless stand-in for ``comfy.model_management``: device choice and the interruption flag."""
+from __future__ import annotations
+
+import threading
+
+import torch
+
+
+class InterruptProcessingException(BaseException):
+    """Raised to stop a run; a BaseException so a node's ``except Exception`` cannot swallow it."""
+
+
+_interrupt_lock = threading.RLock()
+_interrupt_processing = False
+_device_override: torch.device | None = None
+
+
+def set_torch_device(device: str | torch.device | None) -> None:
+    """Headless only: the runner's ``device=`` choice (None restores automatic choice)."""
+    global _device_override
+    _device_override = torch.device(device) if device is not None else None
+
+
+def get_torch_device() -> torch.device:
+    if _device_override is not None:
+        return _device_override
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def intermediate_device() -> torch.device:
+    return torch.device("cpu")
+
+
+def unet_offload_device() -> torch.device:
+    return torch.device("cpu")
+
+
+def text_encoder_device() -> torch.device:
+    return get_torch_device()
+
+
+def text_encoder_offload_device() -> torch.device:
+    return torch.device("cpu")
+
+
+def vae_device() -> torch.device:
+    return get_torch_device()
+
+
+def vae_offload_device() -> torch.device:
+    return torch.device("cpu")
+
+
+def cpu_mode() -> bool:
+    return get_torch_device().type == "cpu"
+
+
+def get_free_memory(dev: torch.device | None = None) -> int:
+    dev = dev or get_torch_device()
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        return 16 * 1024 ** 3
+
+
+def soft_empty_cache(force: bool = False) -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.ipc_collect()
+
+
+def interrupt_current_processing(value: bool = True) -> None:
+    global _interrupt_processing
+    with _interrupt_lock:
+        _interrupt_processing = value
+
+
+def processing_interrupted() -> bool:
+    with _interrupt_lock:
+        return _interrupt_processing
+
+
+def throw_exception_if_processing_interrupted() -> None:
+    global _interrupt_processing
+    with _interrupt_lock:
+        if _interrupt_processing:
+            _interrupt_processing = False
+            raise InterruptProcessingException()

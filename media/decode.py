@@ -1,0 +1,197 @@
+"""Streamed video decoding: seek to a start time, stop at the end of the asked window, and resample
+the frame timeline to an exact rate (also for variable-frame-rate input).
+
+Resampling is sample-and-hold on presentation times: output frame k at time start + k / fps shows
+the source frame on screen at that instant (the latest frame whose timestamp is <= that time), as a
+player would. Only the frames of the window (after resizing) are ever held.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterator
+
+import av
+import numpy as np
+import torch
+
+from .errors import MediaError
+from .resize import ResizePlan, plan_resize
+from .source import Source, open_input, origin_seconds, source_name
+
+TIME_EPS = 1e-4  # s; far below any frame interval, above float/time-base rounding of timestamps
+MAX_FPS = 1000.0
+
+
+@dataclass
+class VideoInfo:
+    width: int
+    height: int
+    fps: float  # average rate as stored; VFR files report their mean
+    duration: float | None
+    frame_count: int | None
+    has_audio: bool
+    audio_streams: int = 0
+
+
+@dataclass
+class DecodedVideo:
+    frames: torch.Tensor  # IMAGE [N, H, W, 3] float32 0..1
+    times: list[float] = field(default_factory=list)  # seconds from the window start
+    fps: float = 0.0  # rate of the output timeline (source mean rate when not resampled)
+    source_fps: float = 0.0
+
+
+def probe_video(source: Source) -> VideoInfo:
+    with open_input(source) as container:
+        if not container.streams.video:
+            raise MediaError(f"{source_name(source)} has no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        duration = None
+        if stream.duration is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        return VideoInfo(
+            width=stream.codec_context.width, height=stream.codec_context.height,
+            fps=float(rate) if rate else 0.0, duration=duration,
+            frame_count=stream.frames or None, has_audio=bool(container.streams.audio),
+            audio_streams=len(container.streams.audio),
+        )
+
+
+def _check_window(start: float, duration: float, max_frames: int, fps: float, stride: int) -> None:
+    if start < 0:
+        raise MediaError(f"start time must be >= 0 s, got {start}")
+    if duration < 0:
+        raise MediaError(f"max duration must be >= 0 s (0 = to the end), got {duration}")
+    if max_frames < 0:
+        raise MediaError(f"max frames must be >= 0 (0 = no limit), got {max_frames}")
+    if fps < 0 or fps > MAX_FPS:
+        raise MediaError(f"fps must be 0 (source rate) or in (0, {MAX_FPS}], got {fps}")
+    if stride < 1:
+        raise MediaError(f"stride must be >= 1, got {stride}")
+
+
+def _source_frames(container, stream, start: float, origin: float) -> Iterator[tuple[float, float, av.VideoFrame]]:
+    """(time from file origin, duration, frame) from the last frame at or before ``start`` onwards."""
+    if start > 0:
+        target = int((start + origin) / stream.time_base)
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            container.seek(0, stream=stream)
+    rate = stream.average_rate or stream.guessed_rate
+    nominal = float(1 / rate) if rate else 1 / 25
+    last = None
+    try:
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                t = (last + nominal) if last is not None else 0.0
+            else:
+                t = float(frame.pts * frame.time_base) - origin
+            last = t
+            dur = float(frame.duration * frame.time_base) if frame.duration else nominal
+            yield t, dur, frame
+    except av.error.FFmpegError as exc:
+        if last is None:
+            raise MediaError(f"video stream cannot be decoded ({exc})") from exc
+        # A truncated file: keep what decoded, like a player would.
+
+
+def iter_frames(source: Source, start: float = 0.0, duration: float = 0.0, max_frames: int = 0,
+                fps: float = 0.0, stride: int = 1, plan: ResizePlan | None = None,
+                resize: dict | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (time from window start, uint8 [H, W, 3]) for the window [start, start + duration).
+
+    duration 0 = to the end; max_frames 0 = no limit (counted after stride); fps 0 = source frames
+    as they are, else the timeline is resampled to exactly ``fps``; stride keeps every n-th frame.
+    ``resize`` = plan_resize keyword arguments (mode/width/height/multiple_of), planned on the
+    source size; or give a ready ``plan``.
+    """
+    _check_window(start, duration, max_frames, fps, stride)
+    end = start + duration if duration > 0 else float("inf")
+    with open_input(source) as container:
+        if not container.streams.video:
+            raise MediaError(f"{source_name(source)} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if plan is None and resize:
+            plan = plan_resize(stream.codec_context.width, stream.codec_context.height, **resize)
+        convert = _converter(plan)
+        picked = emitted = 0
+        timeline = _resampled if fps > 0 else _native
+        last_frame, last_rgb = None, None
+        for t, frame in timeline(_source_frames(container, stream, start, origin_seconds(container)), start, end, fps):
+            if picked % stride == 0:
+                if frame is not last_frame:  # held frames repeat: convert once
+                    last_frame, last_rgb = frame, convert(frame)
+                yield t - start, last_rgb
+                emitted += 1
+                if max_frames and emitted >= max_frames:
+                    return
+            picked += 1
+
+
+def _native(frames, start: float, end: float, fps: float):
+    for t, _dur, frame in frames:
+        if t >= end - TIME_EPS:
+            return
+        if t >= start - TIME_EPS:
+            yield t, frame
+
+
+def _resampled(frames, start: float, end: float, fps: float):
+    k = 0
+    target = start
+    held = None  # (time, duration, frame) on screen before the incoming one
+    for t, dur, frame in frames:
+        while target < end - TIME_EPS and target < t - TIME_EPS:
+            # Targets before the very first decoded frame show that first frame.
+            yield target, (held[2] if held is not None else frame)
+            k += 1
+            target = start + k / fps
+        if target >= end - TIME_EPS:
+            return
+        held = (t, dur, frame)
+    if held is None:
+        return
+    stream_end = held[0] + held[1]
+    while target < min(end, stream_end) - TIME_EPS:
+        yield target, held[2]
+        k += 1
+        target = start + k / fps
+
+
+def _converter(plan: ResizePlan | None):
+    def convert(frame: av.VideoFrame) -> np.ndarray:
+        if plan is None or (plan.scaled_w, plan.scaled_h) == (frame.width, frame.height):
+            rgb = frame.to_ndarray(format="rgb24")
+        else:
+            rgb = frame.reformat(width=plan.scaled_w, height=plan.scaled_h, format="rgb24",
+                                 interpolation="AREA").to_ndarray()
+        return plan.crop(rgb) if plan is not None else rgb
+
+    return convert
+
+
+def decode_video(source: Source, start: float = 0.0, duration: float = 0.0, max_frames: int = 0,
+                 fps: float = 0.0, stride: int = 1, resize: dict | None = None) -> DecodedVideo:
+    """Gather ``iter_frames`` into an IMAGE batch; raises MediaError when the window is empty."""
+    info = probe_video(source)
+    times, frames = [], []
+    for t, rgb in iter_frames(source, start, duration, max_frames, fps, stride, resize=resize):
+        times.append(t)
+        frames.append(rgb)
+    if not frames:
+        raise MediaError(f"no frames in the window start={start} s, duration={duration or 'to end'} "
+                         f"of {source_name(source)} (its length is {info.duration or 'unknown'} s)")
+    images = torch.from_numpy(np.stack(frames)).to(torch.float32).div_(255.0)
+    out_fps = (fps if fps > 0 else info.fps) / stride
+    return DecodedVideo(images, times, out_fps, info.fps)
+
+
+def fps_fraction(fps: float) -> Fraction:
+    """A rational rate for encoders: 29.97 -> 30000/1001, 24 -> 24."""
+    return Fraction(fps).limit_denominator(1001)

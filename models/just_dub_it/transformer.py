@@ -1,0 +1,120 @@
+"""The LTX-2 audio-video transformer (diffusers ``LTX2VideoTransformer3DModel``) loaded from the
+native single-file checkpoint, wrapped for JUST-DUB-IT's in-context forward."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
+from diffusers.models.transformers.transformer_ltx2 import LTX2VideoTransformer3DModel
+from torch import nn
+
+from ..common.checkpoint import (
+    CheckpointError,
+    build_and_load,
+    load_file,
+    safetensors_metadata,
+    select,
+)
+from .attention_processor import CrossModalMasks, install_processors
+from .config import diffusers_transformer_kwargs, native_transformer_config
+
+TRANSFORMER_PREFIX = "model.diffusion_model."
+# Stored under the transformer prefix but belonging to the Gemma text connectors.
+CONNECTOR_PREFIXES = ("video_embeddings_connector.", "audio_embeddings_connector.")
+
+
+def transformer_state_dict(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Native single-file keys -> diffusers keys (one conversion table: diffusers' own)."""
+    native = select(checkpoint, TRANSFORMER_PREFIX, strip=False)
+    native = {k: v for k, v in native.items() if not k[len(TRANSFORMER_PREFIX):].startswith(CONNECTOR_PREFIXES)}
+    if not native:
+        raise CheckpointError(f"LTX-2 checkpoint: no '{TRANSFORMER_PREFIX}*' transformer keys found")
+    return convert_ltx2_transformer_to_diffusers(dict(native))
+
+
+def native_module_name(module: str) -> str:
+    """A native module path (``transformer_blocks.0.attn1.to_q``) -> the diffusers module path."""
+    probe = {f"{TRANSFORMER_PREFIX}{module}.weight": torch.empty(0)}
+    (converted,) = convert_ltx2_transformer_to_diffusers(probe).keys()
+    return converted[: -len(".weight")]
+
+
+def build_transformer(kwargs: Mapping[str, Any]) -> LTX2VideoTransformer3DModel:
+    return LTX2VideoTransformer3DModel(**kwargs)
+
+
+def load_transformer(
+    checkpoint: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str] | None,
+    *,
+    dtype: torch.dtype | None = None,
+) -> "InContextTransformer":
+    kwargs = diffusers_transformer_kwargs(native_transformer_config(metadata))
+    sd = transformer_state_dict(checkpoint)
+    model = build_and_load(lambda: build_transformer(kwargs), sd, context="LTX-2 transformer", dtype=dtype)
+    return InContextTransformer(model.eval())
+
+
+def load_transformer_file(path: str | Path, *, dtype: torch.dtype | None = None, device="cpu") -> "InContextTransformer":
+    return load_transformer(load_file(path, device=device), safetensors_metadata(path), dtype=dtype)
+
+
+class InContextTransformer(nn.Module):
+    """LTX-2 AV transformer called on token sequences with per-token timesteps, explicit positions
+    and the a2v / v2a isolation masks (JUST-DUB-IT paper 3.3)."""
+
+    def __init__(self, transformer: LTX2VideoTransformer3DModel):
+        super().__init__()
+        self.transformer = transformer
+        self.masks = CrossModalMasks()
+        install_processors(transformer, self.masks)
+
+    @property
+    def config(self):
+        return self.transformer.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.proj_in.weight.dtype
+
+    def forward(
+        self,
+        video_latent: torch.Tensor,
+        audio_latent: torch.Tensor,
+        video_timesteps: torch.Tensor,
+        audio_timesteps: torch.Tensor,
+        video_positions: torch.Tensor,
+        audio_positions: torch.Tensor,
+        video_context: torch.Tensor,
+        audio_context: torch.Tensor,
+        a2v_mask: torch.Tensor | None = None,
+        v2a_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Velocities [B, N, C] for video and audio tokens; timesteps are sigmas per token [B, N, 1]."""
+        scale = self.config.timestep_scale_multiplier  # ltx_core embeds sigma * 1000
+        dtype = self.dtype
+        self.masks.a2v, self.masks.v2a = a2v_mask, v2a_mask
+        try:
+            video, audio = self.transformer(
+                hidden_states=video_latent.to(dtype),
+                audio_hidden_states=audio_latent.to(dtype),
+                encoder_hidden_states=video_context.to(dtype),
+                audio_encoder_hidden_states=audio_context.to(dtype),
+                timestep=video_timesteps.flatten(1) * scale,
+                audio_timestep=audio_timesteps.flatten(1) * scale,
+                video_coords=video_positions,
+                audio_coords=audio_positions,
+                return_dict=False,
+            )
+        finally:
+            self.masks.clear()
+        return video, audio
+
+    def denoise(self, video_latent, audio_latent, video_timesteps, audio_timesteps, *args, **kwargs):
+        """X0 prediction ``latent - velocity * timestep`` per token, in float32 (ltx_core X0Model)."""
+        v_vel, a_vel = self(video_latent, audio_latent, video_timesteps, audio_timesteps, *args, **kwargs)
+        v_den = video_latent.float() - v_vel.float() * video_timesteps.float()
+        a_den = audio_latent.float() - a_vel.float() * audio_timesteps.float()
+        return v_den, a_den

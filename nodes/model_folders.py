@@ -1,0 +1,57 @@
+"""Model folders Soundstage reads, registered with ComfyUI's ``folder_paths``.
+
+``models/soundstage/<family>/`` holds each system's own checkpoints; the standard folders
+(``clip_vision``, ``text_encoders``, ``vae``, ``loras`` ...) hold the shared parts.
+"""
+from __future__ import annotations
+
+import os
+
+from ..compat import folder_paths
+
+WEIGHT_EXTENSIONS = {".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".sft"}
+
+# folder name -> subfolder of models/ (families live under models/soundstage/)
+FAMILIES = {
+    "soundstage_dualdub": "soundstage/dualdub",
+    "soundstage_mmaudio": "soundstage/mmaudio",
+    "soundstage_ovi": "soundstage/ovi",
+    "soundstage_ltx2": "soundstage/ltx2",
+    "soundstage_mtv": "soundstage/mtv",
+}
+STANDARD = ("clip_vision", "text_encoders", "vae", "loras", "audio_encoders", "upscale_models", "latent_upscale_models")
+
+
+def register_model_folders() -> None:
+    """Idempotent: safe to call from the entry point and from every loader."""
+    table = folder_paths.folder_names_and_paths
+    for name, sub in FAMILIES.items():
+        path = os.path.join(folder_paths.models_dir, *sub.split("/"))
+        if name not in table:
+            table[name] = ([path], set(WEIGHT_EXTENSIONS))
+        elif path not in table[name][0]:
+            folder_paths.add_model_folder_path(name, path)
+    for name in STANDARD:
+        path = os.path.join(folder_paths.models_dir, name)
+        if name not in table:
+            table[name] = ([path], set(WEIGHT_EXTENSIONS))
+        else:
+            paths, exts = table[name]
+            exts = set(exts) | WEIGHT_EXTENSIONS
+            table[name] = (paths, exts)
+
+
+def model_choices(folder: str) -> list[str]:
+    """Files a loader's combo offers (folder layouts with config.json count as their folder name)."""
+    register_model_folders()
+    return folder_paths.get_filename_list(folder)
+
+
+def resolve_model(folder: str, name: str, node: str, input_name: str) -> str:
+    """Full path of a chosen model file, or an error naming the node, input and where to put it."""
+    register_model_folders()
+    path = folder_paths.get_full_path(folder, name)
+    if path is None or not os.path.exists(path):
+        places = ", ".join(folder_paths.get_folder_paths(folder)) or folder
+        raise FileNotFoundError(f"{node}: input '{input_name}': model file '{name}' not found in {places}")
+    return path
