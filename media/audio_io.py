@@ -20,6 +20,7 @@ from .source import Source, open_input, origin_seconds, source_name
 MIN_RATE, MAX_RATE = 1000, 384000
 MAX_CHANNELS = 16
 SQRT_HALF = math.sqrt(0.5)
+AUDIO_PREROLL_S = 0.2
 
 
 @dataclass
@@ -41,8 +42,17 @@ def probe_audio(source: Source) -> list[AudioInfo]:
             duration = float(stream.duration * stream.time_base) if stream.duration is not None else (
                 container.duration / av.time_base if container.duration is not None else None)
             out.append(AudioInfo(cc.sample_rate, cc.channels, duration, cc.name,
-                                 stream.metadata.get("title"), stream.metadata.get("language")))
+                                 track_title(stream.metadata), stream.metadata.get("language", "und")))
         return out
+
+
+def track_title(metadata: dict) -> str | None:
+    # mkv stores "title"; FFmpeg's mp4 muxer writes it as "name" (and we mirror it in handler_name).
+    for key in ("title", "name", "handler_name"):
+        value = metadata.get(key)
+        if value and value not in ("SoundHandler", "VideoHandler"):
+            return value
+    return None
 
 
 def load_audio(source: Source, start: float = 0.0, duration: float = 0.0, stream_index: int = 0,
@@ -82,7 +92,9 @@ def _decode_window(container, stream, start: float, duration: float, origin: flo
             (stream.start_time or 0) * stream.time_base) - origin)
     if start > 0:
         try:
-            container.seek(int((start + origin) / stream.time_base), stream=stream, backward=True)
+            # Land a little early: lossy decoders (AAC, Opus, MP3) need a frame of pre-roll after a seek.
+            target = max(0.0, start - AUDIO_PREROLL_S) + origin
+            container.seek(int(target / stream.time_base), stream=stream, backward=True)
         except av.error.FFmpegError:
             container.seek(0, stream=stream)
     to_planar = av.AudioResampler(format="fltp")

@@ -7,9 +7,10 @@ player would. Only the frames of the window (after resizing) are ever held.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -177,13 +178,20 @@ def _converter(plan: ResizePlan | None):
 
 
 def decode_video(source: Source, start: float = 0.0, duration: float = 0.0, max_frames: int = 0,
-                 fps: float = 0.0, stride: int = 1, resize: dict | None = None) -> DecodedVideo:
-    """Gather ``iter_frames`` into an IMAGE batch; raises MediaError when the window is empty."""
+                 fps: float = 0.0, stride: int = 1, resize: dict | None = None,
+                 callback: Callable[[int, int], None] | None = None) -> DecodedVideo:
+    """Gather ``iter_frames`` into an IMAGE batch; raises MediaError when the window is empty.
+
+    ``callback(frames_done, expected_total)`` runs after each frame (the total is an estimate).
+    """
     info = probe_video(source)
+    expected = expected_frames(info, start, duration, max_frames, fps, stride)
     times, frames = [], []
     for t, rgb in iter_frames(source, start, duration, max_frames, fps, stride, resize=resize):
         times.append(t)
         frames.append(rgb)
+        if callback is not None:
+            callback(len(frames), max(expected, len(frames)))
     if not frames:
         raise MediaError(f"no frames in the window start={start} s, duration={duration or 'to end'} "
                          f"of {source_name(source)} (its length is {info.duration or 'unknown'} s)")
@@ -192,6 +200,38 @@ def decode_video(source: Source, start: float = 0.0, duration: float = 0.0, max_
     return DecodedVideo(images, times, out_fps, info.fps)
 
 
+def expected_frames(info: VideoInfo, start: float, duration: float, max_frames: int, fps: float,
+                    stride: int) -> int:
+    """Frames a window should yield, from the container's stated length (for progress bars)."""
+    length = max(0.0, (info.duration or 0.0) - start)
+    if duration > 0:
+        length = min(length, duration)
+    rate = fps if fps > 0 else info.fps
+    count = int(math.ceil(length * rate / stride - 1e-6)) if rate else 0
+    return min(count, max_frames) if max_frames else count
+
+
 def fps_fraction(fps: float) -> Fraction:
     """A rational rate for encoders: 29.97 -> 30000/1001, 24 -> 24."""
     return Fraction(fps).limit_denominator(1001)
+
+
+def timeline_indices(count: int, source_fps: float, start: float = 0.0, duration: float = 0.0,
+                     max_frames: int = 0, fps: float = 0.0, stride: int = 1) -> list[int]:
+    """Frame indices of an in-memory clip (frame i shown from i / source_fps) for a window, with the
+    same sample-and-hold resampling and stride rules as ``iter_frames``."""
+    _check_window(start, duration, max_frames, fps, stride)
+    if source_fps <= 0:
+        raise MediaError(f"source frame rate must be > 0, got {source_fps}")
+    length = count / source_fps
+    end = min(start + duration, length) if duration > 0 else length
+    if fps > 0:
+        picks, k = [], 0
+        while start + k / fps < end - TIME_EPS:
+            picks.append(min(count - 1, int(math.floor((start + k / fps) * source_fps + TIME_EPS * source_fps))))
+            k += 1
+    else:
+        first = int(math.ceil((start - TIME_EPS) * source_fps))
+        picks = [i for i in range(max(0, first), count) if i / source_fps < end - TIME_EPS]
+    picks = picks[::stride]
+    return picks[:max_frames] if max_frames else picks

@@ -79,30 +79,38 @@ def true_peak_db(wave: torch.Tensor, sample_rate: int) -> float:
 
 def limit_true_peak(wave: torch.Tensor, sample_rate: int, ceiling_db: float = -1.0,
                     lookahead_ms: float = 5.0, release_ms: float = 80.0) -> torch.Tensor:
-    """Look-ahead peak limiter that keeps the true peak at or below ``ceiling_db`` dBTP.
+    """Look-ahead limiter output: ``wave`` times ``limiter_gain``."""
+    return wave.to(torch.float32) * limiter_gain(wave, sample_rate, ceiling_db, lookahead_ms, release_ms)
+
+
+def limiter_gain(wave: torch.Tensor, sample_rate: int, ceiling_db: float = -1.0,
+                 lookahead_ms: float = 5.0, release_ms: float = 80.0) -> torch.Tensor:
+    """Gain curve [T] of a look-ahead limiter keeping the true peak at or below ``ceiling_db`` dBTP.
 
     The gain needed per sample is spread by a sliding minimum over lookahead + release and then a
     moving average over the lookahead: the average of minima over windows that all contain a
     sample never exceeds that sample's needed gain, so the ceiling holds without overshoot while
-    the gain still ramps smoothly (no clicks).
+    the gain still ramps smoothly (no clicks). Returned separately so stems can share the mix's gain.
     """
     if not -20.0 <= ceiling_db <= 0.0:
         raise MediaError(f"true-peak ceiling must be in [-20, 0] dBTP, got {ceiling_db}")
     if lookahead_ms <= 0 or release_ms < 0:
         raise MediaError("limiter look-ahead must be > 0 ms and release >= 0 ms")
     ceiling = db_to_gain(ceiling_db)
-    out = wave.to(torch.float32)
     look = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
     hold = look + int(round(release_ms * 1e-3 * sample_rate))
+    total = torch.ones(wave.shape[-1], dtype=torch.float32)
     for _ in range(4):  # the smoothed gain shifts inter-sample peaks a little: re-check
-        env = oversampled_peak_envelope(out, sample_rate)
+        env = oversampled_peak_envelope(wave.to(torch.float32) * total, sample_rate)
         if float(env.max()) <= ceiling * (1 + 1e-4):
             break
         needed = torch.clamp(ceiling / env.clamp_min(1e-12), max=1.0) * (1 - 1e-3)
-        gain = _windowed_min(needed, look, hold)
-        gain = F.avg_pool1d(F.pad(gain[None, None], (look - 1, 0), value=1.0), look, stride=1)[0, 0]
-        out = out * gain
-    return out
+        # Minima for the look - 1 positions before the start too, so the first samples' averages
+        # also only see windows that contain them.
+        minima = _windowed_min(F.pad(needed, (look - 1, 0), value=1.0), look, hold)
+        gain = F.avg_pool1d(minima[None, None], look, stride=1)[0, 0]
+        total = total * gain
+    return total
 
 
 def _windowed_min(x: torch.Tensor, ahead: int, behind: int) -> torch.Tensor:

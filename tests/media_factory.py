@@ -158,12 +158,13 @@ def make_audio(path, seconds: float = 1.0, sample_rate: int = 48000, channels: i
 def make_video(path, seconds: float = 1.0, fps: float = 24, size: tuple[int, int] = (64, 48),
                audio: str | None = None, vfr: bool = False, codec: str = "libx264",
                audio_codec: str | None = None, sample_rate: int = 48000, channels: int = 2,
-               pix_fmt: str = "yuv420p", crf: int = 10) -> Path:
+               pix_fmt: str = "yuv420p", crf: int = 10, gop: int | None = None) -> Path:
     """Write a video of flat coloured frames (see ``frame_level``), optionally with audio.
 
     ``size`` is (width, height); odd sizes need ``pix_fmt="yuv444p"`` for libx264.
     ``audio``: None, or an audio kind of ``synth_audio`` ("tone", "clicks", ...).
     ``vfr=True`` writes the irregular timestamps of ``video_frame_times`` in a 1/1000 time base.
+    ``gop``: keyframe interval in frames (seek tests want short ones); None = encoder default.
     """
     path = Path(path)
     width, height = size
@@ -175,6 +176,8 @@ def make_video(path, seconds: float = 1.0, fps: float = 24, size: tuple[int, int
         if codec in ("libx264", "libx265"):
             video.options = {"crf": str(crf), "preset": "ultrafast"} if codec == "libx264" else \
                 {"crf": str(crf), "preset": "ultrafast", "x265-params": "log-level=error"}
+        if gop:
+            video.options = {**video.options, "g": str(gop), "keyint_min": str(gop)}
         time_base = Fraction(1, 1000) if vfr else 1 / rate
         video.codec_context.time_base = time_base
         astream = None

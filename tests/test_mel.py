@@ -35,10 +35,10 @@ def test_filterbank_matches_torchaudio_slaney(config):
         norm="slaney", mel_scale="slaney",
     ).T
     assert fb.shape == (config.num_mels, config.n_fft // 2 + 1)
-    assert (fb - ref).abs().max() <= 1e-6 * ref.abs().max()
-    # Nothing above f_max reaches the mel bands.
-    above = torch.linspace(0, config.sample_rate / 2, config.n_fft // 2 + 1) > config.f_max + config.sample_rate / config.n_fft
-    assert fb[:, above].abs().max() == 0
+    assert (fb - ref).abs().max() <= 1e-5 * ref.abs().max()  # torchaudio builds it in float32, we in float64
+    # Every band is live and the band centres rise with the band index.
+    assert bool((fb.sum(dim=1) > 0).all())
+    assert bool((torch.diff(fb.argmax(dim=1)) >= 0).all())
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -59,19 +59,21 @@ def test_frames_and_log_base(config):
 @pytest.mark.parametrize("config", CONFIGS)
 def test_matches_torchaudio_melspectrogram(config):
     front = LogMel(config)
-    x = torch.randn(1, config.hop_length * 20) * 0.3
+    x = (torch.rand(1, config.hop_length * 20) * 2 - 1) * 0.9  # inside [-1, 1]: no clamping
     pad = (config.n_fft - config.hop_length) // 2
-    ta = torchaudio.transforms.MelSpectrogram(
-        sample_rate=config.sample_rate, n_fft=config.n_fft, win_length=config.win_length,
-        hop_length=config.hop_length, f_min=config.f_min, f_max=config.f_max, n_mels=config.num_mels,
-        power=1.0, center=False, norm="slaney", mel_scale="slaney",
+    padded = torch.nn.functional.pad(x[:, None], (pad, pad), mode="reflect")[:, 0]
+    power = torchaudio.transforms.Spectrogram(
+        n_fft=config.n_fft, win_length=config.win_length, hop_length=config.hop_length, power=2.0, center=False
+    )(padded)
+    to_mel = torchaudio.transforms.MelScale(
+        n_mels=config.num_mels, sample_rate=config.sample_rate, f_min=config.f_min, f_max=config.f_max,
+        n_stft=config.n_fft // 2 + 1, norm="slaney", mel_scale="slaney",
     )
-    ref = ta(torch.nn.functional.pad(x[:, None], (pad, pad), mode="reflect")[:, 0])
+    ref = to_mel(torch.sqrt(power + 1e-9))  # MMAudio's magnitude keeps 1e-9 under the sqrt
     ref = torch.log(ref.clamp(min=1e-5)) / math.log(config.log_base)
     ours = front(x)
     assert ours.shape == ref.shape
-    # Only the 1e-9 inside MMAudio's magnitude sqrt differs.
-    assert (ours - ref).abs().max() < 1e-3
+    assert (ours - ref).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -92,7 +94,18 @@ def test_tone_lands_in_its_band_and_inverts(config):
     linear = inv(torch.pow(config.log_base, mel))
     peak_hz = float(bin_hz[linear.mean(-1).argmax(dim=-1)].squeeze())
     assert abs(peak_hz - freq) < freq * 0.15
-    # And the recovered spectrum re-projects onto the same mel (least squares is exact on the mel span).
-    reproj = torch.log10(torch.clamp(fb @ linear, min=1e-5))
-    direct = torch.log10(torch.pow(config.log_base, mel).clamp(min=1e-5))
-    assert (reproj - direct)[..., :, :].abs().mean() < 0.05
+
+
+def test_prepare_waveform_downmixes_resamples_and_pads():
+    from soundstage.models.common.codecs.mel import prepare_waveform
+
+    rate = 8000
+    stereo = torch.stack([_tone(500.0, rate, 0.2), -_tone(500.0, rate, 0.2) * 0.5])[None]  # [1, 2, T]
+    out = prepare_waveform(stereo, rate, MEL_16K, multiple=2)
+    assert out.shape[0] == 1 and out.shape[-1] % (2 * MEL_16K.hop_length) == 0
+    assert out.shape[-1] >= 2 * stereo.shape[-1]
+    # Mono mix of 0.5 sin and -0.25 sin is 0.125 sin; resampling keeps a 500 Hz tone's level.
+    assert abs(float(out[0, 1000:2000].abs().max()) - 0.125) < 0.005
+    assert torch.count_nonzero(out[0, 2 * stereo.shape[-1] + 8 :]) == 0
+    same = prepare_waveform(torch.zeros(2, 16000), 16000, MEL_16K)
+    assert same.shape == (2, 16000 + (-16000) % 256)

@@ -401,6 +401,37 @@ class MultiType:
             return super().as_dict()
 
 
+@comfytype(io_type="COMFY_DYNAMICCOMBO_V3")
+class DynamicCombo(ComfyTypeI):
+    """A combo whose chosen option brings its own inputs (ids ``<combo>.<input>`` in API prompts)."""
+    Type = dict[str, Any]
+
+    class Option:
+        def __init__(self, key: str, inputs: list[Input]):
+            self.key = key
+            self.inputs = inputs
+
+        def as_dict(self):
+            return {"key": self.key, "inputs": create_input_dict_v1(self.inputs)}
+
+    class Input(Input):
+        def __init__(self, id: str, options: list, display_name: str = None, optional=False, tooltip: str = None,
+                     lazy: bool = None, extra_dict=None):
+            super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
+            self.options = options
+
+        def get_all(self) -> list[Input]:
+            return [self]
+
+        def as_dict(self):
+            return super().as_dict() | {"options": [o.as_dict() for o in self.options]}
+
+        def validate(self):
+            for option in self.options:
+                for inp in option.inputs:
+                    inp.validate()
+
+
 class Hidden(str, Enum):
     unique_id = "UNIQUE_ID"
     prompt = "PROMPT"
@@ -465,6 +496,7 @@ class Schema:
     is_api_node: bool = False
     not_idempotent: bool = False
     enable_expand: bool = False
+    search_aliases: list[str] = None
 
     def validate(self):
         input_ids = [i.id for inp in self.inputs for i in inp.get_all()]
@@ -668,19 +700,19 @@ class ComfyNode:
 
     @classproperty
     def RETURN_TYPES(cls):  # noqa: N802
-        return tuple(o.io_type for o in cls.GET_SCHEMA().outputs)
+        return [o.io_type for o in cls.GET_SCHEMA().outputs]
 
     @classproperty
     def RETURN_NAMES(cls):  # noqa: N802
-        return tuple(o.display_name if o.display_name else o.io_type for o in cls.GET_SCHEMA().outputs)
+        return [o.display_name if o.display_name else o.io_type for o in cls.GET_SCHEMA().outputs]
 
     @classproperty
     def OUTPUT_IS_LIST(cls):  # noqa: N802
-        return tuple(o.is_output_list for o in cls.GET_SCHEMA().outputs)
+        return [o.is_output_list for o in cls.GET_SCHEMA().outputs]
 
     @classproperty
     def OUTPUT_TOOLTIPS(cls):  # noqa: N802
-        return tuple(o.tooltip if o.tooltip else None for o in cls.GET_SCHEMA().outputs)
+        return [o.tooltip if o.tooltip else None for o in cls.GET_SCHEMA().outputs]
 
     @classproperty
     def OUTPUT_NODE(cls):  # noqa: N802
@@ -729,6 +761,6 @@ __all__ = [
     "Output", "ComfyTypeI", "ComfyTypeIO", "Boolean", "Int", "Float", "String", "Combo", "MultiCombo", "Image",
     "Mask", "Latent", "Conditioning", "Sampler", "Sigmas", "Noise", "Guider", "Clip", "ControlNet", "Vae", "Model",
     "ClipVision", "ClipVisionOutput", "StyleModel", "UpscaleModel", "Audio", "Video", "LoraModel", "AudioEncoder",
-    "AudioEncoderOutput", "AnyType", "MultiType", "Hidden", "HiddenHolder", "NodeInfoV1", "Schema", "ComfyNode",
+    "AudioEncoderOutput", "AnyType", "MultiType", "DynamicCombo", "Hidden", "HiddenHolder", "NodeInfoV1", "Schema", "ComfyNode",
     "NodeOutput", "ExecutionBlocker", "add_to_dict_v1", "create_input_dict_v1",
 ]

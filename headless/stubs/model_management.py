@@ -1,6 +1,7 @@
 """Headless stand-in for ``comfy.model_management``: device choice and the interruption flag."""
 from __future__ import annotations
 
+import os
 import threading
 
 import torch
@@ -24,6 +25,8 @@ def set_torch_device(device: str | torch.device | None) -> None:
 def get_torch_device() -> torch.device:
     if _device_override is not None:
         return _device_override
+    if os.environ.get("SOUNDSTAGE_DEVICE"):
+        return torch.device(os.environ["SOUNDSTAGE_DEVICE"])
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -96,3 +99,12 @@ def throw_exception_if_processing_interrupted() -> None:
         if _interrupt_processing:
             _interrupt_processing = False
             raise InterruptProcessingException()
+
+
+def load_models_gpu(models, memory_required: int = 0, force_patch_weights: bool = False,
+                    minimum_memory_required=None, force_full_load: bool = False) -> None:
+    """Headless there is no ModelPatcher registry to load into; modules stay where the pack put them."""
+
+
+def unload_all_models() -> None:
+    soft_empty_cache()

@@ -17,6 +17,7 @@ from torch import nn
 
 from .blocks import FinalBlock, JointBlock, StreamBlock
 from .layers import ChannelLastConv1d, SwiGLU, TimestepEmbedder
+from .lyrics import LyricsEncoder, LyricsEncoderConfig
 from .paapi import phase_aligned_rotations, rope_rotations
 
 SYNC_TOKENS_PER_SEGMENT = 8  # Synchformer: 16 frames -> 8 tokens (MMAudio networks.py)
@@ -44,6 +45,8 @@ class MMDiTConfig:
     samples_per_latent: int = 512
     # AudioGen-Omni (paper 3.2-3.4). 0 disables each addition, giving plain MMAudio.
     lyrics_dim: int = 0
+    lyrics_vocab: int = 0  # >0: the lyrics encoder (tokens -> features) is part of this network
+    lyrics_blocks: int = 4
     timing_seconds: int = 0
     rope_theta: float = 10000.0
 
@@ -165,6 +168,10 @@ class MMDiT(nn.Module):
         if cfg.lyrics_dim:
             self.lyrics_input_proj = nn.Sequential(nn.Linear(cfg.lyrics_dim, d), nn.SiLU(), SwiGLU(d, d * 4))
             self.empty_lyrics_feat = nn.Parameter(torch.zeros(1, cfg.lyrics_dim))
+            if cfg.lyrics_vocab:
+                self.lyrics_encoder = LyricsEncoder(
+                    LyricsEncoderConfig(vocab_size=cfg.lyrics_vocab, dim=cfg.lyrics_dim, blocks=cfg.lyrics_blocks)
+                )
         if cfg.timing_seconds:
             # Paper 3.3: start time and duration discretised into learnable per-second embeddings,
             # concatenated with the pooled text/visual features and fused by a shallow MLP.
@@ -192,6 +199,14 @@ class MMDiT(nn.Module):
         return s.floor().long().clamp(0, self.config.timing_seconds)
 
     # --- conditioning -----------------------------------------------------------------------
+
+    def encode_lyrics(self, ids: torch.Tensor, mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids [B, L] (0 = padding, L = frame budget) -> (features [B, L, lyrics_dim], mask)."""
+        if not hasattr(self, "lyrics_encoder"):
+            raise ValueError("this MMDiT has no lyrics/transcript encoder (an MMAudio checkpoint?)")
+        ids = ids.to(self.latent_mean.device)
+        mask = (ids > 0) if mask is None else mask.to(ids.device)
+        return self.lyrics_encoder(ids, mask), mask
 
     def encode_conditions(
         self,
@@ -311,7 +326,11 @@ class MMDiT(nn.Module):
             raise ValueError(f"conditions were encoded for {cond.sync.shape[1]} latent frames, got {n}")
         if rots is None:
             rots = self.rotations(n, cond.clip.shape[1], cond.text.shape[1], cond.text_rope_from, latent.device)
-        x = self.audio_input_proj(latent.to(self.dtype))
+        # Padded frames are held at zero so the convolutions see them as the sequence's end.
+        keep = None if latent_mask is None else latent_mask.unsqueeze(-1).to(self.dtype)
+        x = latent.to(self.dtype) if keep is None else latent.to(self.dtype) * keep
+        x = self.audio_input_proj(x)
+        x = x if keep is None else x * keep
         pooled = cond.clip_c + cond.text_c
         if cond.timing_c is not None:
             pooled = self.global_fuse(torch.cat([cond.clip_c, cond.text_c, cond.timing_c], dim=-1))
@@ -329,8 +348,10 @@ class MMDiT(nn.Module):
         clip, text = cond.clip, cond.text
         for block in self.joint_blocks:
             x, clip, text = block(x, clip, text, global_c, extended_c, rots, valid)
+            x = x if keep is None else x * keep
         for block in self.fused_blocks:
             x = block(x, extended_c, rots[0], latent_mask)
+            x = x if keep is None else x * keep
         # MMAudio conditions the final layer on global_c, not extended_c (its issue #55); kept for its weights.
         return self.final_layer(x, global_c)
 

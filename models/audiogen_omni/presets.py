@@ -21,11 +21,12 @@ PRESETS: dict[str, MMDiTConfig] = {
     "large_44k": MMDiTConfig(**_44K, **_VIS, hidden_dim=896, depth=21, fused_depth=14, num_heads=14),
     "large_44k_v2": MMDiTConfig(**_44K, **_VIS, hidden_dim=896, depth=21, fused_depth=14, num_heads=14, v2=True),
     # AudioGen-Omni (paper 4: 1.55B, 24 layers; T5-Base 768-d text, 768-d lyrics, MetaCLIP bigG 1280-d
-    # frames at 8 fps, 10 s max). Width/split are ours: 1152 = 18 heads x 64, 8 joint + 16 fused
-    # blocks gives 1.55B with the 44.1k latent (the paper does not state them).
+    # frames at 8 fps, 10 s max). Width/split are ours (the paper does not state them):
+    # 1024 = 16 heads x 64, 9 joint + 15 fused blocks gives 1.56B with the 44.1k latent.
     "audiogen_omni": MMDiTConfig(
         **_44K, clip_dim=1280, sync_dim=768, text_dim=768, clip_seq_len=64, sync_seq_len=192, text_seq_len=77,
-        hidden_dim=1152, depth=24, fused_depth=16, num_heads=18, v2=True, lyrics_dim=768, timing_seconds=30,
+        hidden_dim=1024, depth=24, fused_depth=15, num_heads=16, v2=True, lyrics_dim=768, lyrics_vocab=257,
+        timing_seconds=30,
     ),
 }
 
@@ -68,6 +69,8 @@ def detect_config(sd: Mapping[str, torch.Tensor]) -> tuple[str, MMDiTConfig]:
         v2=v2,
         lyrics_dim=int(sd["lyrics_input_proj.0.weight"].shape[1]) if "lyrics_input_proj.0.weight" in sd else 0,
         timing_seconds=int(sd["start_embed.weight"].shape[0] - 1) if "start_embed.weight" in sd else 0,
+        lyrics_vocab=int(sd["lyrics_encoder.embed.weight"].shape[0]) if "lyrics_encoder.embed.weight" in sd else 0,
+        lyrics_blocks=_count(sd, r"lyrics_encoder\.blocks\.(\d+)\.") if "lyrics_encoder.embed.weight" in sd else 4,
     )
     if ffn is not None:
         from .layers import swiglu_width

@@ -54,7 +54,7 @@ def load_transformer(
     kwargs = diffusers_transformer_kwargs(native_transformer_config(metadata))
     sd = transformer_state_dict(checkpoint)
     model = build_and_load(lambda: build_transformer(kwargs), sd, context="LTX-2 transformer", dtype=dtype)
-    return InContextTransformer(model.eval())
+    return InContextTransformer(model.eval().requires_grad_(False))
 
 
 def load_transformer_file(path: str | Path, *, dtype: torch.dtype | None = None, device="cpu") -> "InContextTransformer":

@@ -102,6 +102,27 @@ class LogMel(nn.Module):
         return num_samples // self.config.hop_length
 
 
+def prepare_waveform(waveform: torch.Tensor, sample_rate: int, config: MelConfig, multiple: int = 1) -> torch.Tensor:
+    """Audio [B, C, T] or [B, T] at any rate -> mono [B, T'] at the front end's rate.
+
+    Channels are averaged (MMAudio's VAEs are mono), the audio is resampled, and it is zero-padded
+    at the end to a whole number of ``multiple`` hops so every mel frame (and, with multiple 2,
+    every VAE latent frame) covers real audio.
+    """
+    x = waveform.float()
+    if x.dim() == 3:
+        x = x.mean(dim=1)
+    if x.dim() != 2:
+        raise ValueError(f"expected audio [B, C, T] or [B, T], got shape {tuple(waveform.shape)}")
+    if sample_rate != config.sample_rate:
+        import torchaudio
+
+        x = torchaudio.functional.resample(x, sample_rate, config.sample_rate)
+    step = config.hop_length * multiple
+    extra = (-x.shape[-1]) % step
+    return F.pad(x, (0, extra)) if extra else x
+
+
 def mel_config_for(num_mels: int) -> MelConfig:
     """The front end that pairs with a VAE or vocoder of ``num_mels`` bands."""
     for config in (MEL_16K, MEL_44K):
@@ -110,4 +131,4 @@ def mel_config_for(num_mels: int) -> MelConfig:
     raise ValueError(f"no MMAudio mel front end has {num_mels} mel bands (known: 80 at 16 kHz, 128 at 44.1 kHz)")
 
 
-__all__ = ["LogMel", "MelConfig", "MEL_16K", "MEL_44K", "mel_config_for", "mel_filterbank"]
+__all__ = ["LogMel", "MelConfig", "MEL_16K", "MEL_44K", "mel_config_for", "mel_filterbank", "prepare_waveform"]

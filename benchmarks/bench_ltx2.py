@@ -1,0 +1,119 @@
+"""LTX-2 AV transformer forward timing at JUST-DUB-IT's stage-1 in-context shape.
+
+    python -m soundstage.benchmarks.bench_ltx2 --preset tiny            # CPU smoke run
+    python benchmarks/bench_ltx2.py --preset real --dtype bf16 --cfg-batch   # GPU, 18.9B random weights
+
+``real`` builds the LTX-2.0 19B config with random weights (no download) at 512x768, 121 frames
+(16x16x24 = 6,144 target video tokens + 6,144 context, 126 + 126 audio tokens) and reports
+seconds per forward, seconds per CFG step and peak memory. The issue's H100 anchor: 1.117 s per
+forward with context (diffusers, bf16), 39.1 GiB peak.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def _import_pack():
+    if "soundstage" not in sys.modules:
+        root = Path(__file__).resolve().parents[1]
+        spec = importlib.util.spec_from_file_location("soundstage", root / "__init__.py", submodule_search_locations=[str(root)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["soundstage"] = module
+        spec.loader.exec_module(module)
+
+
+PRESETS = {
+    # (height, width, pixel frames, fps, text tokens)
+    "tiny": dict(height=64, width=96, frames=17, fps=24.0, text_len=8),
+    "real": dict(height=512, width=768, frames=121, fps=24.0, text_len=1024),
+}
+
+
+def build(preset: str, dtype: torch.dtype, device: str):
+    from soundstage.models.just_dub_it.config import LTX2_19B_NATIVE_CONFIG, diffusers_transformer_kwargs
+    from soundstage.models.just_dub_it.tiny import TINY_NATIVE_CONFIG
+    from soundstage.models.just_dub_it.transformer import InContextTransformer, build_transformer
+
+    native = LTX2_19B_NATIVE_CONFIG if preset == "real" else TINY_NATIVE_CONFIG
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # 18.9B parameters never exist in float32 on the device
+    try:
+        with torch.device(device):
+            model = build_transformer(diffusers_transformer_kwargs(native))
+    finally:
+        torch.set_default_dtype(previous)
+    return InContextTransformer(model.eval().requires_grad_(False)), native
+
+
+def inputs(native, preset: str, batch: int, device: str, dtype: torch.dtype):
+    from soundstage.models.just_dub_it.in_context import add_noise, audio_state, isolation_masks, video_state
+    from soundstage.models.just_dub_it.schedule import audio_latent_frames, latent_frames
+
+    p = PRESETS[preset]
+    f, h, w = latent_frames(p["frames"]), p["height"] // 32, p["width"] // 32
+    t = audio_latent_frames(p["frames"] / p["fps"])
+    ref_v = torch.randn(1, native["in_channels"], f, h, w, device=device)
+    ref_a = torch.randn(1, 8, t, native["audio_in_channels"] // 8, device=device)
+    v = video_state(ref_v, p["fps"], first_frame=ref_v[:, :, :1])
+    a = audio_state(ref_a)
+    v = add_noise(v, torch.randn_like(v.latent))
+    a = add_noise(a, torch.randn_like(a.latent))
+    a2v, v2a = isolation_masks(v, a)
+    ctx = torch.randn(batch, p["text_len"], native["caption_channels"], device=device, dtype=dtype)
+    sigma = 0.9
+    args = (
+        v.latent.repeat(batch, 1, 1), a.latent.repeat(batch, 1, 1),
+        v.timesteps(sigma).repeat(batch, 1, 1), a.timesteps(sigma).repeat(batch, 1, 1),
+        v.positions.repeat(batch, 1, 1, 1), a.positions.repeat(batch, 1, 1, 1), ctx, ctx, a2v, v2a,
+    )
+    return args, v.latent.shape[1], a.latent.shape[1]
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--cfg-batch", action="store_true", help="cond + uncond in one batch-2 forward")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=5)
+    args = ap.parse_args(argv)
+    _import_pack()
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
+        args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
+    ]
+    model, native = build(args.preset, dtype, args.device)
+    batch = 2 if args.cfg_batch else 1
+    fwd_args, nv, na = inputs(native, args.preset, batch, args.device, dtype)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        for _ in range(args.warmup):
+            model(*fwd_args)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(args.iters):
+            model(*fwd_args)
+        sync()
+    per_forward = (time.perf_counter() - t0) / args.iters
+    result = {
+        "preset": args.preset, "device": args.device, "dtype": str(dtype), "cfg_batch": args.cfg_batch,
+        "video_tokens": nv, "audio_tokens": na,
+        "seconds_per_forward_call": round(per_forward, 4),
+        "seconds_per_cfg_step": round(per_forward if args.cfg_batch else 2 * per_forward, 4),
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if args.device.startswith("cuda") else None,
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

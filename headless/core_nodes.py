@@ -1,0 +1,352 @@
+"""Headless stand-ins for the ComfyUI core nodes Soundstage workflows use.
+
+Same node ids, inputs (names, types, defaults, order) and outputs as ComfyUI's
+comfy_extras/nodes_video.py, nodes_audio.py, nodes_primitive.py and nodes.py, so example
+workflows are ordinary ComfyUI graphs. Registered by the runner only when ComfyUI is absent.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from fractions import Fraction
+
+import av
+import torch
+
+from .stubs import InputImpl, Types, folder_paths, io, ui
+
+
+def _input_files(content_types: list[str]) -> list[str]:
+    input_dir = folder_paths.get_input_directory()
+    if not os.path.isdir(input_dir):
+        return []
+    files = [f for f in os.listdir(input_dir) if os.path.isfile(os.path.join(input_dir, f))]
+    return sorted(folder_paths.filter_files_content_types(files, content_types))
+
+
+def load_audio_file(path: str) -> tuple[torch.Tensor, int]:
+    """``[C, S]`` float32 and the sample rate, decoded with PyAV as ComfyUI's LoadAudio does."""
+    with av.open(path) as container:
+        if not container.streams.audio:
+            raise ValueError("No audio stream found in the file.")
+        stream = container.streams.audio[0]
+        sample_rate = stream.codec_context.sample_rate
+        channels = stream.channels
+        frames = []
+        for frame in container.decode(streams=stream.index):
+            buf = torch.from_numpy(frame.to_ndarray())
+            if buf.shape[0] != channels:  # packed formats come back as [1, S*C]
+                buf = buf.view(-1, channels).t()
+            frames.append(buf)
+        if not frames:
+            raise ValueError("No audio frames decoded.")
+        wav = torch.cat(frames, dim=1)
+    if wav.dtype.is_floating_point:
+        return wav.float(), sample_rate
+    if wav.dtype == torch.int16:
+        return wav.float() / (2 ** 15), sample_rate
+    if wav.dtype == torch.int32:
+        return wav.float() / (2 ** 31), sample_rate
+    raise ValueError(f"Unsupported wav dtype: {wav.dtype}")
+
+
+class LoadVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LoadVideo",
+            display_name="Load Video",
+            category="image/video",
+            inputs=[io.Combo.Input("file", options=_input_files(["video"]), upload=io.UploadType.video)],
+            outputs=[io.Video.Output()],
+        )
+
+    @classmethod
+    def execute(cls, file) -> io.NodeOutput:
+        return io.NodeOutput(InputImpl.VideoFromFile(folder_paths.get_annotated_filepath(file)))
+
+    @classmethod
+    def fingerprint_inputs(cls, file):
+        return os.path.getmtime(folder_paths.get_annotated_filepath(file))
+
+    @classmethod
+    def validate_inputs(cls, file):
+        if not folder_paths.exists_annotated_filepath(file):
+            return "Invalid video file: {}".format(file)
+        return True
+
+
+class SaveVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SaveVideo",
+            display_name="Save Video",
+            category="image/video",
+            description="Saves the input images to your ComfyUI output directory.",
+            inputs=[
+                io.Video.Input("video", tooltip="The video to save."),
+                io.String.Input("filename_prefix", default="video/ComfyUI",
+                                tooltip="The prefix for the file to save."),
+                io.Combo.Input("format", options=Types.VideoContainer.as_input(), default="auto",
+                               tooltip="The format to save the video as."),
+                io.Combo.Input("codec", options=Types.VideoCodec.as_input(), default="auto",
+                               tooltip="The codec to use for the video."),
+            ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, video, filename_prefix, format, codec) -> io.NodeOutput:
+        width, height = video.get_dimensions()
+        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, folder_paths.get_output_directory(), width, height)
+        metadata = {}
+        if cls.hidden.extra_pnginfo is not None:
+            metadata.update(cls.hidden.extra_pnginfo)
+        if cls.hidden.prompt is not None:
+            metadata["prompt"] = cls.hidden.prompt
+        file = f"{filename}_{counter:05}_.{Types.VideoContainer.get_extension(format)}"
+        video.save_to(os.path.join(folder, file), format=Types.VideoContainer(format), codec=codec,
+                      metadata=metadata or None)
+        return io.NodeOutput(ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
+
+
+class CreateVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CreateVideo",
+            display_name="Create Video",
+            category="image/video",
+            description="Create a video from images.",
+            inputs=[
+                io.Image.Input("images", tooltip="The images to create a video from."),
+                io.Float.Input("fps", default=30.0, min=1.0, max=120.0, step=1.0),
+                io.Audio.Input("audio", optional=True, tooltip="The audio to add to the video."),
+            ],
+            outputs=[io.Video.Output()],
+        )
+
+    @classmethod
+    def execute(cls, images, fps, audio=None) -> io.NodeOutput:
+        return io.NodeOutput(InputImpl.VideoFromComponents(
+            Types.VideoComponents(images=images, audio=audio, frame_rate=Fraction(fps))))
+
+
+class GetVideoComponents(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="GetVideoComponents",
+            display_name="Get Video Components",
+            category="image/video",
+            description="Extracts all components from a video: frames, audio, and framerate.",
+            inputs=[io.Video.Input("video", tooltip="The video to extract components from.")],
+            outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio"),
+                     io.Float.Output(display_name="fps")],
+        )
+
+    @classmethod
+    def execute(cls, video) -> io.NodeOutput:
+        components = video.get_components()
+        return io.NodeOutput(components.images, components.audio, float(components.frame_rate))
+
+
+class LoadAudio(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LoadAudio",
+            display_name="Load Audio",
+            category="audio",
+            inputs=[io.Combo.Input("audio", upload=io.UploadType.audio, options=_input_files(["audio", "video"]))],
+            outputs=[io.Audio.Output()],
+        )
+
+    @classmethod
+    def execute(cls, audio) -> io.NodeOutput:
+        waveform, sample_rate = load_audio_file(folder_paths.get_annotated_filepath(audio))
+        return io.NodeOutput({"waveform": waveform.unsqueeze(0), "sample_rate": sample_rate})
+
+    @classmethod
+    def fingerprint_inputs(cls, audio):
+        digest = hashlib.sha256()
+        with open(folder_paths.get_annotated_filepath(audio), "rb") as f:
+            digest.update(f.read())
+        return digest.digest().hex()
+
+    @classmethod
+    def validate_inputs(cls, audio):
+        if not folder_paths.exists_annotated_filepath(audio):
+            return "Invalid audio file: {}".format(audio)
+        return True
+
+
+def _save_audio_schema(node_id: str, display_name: str, quality: list[str] | None = None,
+                       default_quality: str | None = None) -> io.Schema:
+    inputs = [io.Audio.Input("audio"), io.String.Input("filename_prefix", default="audio/ComfyUI")]
+    if quality is not None:
+        inputs.append(io.Combo.Input("quality", options=quality, default=default_quality))
+    return io.Schema(node_id=node_id, display_name=display_name, category="audio", inputs=inputs,
+                     outputs=[io.Audio.Output()], hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+                     is_output_node=True)
+
+
+def _save_audio(cls, audio, filename_prefix, format, quality="128k") -> io.NodeOutput:
+    if audio is None:
+        raise ValueError(f"{cls.__name__}: input audio is None (source video may have no audio track).")
+    saved = ui.AudioSaveHelper.get_save_audio_ui(audio, filename_prefix=filename_prefix, cls=cls, format=format,
+                                                 quality=quality)
+    return io.NodeOutput(audio, ui=saved)
+
+
+class SaveAudio(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return _save_audio_schema("SaveAudio", "Save Audio (FLAC)")
+
+    @classmethod
+    def execute(cls, audio, filename_prefix="ComfyUI", format="flac") -> io.NodeOutput:
+        return _save_audio(cls, audio, filename_prefix, format)
+
+
+class SaveAudioMP3(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return _save_audio_schema("SaveAudioMP3", "Save Audio (MP3)", ["V0", "128k", "320k"], "V0")
+
+    @classmethod
+    def execute(cls, audio, filename_prefix="ComfyUI", format="mp3", quality="128k") -> io.NodeOutput:
+        return _save_audio(cls, audio, filename_prefix, format, quality)
+
+
+class SaveAudioOpus(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return _save_audio_schema("SaveAudioOpus", "Save Audio (Opus)", ["64k", "96k", "128k", "192k", "320k"],
+                                  "128k")
+
+    @classmethod
+    def execute(cls, audio, filename_prefix="ComfyUI", format="opus", quality="128k") -> io.NodeOutput:
+        return _save_audio(cls, audio, filename_prefix, format, quality)
+
+
+class SaveAudioAdvanced(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SaveAudioAdvanced",
+            display_name="Save Audio",
+            category="audio",
+            inputs=[
+                io.Audio.Input("audio", tooltip="The audio to save."),
+                io.String.Input("filename_prefix", default="audio/ComfyUI",
+                                tooltip="The prefix for the file to save."),
+                io.DynamicCombo.Input("format", options=[
+                    io.DynamicCombo.Option("flac", []),
+                    io.DynamicCombo.Option("mp3", [io.Combo.Input("quality", options=["V0", "128k", "320k"],
+                                                                  default="V0")]),
+                    io.DynamicCombo.Option("opus", [io.Combo.Input(
+                        "quality", options=["64k", "96k", "128k", "192k", "320k"], default="128k")]),
+                ], tooltip="The file format in which to save the audio."),
+            ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+            outputs=[io.Audio.Output(tooltip="The saved audio.")],
+        )
+
+    @classmethod
+    def execute(cls, audio, filename_prefix: str, format: dict) -> io.NodeOutput:
+        if audio is None:
+            return io.NodeOutput(None)
+        chosen = format.get("format", "flac") if isinstance(format, dict) else format
+        quality = format.get("quality") if isinstance(format, dict) else None
+        return _save_audio(cls, audio, filename_prefix, chosen, quality or "128k")
+
+
+class PreviewAudio(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PreviewAudio",
+            display_name="Preview Audio",
+            category="audio",
+            inputs=[io.Audio.Input("audio")],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, audio) -> io.NodeOutput:
+        return io.NodeOutput(ui=ui.PreviewAudio(audio, cls=cls))
+
+
+class SaveImage(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SaveImage",
+            display_name="Save Image",
+            category="image",
+            description="Saves the input images to your ComfyUI output directory.",
+            inputs=[
+                io.Image.Input("images", tooltip="The images to save."),
+                io.String.Input("filename_prefix", default="ComfyUI", tooltip="The prefix for the file to save."),
+            ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, images, filename_prefix="ComfyUI") -> io.NodeOutput:
+        return io.NodeOutput(ui=ui.ImageSaveHelper.get_save_images_ui(images, filename_prefix, cls=cls))
+
+
+class PreviewImage(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PreviewImage",
+            display_name="Preview Image",
+            category="image",
+            description="Saves the input images to your ComfyUI output directory.",
+            inputs=[io.Image.Input("images")],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, images) -> io.NodeOutput:
+        return io.NodeOutput(ui=ui.PreviewImage(images, cls=cls))
+
+
+def _primitive(node_id: str, display_name: str, kind, **input_options):
+    class Primitive(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id=node_id, display_name=display_name, category="utils/primitive",
+                             inputs=[kind.Input("value", **input_options)], outputs=[kind.Output()])
+
+        @classmethod
+        def execute(cls, value) -> io.NodeOutput:
+            return io.NodeOutput(value)
+
+    Primitive.__name__ = Primitive.__qualname__ = node_id
+    return Primitive
+
+
+PrimitiveString = _primitive("PrimitiveString", "String", io.String)
+PrimitiveStringMultiline = _primitive("PrimitiveStringMultiline", "String (Multiline)", io.String, multiline=True)
+PrimitiveInt = _primitive("PrimitiveInt", "Int", io.Int, min=-sys.maxsize, max=sys.maxsize,
+                          control_after_generate=True)
+PrimitiveFloat = _primitive("PrimitiveFloat", "Float", io.Float, min=-sys.maxsize, max=sys.maxsize)
+PrimitiveBoolean = _primitive("PrimitiveBoolean", "Boolean", io.Boolean)
+
+CORE_NODES = [
+    LoadVideo, SaveVideo, CreateVideo, GetVideoComponents, LoadAudio, SaveAudio, SaveAudioMP3, SaveAudioOpus,
+    SaveAudioAdvanced, PreviewAudio, SaveImage, PreviewImage, PrimitiveString, PrimitiveStringMultiline,
+    PrimitiveInt, PrimitiveFloat, PrimitiveBoolean,
+]

@@ -1,0 +1,70 @@
+"""Tiny random MTV parts (denoiser, wav2vec2, CogVideoX VAE) for tests, benchmarks and headless demos.
+
+Same classes as the real models, small numbers; seeded non-degenerate weights (the official
+zero-initialised music adaLN is made non-zero so that a wiring error changes outputs).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .audio_modules import MSTConfig
+from .transformer import BackboneConfig, MTVTransformer
+
+
+def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Matrices N(0, 1/fan_in), norm weights 1 + N(0, 0.1^2), biases and tables N(0, 0.05^2)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.dim() >= 2 and "pos_embedding" not in name:
+                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
+            elif name.endswith("weight"):
+                p.copy_(1 + torch.randn(p.shape, generator=g) * 0.1)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+        for name, b in module.named_buffers():
+            if name.endswith("pos_embedding"):
+                b.copy_(torch.randn(b.shape, generator=g) * 0.05)
+    return module
+
+
+def tiny_configs(
+    *, hidden: int = 32, heads: int = 2, layers: int = 2, latent_channels: int = 4, latent_hw: tuple[int, int] = (4, 6),
+    text_length: int = 8, text_dim: int = 16, wav2vec_layers: int = 2, wav2vec_width: int = 16, multi_person: bool = False,
+) -> tuple[BackboneConfig, MSTConfig]:
+    bb = BackboneConfig(
+        num_layers=layers, num_heads=heads, head_dim=hidden // heads, in_channels=2 * latent_channels,
+        out_channels=latent_channels, time_embed_dim=24, text_embed_dim=text_dim, text_length=text_length,
+        latent_height=latent_hw[0], latent_width=latent_hw[1],
+    )
+    au = MSTConfig(
+        num_layers=layers, hidden_size=hidden, num_heads=heads, time_embed_dim=24, token_width=32, audio_heads=2,
+        context_tokens=4, proj_in_dim=5 * wav2vec_layers * wav2vec_width, proj_hidden=24, num_dual_blocks=2,
+        multi_person=multi_person,
+    )
+    return bb, au
+
+
+def tiny_mtv(seed: int = 0, **kw) -> MTVTransformer:
+    return randomize_(MTVTransformer(*tiny_configs(**kw)), seed).eval().requires_grad_(False)
+
+
+def tiny_wav2vec_config(hidden: int = 16, layers: int = 2):
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(
+        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=2 * hidden,
+        conv_dim=[8] * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
+    )
+
+
+def tiny_vae_config() -> dict:
+    """``AutoencoderKLCogVideoX`` kwargs: 8x spatial, 4x temporal, like the real VAE, 16 latent channels
+    reduced to 4."""
+    return dict(
+        in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
+        block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, scaling_factor=0.7,
+        temporal_compression_ratio=4,
+    )

@@ -1,0 +1,107 @@
+"""Running the 11B fusion model in less memory: fp8 weight storage and block swapping.
+
+fp8: every Linear inside the fusion blocks stores its weight as float8 e4m3 with one float32
+scale per tensor (amax / 448) and multiplies in bfloat16 after dequantising. Embeddings, heads and
+norms stay in the load dtype. Block swap: only ``resident`` fusion blocks (video + audio block i)
+stay on the compute device; the rest live in CPU memory (pinned when CUDA is used) and are copied in
+just before they run and dropped right after.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FP8_DTYPE = torch.float8_e4m3fn
+FP8_MAX = 448.0  # largest finite e4m3fn value
+
+
+def quantize_fp8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tensor scaled e4m3: returns (fp8 tensor, float32 scale) with w ~= q.float() * scale."""
+    amax = w.detach().abs().max().float().clamp(min=1e-12)
+    scale = amax / FP8_MAX
+    q = (w.detach().float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    return q, scale
+
+
+class Fp8Linear(nn.Module):
+    """Linear with fp8 weight storage; ``compute_dtype`` is what the product runs in."""
+
+    def __init__(self, linear: nn.Linear, compute_dtype: torch.dtype = torch.bfloat16):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.compute_dtype = compute_dtype
+        q, scale = quantize_fp8(linear.weight)
+        self.weight = nn.Parameter(q, requires_grad=False)
+        self.register_buffer("weight_scale", scale)
+        self.bias = None if linear.bias is None else nn.Parameter(
+            linear.bias.detach().to(compute_dtype), requires_grad=False)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        return self.weight.to(self.compute_dtype) * self.weight_scale.to(self.compute_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.to(self.compute_dtype), self.dequantized_weight(), self.bias)
+
+
+def fp8_blocks_(model: nn.Module, compute_dtype: torch.dtype = torch.bfloat16) -> int:
+    """Swap every nn.Linear under ``*.blocks.*`` for :class:`Fp8Linear` in place; returns the count."""
+    count = 0
+    for tower in (model.video_model, model.audio_model):
+        for block in tower.blocks:
+            for name, child in list(block.named_modules()):
+                for cname, sub in list(child.named_children()):
+                    if isinstance(sub, nn.Linear):
+                        setattr(child, cname, Fp8Linear(sub, compute_dtype))
+                        count += 1
+    return count
+
+
+class BlockSwap:
+    """Keep the first ``resident`` fusion blocks on ``device``; stream the rest in per forward."""
+
+    def __init__(self, model: nn.Module, device: str | torch.device, resident: int = 0,
+                 storage: str | torch.device = "cpu"):
+        self.model, self.device, self.storage = model, torch.device(device), torch.device(storage)
+        n = model.num_blocks
+        if not 0 <= resident <= n:
+            raise ValueError(f"resident blocks must be in 0..{n}, got {resident}")
+        self.resident = resident
+        self.loads = 0
+        pin = self.device.type == "cuda" and self.storage.type == "cpu"
+        for i in range(n):
+            for block in self._pair(i):
+                block.to(self.device if i < resident else self.storage)
+                if pin and i >= resident:
+                    for p in block.parameters():
+                        p.data = p.data.pin_memory()
+        model.block_context = self.around
+
+    def _pair(self, i: int):
+        return self.model.video_model.blocks[i], self.model.audio_model.blocks[i]
+
+    @contextmanager
+    def around(self, i: int):
+        if i < self.resident:
+            yield
+            return
+        saved = []
+        for block in self._pair(i):
+            for mod in block.modules():
+                for store in (mod._parameters, mod._buffers):
+                    for name, t in store.items():
+                        if t is not None:
+                            saved.append((store, name, t))
+                            moved = t.data.to(self.device, non_blocking=True)
+                            store[name] = nn.Parameter(moved, requires_grad=False) if isinstance(t, nn.Parameter) else moved
+        self.loads += 1
+        try:
+            yield
+        finally:
+            for store, name, t in saved:
+                store[name] = t
+
+    def detach(self) -> None:
+        self.model.block_context = None

@@ -1,0 +1,294 @@
+"""Mel-VAE and vocoder nodes shared by AudioGen-Omni/MMAudio and Ovi.
+
+AUDIO -> Audio To Mel -> Mel-VAE Encode -> LATENT -> Mel-VAE Decode -> Vocoder -> AUDIO.
+The mel travels as ``SOUNDSTAGE_MEL`` ({"mel": [B, n_mels, F], "sample_rate", "hop_length"}); latents
+are core LATENT dicts {"samples": [B, C, T], "type": "audio", ...}.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..compat import io, model_management
+from ..models.common.checkpoint import CheckpointError, load_file
+from ..models.common.codecs.bigvgan import BigVGAN, load_bigvgan
+from ..models.common.codecs.mel import MEL_16K, MEL_44K, LogMel, MelConfig, mel_config_for, prepare_waveform
+from ..models.common.codecs.mmaudio_vae import MelVAE, load_mel_vae
+from ..models.common.device import Placement
+from .model_folders import model_choices, resolve_model
+from .model_patch import ModelHandle
+from .progress import step_callback
+
+CATEGORY = "Soundstage/Audio Codecs"
+CODEC_FOLDERS = ("soundstage_mmaudio", "vae")  # MMAudio ext_weights first, then the standard vae folder
+PRECISIONS = ["fp32", "bf16", "fp16", "auto"]
+FRONT_ENDS = {"mmaudio_16k (80 mels, log10)": MEL_16K, "mmaudio_44k (128 mels, ln)": MEL_44K}
+
+AudioVAE = io.Custom("SOUNDSTAGE_AUDIO_VAE")
+Vocoder = io.Custom("SOUNDSTAGE_VOCODER")
+Mel = io.Custom("SOUNDSTAGE_MEL")
+
+
+@dataclass
+class AudioVAEModel:
+    """A loaded mel VAE and the front end its mels come from."""
+
+    handle: ModelHandle
+    mel: MelConfig
+
+
+# --------------------------------------------------------------------------- plain functions
+
+
+def codec_file_choices() -> list[str]:
+    names: list[str] = []
+    for folder in CODEC_FOLDERS:
+        names += [n for n in model_choices(folder) if n not in names]
+    return sorted(names)
+
+
+def resolve_codec_file(name: str, node: str, input_name: str) -> str:
+    for folder in CODEC_FOLDERS[:-1]:
+        try:
+            return resolve_model(folder, name, node, input_name)
+        except FileNotFoundError:
+            continue
+    return resolve_model(CODEC_FOLDERS[-1], name, node, input_name)
+
+
+def load_audio_vae(path: str, precision: str, node: str = "Load Mel-VAE") -> AudioVAEModel:
+    placement = Placement.auto(precision)
+    try:
+        vae = load_mel_vae(load_file(path), context=f"{node}: {Path(path).name}")
+    except CheckpointError as exc:
+        raise ValueError(f"{node}: input 'vae_name': {exc}") from exc
+    try:
+        mel = mel_config_for(vae.config.mel_bins)
+    except ValueError as exc:
+        raise ValueError(f"{node}: input 'vae_name': {exc}") from exc
+    info = {"kind": "mmaudio_vae", "config": vae.config, "file": Path(path).name}
+    return AudioVAEModel(ModelHandle(vae, placement, info=info), mel)
+
+
+def load_vocoder(path: str, precision: str, node: str = "Load Vocoder") -> ModelHandle:
+    placement = Placement.auto(precision)
+    try:
+        model = load_bigvgan(load_file(path), context=f"{node}: {Path(path).name}")
+    except CheckpointError as exc:
+        raise ValueError(f"{node}: input 'vocoder_name': {exc}") from exc
+    return ModelHandle(model, placement, info={"kind": "bigvgan", "config": model.config, "file": Path(path).name})
+
+
+def audio_to_mel(audio: dict, config: MelConfig, node: str = "Audio To Mel") -> dict:
+    waveform = audio.get("waveform") if isinstance(audio, dict) else None
+    if waveform is None or waveform.shape[-1] == 0:
+        raise ValueError(f"{node}: input 'audio' is empty")
+    # Padded to whole latent frames (2 mel frames each) so the encoder never drops audio.
+    x = prepare_waveform(waveform, int(audio["sample_rate"]), config, multiple=2)
+    mel = LogMel(config)(x)
+    return {"mel": mel, "sample_rate": config.sample_rate, "hop_length": config.hop_length}
+
+
+def vae_encode(vae: AudioVAEModel, mel: dict, sample: bool, seed: int, node: str = "Mel-VAE Encode") -> dict:
+    spec = mel["mel"]
+    bins = vae.handle.info["config"].mel_bins
+    if spec.shape[1] != bins or mel["sample_rate"] != vae.mel.sample_rate:
+        raise ValueError(
+            f"{node}: input 'mel' has {spec.shape[1]} bands at {mel['sample_rate']} Hz, but the VAE expects "
+            f"{bins} bands at {vae.mel.sample_rate} Hz (use the matching Audio To Mel front end)"
+        )
+    if spec.shape[-1] % 2:
+        spec = spec[..., :-1]  # one latent frame per 2 mel frames
+    model_management.throw_exception_if_processing_interrupted()
+    with vae.handle.use() as model, torch.no_grad():
+        mean, logvar = model.encode(spec.to(vae.handle.device))
+        if sample:
+            gen = torch.Generator(device=mean.device).manual_seed(seed)
+            z = MelVAE.sample(mean, logvar, gen)
+        else:
+            z = mean
+    return {
+        "samples": z.float().cpu(),
+        "type": "audio",
+        "sample_rate": vae.mel.sample_rate,
+        "latent_hop_length": vae.mel.hop_length * 2,
+    }
+
+
+def vae_decode(vae: AudioVAEModel, latent: dict, node: str = "Mel-VAE Decode") -> dict:
+    z = latent.get("samples") if isinstance(latent, dict) else None
+    channels = vae.handle.info["config"].latent_channels
+    if z is None or z.dim() != 3 or z.shape[1] != channels:
+        shape = None if z is None else tuple(z.shape)
+        raise ValueError(f"{node}: input 'latent' must be [batch, {channels}, frames] for this VAE, got {shape}")
+    model_management.throw_exception_if_processing_interrupted()
+    with vae.handle.use() as model, torch.no_grad():
+        spec = model.decode(z.to(vae.handle.device))
+    return {"mel": spec.float().cpu(), "sample_rate": vae.mel.sample_rate, "hop_length": vae.mel.hop_length}
+
+
+def vocode(vocoder: ModelHandle, mel: dict, node: str = "Vocoder") -> dict:
+    config = vocoder.info["config"]
+    spec = mel["mel"]
+    if spec.shape[1] != config.num_mels or mel["hop_length"] != config.hop_length:
+        raise ValueError(
+            f"{node}: input 'mel' has {spec.shape[1]} bands with hop {mel['hop_length']}, but the vocoder expects "
+            f"{config.num_mels} bands with hop {config.hop_length}"
+        )
+    callback = step_callback(len(config.upsample_rates))
+    with vocoder.use() as model, torch.no_grad():
+        wav = model(spec.to(vocoder.device), callback=callback)
+    return {"waveform": wav.float().cpu().contiguous(), "sample_rate": int(config.sample_rate)}
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def _precision_input() -> io.Combo.Input:
+    return io.Combo.Input(
+        "precision", options=PRECISIONS, default="fp32",
+        tooltip="Compute precision. fp32 is exact and cheap for these small models; auto = bf16/fp16 on GPU.",
+    )
+
+
+class LoadMelVAE(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageLoadMelVAE",
+            display_name="Load Mel-VAE (MMAudio)",
+            category=CATEGORY,
+            description="MMAudio mel VAE: v1-16.pth (16 kHz, 20 ch, used by Ovi) or v1-44.pth (44.1 kHz, 40 ch).",
+            inputs=[
+                io.Combo.Input(
+                    "vae_name", options=codec_file_choices(),
+                    tooltip="From models/soundstage/mmaudio or models/vae. Size and sample rate are read from the file.",
+                ),
+                _precision_input(),
+            ],
+            outputs=[AudioVAE.Output(display_name="audio_vae")],
+        )
+
+    @classmethod
+    def execute(cls, vae_name: str, precision: str = "fp32") -> io.NodeOutput:
+        path = resolve_codec_file(vae_name, "Load Mel-VAE", "vae_name")
+        return io.NodeOutput(load_audio_vae(path, precision))
+
+
+class LoadVocoder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageLoadVocoder",
+            display_name="Load Vocoder (BigVGAN)",
+            category=CATEGORY,
+            description="BigVGAN generator: MMAudio's v1 16 kHz best_netG.pt or NVIDIA v2 bigvgan_generator.pt.",
+            inputs=[
+                io.Combo.Input(
+                    "vocoder_name", options=codec_file_choices(),
+                    tooltip="From models/soundstage/mmaudio or models/vae. v1 (tanh) or v2 (clamp) is read from the file.",
+                ),
+                _precision_input(),
+            ],
+            outputs=[Vocoder.Output(display_name="vocoder")],
+        )
+
+    @classmethod
+    def execute(cls, vocoder_name: str, precision: str = "fp32") -> io.NodeOutput:
+        path = resolve_codec_file(vocoder_name, "Load Vocoder", "vocoder_name")
+        return io.NodeOutput(load_vocoder(path, precision))
+
+
+class AudioToMel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageAudioToMel",
+            display_name="Audio To Mel",
+            category=CATEGORY,
+            description="Log-mel spectrogram on MMAudio's front end (mono, resampled, padded to whole latent frames).",
+            inputs=[
+                io.Audio.Input("audio", tooltip="Any sample rate and channel count; channels are averaged."),
+                io.Combo.Input(
+                    "front_end", options=list(FRONT_ENDS), default=next(iter(FRONT_ENDS)),
+                    tooltip="16 kHz for the v1-16 VAE / Ovi / BigVGAN v1; 44.1 kHz for the v1-44 VAE / BigVGAN v2.",
+                ),
+            ],
+            outputs=[Mel.Output(display_name="mel")],
+        )
+
+    @classmethod
+    def execute(cls, audio: dict, front_end: str) -> io.NodeOutput:
+        if front_end not in FRONT_ENDS:
+            raise ValueError(f"Audio To Mel: input 'front_end': unknown value {front_end!r}")
+        return io.NodeOutput(audio_to_mel(audio, FRONT_ENDS[front_end]))
+
+
+class MelVAEEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageMelVAEEncode",
+            display_name="Mel-VAE Encode",
+            category=CATEGORY,
+            inputs=[
+                AudioVAE.Input("audio_vae", tooltip="From Load Mel-VAE."),
+                Mel.Input("mel", tooltip="From Audio To Mel, on the front end matching this VAE."),
+                io.Boolean.Input("sample", default=False, tooltip="Draw from the posterior instead of using its mean."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, step=1,
+                             tooltip="Seed for the posterior draw (ignored when sample is off)."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, audio_vae: AudioVAEModel, mel: dict, sample: bool = False, seed: int = 0) -> io.NodeOutput:
+        return io.NodeOutput(vae_encode(audio_vae, mel, sample, seed))
+
+
+class MelVAEDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageMelVAEDecode",
+            display_name="Mel-VAE Decode",
+            category=CATEGORY,
+            inputs=[
+                AudioVAE.Input("audio_vae", tooltip="From Load Mel-VAE."),
+                io.Latent.Input("latent", tooltip="Audio latent [batch, channels, frames], not normalised by the DiT."),
+            ],
+            outputs=[Mel.Output(display_name="mel")],
+        )
+
+    @classmethod
+    def execute(cls, audio_vae: AudioVAEModel, latent: dict) -> io.NodeOutput:
+        return io.NodeOutput(vae_decode(audio_vae, latent))
+
+
+class VocoderDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageVocoder",
+            display_name="Vocoder (Mel To Audio)",
+            category=CATEGORY,
+            inputs=[
+                Vocoder.Input("vocoder", tooltip="From Load Vocoder."),
+                Mel.Input("mel", tooltip="From Mel-VAE Decode or Audio To Mel, with the vocoder's bands and hop."),
+            ],
+            outputs=[io.Audio.Output(display_name="audio")],
+        )
+
+    @classmethod
+    def execute(cls, vocoder: ModelHandle, mel: dict) -> io.NodeOutput:
+        return io.NodeOutput(vocode(vocoder, mel))
+
+
+NODES: list[type[io.ComfyNode]] = [LoadMelVAE, LoadVocoder, AudioToMel, MelVAEEncode, MelVAEDecode, VocoderDecode]
+
+__all__ = [
+    "NODES", "AudioVAEModel", "audio_to_mel", "vae_encode", "vae_decode", "vocode", "load_audio_vae",
+    "load_vocoder", "BigVGAN",
+]

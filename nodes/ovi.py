@@ -1,0 +1,431 @@
+"""Ovi nodes: load the fusion model, build and encode the prompt, sample audio+video latents, and
+the Wan2.2 video VAE. Audio latents ([1, 20, L], MMAudio 16 kHz layout) go to the shared MMAudio
+VAE + BigVGAN codec nodes.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..compat import io
+from ..models.common.checkpoint import CheckpointError
+from ..models.common.device import best_device, resolve_dtype
+from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
+from ..models.ovi.memory import BlockSwap, fp8_blocks_
+from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
+from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, MODEL_VARIANTS, Umt5TextEncoder,
+                               build_prompt, load_tokenizer, load_umt5)
+from ..models.ovi.video_vae import decode_video, encode_image, load_wan_vae
+from .model_folders import model_choices, register_model_folders, resolve_model
+from .progress import step_callback
+
+CATEGORY = "Soundstage/Ovi"
+OviModel = io.Custom("SOUNDSTAGE_OVI_MODEL")
+OviTextEncoder = io.Custom("SOUNDSTAGE_UMT5")
+OviConditioningType = io.Custom("SOUNDSTAGE_OVI_CONDITIONING")
+WanVAE = io.Custom("SOUNDSTAGE_WAN_VAE")
+PRECISIONS = ("auto", "bf16", "fp32", "fp8_e4m3")
+OFFLOAD = ("none", "block_swap")
+TOKENIZER_EXTENSIONS = (".json", ".model")
+VAE_SPATIAL = 16  # Wan2.2 VAE: 16x spatial, 4x temporal
+
+
+@contextmanager
+def node_errors(node: str, input_name: str):
+    try:
+        yield
+    except (CheckpointError, FileNotFoundError, OSError) as exc:
+        raise ValueError(f"{node}: input '{input_name}': {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- model
+@dataclass
+class LoadedOvi:
+    """The fusion model and how it runs; one per loader output, no global state."""
+
+    module: torch.nn.Module
+    device: torch.device
+    offload: str
+    resident_blocks: int
+    swap: BlockSwap | None = None
+
+    @contextmanager
+    def use(self):
+        if self.offload == "block_swap":
+            # Blocks stream in per forward; embeddings and heads stay on the device.
+            for part in (self.module.video_model, self.module.audio_model):
+                for name, child in part.named_children():
+                    if name != "blocks":
+                        child.to(self.device)
+            if self.swap is None:
+                self.swap = BlockSwap(self.module, self.device, self.resident_blocks)
+            yield self.module
+            return
+        self.module.to(self.device)
+        try:
+            yield self.module
+        finally:
+            if self.device.type != "cpu":
+                self.module.to("cpu")
+                torch.cuda.empty_cache()
+
+
+def load_ovi_model(ckpt_name: str, precision: str, offload: str, resident_blocks: int, num_heads: int,
+                   text_len: int, node: str = "Load Ovi Model") -> LoadedOvi:
+    path = resolve_model("soundstage_ovi", ckpt_name, node, "ckpt_name")
+    device = best_device()
+    fp8 = precision == "fp8_e4m3"
+    dtype = torch.bfloat16 if fp8 else resolve_dtype(precision, device)
+    with node_errors(node, "ckpt_name"):
+        model = load_ovi_fusion(path, num_heads=num_heads or None, text_len=text_len, dtype=dtype)
+    if fp8:
+        fp8_blocks_(model, compute_dtype=torch.bfloat16)
+    if not 0 <= resident_blocks <= model.num_blocks:
+        raise ValueError(f"{node}: input 'resident_blocks': must be 0..{model.num_blocks}, got {resident_blocks}")
+    return LoadedOvi(model, device, offload, resident_blocks)
+
+
+class LoadOviModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageOviLoadModel",
+            display_name="Load Ovi Model",
+            category=CATEGORY,
+            description="Ovi twin-DiT fusion checkpoint (model.safetensors: video_model.* + audio_model.*).",
+            inputs=[
+                io.Combo.Input("ckpt_name", options=model_choices("soundstage_ovi"),
+                               tooltip="Fusion checkpoint in models/soundstage/ovi."),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
+                               tooltip="auto: bf16 on GPU, fp32 on CPU. fp8_e4m3: block weights stored in fp8 "
+                                       "(per-tensor scale), computed in bf16 - about half the memory."),
+                io.Combo.Input("offload", options=list(OFFLOAD), default="none",
+                               tooltip="block_swap: keep only 'resident_blocks' fusion blocks on the GPU and stream "
+                                       "the others from CPU memory each step (for 24 GB cards)."),
+                io.Int.Input("resident_blocks", default=0, min=0, max=64, step=1,
+                             tooltip="With block_swap: fusion blocks kept on the GPU (more = faster, more VRAM)."),
+                io.Int.Input("num_heads", default=0, min=0, max=256, step=1,
+                             tooltip="Attention heads; 0 = dim / 128 as in the released models."),
+                io.Int.Input("text_len", default=WAN_TEXT_LEN, min=1, max=4096, step=1,
+                             tooltip="Text tokens the model pads to (512 for the released models)."),
+            ],
+            outputs=[OviModel.Output("ovi_model")],
+        )
+
+    @classmethod
+    def execute(cls, ckpt_name, precision, offload, resident_blocks, num_heads, text_len) -> io.NodeOutput:
+        return io.NodeOutput(load_ovi_model(ckpt_name, precision, offload, resident_blocks, num_heads, text_len))
+
+
+# ----------------------------------------------------------------------------- prompt
+def ovi_prompt(video: str, speech: str, audio: str, variant: str, video_negative: str,
+               audio_negative: str) -> tuple[str, str, str]:
+    lines = [ln for ln in speech.splitlines() if ln.strip()]
+    try:
+        prompt = build_prompt(video, lines, audio, variant)
+    except ValueError as exc:
+        raise ValueError(f"Ovi Prompt Builder: input 'model_variant': {exc}") from exc
+    if not prompt:
+        raise ValueError("Ovi Prompt Builder: input 'video_prompt': the prompt is empty")
+    return prompt, video_negative, audio_negative
+
+
+class OviPromptBuilder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageOviPromptBuilder",
+            display_name="Ovi Prompt Builder",
+            category=CATEGORY,
+            description="Writes the prompt format the chosen checkpoint was trained on: speech in <S>..<E>, "
+                        "audio caption in <AUDCAP>..<ENDAUDCAP> (720x720 5 s) or 'Audio: ...' (960 models).",
+            inputs=[
+                io.String.Input("video_prompt", multiline=True, default="A woman smiles at the camera in a sunny kitchen.",
+                                tooltip="What is seen (you may also place <S>..<E> lines inside it)."),
+                io.String.Input("speech", multiline=True, default="Good morning!",
+                                tooltip="Spoken lines, one per line; each becomes <S>line<E>."),
+                io.String.Input("audio_caption", multiline=True, default="Warm female voice, soft kitchen ambience.",
+                                tooltip="Describes the sound: voices, ambience, effects, music."),
+                io.Combo.Input("model_variant", options=list(MODEL_VARIANTS), default="720x720_5s",
+                               tooltip="The checkpoint the prompt is for (decides the audio caption tags)."),
+                io.String.Input("video_negative", multiline=True, default=DEFAULT_VIDEO_NEGATIVE,
+                                tooltip="Negative prompt of the video branch."),
+                io.String.Input("audio_negative", multiline=True, default=DEFAULT_AUDIO_NEGATIVE,
+                                tooltip="Negative prompt of the audio branch."),
+            ],
+            outputs=[io.String.Output("prompt"), io.String.Output("video_negative"), io.String.Output("audio_negative")],
+        )
+
+    @classmethod
+    def execute(cls, video_prompt, speech, audio_caption, model_variant, video_negative, audio_negative) -> io.NodeOutput:
+        return io.NodeOutput(*ovi_prompt(video_prompt, speech, audio_caption, model_variant, video_negative,
+                                         audio_negative))
+
+
+# ----------------------------------------------------------------------------- text
+def tokenizer_choices() -> list[str]:
+    register_model_folders()
+    from ..compat import folder_paths
+
+    found = set()
+    for folder in folder_paths.get_folder_paths("text_encoders"):
+        if not os.path.isdir(folder):
+            continue
+        for root, _, files in os.walk(folder):
+            for f in files:
+                if f.endswith(TOKENIZER_EXTENSIONS):
+                    found.add(os.path.relpath(os.path.join(root, f), folder).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def resolve_tokenizer(name: str, node: str) -> str:
+    from ..compat import folder_paths
+
+    for folder in folder_paths.get_folder_paths("text_encoders"):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    raise ValueError(f"{node}: input 'tokenizer': '{name}' not found in the text_encoders folders")
+
+
+def load_text_encoder(text_encoder: str, tokenizer: str, text_len: int, node: str = "Load umt5 (Ovi)"):
+    weights = resolve_model("text_encoders", text_encoder, node, "text_encoder")
+    tok_path = resolve_tokenizer(tokenizer, node)
+    with node_errors(node, "text_encoder"):
+        model = load_umt5(weights)
+    with node_errors(node, "tokenizer"):
+        if tok_path.endswith(".model"):
+            from transformers import T5TokenizerFast
+
+            tok = T5TokenizerFast(vocab_file=tok_path)
+        else:
+            tok = load_tokenizer(tok_path)
+    return Umt5TextEncoder(model, tok, text_len=text_len)
+
+
+class LoadOviTextEncoder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageOviLoadTextEncoder",
+            display_name="Load umt5 Text Encoder (Ovi)",
+            category=CATEGORY,
+            description="umt5-xxl encoder, HF format or Wan's models_t5_umt5-xxl-enc-bf16.pth, with its tokenizer.",
+            inputs=[
+                io.Combo.Input("text_encoder", options=model_choices("text_encoders"),
+                               tooltip="umt5 encoder weights in models/text_encoders."),
+                io.Combo.Input("tokenizer", options=tokenizer_choices(),
+                               tooltip="tokenizer.json (or spiece.model) of google/umt5-xxl, in models/text_encoders."),
+                io.Int.Input("text_len", default=WAN_TEXT_LEN, min=1, max=4096, step=1,
+                             tooltip="Tokens per prompt (Ovi/Wan: 512); longer prompts are truncated."),
+            ],
+            outputs=[OviTextEncoder.Output("text_encoder")],
+        )
+
+    @classmethod
+    def execute(cls, text_encoder, tokenizer, text_len) -> io.NodeOutput:
+        return io.NodeOutput(load_text_encoder(text_encoder, tokenizer, text_len))
+
+
+def encode_ovi_text(encoder: Umt5TextEncoder, prompt: str, video_negative: str, audio_negative: str) -> dict:
+    if not prompt.strip():
+        raise ValueError("Ovi Text Encode: input 'prompt': the prompt is empty")
+    pos, vneg, aneg = encoder.encode([prompt, video_negative, audio_negative])
+    return {"positive": pos, "video_negative": vneg, "audio_negative": aneg}
+
+
+class OviTextEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageOviTextEncode",
+            display_name="Ovi Text Encode (umt5)",
+            category=CATEGORY,
+            description="One umt5 pass over the prompt and the two negatives.",
+            inputs=[
+                OviTextEncoder.Input("text_encoder"),
+                io.String.Input("prompt", multiline=True, default="", tooltip="From Ovi Prompt Builder, or typed."),
+                io.String.Input("video_negative", multiline=True, default=DEFAULT_VIDEO_NEGATIVE,
+                                tooltip="Negative prompt of the video branch."),
+                io.String.Input("audio_negative", multiline=True, default=DEFAULT_AUDIO_NEGATIVE,
+                                tooltip="Negative prompt of the audio branch."),
+            ],
+            outputs=[OviConditioningType.Output("conditioning")],
+        )
+
+    @classmethod
+    def execute(cls, text_encoder, prompt, video_negative, audio_negative) -> io.NodeOutput:
+        return io.NodeOutput(encode_ovi_text(text_encoder, prompt, video_negative, audio_negative))
+
+
+# ----------------------------------------------------------------------------- sampler
+def ovi_sample(ovi: LoadedOvi, conditioning: dict, width: int, height: int, latent_frames: int, audio_length: int,
+               steps: int, shift: float, video_cfg: float, audio_cfg: float, slg_layer: int, seed: int,
+               batch_cfg: bool, image_latent: dict | None = None, node: str = "Ovi Sampler"):
+    for name, v in (("width", width), ("height", height)):
+        if v % VAE_SPATIAL:
+            raise ValueError(f"{node}: input '{name}': must be a multiple of {VAE_SPATIAL}, got {v}")
+    if slg_layer >= ovi.module.num_blocks:
+        raise ValueError(f"{node}: input 'slg_layer': the model has {ovi.module.num_blocks} blocks (0 disables SLG)")
+    img = None
+    if image_latent is not None:
+        img = image_latent["samples"]
+        if img.dim() != 5 or img.shape[0] != 1:
+            raise ValueError(f"{node}: input 'image_latent': expected [1, C, 1, H, W], got {tuple(img.shape)}")
+        img = img[0, :, :1]
+        height, width = img.shape[-2] * VAE_SPATIAL, img.shape[-1] * VAE_SPATIAL
+    cond = OviConditioning(conditioning["positive"], conditioning["video_negative"],
+                           conditioning["audio_negative"], img)
+    s = OviSampling(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg, slg_layer=slg_layer,
+                    seed=seed, batch_cfg=batch_cfg)
+    with ovi.use() as model:
+        try:
+            video, audio = sample_ovi(model, cond, latent_frames=latent_frames, latent_height=height // VAE_SPATIAL,
+                                      latent_width=width // VAE_SPATIAL, audio_length=audio_length, sampling=s,
+                                      device=ovi.device, callback=step_callback(steps))
+        except ValueError as exc:
+            raise ValueError(f"{node}: input 'image_latent': {exc}") from exc
+    return {"samples": video[None]}, {"samples": audio.T[None].contiguous(), "type": "audio"}
+
+
+class OviSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageOviSampler",
+            display_name="Ovi Sampler",
+            category=CATEGORY,
+            description="Joint audio+video generation (UniPC, CFG per modality, skip-layer guidance in the "
+                        "negative pass). Connect image_latent for image-to-audio+video.",
+            inputs=[
+                OviModel.Input("ovi_model"),
+                OviConditioningType.Input("conditioning"),
+                io.Latent.Input("image_latent", optional=True,
+                                tooltip="First frame from Wan VAE Encode (i2av); its size overrides width/height."),
+                io.Int.Input("width", default=704, min=16, max=2048, step=16, tooltip="Video width (multiple of 16)."),
+                io.Int.Input("height", default=704, min=16, max=2048, step=16, tooltip="Video height (multiple of 16)."),
+                io.Int.Input("latent_frames", default=31, min=1, max=1024, step=1,
+                             tooltip="Video latent frames: 31 = 121 frames = 5 s at 24 fps (the trained length)."),
+                io.Int.Input("audio_length", default=157, min=1, max=1024, step=1,
+                             tooltip="Audio latent frames: 157 = 5 s of 16 kHz audio (the trained length)."),
+                io.Int.Input("steps", default=50, min=1, max=200, step=1, tooltip="Solver steps."),
+                io.Float.Input("shift", default=5.0, min=0.1, max=20.0, step=0.1, tooltip="Flow sigma shift."),
+                io.Float.Input("video_cfg", default=4.0, min=0.0, max=20.0, step=0.1, tooltip="Video guidance scale."),
+                io.Float.Input("audio_cfg", default=3.0, min=0.0, max=20.0, step=0.1, tooltip="Audio guidance scale."),
+                io.Int.Input("slg_layer", default=11, min=0, max=255, step=1,
+                             tooltip="Fusion block skipped in the negative pass (0 = no skip-layer guidance)."),
+                io.Int.Input("seed", default=100, min=0, max=0xFFFFFFFFFFFFFFFF, step=1, control_after_generate=True,
+                             tooltip="Noise seed (noise is drawn on the CPU: same seed, same clip on any device)."),
+                io.Boolean.Input("batch_cfg", default=True,
+                                 tooltip="Run the positive and negative passes as one batch (faster, more memory)."),
+            ],
+            outputs=[io.Latent.Output("video_latent"), io.Latent.Output("audio_latent")],
+        )
+
+    @classmethod
+    def execute(cls, ovi_model, conditioning, width, height, latent_frames, audio_length, steps, shift, video_cfg,
+                audio_cfg, slg_layer, seed, batch_cfg, image_latent=None) -> io.NodeOutput:
+        return io.NodeOutput(*ovi_sample(ovi_model, conditioning, width, height, latent_frames, audio_length, steps,
+                                         shift, video_cfg, audio_cfg, slg_layer, seed, batch_cfg, image_latent))
+
+
+# ----------------------------------------------------------------------------- Wan VAE
+def load_video_vae(vae_name: str, precision: str, node: str = "Load Wan2.2 VAE"):
+    path = resolve_model("vae", vae_name, node, "vae_name")
+    device = best_device()
+    with node_errors(node, "vae_name"):
+        vae = load_wan_vae(path, dtype=resolve_dtype(precision, device))
+    return vae.to(device)
+
+
+class LoadWanVAE(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageWanVAELoader",
+            display_name="Load Wan2.2 VAE",
+            category=CATEGORY,
+            description="Wan2.2 video VAE (z=48) in diffusers layout, for Ovi's video latents.",
+            inputs=[
+                io.Combo.Input("vae_name", options=model_choices("vae"), tooltip="Wan2.2 VAE in models/vae."),
+                io.Combo.Input("precision", options=["auto", "bf16", "fp32"], default="auto",
+                               tooltip="auto: bf16 on GPU, fp32 on CPU."),
+            ],
+            outputs=[WanVAE.Output("vae")],
+        )
+
+    @classmethod
+    def execute(cls, vae_name, precision) -> io.NodeOutput:
+        return io.NodeOutput(load_video_vae(vae_name, precision))
+
+
+def wan_decode(vae, latent: dict, node: str = "Wan VAE Decode") -> torch.Tensor:
+    z = latent["samples"]
+    if z.dim() != 5 or z.shape[1] != vae.config.z_dim:
+        raise ValueError(f"{node}: input 'latent': expected [B, {vae.config.z_dim}, F, H, W], got {tuple(z.shape)}")
+    frames = decode_video(vae, z)
+    return frames.reshape(-1, *frames.shape[2:])
+
+
+class WanVAEDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageWanVAEDecode",
+            display_name="Wan VAE Decode",
+            category=CATEGORY,
+            inputs=[WanVAE.Input("vae"), io.Latent.Input("latent", tooltip="Video latent from Ovi Sampler.")],
+            outputs=[io.Image.Output("IMAGE", tooltip="Frames (4*(F-1)+1 of them).")],
+        )
+
+    @classmethod
+    def execute(cls, vae, latent) -> io.NodeOutput:
+        return io.NodeOutput(wan_decode(vae, latent))
+
+
+def wan_encode_first_frame(vae, image: torch.Tensor, width: int, height: int, node: str = "Wan VAE Encode") -> dict:
+    if width % VAE_SPATIAL or height % VAE_SPATIAL:
+        raise ValueError(f"{node}: input 'width'/'height': must be multiples of {VAE_SPATIAL}")
+    img = image[:1].float()
+    # Centre-crop to the target aspect, then resize (Ovi resizes the first frame to the model's area).
+    h, w = img.shape[1:3]
+    target = width / height
+    if w / h > target:
+        nw = max(1, round(h * target))
+        img = img[:, :, (w - nw) // 2:(w - nw) // 2 + nw]
+    else:
+        nh = max(1, round(w / target))
+        img = img[:, (h - nh) // 2:(h - nh) // 2 + nh]
+    img = F.interpolate(img.permute(0, 3, 1, 2), size=(height, width), mode="bilinear", antialias=True,
+                        align_corners=False).permute(0, 2, 3, 1).clamp(0, 1)
+    return {"samples": encode_image(vae, img)}
+
+
+class WanVAEEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageWanVAEEncode",
+            display_name="Wan VAE Encode (first frame)",
+            category=CATEGORY,
+            description="Encode a start image as the clean first latent frame for Ovi image-to-audio+video.",
+            inputs=[
+                WanVAE.Input("vae"),
+                io.Image.Input("image", tooltip="First image of the batch is used."),
+                io.Int.Input("width", default=704, min=16, max=2048, step=16, tooltip="Video width (multiple of 16)."),
+                io.Int.Input("height", default=704, min=16, max=2048, step=16, tooltip="Video height (multiple of 16)."),
+            ],
+            outputs=[io.Latent.Output("image_latent")],
+        )
+
+    @classmethod
+    def execute(cls, vae, image, width, height) -> io.NodeOutput:
+        return io.NodeOutput(wan_encode_first_frame(vae, image, width, height))
+
+
+NODES = [LoadOviModel, OviPromptBuilder, LoadOviTextEncoder, OviTextEncode, OviSampler, LoadWanVAE, WanVAEDecode,
+         WanVAEEncode]

@@ -1,0 +1,173 @@
+"""One synthetic clip: its frames, stems and exact ground truth."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import render, scene, sounds
+from .speech import LINES, SPEAKERS, speak
+from .visemes import openness_track
+
+BALL_COLOURS = [(220, 50, 50), (60, 200, 90), (240, 160, 30)]
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    seed: int = 0
+    seconds: float = 3.0
+    fps: int = 25
+    width: int = 128
+    height: int = 128
+    sample_rate: int = 16000
+    language: str = "en"
+    speaker: str = "spk0"
+    line: int = 0
+    speech_start: float = 0.3
+    n_balls: int = 1
+    speech: bool = True
+    profile_views: bool = True
+    head_motion: bool = True
+
+
+@dataclass
+class Clip:
+    spec: ClipSpec
+    frames: np.ndarray  # [N, H, W, 3] uint8
+    stems: dict[str, np.ndarray]  # speech / effects / music, float32 mono
+    truth: dict = field(default_factory=dict)
+
+    @property
+    def mix(self) -> np.ndarray:
+        m = self.stems["speech"] + self.stems["effects"] + self.stems["music"]
+        peak = float(np.abs(m).max()) if m.size else 0.0
+        return (m / peak * 0.9 if peak > 0.98 else m).astype(np.float32)
+
+
+def generate_clip(spec: ClipSpec) -> Clip:
+    """Deterministic for a given spec. Speech needs espeak-ng; ``speech=False`` does not."""
+    if spec.language not in LINES:
+        raise ValueError(f"language must be one of {sorted(LINES)}, got {spec.language!r}")
+    if spec.speaker not in SPEAKERS:
+        raise ValueError(f"speaker must be one of {sorted(SPEAKERS)}, got {spec.speaker!r}")
+    rng = np.random.default_rng(spec.seed)
+    n = int(round(spec.seconds * spec.fps))
+    n_samples = int(round(spec.seconds * spec.sample_rate))
+    times = np.arange(n) / spec.fps
+
+    # speech and the mouth that follows it
+    speech = np.zeros(n_samples, np.float32)
+    words, phonemes, transcript = [], [], ""
+    if spec.speech:
+        transcript = LINES[spec.language][spec.line % len(LINES[spec.language])]
+        said = speak(transcript, spec.language, spec.speaker, spec.sample_rate, start=spec.speech_start)
+        sounds.place(speech, 0.8 * said.wave / max(1e-6, float(np.abs(said.wave).max())), spec.speech_start, spec.sample_rate)
+        words = [(w, round(a, 4), round(b, 4)) for w, a, b in said.words if a < spec.seconds]
+        phonemes = [(p, round(a, 4), round(b, 4)) for p, a, b in said.phonemes if a < spec.seconds]
+    openness = openness_track(phonemes, n, spec.fps)
+
+    # balls, their impacts; the light and its beeps
+    effects = np.zeros(n_samples, np.float32)
+    ball_states, impacts = [], []
+    for k in range(spec.n_balls):
+        ball = scene.Ball(x0=0.55 + 0.3 * rng.random(), vx=rng.uniform(-0.15, 0.15), drop_height=rng.uniform(0.45, 0.7),
+                          radius=0.05 + 0.02 * rng.random(), colour=BALL_COLOURS[k % len(BALL_COLOURS)])
+        heights, xs, contacts = scene.ball_track(ball, times)
+        ball_states.append((heights, xs, ball))
+        for c in contacts:
+            sounds.place(effects, sounds.impact(spec.sample_rate, rng, ball.radius * 20), c, spec.sample_rate)
+            impacts.append({"time": round(c, 4), "frame": int(round(c * spec.fps)), "ball": k})
+    blinks = scene.blink_times(rng, spec.seconds)
+    for b in blinks:
+        sounds.place(effects, sounds.beep(spec.sample_rate), b, spec.sample_rate)
+
+    music_spec = scene.make_music(rng)
+    music, beats = sounds.music_track(music_spec, spec.seconds, spec.sample_rate)
+    bar = 4 * 60.0 / music_spec.bpm
+    dx, dy, profile = scene.head_pose(times, rng, spec.seconds)
+    profile &= spec.profile_views
+    if not spec.head_motion:
+        dx, dy = dx * 0, dy * 0
+
+    canvas = render.Canvas(spec.height, spec.width)
+    frames = np.empty((n, spec.height, spec.width, 3), np.uint8)
+    for i, t in enumerate(times):
+        mood = music_spec.mood[min(int(t // bar), len(music_spec.mood) - 1)]
+        light = any(b <= t < b + 0.2 for b in blinks)
+        balls = [(xs[i], heights[i], ball.radius, ball.colour) for heights, xs, ball in ball_states]
+        frames[i] = render.draw_frame(canvas, mood=mood, openness=openness[i], head_dx=float(dx[i]), head_dy=float(dy[i]),
+                                      profile=bool(profile[i]), balls=balls, light_on=light)
+
+    truth = {
+        "transcript": transcript,
+        "words": words,
+        "phonemes": phonemes,
+        "mouth_openness": [round(o, 3) for o in openness],
+        "profile_frames": [int(i) for i in np.flatnonzero(profile)],
+        "impacts": impacts,
+        "beeps": [{"time": b, "frame": int(round(b * spec.fps))} for b in blinks],
+        "beats": beats,
+        "mood_per_bar": music_spec.mood[: int(np.ceil(spec.seconds / bar))],
+        "speaker": spec.speaker,
+        "language": spec.language,
+    }
+    return Clip(spec, frames, {"speech": speech, "effects": effects, "music": music}, truth)
+
+
+def _write_wav(path: Path, wave: np.ndarray, rate: int) -> None:
+    import soundfile as sf
+
+    sf.write(str(path), wave, rate, subtype="FLOAT")
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray | None, rate: int) -> None:
+    """H.264 + AAC mp4 with PyAV."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        vs = container.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
+        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        a_stream = None
+        if audio is not None:
+            a_stream = container.add_stream("aac", rate=rate, layout="mono")
+        for f in frames:
+            for packet in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in vs.encode():
+            container.mux(packet)
+        if a_stream is not None:
+            frame = av.AudioFrame.from_ndarray(audio[None, :].astype(np.float32), format="fltp", layout="mono")
+            frame.sample_rate = rate
+            for packet in a_stream.encode(frame):
+                container.mux(packet)
+            for packet in a_stream.encode():
+                container.mux(packet)
+
+
+def write_clip(clip: Clip, folder: str | Path, name: str) -> dict:
+    """Write the clip's files into ``folder`` and return its manifest entry (paths relative to it)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    spec, rate = clip.spec, clip.spec.sample_rate
+    files = {
+        "video": f"{name}.mp4",
+        "silent_video": f"{name}_silent.mp4",
+        "mix": f"{name}_mix.wav",
+        "speech": f"{name}_speech.wav",
+        "effects": f"{name}_effects.wav",
+        "music": f"{name}_music.wav",
+        "background": f"{name}_background.wav",
+    }
+    write_video(folder / files["video"], clip.frames, spec.fps, clip.mix, rate)
+    write_video(folder / files["silent_video"], clip.frames, spec.fps, None, rate)
+    _write_wav(folder / files["mix"], clip.mix, rate)
+    for stem in ("speech", "effects", "music"):
+        _write_wav(folder / files[stem], clip.stems[stem], rate)
+    _write_wav(folder / files["background"], clip.stems["effects"] + clip.stems["music"], rate)
+    entry = {"id": name, **files, "spec": asdict(spec), "fps": spec.fps, "sample_rate": rate,
+             "seconds": spec.seconds, **clip.truth,
+             "caption": "a cartoon face talks while a ball bounces and a light beeps, with music"}
+    (folder / f"{name}.json").write_text(json.dumps(entry, indent=1))
+    return entry

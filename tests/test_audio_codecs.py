@@ -1,0 +1,148 @@
+"""Audio codec nodes: tiny random MMAudio VAE + BigVGAN files in a temporary models folder,
+AUDIO -> mel -> latent -> mel -> AUDIO through the nodes, checked against the models called directly."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from soundstage.compat import folder_paths, io
+from soundstage.models.common.codecs.bigvgan import BigVGAN, BigVGANConfig, load_bigvgan
+from soundstage.models.common.codecs.mel import MEL_16K, LogMel, prepare_waveform
+from soundstage.models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig, load_mel_vae
+from soundstage.nodes import audio_codecs as nodes
+from soundstage.nodes.model_folders import register_model_folders
+
+VAE_CFG = MelVAEConfig(mel_bins=80, latent_channels=20, hidden_channels=8, channel_multipliers=(1, 2), layers_per_block=1)
+VOC_CFG = BigVGANConfig(upsample_initial_channel=64,  # halves 6 times: 64 is the least
+                         resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3, 5),))
+
+
+def _raw_vae_sd() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    sd = {k: torch.randn_like(v) for k, v in MelVAE(VAE_CFG).state_dict().items()}
+    sd["data_mean"] = torch.full_like(sd["data_mean"], -4.0)  # log10-mel statistics look like this
+    sd["data_std"] = torch.full_like(sd["data_std"], 1.5)
+    sd["encoder.learnable_gain"] = torch.tensor(0.0)
+    sd["decoder.learnable_gain"] = torch.tensor(0.0)
+    return sd
+
+
+def _generator_sd() -> dict[str, torch.Tensor]:
+    torch.manual_seed(1)
+    sd = {}
+    for k, v in BigVGAN(VOC_CFG).state_dict().items():
+        if k.endswith("filter"):
+            sd[k] = v
+        elif k.endswith(".weight"):
+            base = k[: -len(".weight")]
+            sd[base + ".weight_g"] = torch.full((v.shape[0], 1, 1), 0.5)
+            sd[base + ".weight_v"] = torch.randn_like(v)
+        else:
+            sd[k] = torch.randn_like(v) * 0.05
+    return sd
+
+
+@pytest.fixture()
+def models_dir(tmp_path):
+    old = folder_paths.models_dir
+    folder_paths.set_models_directory(tmp_path / "models")
+    register_model_folders()
+    folder = tmp_path / "models" / "soundstage" / "mmaudio"
+    folder.mkdir(parents=True)
+    torch.save(_raw_vae_sd(), folder / "v1-16.pth")  # as released: a plain state dict, raw MP weights
+    torch.save({"generator": _generator_sd()}, folder / "best_netG.pt")  # as released: under 'generator'
+    try:
+        yield folder
+    finally:
+        folder_paths.set_models_directory(old)
+
+
+def _tone_audio(seconds: float = 0.3, rate: int = 22050) -> dict:
+    t = torch.arange(int(seconds * rate)) / rate
+    left = 0.4 * torch.sin(2 * math.pi * 440 * t)
+    return {"waveform": torch.stack([left, 0.5 * left])[None], "sample_rate": rate}
+
+
+def test_schemas_are_complete():
+    assert [n.GET_SCHEMA().node_id for n in nodes.NODES] == [
+        "SoundstageLoadMelVAE", "SoundstageLoadVocoder", "SoundstageAudioToMel",
+        "SoundstageMelVAEEncode", "SoundstageMelVAEDecode", "SoundstageVocoder",
+    ]
+    for node in nodes.NODES:
+        schema = node.GET_SCHEMA()
+        assert schema.category.startswith("Soundstage/") and schema.display_name
+        for inp in schema.inputs:
+            assert inp.tooltip, f"{schema.node_id}.{inp.id} has no tooltip"
+
+
+def test_round_trip_matches_direct_models(models_dir):
+    assert {"v1-16.pth", "best_netG.pt"} <= set(nodes.codec_file_choices())
+    vae = nodes.LoadMelVAE.execute("v1-16.pth", "fp32")[0]
+    voc = nodes.LoadVocoder.execute("best_netG.pt", "fp32")[0]
+    audio = _tone_audio()
+    mel = nodes.AudioToMel.execute(audio, next(iter(nodes.FRONT_ENDS)))[0]
+    latent = nodes.MelVAEEncode.execute(vae, mel, False, 0)[0]
+    decoded = nodes.MelVAEDecode.execute(vae, latent)[0]
+    out = nodes.VocoderDecode.execute(voc, decoded)[0]
+
+    # Same numbers as calling the models on the same files directly.
+    x = prepare_waveform(audio["waveform"], audio["sample_rate"], MEL_16K, multiple=2)
+    ref_mel = LogMel(MEL_16K)(x)
+    ref_vae = load_mel_vae(torch.load(models_dir / "v1-16.pth", weights_only=True))
+    ref_voc = load_bigvgan(torch.load(models_dir / "best_netG.pt", weights_only=True)["generator"])
+    with torch.no_grad():
+        ref_z, _ = ref_vae.encode(ref_mel)
+        ref_wav = ref_voc(ref_vae.decode(ref_z))
+    assert torch.allclose(mel["mel"], ref_mel)
+    assert latent["type"] == "audio" and latent["samples"].shape == (1, 20, ref_mel.shape[-1] // 2)
+    assert torch.allclose(latent["samples"], ref_z, atol=1e-5)
+    assert out["sample_rate"] == 16000
+    assert out["waveform"].shape == (1, 1, ref_mel.shape[-1] * 256) and out["waveform"].dtype == torch.float32
+    assert torch.allclose(out["waveform"], ref_wav, atol=1e-5)
+    # 0.3 s at 22.05 kHz -> 4800 samples at 16 kHz, padded to whole latent frames (512 samples).
+    assert out["waveform"].shape[-1] == 5120
+
+    sampled = nodes.MelVAEEncode.execute(vae, mel, True, 7)[0]["samples"]
+    again = nodes.MelVAEEncode.execute(vae, mel, True, 7)[0]["samples"]
+    assert torch.equal(sampled, again) and not torch.allclose(sampled, latent["samples"])
+
+
+def test_errors_name_node_and_input(models_dir):
+    vae = nodes.LoadMelVAE.execute("v1-16.pth", "fp32")[0]
+    voc = nodes.LoadVocoder.execute("best_netG.pt", "fp32")[0]
+    mel44 = nodes.AudioToMel.execute(_tone_audio(), list(nodes.FRONT_ENDS)[1])[0]
+    with pytest.raises(ValueError, match="Mel-VAE Encode: input 'mel' has 128 bands"):
+        nodes.MelVAEEncode.execute(vae, mel44, False, 0)
+    with pytest.raises(ValueError, match="Vocoder: input 'mel' has 128 bands"):
+        nodes.VocoderDecode.execute(voc, mel44)
+    with pytest.raises(ValueError, match=r"Mel-VAE Decode: input 'latent' must be \[batch, 20, frames\]"):
+        nodes.MelVAEDecode.execute(vae, {"samples": torch.zeros(1, 40, 5), "type": "audio"})
+    with pytest.raises(ValueError, match="Load Mel-VAE: input 'vae_name'"):
+        nodes.LoadMelVAE.execute("best_netG.pt", "fp32")
+    with pytest.raises(ValueError, match="Load Vocoder: input 'vocoder_name'"):
+        nodes.LoadVocoder.execute("v1-16.pth", "fp32")
+    with pytest.raises(FileNotFoundError, match="vae_name"):
+        nodes.LoadMelVAE.execute("missing.pth", "fp32")
+
+
+def test_vocoder_stops_when_interrupted(models_dir):
+    from soundstage.compat import model_management
+
+    voc = nodes.LoadVocoder.execute("best_netG.pt", "fp32")[0]
+    mel = nodes.AudioToMel.execute(_tone_audio(0.1, 16000), next(iter(nodes.FRONT_ENDS)))[0]
+    model_management.interrupt_current_processing(True)
+    try:
+        with pytest.raises(BaseException) as err:
+            nodes.VocoderDecode.execute(voc, mel)
+        assert type(err.value).__name__ == "InterruptProcessingException"
+    finally:
+        model_management.interrupt_current_processing(False)
+
+
+def test_custom_types():
+    assert nodes.AudioVAE.io_type == "SOUNDSTAGE_AUDIO_VAE"
+    assert nodes.Vocoder.io_type == "SOUNDSTAGE_VOCODER"
+    assert nodes.Mel.io_type == "SOUNDSTAGE_MEL"
+    assert io.Latent.io_type == "LATENT"

@@ -1,0 +1,128 @@
+"""DualDub curriculum training on generated media: manifest, caching, loss falls, resume, CLIP loading."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+import torch
+from media_factory import make_audio, make_video
+
+from soundstage.models.common.codecs.wavtokenizer import WavTokenizer, WavTokenizerConfig
+from soundstage.models.dualdub.config import DualDubConfig
+from soundstage.models.dualdub.data import read_audio, read_manifest, read_video, stage_entries
+from soundstage.models.dualdub.io import load_dualdub
+from soundstage.models.dualdub.train import main, train
+from soundstage.models.dualdub.vision import encode_video, load_clip_vision
+
+SECONDS = 0.5
+
+
+def tiny_codec() -> WavTokenizer:
+    torch.manual_seed(0)
+    cfg = WavTokenizerConfig(dimension=8, n_filters=2, bins=16, backbone_dim=32, intermediate_dim=16, num_layers=1)
+    return WavTokenizer(cfg).eval()
+
+
+def tiny_clip_folder(path):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(0)
+    cfg = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8, projection_dim=16)
+    CLIPVisionModel(cfg).save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dualdub_data")
+    entries = []
+    kinds = ["tone", "clicks", "noise"]
+    for i in range(6):
+        e = {}
+        task = ("v2a", "tts", "v2st")[i % 3]
+        if task in ("v2a", "v2st"):
+            e["video"] = make_video(root / f"v{i}.mp4", seconds=SECONDS, fps=12, size=(32, 32)).name
+            e["background"] = make_audio(root / f"bg{i}.wav", seconds=SECONDS, kind=kinds[i % 3]).name
+        if task in ("tts", "v2st"):
+            e["speech"] = make_audio(root / f"sp{i}.wav", seconds=SECONDS, kind="speechlike").name
+            e["reference"] = make_audio(root / f"ref{i}.wav", seconds=1.0, kind="speechlike").name
+            e["transcript"] = ["hello world", "good morning", "see you soon"][i % 3]
+        entries.append(e)
+    (root / "manifest.json").write_text(json.dumps(entries))
+    clip = tiny_clip_folder(root / "clip")
+    return root, clip
+
+
+def test_manifest_stages_keep_earlier_corpora(dataset):
+    root, _ = dataset
+    entries = read_manifest(root)
+    tasks = {s: sorted({e["task"] for e in stage_entries(entries, s)}) for s in (1, 2, 3)}
+    assert tasks == {1: ["v2a"], 2: ["tts", "v2a"], 3: ["tts", "v2a", "v2st"]}
+    assert len(stage_entries(entries, 3)) == 6
+    with pytest.raises(ValueError, match="stage"):
+        stage_entries(entries, 4)
+
+
+def test_media_readers_and_clip_one_frame_in_three(dataset):
+    root, clip_dir = dataset
+    wav = read_audio(root / "bg0.wav", 24000)
+    assert abs(len(wav) - int(SECONDS * 24000)) <= 200 and wav.abs().max() > 0.05
+    frames, fps = read_video(root / "v0.mp4")
+    assert frames.shape[1:] == (32, 32, 3) and fps == pytest.approx(12)
+    clip = load_clip_vision(clip_dir)
+    feats, times = encode_video(clip, frames, fps, stride=3)
+    assert feats.shape == (len(range(0, len(frames), 3)), 16)
+    assert torch.allclose(times[:2], torch.tensor([0.0, 0.25]))
+    # The same weights as one safetensors file in the HF layout load too (sizes read from the weights).
+    from safetensors.torch import save_file
+
+    single = root / "clip_single.safetensors"
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(single))
+    (root / "clip_single.json").write_text(json.dumps(clip.config.to_dict()))
+    again = load_clip_vision(single)
+    assert torch.allclose(encode_video(again, frames, fps)[0], feats, atol=1e-6)
+
+
+def test_curriculum_stage_trains_loss_falls_and_resumes(dataset, tmp_path):
+    root, clip_dir = dataset
+    codec = tiny_codec()
+    model_config = asdict(DualDubConfig.tiny())
+    common = dict(codec=codec, clip=clip_dir, model_config=model_config, batch_size=3, lr=3e-3, vocab_size=280)
+    # Stage 3 uses all three corpora; stop half-way, then resume to the end.
+    out = tmp_path / "stage3"
+    first = train(3, root, out, 40, stop_at=20, save_every=20, **common)
+    assert first["step"] == 20 and first["checkpoint"] is None
+    assert (out / "checkpoint-20" / "trainer.json").is_file()
+    assert len(list((out / "feature_cache").glob("*.safetensors"))) == 6
+    second = train(3, root, out, 40, save_every=20, **common)
+    losses = [h["loss"] for h in second["history"]]
+    assert second["history"][0]["step"] == 21 and second["step"] == 40
+    start = sum(h["loss"] for h in first["history"][:5]) / 5
+    end = sum(losses[-5:]) / 5
+    assert end < 0.7 * start, (start, end)
+    model, tok = load_dualdub(second["checkpoint"])
+    assert model.config.token_rate == pytest.approx(75.0) and model.config.codebook_size == 16
+    assert tok.encode("hello world").ids
+
+
+def test_next_stage_starts_from_previous_and_cli(dataset, tmp_path):
+    root, clip_dir = dataset
+    codec = tiny_codec()
+    one = train(1, root, tmp_path / "s1", 3, codec=codec, clip=clip_dir, model_config=asdict(DualDubConfig.tiny()),
+                batch_size=2, vocab_size=280)
+    two = train(2, root, tmp_path / "s2", 2, codec=codec, clip=clip_dir, init_from=one["checkpoint"], batch_size=2)
+    m1, t1 = load_dualdub(one["checkpoint"])
+    m2, t2 = load_dualdub(two["checkpoint"])
+    assert t1.get_vocab() == t2.get_vocab()
+    assert m1.config == m2.config
+    assert not torch.equal(m1.audio_head.weight, m2.audio_head.weight)
+    # The CLI takes a codec file path.
+    from safetensors.torch import save_file
+
+    codec_file = tmp_path / "codec.safetensors"
+    save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, str(codec_file))
+    assert main(["--stage", "1", "--data", str(root), "--out", str(tmp_path / "cli"), "--steps", "1",
+                 "--codec", str(codec_file), "--clip", str(clip_dir), "--init", str(one["checkpoint"])]) == 0
+    assert (tmp_path / "cli" / "dualdub_stage1.safetensors").is_file()

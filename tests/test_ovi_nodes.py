@@ -1,0 +1,190 @@
+"""Ovi nodes and workflows: tiny random models in a temporary models folder, run headless."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from soundstage.compat import folder_paths, io
+from soundstage.models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
+from soundstage.models.ovi.tiny import tiny_fusion, tiny_umt5_state_dict, write_tiny_tokenizer
+from soundstage.models.ovi.video_vae import build_wan_vae, decode_video, encode_image, load_wan_vae
+from soundstage.nodes import ovi as nodes
+from soundstage.nodes.model_folders import register_model_folders
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_VAE = dict(base_dim=8, decoder_base_dim=8, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
+TINY_WIDGETS = {"1.num_heads": 2, "1.text_len": 16, "3.text_len": 16, "5.width": 32, "5.height": 32,
+                "5.latent_frames": 2, "5.audio_length": 8, "5.steps": 2, "5.slg_layer": 1}
+
+
+def _tiny_vae_file(path: Path, seed: int = 0) -> None:
+    torch.manual_seed(seed)
+    vae = build_wan_vae(**TINY_VAE)
+    sd = {k: (torch.randn_like(v) * 0.2 if v.dim() > 1 else v.clone()) for k, v in vae.state_dict().items()}
+    save_file(sd, str(path), metadata={"config": json.dumps(TINY_VAE)})
+
+
+def _codec_files(folder: Path) -> None:
+    from soundstage.models.common.codecs.bigvgan import BigVGAN, BigVGANConfig
+    from soundstage.models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig
+
+    torch.manual_seed(0)
+    vae_cfg = MelVAEConfig(mel_bins=80, latent_channels=20, hidden_channels=8, channel_multipliers=(1, 2),
+                           layers_per_block=1)
+    sd = {k: torch.randn_like(v) * 0.3 for k, v in MelVAE(vae_cfg).state_dict().items()}
+    sd["data_mean"], sd["data_std"] = torch.full_like(sd["data_mean"], -4.0), torch.full_like(sd["data_std"], 1.5)
+    sd["encoder.learnable_gain"] = torch.tensor(0.0)
+    sd["decoder.learnable_gain"] = torch.tensor(0.0)
+    torch.save(sd, folder / "v1-16.pth")
+    voc_cfg = BigVGANConfig(upsample_initial_channel=64, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3, 5),))
+    gen = {}
+    for k, v in BigVGAN(voc_cfg).state_dict().items():
+        if k.endswith("filter"):
+            gen[k] = v
+        elif k.endswith(".weight"):
+            gen[k[:-7] + ".weight_g"] = torch.full((v.shape[0], 1, 1), 0.5)
+            gen[k[:-7] + ".weight_v"] = torch.randn_like(v)
+        else:
+            gen[k] = torch.randn_like(v) * 0.05
+    torch.save({"generator": gen}, folder / "best_netG.pt")
+
+
+@pytest.fixture()
+def models_dir(tmp_path):
+    old = folder_paths.models_dir
+    root = tmp_path / "models"
+    folder_paths.set_models_directory(str(root))
+    register_model_folders()
+    for sub in ("soundstage/ovi", "text_encoders/umt5-xxl", "vae", "soundstage/mmaudio"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tiny_fusion(seed=2).state_dict().items()},
+              str(root / "soundstage/ovi/model.safetensors"))
+    save_file(tiny_umt5_state_dict(), str(root / "text_encoders/umt5-xxl-enc-bf16.safetensors"))
+    write_tiny_tokenizer(root / "text_encoders/umt5-xxl/tokenizer.json")
+    _tiny_vae_file(root / "vae/wan2.2_vae.safetensors")
+    _codec_files(root / "soundstage/mmaudio")
+    try:
+        yield root
+    finally:
+        folder_paths.set_models_directory(old)
+
+
+def test_schemas_are_complete():
+    for node in nodes.NODES:
+        schema = node.define_schema()
+        assert schema.node_id.startswith("SoundstageOvi") or schema.node_id.startswith("SoundstageWan")
+        assert schema.category == "Soundstage/Ovi" and schema.display_name
+        for inp in schema.inputs:
+            if isinstance(inp, (io.Int.Input, io.Float.Input)):
+                assert inp.default is not None and inp.min is not None and inp.max is not None and inp.step, inp.id
+            if isinstance(inp, io.WidgetInput):
+                assert inp.tooltip, f"{schema.node_id}.{inp.id} has no tooltip"
+    sampler = {i.id: i for i in nodes.OviSampler.define_schema().inputs}
+    assert (sampler["steps"].default, sampler["shift"].default, sampler["video_cfg"].default,
+            sampler["audio_cfg"].default, sampler["slg_layer"].default) == (50, 5.0, 4.0, 3.0, 11)
+
+
+def test_prompt_builder_node():
+    out = nodes.OviPromptBuilder.execute("Two friends at a cafe.", "Hi!\n\nHow are you?", "Chatter.", "720x720_5s",
+                                         "blur", "hiss")
+    assert out.args[0] == "Two friends at a cafe. <S>Hi!<E> <S>How are you?<E> <AUDCAP>Chatter.<ENDAUDCAP>"
+    assert out.args[1:] == ("blur", "hiss")
+    with pytest.raises(ValueError, match="Ovi Prompt Builder: input 'video_prompt'"):
+        nodes.ovi_prompt("", "", "", "720x720_5s", "", "")
+
+
+def test_node_chain_matches_direct_calls(models_dir):
+    ovi = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16)
+    enc = nodes.load_text_encoder("umt5-xxl-enc-bf16.safetensors", "umt5-xxl/tokenizer.json", 16)
+    cond = nodes.encode_ovi_text(enc, "w1 w2 w3", "w4", "w5 w6")
+    assert [cond[k].shape[0] for k in ("positive", "video_negative", "audio_negative")] == [4, 2, 3]
+    video, audio = nodes.ovi_sample(ovi, cond, 32, 48, 2, 8, 2, 5.0, 4.0, 3.0, 1, 7, True)
+    assert video["samples"].shape == (1, 48, 2, 3, 2) and audio["samples"].shape == (1, 20, 8)
+    c = OviConditioning(cond["positive"], cond["video_negative"], cond["audio_negative"])
+    v, a = sample_ovi(ovi.module, c, latent_frames=2, latent_height=3, latent_width=2, audio_length=8,
+                      sampling=OviSampling(steps=2, slg_layer=1, seed=7))
+    torch.testing.assert_close(video["samples"][0], v, atol=1e-5, rtol=0)
+    torch.testing.assert_close(audio["samples"][0], a.T, atol=1e-5, rtol=0)
+    vae = nodes.load_video_vae("wan2.2_vae.safetensors", "fp32")
+    frames = nodes.wan_decode(vae, video)
+    assert frames.shape == (5, 48, 32, 3) and 0 <= frames.min() and frames.max() <= 1
+
+
+def test_fp8_block_swap_loader_runs(models_dir):
+    ovi = nodes.load_ovi_model("model.safetensors", "fp8_e4m3", "block_swap", 1, 2, 16)
+    assert ovi.module.video_model.blocks[0].ffn[0].weight.dtype == torch.float8_e4m3fn
+    cond = {"positive": torch.randn(3, 24), "video_negative": torch.randn(2, 24), "audio_negative": torch.randn(2, 24)}
+    video, audio = nodes.ovi_sample(ovi, cond, 32, 32, 2, 8, 2, 5.0, 4.0, 3.0, 1, 7, True)
+    assert ovi.swap is not None and ovi.swap.loads == 2 * 2  # one streamed block, 2 steps x 1 batched forward
+    assert torch.isfinite(video["samples"]).all() and torch.isfinite(audio["samples"]).all()
+
+
+def test_errors_name_node_and_input(models_dir):
+    ovi = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16)
+    cond = {"positive": torch.randn(3, 24), "video_negative": torch.randn(2, 24), "audio_negative": torch.randn(2, 24)}
+    with pytest.raises(ValueError, match="Ovi Sampler: input 'width'"):
+        nodes.ovi_sample(ovi, cond, 30, 32, 2, 8, 1, 5.0, 4.0, 3.0, 1, 0, True)
+    with pytest.raises(ValueError, match="Ovi Sampler: input 'slg_layer'"):
+        nodes.ovi_sample(ovi, cond, 32, 32, 2, 8, 1, 5.0, 4.0, 3.0, 5, 0, True)
+    with pytest.raises(FileNotFoundError, match="Load Ovi Model: input 'ckpt_name'"):
+        nodes.load_ovi_model("missing.safetensors", "fp32", "none", 0, 2, 16)
+    bad = models_dir / "soundstage/ovi/bad.safetensors"
+    save_file({"video_model.patch_embedding.weight": torch.zeros(2)}, str(bad))
+    with pytest.raises(ValueError, match="Load Ovi Model: input 'ckpt_name'"):
+        nodes.load_ovi_model("bad.safetensors", "fp32", "none", 0, 2, 16)
+    with pytest.raises(ValueError, match="Load Ovi Model: input 'resident_blocks'"):
+        nodes.load_ovi_model("model.safetensors", "fp32", "block_swap", 9, 2, 16)
+
+
+def test_wan_vae_round_trip_normalisation(models_dir):
+    vae = load_wan_vae(models_dir / "vae/wan2.2_vae.safetensors")
+    assert vae.config.z_dim == 48 and vae.config.base_dim == 8
+    img = torch.rand(1, 32, 48, 3)
+    z = encode_image(vae, img)
+    assert z.shape == (1, 48, 1, 2, 3)
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    mu = vae.encode((img * 2 - 1).permute(0, 3, 1, 2)[:, :, None]).latent_dist.mode()
+    torch.testing.assert_close(z * std + mean, mu, atol=1e-5, rtol=1e-5)
+    out = decode_video(vae, z)
+    assert out.shape == (1, 1, 32, 48, 3)
+
+
+def _runner_or_skip():
+    runner = pytest.importorskip("soundstage.headless.runner")
+    from soundstage.headless.registry import core_nodes
+
+    missing = {"CreateVideo", "SaveVideo", "LoadImage"} - set(core_nodes())
+    if missing:
+        pytest.skip(f"headless core stand-ins not available yet: {sorted(missing)}")
+    return runner
+
+
+@pytest.mark.parametrize("name", ["t2av_ovi", "i2av_ovi"])
+def test_workflow_runs_headless(models_dir, tmp_path, name):
+    runner_mod = _runner_or_skip()
+    import av
+    import numpy as np
+
+    inp, out = tmp_path / "input", tmp_path / "output"
+    inp.mkdir()
+    out.mkdir()
+    overrides = dict(TINY_WIDGETS)
+    if name == "i2av_ovi":
+        from PIL import Image
+
+        Image.fromarray((np.random.default_rng(0).random((40, 56, 3)) * 255).astype("uint8")).save(inp / "ovi_start.png")
+        overrides.update({"15.width": 32, "15.height": 32})
+    r = runner_mod.Runner(input_dir=inp, output_dir=out, models_dir=models_dir)
+    r.run(REPO / "workflows" / f"{name}.json", overrides=overrides)
+    files = sorted(p for p in out.rglob("*") if p.suffix in (".mp4", ".mkv", ".webm", ".mov"))
+    assert files, "SaveVideo wrote no file"
+    with av.open(str(files[0])) as c:
+        vs = c.streams.video[0]
+        frames = [f for f in c.decode(video=0)]
+        assert len(frames) == 5 and (vs.width, vs.height) == (32, 32)
+        assert c.streams.audio, "the clip has no audio track"
