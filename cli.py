@@ -59,16 +59,23 @@ def _runner(args):
     )
 
 
+class InvalidWorkflowFile(Exception):
+    """A workflow file that cannot be read at all; reported in ComfyUI's error shape, exit code 1."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.response = {"error": {"type": "invalid_prompt", "message": message, "details": message, "extra_info": {}},
+                         "node_errors": {}}
+
+
 def _load_workflow(path: str):
     p = Path(path)
     if not p.is_file():
-        raise SystemExit(f"workflow file not found: {path}")
+        raise InvalidWorkflowFile(f"workflow file not found: {path}")
     try:
         return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        print(json.dumps({"error": {"type": "invalid_prompt", "message": f"{p.name} is not valid JSON: {exc}",
-                                    "details": str(exc), "extra_info": {}}, "node_errors": {}}, indent=2))
-        raise SystemExit(EXIT_INVALID)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidWorkflowFile(f"{p.name} is not valid JSON: {exc}") from exc
 
 
 def cmd_run(args) -> int:
@@ -190,4 +197,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except InvalidWorkflowFile as exc:
+        print(json.dumps(exc.response, indent=2))
+        return EXIT_INVALID

@@ -277,6 +277,10 @@ class _Execution:
         return result
 
     def _progress_hook(self, value, total, preview, node_id=None, **kwargs):
+        if self.progress is None:
+            if comfy_utils.PROGRESS_BAR_ENABLED:
+                comfy_utils.print_progress_bar(value, total)
+            return
         self.emit("progress", {"value": value, "max": total, "node": node_id or self.current_node})
 
     # -- graph ------------------------------------------------------------------------------------
@@ -326,7 +330,13 @@ class _Execution:
                 stuck = next(n for n in order if n in blockers)
                 raise NodeExecutionError(stuck, self.prompt[stuck]["class_type"],
                                          RuntimeError("Dependency cycle detected"), "", list(self.executed))
-            requested = self._execute_node(ready)
+            entry = self.runner.cache.get(self.signatures.key(ready))
+            if entry is not None:  # an identical node ran earlier in this prompt
+                self.results[ready] = entry
+                self.cached.append(ready)
+                requested = []
+            else:
+                requested = self._execute_node(ready)
             if requested:
                 for src in requested:
                     if src not in self.results:
@@ -416,6 +426,8 @@ class _Execution:
         results, uis = [], []
         for r in returned:
             if isinstance(r, ExecutionBlocker):
+                if r.message:
+                    log.warning("execution blocked: %s", r.message)
                 r = tuple([r] * n_outputs)
             elif hasattr(r, "args") and hasattr(r, "block_execution"):  # NodeOutput
                 if r.ui is not None:

@@ -108,7 +108,7 @@ def _decode_window(container, stream, start: float, duration: float, origin: flo
             t = float(frame.pts * frame.time_base) - origin if frame.pts is not None else (
                 (first_time or 0.0) + decoded / rate)
             if first_time is None:
-                first_time = t
+                first_time = _snap_to_frame_grid(t, frame.samples, rate, stream.time_base)
             if t >= end:
                 break
             for planar in to_planar.resample(frame):
@@ -125,6 +125,16 @@ def _decode_window(container, stream, start: float, duration: float, origin: flo
     if math.isfinite(end):
         wave = wave[:, : int(round((end - max(start, first_time)) * rate))]
     return wave.contiguous(), int(rate)
+
+
+def _snap_to_frame_grid(t: float, samples: int, rate: int, time_base) -> float:
+    """Undo timestamp rounding of coarse time bases (mkv's 1 ms vs a 1/48000 s sample): frames of a
+    constant size laid end to end from 0 start on multiples of that size."""
+    if not samples or time_base is None or float(time_base) <= 1.0 / rate:
+        return t
+    period = samples / rate
+    snapped = round(t / period) * period
+    return snapped if abs(snapped - t) <= float(time_base) else t
 
 
 def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from .errors import MediaError
 from .loudness import db_to_gain
+from .windows import sliding_mean
 
 HOP_S = 0.01  # envelope resolution: 10 ms, finer than any sensible attack
 
@@ -19,8 +20,8 @@ def sidechain_activity(sidechain: torch.Tensor, sample_rate: int, threshold_db: 
     hop = max(1, int(round(HOP_S * sample_rate)))
     win = max(hop, int(round(window_ms * 1e-3 * sample_rate)))
     power = sidechain.to(torch.float32).pow(2).mean(dim=0)
-    padded = F.pad(power[None, None], (win // 2, win - win // 2 - 1), mode="replicate")
-    mean = F.avg_pool1d(padded, win, stride=1)[0, 0][::hop]
+    padded = F.pad(power[None, None], (win // 2, win - win // 2 - 1), mode="replicate")[0, 0]
+    mean = sliding_mean(padded, win, torch.arange(0, power.shape[0], hop))
     rms_db = 10.0 * torch.log10(mean.clamp_min(1e-12))
     return (rms_db > threshold_db).numpy()
 

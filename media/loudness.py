@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 
 from .errors import MediaError
+from .windows import sliding_mean, sliding_min
 
 GATE_BLOCK_S = 0.4  # BS.1770 gating block
 MIN_LUFS, MAX_LUFS = -70.0, 0.0
@@ -108,13 +109,13 @@ def limiter_gain(wave: torch.Tensor, sample_rate: int, ceiling_db: float = -1.0,
         # Minima for the look - 1 positions before the start too, so the first samples' averages
         # also only see windows that contain them.
         minima = _windowed_min(F.pad(needed, (look - 1, 0), value=1.0), look, hold)
-        gain = F.avg_pool1d(minima[None, None], look, stride=1)[0, 0]
+        gain = sliding_mean(minima, look)
         total = total * gain
     return total
 
 
 def _windowed_min(x: torch.Tensor, ahead: int, behind: int) -> torch.Tensor:
-    """min over x[n - behind + ahead .. n + ahead - 1]-ish: a minimum that starts ``ahead`` samples
-    early (look-ahead attack) and holds ``behind - ahead`` samples after (release hold)."""
-    padded = F.pad(-x[None, None], (behind - ahead, ahead - 1), value=-1.0)
-    return -F.max_pool1d(padded, behind, stride=1)[0, 0]
+    """Per sample n: min of x[n - (behind - ahead) .. n + ahead - 1], ones beyond the ends: a minimum
+    that starts ``ahead`` samples early (look-ahead attack) and holds ``behind - ahead`` after."""
+    padded = F.pad(x, (behind - ahead, ahead - 1), value=1.0)
+    return sliding_min(padded, behind)

@@ -61,7 +61,7 @@ def resolve_codec_file(name: str, node: str, input_name: str) -> str:
 def load_audio_vae(path: str, precision: str, node: str = "Load Mel-VAE") -> AudioVAEModel:
     placement = Placement.auto(precision)
     try:
-        vae = load_mel_vae(load_file(path), context=f"{node}: {Path(path).name}")
+        vae = load_mel_vae(load_file(path), dtype=placement.dtype, context=f"{node}: {Path(path).name}")
     except CheckpointError as exc:
         raise ValueError(f"{node}: input 'vae_name': {exc}") from exc
     try:
@@ -75,7 +75,7 @@ def load_audio_vae(path: str, precision: str, node: str = "Load Mel-VAE") -> Aud
 def load_vocoder(path: str, precision: str, node: str = "Load Vocoder") -> ModelHandle:
     placement = Placement.auto(precision)
     try:
-        model = load_bigvgan(load_file(path), context=f"{node}: {Path(path).name}")
+        model = load_bigvgan(load_file(path), dtype=placement.dtype, context=f"{node}: {Path(path).name}")
     except CheckpointError as exc:
         raise ValueError(f"{node}: input 'vocoder_name': {exc}") from exc
     return ModelHandle(model, placement, info={"kind": "bigvgan", "config": model.config, "file": Path(path).name})

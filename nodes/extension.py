@@ -45,7 +45,16 @@ def load_node_classes(strict: bool = False) -> list[type]:
             IMPORT_ERRORS[name] = repr(exc)
             log.warning("Soundstage: node module %s not loaded: %s", name, exc)
             continue
-        classes.extend(getattr(module, "NODES", []))
+        for cls in getattr(module, "NODES", []):
+            try:
+                cls.GET_SCHEMA()  # a malformed schema must not take the rest of the pack down with it
+            except Exception as exc:
+                if strict:
+                    raise
+                IMPORT_ERRORS[f"{name}.{cls.__name__}"] = repr(exc)
+                log.warning("Soundstage: node %s skipped: %s", cls.__name__, exc)
+                continue
+            classes.append(cls)
     return classes
 
 

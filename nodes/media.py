@@ -57,11 +57,22 @@ def resolve_input_file(name: str, node: str, input_name: str) -> str:
         return resolve_inside(folder_paths.get_input_directory(), name)
 
 
+def validate_input_file(name, node: str, input_name: str = "file", allow_empty: bool = False):
+    """``validate_inputs`` result: True, or the message the prompt validation shows."""
+    if allow_empty and not name:
+        return True
+    try:
+        resolve_input_file(name, node, input_name)
+    except ValueError as exc:
+        return str(exc)
+    return True
+
+
 def video_source(video):
     """A PyAV-openable source for a file-backed VIDEO, or None for tensor-backed ones."""
-    if isinstance(video, InputImpl.VideoFromFile):
+    if isinstance(video, InputImpl.VideoFromFile) and hasattr(video, "get_stream_source"):
         return video.get_stream_source()
-    return None
+    return None  # tensor-backed (or an older ComfyUI without stream sources): use get_components()
 
 
 def video_duration(video, node: str, input_name: str) -> float:
@@ -143,6 +154,8 @@ def audio_of_video(video, node: str, input_name: str, start: float, seconds: flo
 def load_video(file: str, video, fps: float, start_time: float, max_duration: float, max_frames: int,
                resize: str, width: int, height: int, multiple_of: int, node: str = "Load Video (Soundstage)"):
     if video is None:
+        if not file:
+            raise ValueError(f"{node}: input 'file': choose a file or connect 'video'")
         path = resolve_input_file(file, node, "file")
         video = InputImpl.VideoFromFile(path)
         origin = "file"
@@ -200,6 +213,11 @@ class LoadVideo(io.ComfyNode):
         return io.NodeOutput(*load_video(file, video, fps, start_time, max_duration, max_frames, resize,
                                          width, height, multiple_of))
 
+    @classmethod
+    def validate_inputs(cls, file):
+        # Checked here (not against the combo list) so uploads and sub-folders work; empty = 'video' is used.
+        return validate_input_file(file, "Load Video (Soundstage)", allow_empty=True)
+
 
 # ----------------------------------------------------------------------------- Load Audio
 def load_audio_file(file: str, start_time: float, max_duration: float, sample_rate: int, channels: int,
@@ -234,6 +252,10 @@ class LoadAudio(io.ComfyNode):
     @classmethod
     def execute(cls, file, start_time, max_duration, sample_rate, channels, stream_index) -> io.NodeOutput:
         return io.NodeOutput(*load_audio_file(file, start_time, max_duration, sample_rate, channels, stream_index))
+
+    @classmethod
+    def validate_inputs(cls, file):
+        return validate_input_file(file, "Load Audio (Soundstage)")
 
 
 # ----------------------------------------------------------------------------- Video Frames

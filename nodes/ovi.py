@@ -15,7 +15,7 @@ from ..compat import io
 from ..models.common.checkpoint import CheckpointError
 from ..models.common.device import best_device, resolve_dtype
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
-from ..models.ovi.memory import BlockSwap, fp8_blocks_
+from ..models.ovi.memory import BlockSwap, cast_non_fp8_, fp8_blocks_
 from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
 from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, MODEL_VARIANTS, Umt5TextEncoder,
                                build_prompt, load_tokenizer, load_umt5)
@@ -32,6 +32,7 @@ PRECISIONS = ("auto", "bf16", "fp32", "fp8_e4m3")
 OFFLOAD = ("none", "block_swap")
 TOKENIZER_EXTENSIONS = (".json", ".model")
 VAE_SPATIAL = 16  # Wan2.2 VAE: 16x spatial, 4x temporal
+PIXEL_MULTIPLE = 32  # VAE 16x times the (2, 2) patch; Ovi snaps sizes to multiples of 32
 
 
 @contextmanager
@@ -81,9 +82,11 @@ def load_ovi_model(ckpt_name: str, precision: str, offload: str, resident_blocks
     fp8 = precision == "fp8_e4m3"
     dtype = torch.bfloat16 if fp8 else resolve_dtype(precision, device)
     with node_errors(node, "ckpt_name"):
-        model = load_ovi_fusion(path, num_heads=num_heads or None, text_len=text_len, dtype=dtype)
+        # fp8: keep the file's dtypes so an fp8 release is not rounded twice, then quantise the rest.
+        model = load_ovi_fusion(path, num_heads=num_heads or None, text_len=text_len, dtype=None if fp8 else dtype)
     if fp8:
         fp8_blocks_(model, compute_dtype=torch.bfloat16)
+        cast_non_fp8_(model, torch.bfloat16)
     if not 0 <= resident_blocks <= model.num_blocks:
         raise ValueError(f"{node}: input 'resident_blocks': must be 0..{model.num_blocks}, got {resident_blocks}")
     return LoadedOvi(model, device, offload, resident_blocks)
@@ -267,8 +270,8 @@ def ovi_sample(ovi: LoadedOvi, conditioning: dict, width: int, height: int, late
                steps: int, shift: float, video_cfg: float, audio_cfg: float, slg_layer: int, seed: int,
                batch_cfg: bool, image_latent: dict | None = None, node: str = "Ovi Sampler"):
     for name, v in (("width", width), ("height", height)):
-        if v % VAE_SPATIAL:
-            raise ValueError(f"{node}: input '{name}': must be a multiple of {VAE_SPATIAL}, got {v}")
+        if v % PIXEL_MULTIPLE:
+            raise ValueError(f"{node}: input '{name}': must be a multiple of {PIXEL_MULTIPLE}, got {v}")
     if slg_layer >= ovi.module.num_blocks:
         raise ValueError(f"{node}: input 'slg_layer': the model has {ovi.module.num_blocks} blocks (0 disables SLG)")
     img = None
@@ -306,8 +309,8 @@ class OviSampler(io.ComfyNode):
                 OviConditioningType.Input("conditioning"),
                 io.Latent.Input("image_latent", optional=True,
                                 tooltip="First frame from Wan VAE Encode (i2av); its size overrides width/height."),
-                io.Int.Input("width", default=704, min=16, max=2048, step=16, tooltip="Video width (multiple of 16)."),
-                io.Int.Input("height", default=704, min=16, max=2048, step=16, tooltip="Video height (multiple of 16)."),
+                io.Int.Input("width", default=704, min=32, max=2048, step=32, tooltip="Video width (multiple of 32)."),
+                io.Int.Input("height", default=704, min=32, max=2048, step=32, tooltip="Video height (multiple of 32)."),
                 io.Int.Input("latent_frames", default=31, min=1, max=1024, step=1,
                              tooltip="Video latent frames: 31 = 121 frames = 5 s at 24 fps (the trained length)."),
                 io.Int.Input("audio_length", default=157, min=1, max=1024, step=1,
@@ -388,8 +391,9 @@ class WanVAEDecode(io.ComfyNode):
 
 
 def wan_encode_first_frame(vae, image: torch.Tensor, width: int, height: int, node: str = "Wan VAE Encode") -> dict:
-    if width % VAE_SPATIAL or height % VAE_SPATIAL:
-        raise ValueError(f"{node}: input 'width'/'height': must be multiples of {VAE_SPATIAL}")
+    for name, v in (("width", width), ("height", height)):
+        if v % PIXEL_MULTIPLE:
+            raise ValueError(f"{node}: input '{name}': must be a multiple of {PIXEL_MULTIPLE}, got {v}")
     img = image[:1].float()
     # Centre-crop to the target aspect, then resize (Ovi resizes the first frame to the model's area).
     h, w = img.shape[1:3]
@@ -416,8 +420,8 @@ class WanVAEEncode(io.ComfyNode):
             inputs=[
                 WanVAE.Input("vae"),
                 io.Image.Input("image", tooltip="First image of the batch is used."),
-                io.Int.Input("width", default=704, min=16, max=2048, step=16, tooltip="Video width (multiple of 16)."),
-                io.Int.Input("height", default=704, min=16, max=2048, step=16, tooltip="Video height (multiple of 16)."),
+                io.Int.Input("width", default=704, min=32, max=2048, step=32, tooltip="Video width (multiple of 32)."),
+                io.Int.Input("height", default=704, min=32, max=2048, step=32, tooltip="Video height (multiple of 32)."),
             ],
             outputs=[io.Latent.Output("image_latent")],
         )

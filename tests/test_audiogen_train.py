@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -11,6 +12,16 @@ from soundstage.models.audiogen_omni import train as tr
 from soundstage.models.audiogen_omni.loader import load_mmdit
 from soundstage.models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
 from soundstage.models.common.trainer import TrainConfig
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny ops: intra-op threads only add sync overhead (50x slower on a busy 2-core runner).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 CFG = MMDiTConfig(latent_dim=4, clip_dim=6, sync_dim=6, text_dim=8, hidden_dim=32, depth=2, fused_depth=1,
                   num_heads=2, text_seq_len=4, v2=True, latent_seq_len=12, clip_seq_len=4, sync_seq_len=8,
@@ -35,10 +46,10 @@ def test_loss_falls_with_dropout_masks_and_ema(tmp_path):
     torch.manual_seed(0)
     net = MMDiT(CFG)
     items = _items()
-    cfg = TrainConfig(out_dir=str(tmp_path), steps=60, lr=3e-3, save_every=1000, log_every=1000, clip_grad=1.0)
+    cfg = TrainConfig(out_dir=str(tmp_path), steps=30, lr=5e-3, save_every=1000, log_every=1000, clip_grad=1.0)
     trainer, ema = tr.train(net, tr.batches(items, net, 4), cfg, ema_decay=0.9)
     losses = [h["loss"] for h in trainer.history]
-    first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.6 * first, (first, last)
     trained = trainer.unwrapped()
     w = "final_layer.conv.weight"

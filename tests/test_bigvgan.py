@@ -52,10 +52,16 @@ def test_golden(golden_dir, path):
     d = load_file(str(path))
     meta = json.loads(path.with_suffix(".json").read_text())
     ckpt = {k: v for k, v in d.items() if not k.startswith(("input.", "output."))}
-    model = load_bigvgan(ckpt)
     h = next(iter(meta["constructor"].values()))
+    # Rates and dilations are not in the weights: take them from the fixture's config.
+    model = load_bigvgan(
+        ckpt,
+        upsample_rates=tuple(h["upsample_rates"]),
+        resblock_dilation_sizes=tuple(tuple(d) for d in h["resblock_dilation_sizes"]),
+    )
     assert model.config.upsample_initial_channel == h["upsample_initial_channel"]
-    assert list(model.config.upsample_rates) == h["upsample_rates"]
+    assert list(model.config.upsample_kernel_sizes) == h["upsample_kernel_sizes"]
+    assert list(model.config.resblock_kernel_sizes) == h["resblock_kernel_sizes"]
     assert model.config.use_tanh_at_final and model.config.use_bias_at_final
     with torch.no_grad():
         wav = model(d["input.mel"])
@@ -142,3 +148,24 @@ def test_callback_and_errors():
     broken.pop("resblocks.0.convs2.1.bias")
     with pytest.raises(CheckpointError, match="resblocks.0.convs2.1.bias"):
         load_bigvgan(broken)
+
+
+@pytest.mark.parametrize("path", VOCODER_FIXTURES, ids=lambda p: p.stem)
+def test_golden_chain_from_vae_latent(golden_dir, path):
+    """Latent -> our VAE decode -> our vocoder, when the fixture's mel is the VAE fixture's output."""
+    from soundstage.models.common.codecs.mmaudio_vae import load_mel_vae
+
+    vae_path = path.with_name(path.name.replace("bigvgan", "vae"))
+    if not vae_path.is_file():
+        pytest.skip(f"no VAE fixture {vae_path.name} beside {path.name}")
+    v, b = load_file(str(vae_path)), load_file(str(path))
+    if not torch.equal(v["output.mel"], b["input.mel"]):
+        pytest.skip("this vocoder fixture's mel is not the VAE fixture's output")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    h = next(iter(meta["constructor"].values()))
+    vae = load_mel_vae({k: t for k, t in v.items() if not k.startswith(("input.", "output."))})
+    voc = load_bigvgan({k: t for k, t in b.items() if not k.startswith(("input.", "output."))},
+                       upsample_rates=tuple(h["upsample_rates"]))
+    with torch.no_grad():
+        wav = voc(vae.decode(v["input.latent"]))
+    assert float((wav - b["output.wav"]).abs().max()) <= meta["tolerance"]["wav"]

@@ -92,13 +92,13 @@ def test_curriculum_stage_trains_loss_falls_and_resumes(dataset, tmp_path):
     common = dict(codec=codec, clip=clip_dir, model_config=model_config, batch_size=3, lr=3e-3, vocab_size=280)
     # Stage 3 uses all three corpora; stop half-way, then resume to the end.
     out = tmp_path / "stage3"
-    first = train(3, root, out, 40, stop_at=20, save_every=20, **common)
-    assert first["step"] == 20 and first["checkpoint"] is None
-    assert (out / "checkpoint-20" / "trainer.json").is_file()
+    first = train(3, root, out, 30, stop_at=15, save_every=15, **common)
+    assert first["step"] == 15 and first["checkpoint"] is None
+    assert (out / "checkpoint-15" / "trainer.json").is_file()
     assert len(list((out / "feature_cache").glob("*.safetensors"))) == 6
-    second = train(3, root, out, 40, save_every=20, **common)
+    second = train(3, root, out, 30, save_every=15, **common)
     losses = [h["loss"] for h in second["history"]]
-    assert second["history"][0]["step"] == 21 and second["step"] == 40
+    assert second["history"][0]["step"] == 16 and second["step"] == 30
     start = sum(h["loss"] for h in first["history"][:5]) / 5
     end = sum(losses[-5:]) / 5
     assert end < 0.7 * start, (start, end)

@@ -24,6 +24,7 @@ from soundstage.media.mux import AudioTrack, mux
 from soundstage.media.paths import resolve_inside
 from soundstage.media.resize import plan_resize
 from soundstage.media.save_audio import AUDIO_FORMATS, audio_extension, save_audio
+from soundstage.media.windows import sliding_mean, sliding_min
 
 
 def indices(decoded) -> list[int]:
@@ -135,11 +136,12 @@ def test_load_audio_resample_and_channels(tmp_path):
     assert convert_channels(torch.ones(1, 5), 2).shape == (2, 5)
 
 
-def test_audio_of_a_video_and_probe(tmp_path):
-    path = make_video(tmp_path / "a.mp4", seconds=1.0, fps=24, size=(32, 32), audio="clicks", channels=2)
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])  # mkv: 1 ms timestamps on 1024-sample AAC frames
+def test_audio_of_a_video_and_probe(tmp_path, suffix):
+    path = make_video(tmp_path / f"a{suffix}", seconds=1.0, fps=24, size=(32, 32), audio="clicks", channels=2)
     info = probe_audio(path)
     assert len(info) == 1 and info[0].sample_rate == 48000 and info[0].channels == 2
-    wave, rate = load_audio(path, start=0.5)
+    wave, rate = load_audio(path, start=0.5, duration=0.5)
     assert wave.shape[-1] == 24000
     assert (wave[0].abs() > 0.2).nonzero().flatten()[:2].tolist() == [0, 12000]
     assert probe_video(path).has_audio
@@ -238,6 +240,13 @@ def test_true_peak_limiter_catches_intersample_peaks():
     assert true_peak_db(out, rate) <= -1.0 + 0.05
     quiet = 0.1 * wave
     assert torch.equal(limit_true_peak(quiet, rate, -1.0), quiet)
+
+
+@pytest.mark.parametrize("k", [1, 3, 64, 500])
+def test_sliding_windows_match_brute_force(k):
+    x = torch.randn(500, generator=torch.Generator().manual_seed(k))
+    assert torch.equal(sliding_min(x, k), torch.stack([x[i:i + k].min() for i in range(501 - k)]))
+    assert torch.allclose(sliding_mean(x, k), torch.stack([x[i:i + k].mean() for i in range(501 - k)]), atol=1e-5)
 
 
 def test_ducking_lowers_background_under_speech():

@@ -1,10 +1,20 @@
 """fp8 weight storage and block swapping give the outputs they promise."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from soundstage.models.ovi.memory import FP8_DTYPE, BlockSwap, Fp8Linear, fp8_blocks_, quantize_fp8
 from soundstage.models.ovi.tiny import tiny_fusion
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    # Tiny models: intra-op threads cost more than they save, and oversubscribed CI cores make them crawl.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _inputs(seed=0):
@@ -57,3 +67,22 @@ def test_block_swap_matches_resident_and_restores_storage():
     assert all(a is b for a, b in zip(model.video_model.blocks[2].parameters(), originals))
     swap.detach()
     assert model.block_context is None
+
+
+def test_fp8_release_file_kept_exact():
+    # Ovi's model_fp8_e4m3fn.safetensors stores plain e4m3 casts: they must not be re-rounded.
+    from soundstage.models.ovi.loader import load_ovi_fusion
+    from soundstage.models.ovi.memory import cast_non_fp8_
+
+    src = tiny_fusion(seed=8)
+    sd = {k: (v.to(FP8_DTYPE) if ".blocks." in k and v.dim() == 2 else v) for k, v in src.state_dict().items()}
+    model = load_ovi_fusion(sd, num_heads=2, text_len=16)
+    fp8_blocks_(model)
+    cast_non_fp8_(model, torch.bfloat16)
+    lin = model.audio_model.blocks[1].cross_attn.k_fusion
+    assert isinstance(lin, Fp8Linear) and lin.weight_scale.item() == 1.0
+    assert lin.weight.dtype == FP8_DTYPE
+    assert torch.equal(lin.weight.view(torch.uint8), sd["audio_model.blocks.1.cross_attn.k_fusion.weight"].view(torch.uint8))
+    assert model.video_model.head.head.weight.dtype == torch.bfloat16
+    v, a = model(*_inputs())
+    assert torch.isfinite(v).all() and torch.isfinite(a).all()

@@ -15,6 +15,15 @@ from soundstage.models.ovi.video_vae import build_wan_vae, decode_video, encode_
 from soundstage.nodes import ovi as nodes
 from soundstage.nodes.model_folders import register_model_folders
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    # Tiny models: intra-op threads cost more than they save, and oversubscribed CI cores make them crawl.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_VAE = dict(base_dim=8, decoder_base_dim=8, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
 TINY_WIDGETS = {"1.num_heads": 2, "1.text_len": 16, "3.text_len": 16, "5.width": 32, "5.height": 32,
@@ -53,10 +62,10 @@ def _codec_files(folder: Path) -> None:
     torch.save({"generator": gen}, folder / "best_netG.pt")
 
 
-@pytest.fixture()
-def models_dir(tmp_path):
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
     old = folder_paths.models_dir
-    root = tmp_path / "models"
+    root = tmp_path_factory.mktemp("ovi") / "models"
     folder_paths.set_models_directory(str(root))
     register_model_folders()
     for sub in ("soundstage/ovi", "text_encoders/umt5-xxl", "vae", "soundstage/mmaudio"):
@@ -102,16 +111,16 @@ def test_node_chain_matches_direct_calls(models_dir):
     enc = nodes.load_text_encoder("umt5-xxl-enc-bf16.safetensors", "umt5-xxl/tokenizer.json", 16)
     cond = nodes.encode_ovi_text(enc, "w1 w2 w3", "w4", "w5 w6")
     assert [cond[k].shape[0] for k in ("positive", "video_negative", "audio_negative")] == [4, 2, 3]
-    video, audio = nodes.ovi_sample(ovi, cond, 32, 48, 2, 8, 2, 5.0, 4.0, 3.0, 1, 7, True)
-    assert video["samples"].shape == (1, 48, 2, 3, 2) and audio["samples"].shape == (1, 20, 8)
+    video, audio = nodes.ovi_sample(ovi, cond, 32, 64, 2, 8, 2, 5.0, 4.0, 3.0, 1, 7, True)
+    assert video["samples"].shape == (1, 48, 2, 4, 2) and audio["samples"].shape == (1, 20, 8)
     c = OviConditioning(cond["positive"], cond["video_negative"], cond["audio_negative"])
-    v, a = sample_ovi(ovi.module, c, latent_frames=2, latent_height=3, latent_width=2, audio_length=8,
+    v, a = sample_ovi(ovi.module, c, latent_frames=2, latent_height=4, latent_width=2, audio_length=8,
                       sampling=OviSampling(steps=2, slg_layer=1, seed=7))
     torch.testing.assert_close(video["samples"][0], v, atol=1e-5, rtol=0)
     torch.testing.assert_close(audio["samples"][0], a.T, atol=1e-5, rtol=0)
     vae = nodes.load_video_vae("wan2.2_vae.safetensors", "fp32")
     frames = nodes.wan_decode(vae, video)
-    assert frames.shape == (5, 48, 32, 3) and 0 <= frames.min() and frames.max() <= 1
+    assert frames.shape == (5, 64, 32, 3) and 0 <= frames.min() and frames.max() <= 1
 
 
 def test_fp8_block_swap_loader_runs(models_dir):
@@ -119,7 +128,7 @@ def test_fp8_block_swap_loader_runs(models_dir):
     assert ovi.module.video_model.blocks[0].ffn[0].weight.dtype == torch.float8_e4m3fn
     cond = {"positive": torch.randn(3, 24), "video_negative": torch.randn(2, 24), "audio_negative": torch.randn(2, 24)}
     video, audio = nodes.ovi_sample(ovi, cond, 32, 32, 2, 8, 2, 5.0, 4.0, 3.0, 1, 7, True)
-    assert ovi.swap is not None and ovi.swap.loads == 2 * 2  # one streamed block, 2 steps x 1 batched forward
+    assert ovi.swap is not None and ovi.swap.loads == 2  # one streamed block, once per batched forward, 2 steps
     assert torch.isfinite(video["samples"]).all() and torch.isfinite(audio["samples"]).all()
 
 

@@ -8,12 +8,21 @@ from soundstage.models.common.unipc import FlowUniPCMultistep, wan_flow_schedule
 from soundstage.models.ovi.sampler import OviConditioning, OviSampling, initial_noise, sample_ovi
 from soundstage.models.ovi.tiny import tiny_fusion
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    # Tiny models: intra-op threads cost more than they save, and oversubscribed CI cores make them crawl.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 SHAPE = dict(latent_frames=2, latent_height=4, latent_width=4, audio_length=9)
 
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_fusion(seed=1, layers=3)
+    return tiny_fusion(seed=1, layers=2)
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +34,14 @@ def cond():
 
 
 def test_batched_cfg_equals_separate_passes_and_reference_loop(model, cond):
-    s = OviSampling(steps=4, slg_layer=1, seed=3)
+    s = OviSampling(steps=3, slg_layer=1, seed=3)
     v1, a1 = sample_ovi(model, cond, sampling=s, **SHAPE)
-    v2, a2 = sample_ovi(model, cond, sampling=OviSampling(steps=4, slg_layer=1, seed=3, batch_cfg=False), **SHAPE)
+    v2, a2 = sample_ovi(model, cond, sampling=OviSampling(steps=3, slg_layer=1, seed=3, batch_cfg=False), **SHAPE)
     torch.testing.assert_close(v1, v2, atol=1e-4, rtol=0)
     torch.testing.assert_close(a1, a2, atol=1e-4, rtol=0)
     # Independent re-statement of the engine loop (positive pass; negative with its prompts and SLG).
     vid, aud = initial_noise((48, 2, 4, 4), (9, 20), 3)
-    sched = wan_flow_schedule(4, 5.0)
+    sched = wan_flow_schedule(3, 5.0)
     sv, sa = FlowUniPCMultistep(sched), FlowUniPCMultistep(sched)
     for t in sched.timesteps.tolist():
         tt = torch.tensor([t])
@@ -87,3 +96,31 @@ def test_callback_exception_interrupts(model, cond):
 
     with pytest.raises(Stop):
         sample_ovi(model, cond, sampling=OviSampling(steps=5), callback=cb, **SHAPE)
+
+
+def test_long_clip_chunks_carry_frame_and_audio(model, cond):
+    from soundstage.models.ovi.long_clip import audio_advance, sample_ovi_long, stitch_audio, stitch_frames
+
+    assert audio_advance(31, 157) == 156 and audio_advance(2, 9) == 7  # 5 s model: 1 latent of audio overlap
+    calls = []
+    chunks = sample_ovi_long(model, cond, chunks=2, sampling=OviSampling(steps=2, slg_layer=1), callback=lambda i, n: calls.append((i, n)), **SHAPE)
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    first, second = chunks
+    assert torch.equal(second.video[:, :1], first.video[:, -1:])
+    assert second.audio_overlap == 2
+    assert torch.equal(second.audio[:2], first.audio[-2:])
+    assert (second.video[:, 1:] - first.video[:, 1:]).abs().max() > 1e-3  # new content, not a copy
+    frames = stitch_frames([torch.zeros(5, 2, 2, 3), torch.ones(5, 2, 2, 3)])
+    assert frames.shape[0] == 9 and frames[5:].eq(1).all()
+    wav = stitch_audio([torch.zeros(1, 10), torch.ones(1, 10)], 4)
+    assert wav.shape[-1] == 16 and wav[0, 6:10].tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1])
+
+
+def test_benchmark_script_runs_tiny():
+    import runpy
+
+    from conftest import REPO
+
+    bench = runpy.run_path(str(REPO / "benchmarks" / "bench_ovi.py"), run_name="bench")
+    res = bench["main"](["--repeat", "1", "--device", "cpu"])
+    assert res["s_per_step_batched"] > 0 and res["s_per_forward_separate"] > 0 and res["video_tokens"] == 8

@@ -496,7 +496,11 @@ class Schema:
     is_api_node: bool = False
     not_idempotent: bool = False
     enable_expand: bool = False
+    # Newer ComfyUI fields, accepted so schemas written against them still load headless.
     search_aliases: list[str] = None
+    is_dev_only: bool = False
+    price_badge: Any = None
+    essentials_category: str = None
 
     def validate(self):
         input_ids = [i.id for inp in self.inputs for i in inp.get_all()]
@@ -698,49 +702,69 @@ class ComfyNode:
     def INPUT_TYPES(cls) -> dict[str, dict]:  # noqa: N802
         return cls.FINALIZE_SCHEMA().get_v1_info(cls).input
 
+    @classmethod
+    def _v1_outputs(cls) -> dict:
+        """RETURN_TYPES & co, derived once per class from the schema as ComfyUI's GET_SCHEMA does."""
+        cached = cls.__dict__.get("_V1_OUTPUTS")
+        if cached is None:
+            schema = cls.GET_SCHEMA()
+            outs = schema.outputs
+            cached = {
+                "RETURN_TYPES": [o.io_type for o in outs],
+                "RETURN_NAMES": [o.display_name if o.display_name else o.io_type for o in outs],
+                "OUTPUT_IS_LIST": [o.is_output_list for o in outs],
+                "OUTPUT_TOOLTIPS": [o.tooltip if o.tooltip else None for o in outs],
+                "OUTPUT_NODE": schema.is_output_node, "INPUT_IS_LIST": schema.is_input_list,
+                "NOT_IDEMPOTENT": schema.not_idempotent, "CATEGORY": schema.category,
+                "DESCRIPTION": schema.description, "DEPRECATED": schema.is_deprecated,
+                "EXPERIMENTAL": schema.is_experimental,
+            }
+            cls._V1_OUTPUTS = cached
+        return cached
+
     @classproperty
     def RETURN_TYPES(cls):  # noqa: N802
-        return [o.io_type for o in cls.GET_SCHEMA().outputs]
+        return cls._v1_outputs()["RETURN_TYPES"]
 
     @classproperty
     def RETURN_NAMES(cls):  # noqa: N802
-        return [o.display_name if o.display_name else o.io_type for o in cls.GET_SCHEMA().outputs]
+        return cls._v1_outputs()["RETURN_NAMES"]
 
     @classproperty
     def OUTPUT_IS_LIST(cls):  # noqa: N802
-        return [o.is_output_list for o in cls.GET_SCHEMA().outputs]
+        return cls._v1_outputs()["OUTPUT_IS_LIST"]
 
     @classproperty
     def OUTPUT_TOOLTIPS(cls):  # noqa: N802
-        return [o.tooltip if o.tooltip else None for o in cls.GET_SCHEMA().outputs]
+        return cls._v1_outputs()["OUTPUT_TOOLTIPS"]
 
     @classproperty
     def OUTPUT_NODE(cls):  # noqa: N802
-        return cls.GET_SCHEMA().is_output_node
+        return cls._v1_outputs()["OUTPUT_NODE"]
 
     @classproperty
     def INPUT_IS_LIST(cls):  # noqa: N802
-        return cls.GET_SCHEMA().is_input_list
+        return cls._v1_outputs()["INPUT_IS_LIST"]
 
     @classproperty
     def NOT_IDEMPOTENT(cls):  # noqa: N802
-        return cls.GET_SCHEMA().not_idempotent
+        return cls._v1_outputs()["NOT_IDEMPOTENT"]
 
     @classproperty
     def CATEGORY(cls):  # noqa: N802
-        return cls.GET_SCHEMA().category
+        return cls._v1_outputs()["CATEGORY"]
 
     @classproperty
     def DESCRIPTION(cls):  # noqa: N802
-        return cls.GET_SCHEMA().description
+        return cls._v1_outputs()["DESCRIPTION"]
 
     @classproperty
     def DEPRECATED(cls):  # noqa: N802
-        return cls.GET_SCHEMA().is_deprecated
+        return cls._v1_outputs()["DEPRECATED"]
 
     @classproperty
     def EXPERIMENTAL(cls):  # noqa: N802
-        return cls.GET_SCHEMA().is_experimental
+        return cls._v1_outputs()["EXPERIMENTAL"]
 
 
 def _first_real_override(cls: type, name: str):

@@ -37,13 +37,14 @@ class ProgressBar:
         if self.hook is not None:
             self.hook(self.current, self.total, preview, node_id=self.node_id)
         elif PROGRESS_BAR_ENABLED:
-            _print_bar(self.current, self.total)
+            print_progress_bar(self.current, self.total)
 
     def update(self, value):
         self.update_absolute(self.current + value)
 
 
-def _print_bar(current, total, width: int = 30) -> None:
+def print_progress_bar(current, total, width: int = 30) -> None:
+    """A one-line terminal bar on stderr, redrawn in place."""
     frac = current / total if total else 1.0
     filled = int(round(width * frac))
     end = "\n" if current >= total else ""

@@ -36,6 +36,7 @@ def sample(
     latent_mask: Optional[torch.Tensor] = None,
     callback: Optional[StepCallback] = None,
     batched_cfg: bool = True,
+    timesteps: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Normalised latents after ``num_steps`` Euler steps from ``noise`` (t: 0 -> 1).
 
@@ -61,7 +62,7 @@ def sample(
             return v
         return cfg_combine(v, net.predict_flow(xin, tb, uncond, latent_mask, rots).float(), cfg_scale)
 
-    return euler_sample(velocity, noise.float(), num_steps=num_steps, callback=callback)
+    return euler_sample(velocity, noise.float(), num_steps=num_steps, timesteps=timesteps, callback=callback)
 
 
 @torch.no_grad()

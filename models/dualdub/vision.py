@@ -24,6 +24,17 @@ def _vision_tower(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                                                                  "post_layernorm") and not k.endswith("position_ids")}
 
 
+def _side_config(path: Path):
+    """``<name>.json`` beside the file, else the folder's ``config.json`` (a CLIPConfig's vision part counts)."""
+    from transformers import CLIPVisionConfig
+
+    for side in (path.with_suffix(".json"), path.parent / "config.json"):
+        if side.is_file():
+            data = json.loads(side.read_text())
+            return CLIPVisionConfig(**data.get("vision_config", data))
+    return None
+
+
 def _config_from_weights(sd: dict[str, torch.Tensor]):
     from transformers import CLIPVisionConfig
 
@@ -43,7 +54,7 @@ def _config_from_weights(sd: dict[str, torch.Tensor]):
 def load_clip_vision(path: str | Path, dtype: torch.dtype = torch.float32):
     """A transformers ``CLIPVisionModel`` from a Hugging Face folder (config.json + weights) or one
     weights file in the HF layout (with or without ``vision_model.``; projection and text tower ignored)."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel
+    from transformers import CLIPVisionModel
 
     path = Path(path)
     if path.is_dir():
@@ -51,8 +62,7 @@ def load_clip_vision(path: str | Path, dtype: torch.dtype = torch.float32):
     sd = _vision_tower(load_file(path))
     if "embeddings.patch_embedding.weight" not in sd:
         raise CheckpointError(f"{path.name}: no CLIP vision weights (embeddings.patch_embedding.weight)")
-    side = path.with_suffix(".json")
-    config = CLIPVisionConfig(**json.loads(side.read_text())) if side.is_file() else _config_from_weights(sd)
+    config = _side_config(path) or _config_from_weights(sd)
     model = CLIPVisionModel(config)
     if all(k.startswith("vision_model.") for k in model.state_dict()):
         sd = {"vision_model." + k: v for k, v in sd.items()}

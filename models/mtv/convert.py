@@ -78,7 +78,14 @@ def _split_fused(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def is_converted(sd: Mapping[str, torch.Tensor]) -> bool:
+    return any(k.startswith("backbone.") for k in sd) and any(k.startswith("audio.") for k in sd)
+
+
 def convert_sat_to_ours(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official SAT names -> ours; a file already in our naming (``save_converted``) passes through."""
+    if is_converted(sd):
+        return dict(sd)
     sd = {k: v for k, v in sat_network_state(sd).items() if not k.startswith(SAT_DROPPED)}
     return rename_keys(_split_fused(sd), SAT_TO_OURS)
 
@@ -93,3 +100,12 @@ def require(sd: Mapping[str, torch.Tensor], key: str, context: str) -> torch.Ten
     if key not in sd:
         raise CheckpointError(f"{context}: expected key {key!r} is absent; is this an MTV checkpoint?")
     return sd[key]
+
+
+def save_converted(model, path) -> None:
+    """Our naming as safetensors, with the latent grid the learned positions were made for."""
+    from safetensors.torch import save_file
+
+    c = model.config
+    meta = {"latent_height": str(c.latent_height), "latent_width": str(c.latent_width), "format": "soundstage-mtv"}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)

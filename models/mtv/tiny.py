@@ -50,21 +50,58 @@ def tiny_mtv(seed: int = 0, **kw) -> MTVTransformer:
     return randomize_(MTVTransformer(*tiny_configs(**kw)), seed).eval().requires_grad_(False)
 
 
-def tiny_wav2vec_config(hidden: int = 16, layers: int = 2):
-    from transformers import Wav2Vec2Config
-
-    return Wav2Vec2Config(
-        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=2 * hidden,
-        conv_dim=[8] * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
-    )
-
-
 def tiny_vae_config() -> dict:
     """``AutoencoderKLCogVideoX`` kwargs: 8x spatial, 4x temporal, like the real VAE, 16 latent channels
     reduced to 4."""
     return dict(
         in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4, scaling_factor=0.7,
+        block_out_channels=(4, 4, 4, 4), layers_per_block=1, norm_num_groups=2, scaling_factor=0.7,
         temporal_compression_ratio=4,
     )
+
+
+def tiny_t5_state_dict(d_model: int = 16, heads: int = 2, d_ff: int = 32, layers: int = 2, vocab: int = 64,
+                       seed: int = 0) -> dict:
+    """HF ``T5EncoderModel`` (v1.1 gated-GELU) weights at tiny size."""
+    from transformers import T5Config, T5EncoderModel
+
+    cfg = T5Config(vocab_size=vocab, d_model=d_model, d_kv=d_model // heads, d_ff=d_ff, num_layers=layers,
+                   num_heads=heads, feed_forward_proj="gated-gelu", layer_norm_epsilon=1e-6)
+    torch.manual_seed(seed)
+    sd = T5EncoderModel(cfg).state_dict()
+    return {k: v.clone() for k, v in sd.items() if k != "encoder.embed_tokens.weight"}  # tied to shared
+
+
+def write_tiny_tokenizer(path, vocab: int = 64):
+    """A word-level tokenizer.json with T5's special ids (pad 0, eos 1, unk 2), '</s>' appended."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    words = ["<pad>", "</s>", "<unk>"] + [f"w{i}" for i in range(vocab - 3)]
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path))
+    return path
+
+
+def tiny_wav2vec_ctc_state_dict(hidden: int = 64, layers: int = 2, seed: int = 0) -> dict:
+    """Wav2Vec2ForCTC-layout weights (``wav2vec2.`` prefix, weight_g/weight_v) at tiny size."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    cfg = Wav2Vec2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
+                         intermediate_size=2 * hidden, conv_dim=[8] * 7, num_conv_pos_embeddings=8,
+                         num_conv_pos_embedding_groups=2)
+    torch.manual_seed(seed)
+    sd = Wav2Vec2Model(cfg).state_dict()
+    rename = {".parametrizations.weight.original0": ".weight_g", ".parametrizations.weight.original1": ".weight_v"}
+    out = {}
+    for k, v in sd.items():
+        for a, b in rename.items():
+            k = k.replace(a, b)
+        out["wav2vec2." + k] = v.contiguous()
+    return out

@@ -33,7 +33,11 @@ class Fp8Linear(nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.compute_dtype = compute_dtype
-        q, scale = quantize_fp8(linear.weight)
+        if linear.weight.dtype == FP8_DTYPE:
+            # Already e4m3 (Ovi's model_fp8_e4m3fn.safetensors is a plain cast): keep it, unit scale.
+            q, scale = linear.weight.detach(), torch.tensor(1.0)
+        else:
+            q, scale = quantize_fp8(linear.weight)
         self.weight = nn.Parameter(q, requires_grad=False)
         self.register_buffer("weight_scale", scale)
         self.bias = None if linear.bias is None else nn.Parameter(
@@ -57,6 +61,17 @@ def fp8_blocks_(model: nn.Module, compute_dtype: torch.dtype = torch.bfloat16) -
                         setattr(child, cname, Fp8Linear(sub, compute_dtype))
                         count += 1
     return count
+
+
+def cast_non_fp8_(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """Everything except Fp8Linear weights/scales to ``dtype`` (fp8 leftovers outside blocks included)."""
+    for mod in model.modules():
+        if isinstance(mod, Fp8Linear):
+            continue
+        for name, p in list(mod._parameters.items()):
+            if p is not None and p.is_floating_point() and p.dtype != dtype:
+                mod._parameters[name] = nn.Parameter(p.detach().to(dtype), requires_grad=False)
+    return model
 
 
 class BlockSwap:

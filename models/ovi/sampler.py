@@ -84,6 +84,10 @@ def sample_ovi(model: OviFusion, cond: OviConditioning, *, latent_frames: int, l
     vcfg, acfg = model.config.video, model.config.audio
     device = torch.device(device) if device is not None else next(model.parameters()).device
     i2v = cond.image_latent is not None
+    _, ph, pw = vcfg.patch_size
+    if latent_height % ph or latent_width % pw:
+        raise ValueError(f"latent size {latent_height}x{latent_width} must be a multiple of the patch "
+                         f"{ph}x{pw} (pixel sizes: multiples of 32)")
     if i2v:
         img = cond.image_latent
         if tuple(img.shape) != (vcfg.in_dim, 1, latent_height, latent_width):

@@ -1,0 +1,42 @@
+"""Everything one LTX-2 single file holds, loaded together (transformer, text connectors,
+video VAE, audio VAE, vocoder); parts absent from the file stay ``None``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..common.checkpoint import load_file, safetensors_metadata
+from .codecs import AUDIO_VAE_PREFIX, VIDEO_VAE_PREFIX, VOCODER_PREFIX, load_audio_vae, load_video_vae, load_vocoder
+from .text import load_text_connectors
+from .transformer import InContextTransformer, load_transformer
+
+
+@dataclass
+class LTX2Parts:
+    transformer: InContextTransformer
+    connectors: Any = None
+    video_vae: Any = None
+    audio_vae: Any = None
+    vocoder: Any = None
+
+
+def _has(checkpoint, prefix: str) -> bool:
+    return any(k.startswith(prefix) for k in checkpoint)
+
+
+def load_ltx2_parts(path: str | Path, *, dtype: torch.dtype | None = None) -> LTX2Parts:
+    checkpoint = load_file(path)
+    meta = safetensors_metadata(path) if str(path).endswith(".safetensors") else {}
+    parts = LTX2Parts(load_transformer(checkpoint, meta, dtype=dtype))
+    if _has(checkpoint, "text_embedding_projection."):
+        parts.connectors = load_text_connectors(checkpoint, meta, dtype=dtype)
+    if _has(checkpoint, VIDEO_VAE_PREFIX):
+        parts.video_vae = load_video_vae(checkpoint, meta, dtype=dtype)
+    if _has(checkpoint, AUDIO_VAE_PREFIX):
+        parts.audio_vae = load_audio_vae(checkpoint, meta, dtype=dtype)
+    if _has(checkpoint, VOCODER_PREFIX):
+        parts.vocoder = load_vocoder(checkpoint, meta, dtype=dtype)
+    return parts

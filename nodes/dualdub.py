@@ -1,0 +1,320 @@
+"""DualDub nodes: load the LM + WavTokenizer codec + CLIP vision, encode video / text / speaker,
+sample the two token streams, and decode them into a background AUDIO and a speech AUDIO.
+
+Each node's ``execute`` calls one plain function below; the models live in ``models/dualdub``.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+
+from ..compat import io
+from ..models.common.checkpoint import CheckpointError
+from ..models.common.codecs.wavtokenizer import load_wavtokenizer
+from ..models.common.device import Placement
+from ..models.dualdub.config import V2A_PROMPT
+from ..models.dualdub.io import load_dualdub
+from ..models.dualdub.sampler import STREAMS_FOR_TASK, SamplingOptions, generate, steps_for_duration
+from ..models.dualdub.speaker import reference_crop
+from ..models.dualdub.text import encode_text
+from ..models.dualdub.vision import encode_video, load_clip_vision
+from .model_folders import model_choices, resolve_model
+from .model_patch import ModelHandle
+from .progress import step_callback
+
+CATEGORY = "Soundstage/DualDub"
+DualDubModel = io.Custom("SOUNDSTAGE_DUALDUB")
+WavTokenizerCodec = io.Custom("SOUNDSTAGE_WAVTOKENIZER")
+ClipVisionHF = io.Custom("SOUNDSTAGE_CLIP_VISION")
+DualDubVideo = io.Custom("SOUNDSTAGE_DUALDUB_VIDEO")
+DualDubText = io.Custom("SOUNDSTAGE_DUALDUB_TEXT")
+DualDubSpeaker = io.Custom("SOUNDSTAGE_DUALDUB_SPEAKER")
+DualDubTokens = io.Custom("SOUNDSTAGE_DUALDUB_TOKENS")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TASKS = tuple(STREAMS_FOR_TASK)
+
+
+@contextmanager
+def node_errors(node: str, input_name: str):
+    try:
+        yield
+    except (CheckpointError, FileNotFoundError, OSError) as exc:
+        raise ValueError(f"{node}: input '{input_name}': {exc}") from exc
+
+
+@dataclass
+class LoadedDualDub:
+    handle: ModelHandle
+    tokenizer: object
+
+
+# ----------------------------------------------------------------------------- loader
+def load_dualdub_parts(ckpt_name: str, codec_name: str, clip_name: str, precision: str,
+                       node: str = "Load DualDub"):
+    placement = Placement.auto(precision)
+    with node_errors(node, "ckpt_name"):
+        model, tokenizer = load_dualdub(resolve_model("soundstage_dualdub", ckpt_name, node, "ckpt_name"))
+    with node_errors(node, "codec_name"):
+        codec = load_wavtokenizer(resolve_model("audio_encoders", codec_name, node, "codec_name"))
+    with node_errors(node, "clip_name"):
+        clip = load_clip_vision(resolve_model("clip_vision", clip_name, node, "clip_name"))
+    if codec.codebook_size != model.config.codebook_size:
+        raise ValueError(f"{node}: input 'codec_name': the codec has {codec.codebook_size} codes but the "
+                         f"DualDub checkpoint was trained on {model.config.codebook_size}")
+    if abs(codec.sample_rate / codec.hop_length - model.config.token_rate) > 1e-6:
+        raise ValueError(f"{node}: input 'codec_name': codec runs at {codec.sample_rate / codec.hop_length:g} "
+                         f"tokens/s, the DualDub checkpoint at {model.config.token_rate:g}")
+    if clip.config.hidden_size != model.config.video_dim:
+        raise ValueError(f"{node}: input 'clip_name': CLIP width {clip.config.hidden_size} does not match the "
+                         f"checkpoint's video_dim {model.config.video_dim}")
+    # The codec's ISTFT and the CLIP tower stay in float32: they are small and precision-sensitive.
+    fp32 = Placement(placement.device, torch.float32, placement.offload)
+    return (LoadedDualDub(ModelHandle(model, placement, info={"name": ckpt_name}), tokenizer),
+            ModelHandle(codec, fp32, info={"name": codec_name}), ModelHandle(clip, fp32, info={"name": clip_name}))
+
+
+class LoadDualDub(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageLoadDualDub",
+            display_name="Load DualDub",
+            category=CATEGORY,
+            description="The DualDub LM (with its BPE tokenizer beside it), the WavTokenizer codec both tracks "
+                        "use, and the CLIP vision tower for video features.",
+            inputs=[
+                io.Combo.Input("ckpt_name", options=model_choices("soundstage_dualdub"),
+                               tooltip="DualDub checkpoint (.safetensors; <name>.tokenizer.json beside it)."),
+                io.Combo.Input("codec_name", options=model_choices("audio_encoders"),
+                               tooltip="WavTokenizer .ckpt the model was trained with (40 or 75 tokens/s, 24 kHz)."),
+                io.Combo.Input("clip_name", options=model_choices("clip_vision"),
+                               tooltip="CLIP vision model (Hugging Face folder or single file)."),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
+                               tooltip="LM precision; auto = bf16 on GPU, fp32 on CPU."),
+            ],
+            outputs=[DualDubModel.Output("dualdub"), WavTokenizerCodec.Output("codec"),
+                     ClipVisionHF.Output("clip_vision")],
+        )
+
+    @classmethod
+    def execute(cls, ckpt_name, codec_name, clip_name, precision) -> io.NodeOutput:
+        return io.NodeOutput(*load_dualdub_parts(ckpt_name, codec_name, clip_name, precision))
+
+
+# ----------------------------------------------------------------------------- video
+def dualdub_video_encode(clip: ModelHandle, video, node: str = "DualDub Video Encode") -> dict:
+    components = video.get_components()
+    frames = components.images
+    fps = float(Fraction(components.frame_rate))
+    if frames.shape[0] == 0 or fps <= 0:
+        raise ValueError(f"{node}: input 'video': the video has no frames")
+    with clip.use() as tower:
+        feats, times = encode_video(tower, frames, fps, stride=3)
+    return {"features": feats.cpu(), "times": times, "seconds": frames.shape[0] / fps}
+
+
+class DualDubVideoEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageDualDubVideoEncode",
+            display_name="DualDub Video Encode",
+            category=CATEGORY,
+            description="CLIP features of one frame in every three (DualDub paper 3.2), with their timestamps; "
+                        "also carries the video's duration for the sampler.",
+            inputs=[ClipVisionHF.Input("clip_vision"), io.Video.Input("video")],
+            outputs=[DualDubVideo.Output("video_features")],
+        )
+
+    @classmethod
+    def execute(cls, clip_vision, video) -> io.NodeOutput:
+        return io.NodeOutput(dualdub_video_encode(clip_vision, video))
+
+
+# ----------------------------------------------------------------------------- text
+def dualdub_text_encode(dualdub: LoadedDualDub, text: str, node: str = "DualDub Text Encode") -> dict:
+    text = text.strip()
+    if not text:
+        raise ValueError(f"{node}: input 'text': enter the transcript to speak (V2A uses '{V2A_PROMPT}')")
+    try:
+        ids = encode_text(dualdub.tokenizer, text, dualdub.handle.module.config.text_vocab_size)
+    except ValueError as exc:
+        raise ValueError(f"{node}: input 'text': {exc}") from exc
+    return {"ids": ids, "text": text}
+
+
+class DualDubTextEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageDualDubTextEncode",
+            display_name="DualDub Text Encode",
+            category=CATEGORY,
+            description="BPE-tokenize the transcript with the tokenizer saved beside the checkpoint.",
+            inputs=[
+                DualDubModel.Input("dualdub"),
+                io.String.Input("text", multiline=True, default="Hello there.",
+                                tooltip=f"Transcript of the speech. For background audio only, use '{V2A_PROMPT}'."),
+            ],
+            outputs=[DualDubText.Output("text_tokens")],
+        )
+
+    @classmethod
+    def execute(cls, dualdub, text) -> io.NodeOutput:
+        return io.NodeOutput(dualdub_text_encode(dualdub, text))
+
+
+# ----------------------------------------------------------------------------- speaker
+def dualdub_speaker_prompt(dualdub: LoadedDualDub, audio: dict | None, seconds: float,
+                           node: str = "DualDub Speaker Prompt") -> dict:
+    cfg = dualdub.handle.module.config
+    if audio is None:
+        return {"embedding": torch.zeros(1, cfg.speaker_dim)}
+    import torchaudio.functional as AF
+
+    wave, rate = audio["waveform"], int(audio["sample_rate"])
+    if wave.dim() != 3 or wave.shape[-1] == 0:
+        raise ValueError(f"{node}: input 'reference': expected a non-empty AUDIO waveform [B, C, T]")
+    mono = wave[0].float().mean(0)
+    if rate != cfg.codec_sample_rate:
+        mono = AF.resample(mono, rate, cfg.codec_sample_rate)
+    ref = reference_crop(mono, cfg.codec_sample_rate, seconds)
+    with dualdub.handle.use() as model, torch.no_grad():
+        emb = model.speaker_encoder(ref[None].to(dualdub.handle.device))
+    return {"embedding": emb.float().cpu()}
+
+
+class DualDubSpeakerPrompt(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageDualDubSpeakerPrompt",
+            display_name="DualDub Speaker Prompt",
+            category=CATEGORY,
+            description="Speaker embedding from a reference voice (log-mel of its first seconds, average-pooled). "
+                        "Leave 'reference' unconnected for a zero speaker (background audio only).",
+            inputs=[
+                DualDubModel.Input("dualdub"),
+                io.Audio.Input("reference", optional=True, tooltip="A recording of the target voice."),
+                io.Float.Input("seconds", default=3.0, min=0.5, max=30.0, step=0.1,
+                               tooltip="Length of reference used; the paper uses 3 s."),
+            ],
+            outputs=[DualDubSpeaker.Output("speaker")],
+        )
+
+    @classmethod
+    def execute(cls, dualdub, seconds, reference=None) -> io.NodeOutput:
+        return io.NodeOutput(dualdub_speaker_prompt(dualdub, reference, seconds))
+
+
+# ----------------------------------------------------------------------------- sampler
+def dualdub_sample(dualdub: LoadedDualDub, text: dict, task: str, duration: float, temperature: float, top_k: int,
+                   top_p: float, repetition_penalty: float, seed: int, allow_early_end: bool,
+                   video: dict | None = None, speaker: dict | None = None,
+                   node: str = "DualDub AR LM Sampler") -> dict:
+    cfg = dualdub.handle.module.config
+    if task in ("v2a", "v2st") and video is None:
+        raise ValueError(f"{node}: input 'video_features': task {task} needs video features")
+    seconds = duration if duration > 0 else (video["seconds"] if video is not None else 0.0)
+    if seconds <= 0:
+        raise ValueError(f"{node}: input 'duration': set a duration (there is no video to take it from)")
+    steps = steps_for_duration(seconds, cfg.token_rate)
+    options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p,
+                              repetition_penalty=repetition_penalty, seed=seed,
+                              min_steps=0 if allow_early_end else steps)
+    with dualdub.handle.use() as model:
+        dev = dualdub.handle.device
+        use_speaker = speaker is not None and task != "v2a"  # paper 3.4: V2A uses a zero speaker
+        cond = model.conditions(
+            text_ids=text["ids"].to(dev),
+            speaker=speaker["embedding"].to(dev) if use_speaker else None,
+            video=video["features"].to(dev) if video is not None and task != "tts" else None,
+            video_times=video["times"].to(dev) if video is not None and task != "tts" else None,
+        )
+        out = generate(model, cond, steps, task=task, options=options, callback=step_callback(steps))
+    return {"audio": out.audio[0].cpu(), "speech": out.speech[0].cpu(),
+            "audio_length": int(out.audio_lengths[0]), "speech_length": int(out.speech_lengths[0]),
+            "task": task, "seconds": seconds, "token_rate": cfg.token_rate}
+
+
+class DualDubSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageDualDubSampler",
+            display_name="DualDub AR LM Sampler",
+            category=CATEGORY,
+            description="Generate background-audio tokens and speech tokens together, one step per codec token "
+                        "(KV-cached). Length = duration x the codec's token rate.",
+            inputs=[
+                DualDubModel.Input("dualdub"),
+                DualDubText.Input("text"),
+                DualDubVideo.Input("video_features", optional=True),
+                DualDubSpeaker.Input("speaker", optional=True),
+                io.Combo.Input("task", options=list(TASKS), default="v2st",
+                               tooltip="v2st: speech + background from video; v2a: background only; tts: speech only."),
+                io.Float.Input("duration", default=0.0, min=0.0, max=600.0, step=0.01,
+                               tooltip="Seconds to generate; 0 = the video's duration."),
+                io.Float.Input("temperature", default=1.0, min=0.0, max=5.0, step=0.01, tooltip="0 = greedy."),
+                io.Int.Input("top_k", default=50, min=0, max=100000, step=1, tooltip="0 = no top-k."),
+                io.Float.Input("top_p", default=0.95, min=0.0, max=1.0, step=0.01, tooltip="1 = no nucleus filter."),
+                io.Float.Input("repetition_penalty", default=1.0, min=1.0, max=3.0, step=0.01,
+                               tooltip="Penalise codes used in the last 50 steps; 1 = off."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, step=1, control_after_generate=True),
+                io.Boolean.Input("allow_early_end", default=True,
+                                 tooltip="Let a stream stop at its EOS before the duration (it is then padded with silence)."),
+            ],
+            outputs=[DualDubTokens.Output("tokens")],
+        )
+
+    @classmethod
+    def execute(cls, dualdub, text, task, duration, temperature, top_k, top_p, repetition_penalty, seed,
+                allow_early_end, video_features=None, speaker=None) -> io.NodeOutput:
+        return io.NodeOutput(dualdub_sample(dualdub, text, task, duration, temperature, top_k, top_p,
+                                            repetition_penalty, seed, allow_early_end, video_features, speaker))
+
+
+# ----------------------------------------------------------------------------- decode
+def dualdub_decode(codec: ModelHandle, tokens: dict, node: str = "DualDub Codec Decode") -> tuple[dict, dict]:
+    """Both streams -> two AUDIO dicts of the same length (a stream that ended early, or that the task
+    does not produce, is silence after its last token)."""
+    with codec.use() as model, torch.no_grad():
+        rate, hop = model.sample_rate, model.hop_length
+        total = max(int(round(tokens["seconds"] * rate)), 1)
+        tracks = []
+        for name in ("audio", "speech"):
+            n = tokens[f"{name}_length"]
+            wave = torch.zeros(total)
+            if n > 0:
+                codes = tokens[name][:n].to(codec.device)
+                if int(codes.max()) >= model.codebook_size:
+                    raise ValueError(f"{node}: input 'tokens': {name} codes exceed the codec's codebook")
+                decoded = model.decode_codes(codes[None]).float().cpu()[0]
+                wave[: min(total, decoded.shape[-1])] = decoded[:total]
+            tracks.append({"waveform": wave.view(1, 1, -1).contiguous(), "sample_rate": rate})
+    return tracks[0], tracks[1]
+
+
+class DualDubDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageDualDubDecode",
+            display_name="DualDub Codec Decode",
+            category=CATEGORY,
+            description="WavTokenizer decode of both token streams (Vocos backbone + ISTFT) at 24 kHz.",
+            inputs=[WavTokenizerCodec.Input("codec"), DualDubTokens.Input("tokens")],
+            outputs=[io.Audio.Output("background"), io.Audio.Output("speech")],
+        )
+
+    @classmethod
+    def execute(cls, codec, tokens) -> io.NodeOutput:
+        return io.NodeOutput(*dualdub_decode(codec, tokens))
+
+
+NODES: list[type[io.ComfyNode]] = [
+    LoadDualDub, DualDubVideoEncode, DualDubTextEncode, DualDubSpeakerPrompt, DualDubSampler, DualDubDecode,
+]

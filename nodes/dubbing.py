@@ -1,0 +1,377 @@
+"""JUST-DUB-IT video dubbing on LTX-2: load the AV model, add the dubbing LoRA, encode the source
+clip as in-context conditioning, sample the dubbed audio + video, decode to a VIDEO.
+
+Load LTX-2 AV Model ─┬─ Dubbing LoRA Loader ─┬─ Dubbing Sampler ─ Decode Dubbed Video ─> VIDEO
+VIDEO (+AUDIO) ── Encode Dubbing Context ────┘        ^
+Load LTX-2 Text Encoder (Gemma-3) ────────────────────┘
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..compat import InputImpl, Types, io
+from ..models.common.checkpoint import CheckpointError
+from ..models.common.device import Placement
+from ..models.just_dub_it.av_codec import (
+    decode_audio,
+    decode_video,
+    encode_audio,
+    encode_video,
+    fit_frames,
+    fit_waveform,
+    waveform_to_mel,
+)
+from ..models.just_dub_it.bundle import load_ltx2_parts
+from ..models.just_dub_it.lora import Lora, loras_merged, read_lora
+from ..models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1
+from ..models.just_dub_it.schedule import DEFAULT_CFG, DEFAULT_STEPS, valid_frame_count
+from ..models.just_dub_it.text import MAX_PROMPT_TOKENS, encode_prompts, load_gemma
+from .model_folders import model_choices, resolve_model
+from .model_patch import ModelHandle
+from .progress import step_callback
+
+CATEGORY = "Soundstage/JUST-DUB-IT"
+PRECISIONS = ["auto", "bf16", "fp16", "fp32"]
+# JUST-DUB-IT's default negative prompt is LTX-2's long list; this is its gist.
+DEFAULT_NEGATIVE = ("blurry, low quality, distorted face, mismatched lip sync, silent or muted audio, "
+                    "distorted voice, robotic voice, background noise, incorrect dialogue")
+
+LTX2Model = io.Custom("SOUNDSTAGE_LTX2")
+TextEncoder = io.Custom("SOUNDSTAGE_LTX2_TEXT_ENCODER")
+DubContext = io.Custom("SOUNDSTAGE_DUB_CONTEXT")
+DubLatents = io.Custom("SOUNDSTAGE_DUB_LATENTS")
+
+
+@dataclass
+class LTX2AVModel:
+    transformer: ModelHandle
+    connectors: ModelHandle | None
+    video_vae: ModelHandle | None
+    audio_vae: ModelHandle | None
+    vocoder: ModelHandle | None
+    name: str
+    loras: tuple[tuple[Lora, float], ...] = ()
+
+    def require(self, part: str, node: str, input_name: str) -> ModelHandle:
+        handle = getattr(self, part)
+        if handle is None:
+            raise ValueError(f"{node}: input '{input_name}': {self.name} has no {part.replace('_', ' ')}; "
+                             "use the full LTX-2 single-file checkpoint (transformer, connectors, VAEs, vocoder)")
+        return handle
+
+
+@dataclass
+class GemmaTextEncoder:
+    encoder: Any
+    placement: Placement
+    max_tokens: int
+
+
+@dataclass
+class EncodedClip:
+    context: DubbingContext
+    frames: int
+    fps: float
+    size: tuple[int, int]  # (width, height)
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class DubbedLatents:
+    video: torch.Tensor
+    audio: torch.Tensor
+    frames: int
+    fps: float
+
+
+# --------------------------------------------------------------------------- plain functions
+
+
+def load_ltx2_av(path: str, precision: str, node: str = "Load LTX-2 AV Model") -> LTX2AVModel:
+    placement = Placement.auto(precision)
+    try:
+        parts = load_ltx2_parts(path, dtype=placement.dtype)
+    except CheckpointError as exc:
+        raise ValueError(f"{node}: input 'ckpt_name': {exc}") from exc
+    name = Path(path).name
+
+    def handle(module, kind):
+        return None if module is None else ModelHandle(module, placement, info={"kind": kind, "file": name})
+
+    return LTX2AVModel(
+        transformer=handle(parts.transformer, "ltx2_transformer"),
+        connectors=handle(parts.connectors, "ltx2_text_connectors"),
+        video_vae=handle(parts.video_vae, "ltx2_video_vae"),
+        audio_vae=handle(parts.audio_vae, "ltx2_audio_vae"),
+        vocoder=handle(parts.vocoder, "ltx2_vocoder"),
+        name=name,
+    )
+
+
+def add_lora(model: LTX2AVModel, path: str, strength: float, node: str = "Dubbing LoRA Loader") -> LTX2AVModel:
+    if strength == 0.0:
+        return model
+    try:
+        lora = read_lora(path)
+    except CheckpointError as exc:
+        raise ValueError(f"{node}: input 'lora_name': {exc}") from exc
+    missing = [p for p in lora.pairs if _linear_or_none(model.transformer.module.transformer, p) is None]
+    if missing:
+        raise ValueError(f"{node}: input 'lora_name': {len(missing)} target(s) not in the LTX-2 transformer: "
+                         f"{', '.join(missing[:5])}")
+    # A new model value: the LoRA is merged only while a sampler runs, so graphs never interfere.
+    return replace(model, loras=model.loras + ((lora, float(strength)),))
+
+
+def _linear_or_none(root: torch.nn.Module, path: str):
+    try:
+        module = root.get_submodule(path)
+    except AttributeError:
+        return None
+    return module if isinstance(module, torch.nn.Linear) else None
+
+
+def load_text_encoder(path: str, precision: str, max_tokens: int, node: str = "Load LTX-2 Text Encoder") -> GemmaTextEncoder:
+    placement = Placement.auto(precision)
+    folder = Path(path).parent if Path(path).is_file() else Path(path)
+    try:
+        encoder = load_gemma(folder, dtype=placement.dtype, device="cpu")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{node}: input 'text_encoder': {exc}") from exc
+    return GemmaTextEncoder(encoder, placement, max_tokens)
+
+
+def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, height: int, max_frames: int,
+                   node: str = "Encode Dubbing Context") -> EncodedClip:
+    comps = video.get_components()
+    images = comps.images
+    fps = float(Fraction(comps.frame_rate))
+    if images.shape[0] == 0:
+        raise ValueError(f"{node}: input 'video': the VIDEO has no frames")
+    count = images.shape[0] if max_frames <= 0 else min(images.shape[0], max_frames)
+    frames = valid_frame_count(count)  # the causal VAE takes 8k+1 frames (paper 4 / ltx_core)
+    h = height or images.shape[1] // 32 * 32
+    w = width or images.shape[2] // 32 * 32
+    if h < 64 or w < 64 or h % 32 or w % 32:
+        raise ValueError(f"{node}: inputs 'width'/'height': {w}x{h} must be multiples of 32, at least 64")
+    source_audio = audio if audio is not None else comps.audio
+    if source_audio is None:
+        raise ValueError(f"{node}: input 'audio': the VIDEO has no audio track; connect the source speech")
+    pixels = fit_frames(images[:frames], h, w)
+    vae = model.require("video_vae", node, "model")
+    avae = model.require("audio_vae", node, "model")
+    with vae.use() as v:
+        video_latent = encode_video(v, pixels)
+        first = encode_video(v, pixels[:1])  # the clean first frame, encoded alone (JUST-DUB-IT image cond.)
+    wav = source_audio["waveform"][0].float()
+    wav = fit_waveform(wav, int(source_audio["sample_rate"]), frames / fps)
+    with avae.use() as a:
+        audio_latent = encode_audio(a, waveform_to_mel(wav, int(source_audio["sample_rate"]), a))
+    ctx = DubbingContext(video_latent.cpu(), audio_latent.cpu(), fps, first.cpu())
+    return EncodedClip(ctx, frames, fps, (w, h), {"source_frames": int(images.shape[0])})
+
+
+def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip, prompt: str, negative: str,
+                   steps: int, cfg: float, seed: int, node: str = "Dubbing Sampler") -> DubbedLatents:
+    if not prompt.strip():
+        raise ValueError(f"{node}: input 'prompt': describe the target dialogue (e.g. 'She says in Spanish: ...')")
+    connectors = model.require("connectors", node, "model")
+    prompts = [prompt, negative] if cfg != 1.0 else [prompt]
+    text.encoder.model.to(text.placement.device, text.placement.dtype)
+    try:
+        with connectors.use() as c:
+            try:
+                video_ctx, audio_ctx = encode_prompts(text.encoder, c, prompts, text.max_tokens)
+            except ValueError as exc:
+                raise ValueError(f"{node}: input 'text_encoder': {exc}") from exc
+    finally:
+        text.encoder.model.to("cpu")
+    positive = TextContext(video_ctx[:1], audio_ctx[:1])
+    negative_ctx = TextContext(video_ctx[1:], audio_ctx[1:]) if cfg != 1.0 else None
+    callback = step_callback(steps)
+    with model.transformer.use() as t, loras_merged(t.transformer, model.loras):
+        device = next(t.parameters()).device
+        ctx = clip.context
+        on_device = DubbingContext(ctx.video_latent.to(device), ctx.audio_latent.to(device), ctx.fps,
+                                   None if ctx.first_frame_latent is None else ctx.first_frame_latent.to(device))
+        video, audio = dub_stage1(t, on_device, _to(positive, device), _to(negative_ctx, device),
+                                  steps=steps, cfg=cfg, seed=seed, callback=callback)
+    return DubbedLatents(video.float().cpu(), audio.float().cpu(), clip.frames, clip.fps)
+
+
+def _to(text: TextContext | None, device) -> TextContext | None:
+    return None if text is None else TextContext(text.video.to(device), text.audio.to(device))
+
+
+def decode_dubbed(model: LTX2AVModel, latents: DubbedLatents, node: str = "Decode Dubbed Video"):
+    vae = model.require("video_vae", node, "model")
+    avae = model.require("audio_vae", node, "model")
+    voc = model.require("vocoder", node, "model")
+    with vae.use() as v:
+        frames = decode_video(v, latents.video)[: latents.frames].cpu()
+    with avae.use() as a, voc.use() as vo:
+        wav, rate = decode_audio(a, vo, latents.audio)
+    wav = fit_waveform(wav.cpu(), rate, latents.frames / latents.fps)  # same duration as the source clip
+    audio = {"waveform": wav.unsqueeze(0).contiguous(), "sample_rate": rate}
+    fps = Fraction(latents.fps).limit_denominator(1001)
+    return InputImpl.VideoFromComponents(Types.VideoComponents(images=frames, audio=audio, frame_rate=fps)), audio
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+class LoadLTX2AVModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageLoadLTX2AVModel",
+            display_name="Load LTX-2 AV Model",
+            category=CATEGORY,
+            description="The LTX-2 single-file checkpoint: audio-video transformer, text connectors, video and audio VAEs, vocoder. "
+                        "The config comes from the file's metadata.",
+            inputs=[
+                io.Combo.Input("ckpt_name", options=model_choices("soundstage_ltx2"),
+                               tooltip="LTX-2 single file (models/soundstage/ltx2), e.g. ltx-2-19b-dev.safetensors."),
+                io.Combo.Input("precision", options=PRECISIONS, default="auto",
+                               tooltip="Weight dtype; auto = bf16 on GPU, fp32 on CPU."),
+            ],
+            outputs=[LTX2Model.Output(display_name="model")],
+        )
+
+    @classmethod
+    def execute(cls, ckpt_name, precision) -> io.NodeOutput:
+        path = resolve_model("soundstage_ltx2", ckpt_name, "Load LTX-2 AV Model", "ckpt_name")
+        return io.NodeOutput(load_ltx2_av(path, precision))
+
+
+class DubbingLoraLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageDubbingLoraLoader",
+            display_name="Dubbing LoRA Loader",
+            category=CATEGORY,
+            description="Adds a LoRA in the ComfyUI / JUST-DUB-IT format (W += strength * B @ A). Chain loaders to stack LoRAs.",
+            inputs=[
+                LTX2Model.Input("model"),
+                io.Combo.Input("lora_name", options=model_choices("loras"),
+                               tooltip="The JUST-DUB-IT in-context dubbing LoRA (or any LTX-2 LoRA)."),
+                io.Float.Input("strength", default=1.0, min=-4.0, max=4.0, step=0.05,
+                               tooltip="Scale of the LoRA delta; 1.0 as trained, 0 disables it."),
+            ],
+            outputs=[LTX2Model.Output(display_name="model")],
+        )
+
+    @classmethod
+    def execute(cls, model, lora_name, strength) -> io.NodeOutput:
+        path = resolve_model("loras", lora_name, "Dubbing LoRA Loader", "lora_name")
+        return io.NodeOutput(add_lora(model, path, strength))
+
+
+class LoadLTX2TextEncoder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageLoadLTX2TextEncoder",
+            display_name="Load LTX-2 Text Encoder (Gemma-3)",
+            category=CATEGORY,
+            description="Gemma-3 in Hugging Face layout (a folder under text_encoders with config.json, tokenizer and weights); pick any file inside it.",
+            inputs=[
+                io.Combo.Input("text_encoder", options=model_choices("text_encoders"),
+                               tooltip="A file inside the Gemma-3 folder (e.g. gemma-3-12b-it/model-00001-of-00005.safetensors)."),
+                io.Combo.Input("precision", options=PRECISIONS, default="auto", tooltip="Gemma dtype while encoding."),
+                io.Int.Input("max_tokens", default=MAX_PROMPT_TOKENS, min=8, max=4096, step=8,
+                             tooltip="Prompts are left-padded to this length; must be a multiple of the connectors' register count (128 for LTX-2)."),
+            ],
+            outputs=[TextEncoder.Output(display_name="text_encoder")],
+        )
+
+    @classmethod
+    def execute(cls, text_encoder, precision, max_tokens) -> io.NodeOutput:
+        path = resolve_model("text_encoders", text_encoder, "Load LTX-2 Text Encoder", "text_encoder")
+        return io.NodeOutput(load_text_encoder(path, precision, max_tokens))
+
+
+class EncodeDubbingContext(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageEncodeDubbingContext",
+            display_name="Encode Dubbing Context",
+            category=CATEGORY,
+            description="Encodes the source clip (video + its speech) into the clean in-context latents and the clean first frame.",
+            inputs=[
+                LTX2Model.Input("model"),
+                io.Video.Input("video", tooltip="The clip to dub; trimmed to 8k+1 frames (24 or 25 fps as in the paper)."),
+                io.Audio.Input("audio", optional=True, tooltip="Source speech; defaults to the VIDEO's own audio track."),
+                io.Int.Input("width", default=0, min=0, max=4096, step=32,
+                             tooltip="Generation width (multiple of 32); 0 = the source width rounded down. Paper: 768."),
+                io.Int.Input("height", default=0, min=0, max=4096, step=32,
+                             tooltip="Generation height (multiple of 32); 0 = the source height rounded down. Paper: 512."),
+                io.Int.Input("max_frames", default=121, min=0, max=1000, step=8,
+                             tooltip="Longest clip in frames (121 = about 5 s at 24 fps); 0 = all frames."),
+            ],
+            outputs=[DubContext.Output(display_name="context")],
+        )
+
+    @classmethod
+    def execute(cls, model, video, width, height, max_frames, audio=None) -> io.NodeOutput:
+        return io.NodeOutput(encode_context(model, video, audio, width, height, max_frames))
+
+
+class DubbingSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageDubbingSampler",
+            display_name="Dubbing Sampler",
+            category=CATEGORY,
+            description="JUST-DUB-IT stage 1: Euler over LTX-2's sigma schedule with CFG, the source clip as clean in-context tokens.",
+            inputs=[
+                LTX2Model.Input("model"),
+                TextEncoder.Input("text_encoder"),
+                DubContext.Input("context"),
+                io.String.Input("prompt", multiline=True, default="",
+                                tooltip="Scene description with the target dialogue, e.g. 'A woman speaks in Spanish: \"Hola...\"'."),
+                io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE,
+                                tooltip="Used for classifier-free guidance."),
+                io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=200, step=1, tooltip="Euler steps (paper: 40)."),
+                io.Float.Input("cfg", default=DEFAULT_CFG, min=1.0, max=20.0, step=0.1,
+                               tooltip="Guidance scale on the x0 prediction (paper: 3.0); 1.0 skips the negative pass."),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, step=1, control_after_generate=True,
+                             tooltip="Noise seed."),
+            ],
+            outputs=[DubLatents.Output(display_name="latents")],
+        )
+
+    @classmethod
+    def execute(cls, model, text_encoder, context, prompt, negative_prompt, steps, cfg, seed) -> io.NodeOutput:
+        return io.NodeOutput(sample_dubbing(model, text_encoder, context, prompt, negative_prompt, steps, cfg, seed))
+
+
+class DecodeDubbedVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageDecodeDubbedVideo",
+            display_name="Decode Dubbed Video",
+            category=CATEGORY,
+            description="Video VAE + audio VAE + vocoder -> the dubbed VIDEO with its new audio, as long as the source clip.",
+            inputs=[LTX2Model.Input("model"), DubLatents.Input("latents")],
+            outputs=[io.Video.Output(display_name="video"), io.Audio.Output(display_name="audio")],
+        )
+
+    @classmethod
+    def execute(cls, model, latents) -> io.NodeOutput:
+        video, audio = decode_dubbed(model, latents)
+        return io.NodeOutput(video, audio)
+
+
+NODES: list[type[io.ComfyNode]] = [
+    LoadLTX2AVModel, LoadLTX2TextEncoder, DubbingLoraLoader, EncodeDubbingContext, DubbingSampler, DecodeDubbedVideo,
+]

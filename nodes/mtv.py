@@ -1,0 +1,436 @@
+"""MTV (audio-sync video generation, MST-ControlNet on CogVideoX-5B) as ComfyUI nodes.
+
+Graph: Load MTV Model / Load CogVideoX VAE; Text Template -> Text Encode; Audio Demix ->
+Wav2Vec Features (x3) -> MST-ControlNet; Audio-Sync Video Sampler -> CogVideoX VAE Decode -> IMAGE,
+then core CreateVideo muxes the frames with the input audio.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..compat import io, model_management
+from .model_folders import model_choices, resolve_model
+from .progress import step_callback
+
+CATEGORY = "Soundstage/MTV"
+MODEL = io.Custom("SOUNDSTAGE_MTV_MODEL")
+VAE = io.Custom("SOUNDSTAGE_COGVIDEOX_VAE")
+FEATURES = io.Custom("SOUNDSTAGE_MTV_AUDIO_FEATURES")
+CONTROL = io.Custom("SOUNDSTAGE_MTV_CONTROL")
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+NO_SEPARATOR = "none (use connected stems)"
+
+
+@dataclass
+class LoadedMTV:
+    model: object
+    dtype: torch.dtype
+
+
+# ---- plain functions (testable without a graph) ---------------------------------------------------
+def load_mtv(path: str, dtype: torch.dtype) -> LoadedMTV:
+    from ..models.common.checkpoint import safetensors_metadata
+    from ..models.mtv.convert import read_official_checkpoint
+    from ..models.mtv.transformer import MTVTransformer
+
+    size = {}
+    if path.endswith(".safetensors"):
+        meta = safetensors_metadata(path)
+        if "latent_height" in meta and "latent_width" in meta:
+            size = {"latent_height": int(meta["latent_height"]), "latent_width": int(meta["latent_width"])}
+    model = MTVTransformer.from_official_state_dict(
+        read_official_checkpoint(path), dtype=dtype, context=f"MTV checkpoint {Path(path).name}", **size
+    )
+    return LoadedMTV(model=model.requires_grad_(False), dtype=dtype)
+
+
+def mono_16k(audio: dict) -> torch.Tensor:
+    import torchaudio.functional as AF
+
+    wav = audio["waveform"][0].float().mean(dim=0)
+    sr = int(audio["sample_rate"])
+    return AF.resample(wav, sr, 16000) if sr != 16000 else wav
+
+
+def wav2vec_windows(audio: dict, wav2vec_path: str, fps: float, clip_length: int):
+    from ..models.common.checkpoint import load_file
+    from ..models.mtv.wav2vec_features import load_wav2vec, wav2vec_features
+
+    model = load_wav2vec(load_file(wav2vec_path), context=f"wav2vec2 {Path(wav2vec_path).name}")
+    model.to(model_management.get_torch_device())
+    feats, _ = wav2vec_features(model, mono_16k(audio), fps=fps, clip_length=clip_length)
+    feats.windows = feats.windows.float().cpu()
+    return feats
+
+
+def build_control(speech, effects, music, speech_2=None):
+    from ..models.mtv.sampler import AudioControl
+
+    streams = {"vocal": speech, "effect": effects, "music": music, "vocal_1": speech_2}
+    present = {k: v for k, v in streams.items() if v is not None}
+    rates = {v.fps for v in present.values()}
+    if len(rates) != 1:
+        raise ValueError(f"SoundstageMTVControlNet: input features use different fps {sorted(rates)}")
+    length = max(v.windows.shape[0] for v in present.values())
+    padded = {}
+    for k, v in present.items():
+        w = v.windows
+        padded[k] = torch.cat([w, w.new_zeros(length - w.shape[0], *w.shape[1:])]) if w.shape[0] < length else w
+    return AudioControl(**padded, num_frames=max(v.num_frames for v in present.values()), fps=rates.pop())
+
+
+def demix(mixture, speech, effects, music, separator_path: str | None):
+    """Connected stems win; missing ones come from the separator run on the mixture, else silence."""
+    given = {"speech": speech, "effects": effects, "music": music}
+    if all(v is not None for v in given.values()):
+        return given
+    if mixture is None:
+        ref = next((v for v in given.values() if v is not None), None)
+        if ref is None:
+            raise ValueError("SoundstageMTVAudioDemix: input 'mixture': connect a mixture or the stems")
+        return {k: v if v is not None else _silence_like(ref) for k, v in given.items()}
+    if separator_path is None:
+        from ..models.mtv.demix import EXPECTED_DEMUCS_FILE
+
+        missing = [k for k, v in given.items() if v is None]
+        raise ValueError(
+            f"SoundstageMTVAudioDemix: input 'separator': stems {missing} are not connected and no separator "
+            f"is chosen; put {EXPECTED_DEMUCS_FILE} (torchaudio Hybrid Demucs) in the soundstage_mtv models "
+            "folder, or connect every stem"
+        )
+    from ..models.mtv.demix import load_hdemucs, separate, stems_from_sources
+
+    model = load_hdemucs(separator_path).to(model_management.get_torch_device())
+    wav, sr = mixture["waveform"][0].float(), int(mixture["sample_rate"])
+    stems = stems_from_sources(separate(model, wav, sr))
+    out = {k: {"waveform": v[None].contiguous(), "sample_rate": sr} for k, v in stems.items()}
+    return {k: given[k] if given[k] is not None else out[k] for k in given}
+
+
+def _silence_like(audio: dict) -> dict:
+    return {"waveform": torch.zeros_like(audio["waveform"]), "sample_rate": audio["sample_rate"]}
+
+
+def encode_text(text: str, encoder_path: str) -> list:
+    from ..models.mtv.text import encode_prompts, find_tokenizer, load_t5_encoder, load_tokenizer
+
+    tokenizer = load_tokenizer(find_tokenizer(encoder_path))
+    device = model_management.get_torch_device()
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = load_t5_encoder(encoder_path, dtype=dtype, device=device)
+    context = encode_prompts(model, tokenizer, [text]).cpu()
+    del model
+    model_management.soft_empty_cache()
+    return [[context, {}]]
+
+
+def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int, cfg: float, vae=None, image=None):
+    from ..models.mtv.sampler import num_chunks, sample_mtv
+    from ..models.mtv.text import fit_text_length
+    from ..models.mtv.vae import encode_frames, reencode_tail
+
+    model = loaded.model
+    conf = model.config
+    context = fit_text_length(positive[0][0].float(), conf.text_length)
+    if context.shape[-1] != conf.text_embed_dim:
+        raise ValueError(
+            f"SoundstageMTVSampler: input 'positive': text features are {context.shape[-1]}-wide, the model "
+            f"expects {conf.text_embed_dim} (T5-v1.1-XXL)"
+        )
+    device = model_management.get_torch_device()
+    model.to(device)
+    image_latents = None
+    if image is not None:
+        if vae is None:
+            raise ValueError("SoundstageMTVSampler: input 'image' needs the 'vae' input to encode the keyframe")
+        frame = _fit_image(image[:1], conf.latent_height * 8, conf.latent_width * 8)
+        vae.to(device)
+        image_latents = encode_frames(vae, frame, torch.Generator().manual_seed(seed))
+    total = num_chunks(control.num_frames or control.vocal.shape[0], (conf.latent_frames - 1) * 4 + 1) * steps
+    try:
+        chunks = sample_mtv(
+            model, context, control, latent_height=conf.latent_height, latent_width=conf.latent_width, steps=steps,
+            guidance=cfg, seed=seed, image_latents=image_latents,
+            carry=reencode_tail(vae.to(device), seed=seed) if vae is not None else None,
+            callback=step_callback(total),
+        )
+    finally:
+        model.to(model_management.unet_offload_device())
+        model_management.soft_empty_cache()
+    samples = torch.cat([c.permute(0, 2, 1, 3, 4) for c in chunks]).float().cpu()  # [chunks, C, T, h, w]
+    return {"samples": samples, "mtv_num_frames": control.num_frames, "mtv_fps": control.fps}
+
+
+def _fit_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    x = image.permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    return x.permute(0, 2, 3, 1).clamp(0, 1)
+
+
+def decode_video(vae, latent: dict) -> torch.Tensor:
+    from ..models.mtv.sampler import assemble_chunks
+    from ..models.mtv.vae import decode_frames
+
+    vae.to(model_management.get_torch_device())
+    samples = latent["samples"]
+    frames = [decode_frames(vae, samples[i:i + 1].permute(0, 2, 1, 3, 4)) for i in range(samples.shape[0])]
+    vae.to(model_management.vae_offload_device())
+    return assemble_chunks(frames, int(latent.get("mtv_num_frames", 0)))
+
+
+def load_vae(path: str, dtype_name: str):
+    from ..models.common.checkpoint import load_file
+    from ..models.mtv.vae import load_cogvideox_vae
+
+    return load_cogvideox_vae(load_file(path), dtype=DTYPES[dtype_name])
+
+
+# ---- nodes ---------------------------------------------------------------------------------------
+class MTVLoadModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SoundstageMTVLoadModel",
+            display_name="Load MTV Model",
+            category=CATEGORY,
+            description="The official MTV checkpoint (mp_rank_00_model_states.pt, single or multi-person) "
+                        "or a converted .safetensors; the backbone becomes a diffusers CogVideoX model.",
+            inputs=[
+                io.Combo.Input("ckpt_name", options=model_choices("soundstage_mtv"),
+                               tooltip="From models/soundstage/mtv/."),
+                io.Combo.Input("weight_dtype", options=list(DTYPES), default="bfloat16",
+                               tooltip="bfloat16 as the official inference (bf16: True)."),
+            ],
+            outputs=[MODEL.Output("mtv_model", display_name="mtv_model")],
+        )
+
+    @classmethod
+    def execute(cls, ckpt_name, weight_dtype):
+        path = resolve_model("soundstage_mtv", ckpt_name, "SoundstageMTVLoadModel", "ckpt_name")
+        return io.NodeOutput(load_mtv(path, DTYPES[weight_dtype]))
+
+
+class CogVideoXVAELoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SoundstageCogVideoXVAELoader",
+            display_name="Load CogVideoX VAE",
+            category=CATEGORY,
+            description="diffusers-format CogVideoX VAE (AutoencoderKLCogVideoX) weights.",
+            inputs=[
+                io.Combo.Input("vae_name", options=model_choices("vae"), tooltip="From models/vae/."),
+                io.Combo.Input("weight_dtype", options=list(DTYPES), default="bfloat16",
+                               tooltip="bfloat16 halves the VAE's memory."),
+            ],
+            outputs=[VAE.Output("vae", display_name="vae")],
+        )
+
+    @classmethod
+    def execute(cls, vae_name, weight_dtype):
+        path = resolve_model("vae", vae_name, "SoundstageCogVideoXVAELoader", "vae_name")
+        return io.NodeOutput(load_vae(path, weight_dtype))
+
+
+class MTVTextTemplate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        from ..models.mtv.text import COUNT_WORDS
+
+        return io.Schema(
+            node_id="SoundstageMTVTextTemplate",
+            display_name="MTV Text Template",
+            category=CATEGORY,
+            description="The structured prompt MTV was trained on (paper sec. 4.3).",
+            inputs=[
+                io.String.Input("scene", multiline=True, default="",
+                                tooltip="Overall scene description."),
+                io.String.Input("people", multiline=True, default="",
+                                tooltip="One appearance description per line: Person1, Person2, ..."),
+                io.Int.Input("active_speaker", default=1, min=0, max=len(COUNT_WORDS) - 1, step=1,
+                             tooltip="1-based index of the person who speaks; 0 = nobody speaks "
+                                     "(only the scene description is used)."),
+            ],
+            outputs=[io.String.Output("prompt", display_name="prompt")],
+        )
+
+    @classmethod
+    def execute(cls, scene, people, active_speaker):
+        from ..models.mtv.text import build_prompt
+
+        lines = [line for line in people.splitlines() if line.strip()]
+        try:
+            return io.NodeOutput(build_prompt(scene, lines, active_speaker))
+        except ValueError as exc:
+            raise ValueError(f"SoundstageMTVTextTemplate: input 'active_speaker': {exc}") from exc
+
+
+class MTVTextEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SoundstageMTVTextEncode",
+            display_name="MTV Text Encode (T5)",
+            category=CATEGORY,
+            description="T5-v1.1-XXL encoder weights (HF layout) with tokenizer.json beside them; padded "
+                        "to 226 tokens as the official conditioner.",
+            inputs=[
+                io.String.Input("text", multiline=True, default="", tooltip="Usually the Text Template output."),
+                io.Combo.Input("text_encoder", options=model_choices("text_encoders"),
+                               tooltip="From models/text_encoders/."),
+            ],
+            outputs=[io.Conditioning.Output("positive", display_name="positive")],
+        )
+
+    @classmethod
+    def execute(cls, text, text_encoder):
+        path = resolve_model("text_encoders", text_encoder, "SoundstageMTVTextEncode", "text_encoder")
+        try:
+            return io.NodeOutput(encode_text(text, path))
+        except FileNotFoundError as exc:
+            raise ValueError(f"SoundstageMTVTextEncode: input 'text_encoder': {exc}") from exc
+
+
+class MTVAudioDemix(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        from ..models.mtv.demix import EXPECTED_DEMUCS_FILE
+
+        return io.Schema(
+            node_id="SoundstageMTVAudioDemix",
+            display_name="MTV Audio Demix",
+            category=CATEGORY,
+            description="Speech / effects / music stems: connected stems are used as given; missing ones "
+                        f"are separated from the mixture with a Hybrid Demucs file ({EXPECTED_DEMUCS_FILE}).",
+            inputs=[
+                io.Combo.Input("separator", options=[NO_SEPARATOR] + model_choices("soundstage_mtv"),
+                               default=NO_SEPARATOR, tooltip=f"{EXPECTED_DEMUCS_FILE} in models/soundstage/mtv/."),
+                io.Audio.Input("mixture", optional=True, tooltip="The full soundtrack."),
+                io.Audio.Input("speech_stem", optional=True, tooltip="Speech stem (drives lip motion)."),
+                io.Audio.Input("effects_stem", optional=True, tooltip="Effects stem (drives event timing)."),
+                io.Audio.Input("music_stem", optional=True, tooltip="Music stem (drives visual mood)."),
+            ],
+            outputs=[io.Audio.Output("speech", display_name="speech"), io.Audio.Output("effects", display_name="effects"),
+                     io.Audio.Output("music", display_name="music")],
+        )
+
+    @classmethod
+    def execute(cls, separator, mixture=None, speech_stem=None, effects_stem=None, music_stem=None):
+        path = None
+        if separator != NO_SEPARATOR:
+            path = resolve_model("soundstage_mtv", separator, "SoundstageMTVAudioDemix", "separator")
+        out = demix(mixture, speech_stem, effects_stem, music_stem, path)
+        return io.NodeOutput(out["speech"], out["effects"], out["music"])
+
+
+class MTVWav2VecFeatures(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SoundstageMTVWav2VecFeatures",
+            display_name="MTV Wav2Vec Features",
+            category=CATEGORY,
+            description="wav2vec2-base-960h hidden states of all layers, resampled to the video frame rate, "
+                        "5-frame windows (MTV's audio input for one stream).",
+            inputs=[
+                io.Audio.Input("audio", tooltip="One stem (speech, effects or music)."),
+                io.Combo.Input("wav2vec", options=model_choices("audio_encoders"),
+                               tooltip="Wav2Vec2ForCTC weights (facebook/wav2vec2-base-960h) in models/audio_encoders/."),
+                io.Float.Input("fps", default=24.0, min=1.0, max=120.0, step=0.5,
+                               tooltip="Video frame rate; MTV was trained at 24."),
+                io.Int.Input("clip_length", default=49, min=2, max=1024, step=1,
+                             tooltip="Frames per generated chunk; features are padded to 1 + k*(clip_length-1)."),
+            ],
+            outputs=[FEATURES.Output("features", display_name="features")],
+        )
+
+    @classmethod
+    def execute(cls, audio, wav2vec, fps, clip_length):
+        path = resolve_model("audio_encoders", wav2vec, "SoundstageMTVWav2VecFeatures", "wav2vec")
+        return io.NodeOutput(wav2vec_windows(audio, path, fps, clip_length))
+
+
+class MTVControlNet(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SoundstageMTVControlNet",
+            display_name="MST-ControlNet",
+            category=CATEGORY,
+            description="Bundles the three audio streams (plus a second speaker for the multi-person model) "
+                        "for the Multi-Stream Temporal ControlNet.",
+            inputs=[
+                FEATURES.Input("speech", tooltip="Speech features: interval stream, lip motion."),
+                FEATURES.Input("effects", tooltip="Effects features: interval stream, event timing."),
+                FEATURES.Input("music", tooltip="Music features: holistic stream, visual mood."),
+                FEATURES.Input("speech_2", optional=True, tooltip="Second speaker (multi-person checkpoint)."),
+            ],
+            outputs=[CONTROL.Output("control", display_name="control")],
+        )
+
+    @classmethod
+    def execute(cls, speech, effects, music, speech_2=None):
+        return io.NodeOutput(build_control(speech, effects, music, speech_2))
+
+
+class MTVSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SoundstageMTVSampler",
+            display_name="Audio-Sync Video Sampler",
+            category=CATEGORY,
+            description="DPM++ 2M (zero-SNR v-prediction) with batched CFG; long audio in 49-frame chunks, "
+                        "each continuing from the previous chunk's last 5 frames.",
+            inputs=[
+                MODEL.Input("mtv_model", tooltip="From Load MTV Model."),
+                io.Conditioning.Input("positive", tooltip="T5-XXL text features (MTV Text Encode)."),
+                CONTROL.Input("control", tooltip="From MST-ControlNet."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, step=1,
+                             control_after_generate=True, tooltip="Noise seed."),
+                io.Int.Input("steps", default=50, min=1, max=200, step=1, tooltip="Official: 50."),
+                io.Float.Input("cfg", default=3.5, min=1.0, max=20.0, step=0.1,
+                               tooltip="Official effective value 3.5; 1.0 disables the unconditional pass."),
+                VAE.Input("vae", optional=True,
+                          tooltip="Re-encodes each chunk's tail for the next chunk (official); without it the "
+                                  "last 2 latents are carried. Needed for 'image'."),
+                io.Image.Input("image", optional=True, tooltip="Optional first-frame keyframe (I2V conditioning)."),
+            ],
+            outputs=[io.Latent.Output("latent", display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, mtv_model, positive, control, seed, steps, cfg, vae=None, image=None):
+        return io.NodeOutput(sample_video(mtv_model, positive, control, seed=seed, steps=steps, cfg=cfg,
+                                          vae=vae, image=image))
+
+
+class CogVideoXVAEDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SoundstageCogVideoXVAEDecode",
+            display_name="CogVideoX VAE Decode",
+            category=CATEGORY,
+            description="Decodes MTV chunk latents and joins the chunks (overlapping frames dropped).",
+            inputs=[
+                VAE.Input("vae", tooltip="From Load CogVideoX VAE."),
+                io.Latent.Input("latent", tooltip="From Audio-Sync Video Sampler."),
+            ],
+            outputs=[io.Image.Output("images", display_name="images")],
+        )
+
+    @classmethod
+    def execute(cls, vae, latent):
+        return io.NodeOutput(decode_video(vae, latent))
+
+
+NODES = [
+    MTVLoadModel, CogVideoXVAELoader, MTVTextTemplate, MTVTextEncode, MTVAudioDemix, MTVWav2VecFeatures,
+    MTVControlNet, MTVSampler, CogVideoXVAEDecode,
+]

@@ -1,0 +1,126 @@
+"""MTV nodes: plain node functions, and the example workflow run headless with tiny random weights."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import pytest
+import torch
+
+from soundstage.models.mtv.text import build_prompt, fit_text_length
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW = REPO / "workflows" / "audio_to_video_mtv.json"
+
+
+def test_prompt_template_follows_paper_structure():
+    p = build_prompt("Two men talk in a car", ["a man with glasses", "a bald man."], speaker=2)
+    assert p == ("Two person conversation. Persons: Person1: a man with glasses. Person2: a bald man. "
+                 "Person2 is speaking. Scene Description: Two men talk in a car.")
+    assert build_prompt("A quiet street.", ["a man"], speaker=0) == "No conversation. Scene Description: A quiet street."
+    with pytest.raises(ValueError, match="speaker 3"):
+        build_prompt("x", ["a", "b"], speaker=3)
+
+
+def test_text_length_fit_pads_with_zeros_and_truncates():
+    ctx = torch.ones(1, 5, 4)
+    padded = fit_text_length(ctx, 8)
+    assert padded.shape == (1, 8, 4) and padded[:, 5:].abs().sum() == 0
+    assert fit_text_length(torch.ones(1, 300, 4), 226).shape == (1, 226, 4)
+
+
+def _audio(seconds, sr=16000, value=0.1):
+    return {"waveform": torch.full((1, 1, int(seconds * sr)), value), "sample_rate": sr}
+
+
+def test_demix_uses_given_stems_and_names_missing_separator():
+    from soundstage.nodes.mtv import demix
+
+    s, e, m = _audio(1, value=0.1), _audio(1, value=0.2), _audio(1, value=0.3)
+    out = demix(None, s, e, m, None)
+    assert out["speech"] is s and out["music"] is m
+    with pytest.raises(ValueError, match="hdemucs_high_trained.pt"):
+        demix(_audio(1), s, None, m, None)
+    only = demix(None, s, None, None, None)  # missing stems without a mixture are silent
+    assert only["effects"]["waveform"].abs().sum() == 0
+
+
+def test_control_pads_streams_to_one_grid():
+    from soundstage.models.mtv.wav2vec_features import AudioFeatures
+    from soundstage.nodes.mtv import build_control
+
+    a = AudioFeatures(torch.ones(49, 5, 2, 8), 40, 24.0)
+    b = AudioFeatures(torch.ones(97, 5, 2, 8), 90, 24.0)
+    ctl = build_control(a, b, a)
+    assert ctl.vocal.shape[0] == 97 and ctl.vocal[49:].abs().sum() == 0 and ctl.num_frames == 90
+    with pytest.raises(ValueError, match="SoundstageMTVControlNet"):
+        build_control(a, AudioFeatures(torch.ones(49, 5, 2, 8), 40, 25.0), a)
+
+
+def _write_tiny_models(models: Path) -> dict:
+    from safetensors.torch import save_file
+    from diffusers import AutoencoderKLCogVideoX
+
+    from soundstage.models.mtv.convert import save_converted
+    from soundstage.models.mtv.tiny import (
+        tiny_mtv, tiny_t5_state_dict, tiny_vae_config, tiny_wav2vec_ctc_state_dict, write_tiny_tokenizer,
+    )
+
+    (models / "soundstage" / "mtv").mkdir(parents=True)
+    save_converted(tiny_mtv(seed=1, wav2vec_width=64, text_dim=16), models / "soundstage" / "mtv" / "mtv_tiny.safetensors")
+    (models / "audio_encoders").mkdir()
+    save_file(tiny_wav2vec_ctc_state_dict(hidden=64), str(models / "audio_encoders" / "w2v_tiny.safetensors"))
+    (models / "text_encoders" / "t5_tiny").mkdir(parents=True)
+    save_file(tiny_t5_state_dict(d_model=16), str(models / "text_encoders" / "t5_tiny" / "model.safetensors"))
+    write_tiny_tokenizer(models / "text_encoders" / "t5_tiny" / "tokenizer.json")
+    (models / "vae").mkdir()
+    torch.manual_seed(0)
+    vae = AutoencoderKLCogVideoX(**tiny_vae_config())
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(models / "vae" / "vae_tiny.safetensors"))
+    return {
+        "12.ckpt_name": "mtv_tiny.safetensors", "12.weight_dtype": "float32",
+        "13.vae_name": "vae_tiny.safetensors", "13.weight_dtype": "float32",
+        "11.text_encoder": str(Path("t5_tiny") / "model.safetensors"),
+        "6.wav2vec": "w2v_tiny.safetensors", "7.wav2vec": "w2v_tiny.safetensors", "8.wav2vec": "w2v_tiny.safetensors",
+        "14.steps": 2,
+    }
+
+
+def test_workflow_is_valid_ui_json():
+    wf = json.loads(WORKFLOW.read_text())
+    assert wf["version"] == 0.4
+    types = {n["type"] for n in wf["nodes"]}
+    assert {"SoundstageMTVSampler", "SoundstageMTVControlNet", "SoundstageCogVideoXVAEDecode", "CreateVideo",
+            "SaveVideo"} <= types
+    ids = {n["id"] for n in wf["nodes"]}
+    for _, src, _, dst, _, _ in wf["links"]:
+        assert src in ids and dst in ids
+
+
+def test_workflow_runs_headless_with_tiny_weights(tmp_path):
+    runner_mod = pytest.importorskip("soundstage.headless.runner")
+    from media_factory import make_audio
+
+    models, inputs, outputs = tmp_path / "models", tmp_path / "input", tmp_path / "output"
+    inputs.mkdir()
+    overrides = _write_tiny_models(models)
+    seconds = 2.5  # 60 frames at 24 fps: two 49-frame chunks (5 frames overlap)
+    make_audio(inputs / "mtv_mixture.wav", seconds, 16000, kind="speechlike")
+    make_audio(inputs / "mtv_speech.wav", seconds, 16000, kind="speechlike")
+    make_audio(inputs / "mtv_effects.wav", seconds, 16000, kind="clicks")
+    make_audio(inputs / "mtv_music.wav", seconds, 16000, kind="tone")
+    runner = runner_mod.Runner(input_dir=inputs, output_dir=outputs, models_dir=models, device="cpu")
+    result = runner.run(str(WORKFLOW), overrides=overrides)
+    latent = result.values["14"][0]
+    assert latent["samples"].shape[0] == 2  # two chunks
+    files = sorted(outputs.rglob("*.mp4"))
+    assert len(files) == 1 and files[0].stat().st_size > 0
+    with av.open(str(files[0])) as c:
+        v = c.streams.video[0]
+        assert (v.width, v.height) == (48, 32)
+        frames = sum(1 for _ in c.decode(video=0))
+        assert frames == 60
+        assert len(c.streams.audio) == 1
+    images = result.values["15"][0]
+    assert images.shape == (60, 32, 48, 3) and 0 <= images.min() and images.max() <= 1
