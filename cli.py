@@ -131,6 +131,21 @@ def cmd_object_info(args) -> int:
     return EXIT_OK
 
 
+def cmd_export_ui(args) -> int:
+    from .headless.registry import build_registry
+    from .headless.ui_export import api_to_ui
+    from .headless.workflow import to_prompt
+
+    registry = build_registry()
+    prompt, _ = to_prompt(_load_workflow(args.workflow), registry)
+    text = json.dumps(api_to_ui(prompt, registry, title=args.title), indent=1)
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        print(text)
+    return EXIT_OK
+
+
 def cmd_train(args) -> int:
     module = importlib.import_module(TRAINERS[args.system], _package())
     return int(module.main(args) or 0)
@@ -167,6 +182,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub.add_parser("object-info", help="print /object_info JSON for Soundstage nodes").set_defaults(
         func=cmd_object_info
     )
+
+    export = sub.add_parser("export-ui", help="write an API prompt as a UI workflow the editor opens")
+    export.add_argument("workflow")
+    export.add_argument("--out", help="file to write (default: stdout)")
+    export.add_argument("--title", default=None)
+    export.set_defaults(func=cmd_export_ui)
 
     train = sub.add_parser("train", help="train or fine-tune a model")
     train_sub = train.add_subparsers(dest="system", required=True)

@@ -84,7 +84,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--cuda-graph", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
     a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
     cfg = TINY if a.preset == "tiny" else PRESETS[a.preset]

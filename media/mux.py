@@ -19,6 +19,7 @@ from .audio_io import resample
 from .decode import fps_fraction
 from .encode import AUDIO_CODECS, add_audio_stream
 from .errors import MediaError
+from .source import open_input
 
 CONTAINERS = {
     "mp4": {"video": ("h264", "h265"), "audio": ("aac",)},
@@ -171,18 +172,7 @@ def _write(container, path, frames, rate, tracks, container_format, video_codec,
     video.options = options
     video.disposition = av.stream.Disposition.default
 
-    default_index = next((i for i, t in enumerate(tracks) if t.default), 0)
-    writers = []
-    for i, track in enumerate(tracks):
-        stream, enc_rate = add_audio_stream(container, AUDIO_CODECS[audio_codec], track.sample_rate,
-                                            track.wave.shape[0], bitrate)
-        title = track.title or f"track {i + 1}"
-        stream.metadata["title"] = title
-        if container_format == "mp4":
-            stream.metadata["handler_name"] = title  # what many mp4 players show as the track name
-        stream.metadata["language"] = check_language(track.language)
-        stream.disposition = av.stream.Disposition.default if i == default_index else av.stream.Disposition(0)
-        writers.append(_TrackWriter(container, stream, resample(track.wave.to(torch.float32), track.sample_rate, enc_rate)))
+    writers = _track_writers(container, tracks, container_format, audio_codec, bitrate)
 
     count = 0
     last = first
@@ -253,3 +243,78 @@ class _TrackWriter:
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
             self.written += n
+
+
+def remux(path: str | os.PathLike, source, tracks: list[AudioTrack], container_format: str = "mp4",
+          audio_codec: str = "aac", audio_bitrate_kbps: int = 192) -> MuxResult:
+    """Copy a file's video stream untouched (no re-encode, no quality loss) and add ``tracks``,
+    each cut or silence-padded to the video's duration. The source's own audio is not copied."""
+    check_mux_options(container_format, "h264", audio_codec, "pad", "video", 18, "medium")
+    path = os.fspath(path)
+    with open_input(source) as src:
+        if not src.streams.video:
+            raise MediaError("the source has no video stream to copy")
+        vin = src.streams.video[0]
+        codec = vin.codec_context.name
+        if codec != "h264":
+            # H.265 copies came out undecodable from mkv to mp4 in testing; re-encoding is the safe path.
+            raise MediaError(f"video copy takes H.264 sources, this one is {codec}; use video_mode 're-encode'")
+        try:
+            out = av.open(path, "w", format="matroska" if container_format == "mkv" else "mp4")
+        except (av.error.FFmpegError, OSError) as exc:
+            raise MediaError(f"cannot write {os.path.basename(path)}: {exc}") from exc
+        try:
+            return _copy(src, vin, out, path, tracks, container_format, audio_codec, audio_bitrate_kbps)
+        except BaseException:
+            out.close()
+            if os.path.exists(path):
+                os.remove(path)
+            raise
+
+
+def _copy(src, vin, out, path, tracks, container_format, audio_codec, bitrate) -> MuxResult:
+    vout = out.add_stream_from_template(template=vin, opaque=True)
+    vout.disposition = av.stream.Disposition.default
+    writers = _track_writers(out, tracks, container_format, audio_codec, bitrate)
+    origin = None
+    end = 0.0
+    count = 0
+    for packet in src.demux(vin):
+        if packet.dts is None:
+            continue  # the demuxer's flush packet
+        t = float(packet.pts * packet.time_base) if packet.pts is not None else end
+        origin = t if origin is None else min(origin, t)
+        if packet.duration:
+            end = max(end, t + float(packet.duration * packet.time_base))
+        else:
+            end = max(end, t)
+        packet.stream = vout
+        out.mux(packet)
+        count += 1
+        for writer in writers:
+            writer.write_until(max(0.0, t - (origin or 0.0)))
+    if count == 0:
+        raise MediaError("the source's video stream has no packets")
+    duration = end - (origin or 0.0)
+    for writer in writers:
+        writer.finish(duration)
+    out.close()
+    rate = vin.average_rate or vin.guessed_rate
+    return MuxResult(path, count, float(rate) if rate else 0.0, vin.codec_context.width, vin.codec_context.height,
+                     duration, [w.total for w in writers], [w.rate for w in writers])
+
+
+def _track_writers(container, tracks, container_format, audio_codec, bitrate) -> list[_TrackWriter]:
+    default_index = next((i for i, t in enumerate(tracks) if t.default), 0)
+    writers = []
+    for i, track in enumerate(tracks):
+        stream, enc_rate = add_audio_stream(container, AUDIO_CODECS[audio_codec], track.sample_rate,
+                                            track.wave.shape[0], bitrate)
+        title = track.title or f"track {i + 1}"
+        stream.metadata["title"] = title
+        if container_format == "mp4":
+            stream.metadata["handler_name"] = title  # what many mp4 players show as the track name
+        stream.metadata["language"] = check_language(track.language)
+        stream.disposition = av.stream.Disposition.default if i == default_index else av.stream.Disposition(0)
+        writers.append(_TrackWriter(container, stream, resample(track.wave.to(torch.float32), track.sample_rate, enc_rate)))
+    return writers

@@ -19,7 +19,7 @@ from ..media.decode import (
 )
 from ..media.fit import ALIGNS, FIT_MODES, fit_audio
 from ..media.mix import ROLES, MixResult, Track, mix_tracks
-from ..media.mux import ALIGN_MODES, CONTAINERS, EVEN_MODES, PRESETS, AudioTrack, image_frames, mux
+from ..media.mux import ALIGN_MODES, CONTAINERS, EVEN_MODES, PRESETS, AudioTrack, image_frames, mux, remux
 from ..media.paths import resolve_inside
 from ..media.resize import RESIZE_MODES, plan_resize, resize_images
 from ..media.save_audio import AUDIO_FORMATS, audio_extension, save_audio
@@ -414,11 +414,19 @@ class MixTracks(io.ComfyNode):
 def mux_node(images, video, fps: float, tracks: list[tuple[int, dict, str, str]], naming: str, language: str,
              default_track: int, keep_video_audio: bool, container: str, video_codec: str, audio_codec: str,
              crf: int, preset: str, even: str, align: str, audio_bitrate_kbps: int, filename_prefix: str,
-             node: str = "Mux (Soundstage)"):
+             video_mode: str = "re-encode", node: str = "Mux (Soundstage)"):
     if images is None and video is None:
         raise ValueError(f"{node}: input 'images': connect IMAGE frames or a VIDEO")
+    copy = video_mode == "copy"
+    if copy and (images is not None or video is None or video_source(video) is None):
+        raise ValueError(f"{node}: input 'video_mode': 'copy' needs a file-backed VIDEO (e.g. from Load Video) "
+                         "and no 'images'")
+    if copy and align != "video":
+        raise ValueError(f"{node}: input 'align': a copied video keeps its length; use align 'video'")
     frame_count = None
-    if images is not None:
+    if copy:
+        frames, rate = None, 0.0
+    elif images is not None:
         if fps <= 0:
             raise ValueError(f"{node}: input 'fps': frames need a rate > 0")
         frames, rate = images, fps
@@ -448,6 +456,10 @@ def mux_node(images, video, fps: float, tracks: list[tuple[int, dict, str, str]]
     if audio_tracks and not any(t.default for t in audio_tracks):
         audio_tracks[0].default = True
     path, file, subfolder = save_path(filename_prefix, container)
+    if copy:
+        with node_errors(node, "video"):
+            result = remux(path, video_source(video), audio_tracks, container, audio_codec, audio_bitrate_kbps)
+        return InputImpl.VideoFromFile(result.path), ui.SavedResult(file, subfolder, io.FolderType.output), result
     progress = step_callback(max(1, frame_count or (images.shape[0] if images is not None else 1)))
     counted = _counting(frames, progress)
     with node_errors(node, "options"):
@@ -500,6 +512,8 @@ class Mux(io.ComfyNode):
                 io.Int.Input("default_track", default=1, min=1, max=MUX_SLOTS, step=1, tooltip="Track players pick first."),
                 io.Boolean.Input("keep_video_audio", default=False,
                                  tooltip="Also carry the VIDEO's own audio, as the first track 'Original'."),
+                io.Combo.Input("video_mode", options=["re-encode", "copy"], default="re-encode",
+                               tooltip="copy: keep a file VIDEO's H.264 stream untouched (fast, lossless) and only add the tracks."),
                 io.Combo.Input("container", options=list(CONTAINERS), default="mp4",
                                tooltip="mp4: H.264/H.265 + AAC; mkv: also Opus or FLAC audio."),
                 io.Combo.Input("video_codec", options=["h264", "h265"], default="h264", tooltip="H.264 plays everywhere."),
@@ -518,14 +532,14 @@ class Mux(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, fps, naming, language, default_track, keep_video_audio, container, video_codec, audio_codec,
-                crf, preset, even_dimensions, align, audio_bitrate_kbps, filename_prefix, images=None, video=None,
-                **slots) -> io.NodeOutput:
+    def execute(cls, fps, naming, language, default_track, keep_video_audio, video_mode, container, video_codec,
+                audio_codec, crf, preset, even_dimensions, align, audio_bitrate_kbps, filename_prefix, images=None,
+                video=None, **slots) -> io.NodeOutput:
         tracks = [(k, slots[f"track_{k}"], slots.get(f"title_{k}") or "", slots.get(f"language_{k}") or "")
                   for k in range(1, MUX_SLOTS + 1) if slots.get(f"track_{k}") is not None]
         out, saved, _ = mux_node(images, video, fps, tracks, naming, language, default_track, keep_video_audio,
                                  container, video_codec, audio_codec, crf, preset, even_dimensions, align,
-                                 audio_bitrate_kbps, filename_prefix)
+                                 audio_bitrate_kbps, filename_prefix, video_mode)
         return io.NodeOutput(out, ui=ui.PreviewVideo([saved]))
 
 

@@ -146,3 +146,22 @@ def test_custom_types():
     assert nodes.Vocoder.io_type == "SOUNDSTAGE_VOCODER"
     assert nodes.Mel.io_type == "SOUNDSTAGE_MEL"
     assert io.Latent.io_type == "LATENT"
+
+
+def test_reconstruct_workflow_runs_headless(models_dir, tmp_path):
+    from media_factory import make_audio
+
+    from soundstage.headless.core_nodes import load_audio_file
+    from soundstage.headless.runner import Runner
+
+    workflow = __import__("pathlib").Path(__file__).resolve().parents[1] / "workflows" / "audio_reconstruct_mmaudio.json"
+    inp, out = tmp_path / "input", tmp_path / "output"
+    inp.mkdir()
+    out.mkdir()
+    make_audio(inp / "speech.wav", seconds=0.25, sample_rate=24000, channels=2, kind="speechlike")
+    result = Runner(input_dir=inp, output_dir=out, models_dir=models_dir.parents[1]).run(workflow)
+    saved = result.outputs["8"]["audio"][0]
+    wav, rate = load_audio_file(str(out / saved["subfolder"] / saved["filename"]))
+    # 0.25 s -> 4000 samples at 16 kHz, padded to whole latent frames of 512 samples.
+    assert rate == 16000 and wav.shape == (1, 4096)
+    assert torch.isfinite(wav).all() and float(wav.abs().max()) > 0

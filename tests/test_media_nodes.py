@@ -138,7 +138,8 @@ def test_mix_tracks_node_ducks_normalises_and_returns_stems():
         nodes.MixTracks.execute(0, 2, True, -20.0, True, -1.0, False, 12.0, -40.0, 10.0, 100.0)
 
 
-MUX = dict(fps=25.0, naming="M&E", language="eng", default_track=1, keep_video_audio=False, container="mp4",
+MUX = dict(fps=25.0, naming="M&E", language="eng", default_track=1, keep_video_audio=False, video_mode="re-encode",
+           container="mp4",
            video_codec="h264", audio_codec="aac", crf=23, preset="ultrafast", even_dimensions="pad", align="video",
            audio_bitrate_kbps=128, filename_prefix="deliveries/me")
 
@@ -178,6 +179,28 @@ def test_mux_streams_a_video_and_keeps_its_audio(dirs):
     assert defaults == [False, True]
     music_back, rate = load_audio(path, stream_index=1)
     assert rate == 44100 and music_back.shape[-1] == 44100  # cut to the 1 s video
+
+
+def test_mux_copies_the_picture_untouched(dirs):
+    src = make_video(dirs["input"] / "src.mkv", seconds=1.0, fps=25, size=(48, 32), audio="tone")
+    video = InputImpl.VideoFromFile(str(src))
+    dub = audio_dict("speechlike", 1.5, 48000, 1)
+    out = nodes.Mux.execute(video=video, **{**MUX, "video_mode": "copy", "keep_video_audio": True, "default_track": 1},
+                            track_1=dub, language_1="fra")
+    path = out.args[0].get_stream_source()
+    with av.open(path) as c, av.open(str(src)) as s:
+        copied = [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
+        original = [bytes(p) for p in s.demux(s.streams.video[0]) if p.size]
+    assert copied == original  # bit-exact picture
+    info = probe_audio(path)
+    assert [(a.title, a.language) for a in info] == [("Original", "eng"), ("Dub", "fra")] or \
+        [(a.title, a.language) for a in info] == [("Original", "eng"), ("Dialogue", "fra")]
+    dub_back, rate = load_audio(path, stream_index=1)
+    assert abs(dub_back.shape[-1] - rate) <= 1024  # cut to the 1 s picture
+    with pytest.raises(ValueError, match=r"Mux \(Soundstage\): input 'video_mode'"):
+        nodes.Mux.execute(images=torch.rand(2, 8, 8, 3), **{**MUX, "video_mode": "copy"}, track_1=dub)
+    with pytest.raises(ValueError, match=r"Mux \(Soundstage\): input 'align'"):
+        nodes.Mux.execute(video=video, **{**MUX, "video_mode": "copy", "align": "longest"}, track_1=dub)
 
 
 def test_save_and_preview_audio(dirs):

@@ -197,3 +197,43 @@ def test_workflow_runs_headless(models_dir, tmp_path, name):
         frames = [f for f in c.decode(video=0)]
         assert len(frames) == 5 and (vs.width, vs.height) == (32, 32)
         assert c.streams.audio, "the clip has no audio track"
+
+
+def _to_wan_layout(sd: dict) -> dict:
+    """diffusers names -> Wan2.2_VAE.pth names (restated independently of the loader's table)."""
+    import re
+
+    out = {}
+    for k, v in sd.items():
+        k2 = k
+        for a, b in ((".norm1.", ".residual.0."), (".conv1.", ".residual.2."), (".norm2.", ".residual.3."),
+                     (".conv2.", ".residual.6."), (".conv_shortcut.", ".shortcut.")):
+            if ".resnets." in k2:
+                k2 = k2.replace(a, b)
+        k2 = re.sub(r"^encoder\.down_blocks\.(\d+)\.downsampler\.", r"encoder.downsamples.\1.downsamples.9.", k2)
+        k2 = re.sub(r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.", r"encoder.downsamples.\1.downsamples.\2.", k2)
+        k2 = re.sub(r"^decoder\.up_blocks\.(\d+)\.upsampler\.", r"decoder.upsamples.\1.upsamples.9.", k2)
+        k2 = re.sub(r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.", r"decoder.upsamples.\1.upsamples.\2.", k2)
+        k2 = re.sub(r"^(en|de)coder\.mid_block\.resnets\.0\.", r"\1coder.middle.0.", k2)
+        k2 = re.sub(r"^(en|de)coder\.mid_block\.attentions\.0\.", r"\1coder.middle.1.", k2)
+        k2 = re.sub(r"^(en|de)coder\.mid_block\.resnets\.1\.", r"\1coder.middle.2.", k2)
+        k2 = re.sub(r"^(en|de)coder\.conv_in\.", r"\1coder.conv1.", k2)
+        k2 = re.sub(r"^(en|de)coder\.norm_out\.", r"\1coder.head.0.", k2)
+        k2 = re.sub(r"^(en|de)coder\.conv_out\.", r"\1coder.head.2.", k2)
+        k2 = re.sub(r"^quant_conv\.", "conv1.", k2)
+        k2 = re.sub(r"^post_quant_conv\.", "conv2.", k2)
+        out[k2] = v
+    return out
+
+
+def test_wan_vae_loads_wans_own_layout(models_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    sd = load_file(str(models_dir / "vae/wan2.2_vae.safetensors"))
+    wan = _to_wan_layout(sd)
+    assert "decoder.conv1.weight" in wan and not any(k.startswith("decoder.up_blocks") for k in wan)
+    torch.save(wan, tmp_path / "Wan2.2_VAE.pth")
+    a = load_wan_vae(models_dir / "vae/wan2.2_vae.safetensors")
+    b = load_wan_vae(tmp_path / "Wan2.2_VAE.pth", config=TINY_VAE)
+    z = torch.randn(1, 48, 2, 2, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(decode_video(a, z), decode_video(b, z))

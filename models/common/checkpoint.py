@@ -98,20 +98,21 @@ def fold_weight_norm(sd: Mapping[str, torch.Tensor], *, dim: int = 0) -> dict[st
     out: dict[str, torch.Tensor] = {}
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for k, v in sd.items():
-        if k.endswith(".weight_g") or k.endswith(".weight_v"):
-            pairs.setdefault(k[: -len(".weight_g")], {})[k[-1]] = v
-        elif ".parametrizations.weight.original" in k:
-            base, which = k.split(".parametrizations.weight.original")
+        name = k.rsplit(".", 1)[-1]
+        if name in ("weight_g", "weight_v"):
+            pairs.setdefault(k[: -len("weight_g")], {})[name[-1]] = v
+        elif "parametrizations.weight.original" in k:
+            base, which = k.split("parametrizations.weight.original")
             pairs.setdefault(base, {})["g" if which == "0" else "v"] = v
         else:
             out[k] = v
     for base, gv in pairs.items():
         if set(gv) != {"g", "v"}:
-            raise CheckpointError(f"weight-norm pair incomplete for {base!r}: has {sorted(gv)}")
+            raise CheckpointError(f"weight-norm pair incomplete for {base + 'weight'!r}: has {sorted(gv)}")
         g, v = gv["g"], gv["v"]
         dims = [d for d in range(v.dim()) if d != dim]
         norm = v.float().norm(dim=dims, keepdim=True)
-        out[base + ".weight"] = (g.float() * v.float() / norm).to(v.dtype)
+        out[base + "weight"] = (g.float() * v.float() / norm).to(v.dtype)
     return out
 
 

@@ -1,8 +1,8 @@
 """Wan2.2 video VAE (z=48, 16x spatial / 4x temporal) through diffusers ``AutoencoderKLWan``.
 
 Latents are normalised per channel with Wan2.2's statistics (wan/modules/vae2_2.py): the model
-sees ``(mu - mean) / std``; decoding undoes it. Weights: diffusers layout (``encoder.*``,
-``decoder.*``, ``quant_conv``, ``post_quant_conv``), config from the file's metadata when present.
+sees ``(mu - mean) / std``; decoding undoes it. Weights: Wan's own ``Wan2.2_VAE.pth`` layout (renamed
+by one table) or diffusers' layout; config from the file's metadata when present, else Wan2.2's.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Mapping
 
 import torch
 
-from ..common.checkpoint import CheckpointError, build_and_load, load_file, safetensors_metadata
+from ..common.checkpoint import CheckpointError, build_and_load, load_file, rename_keys, safetensors_metadata
 
 # Wan2.2 VAE latent statistics (Wan2_2_VAE in wan/modules/vae2_2.py, also Ovi's copy).
 WAN22_MEAN = (
@@ -35,6 +35,35 @@ WAN22_CONFIG = dict(base_dim=160, decoder_base_dim=256, z_dim=48, dim_mult=[1, 2
                     latents_mean=list(WAN22_MEAN), latents_std=list(WAN22_STD))
 
 
+# Wan's own layout (Wan2.2_VAE.pth, as Ovi downloads it) -> diffusers names; applied in order.
+WAN_VAE_TO_DIFFUSERS = (
+    (r"^conv1\.", "quant_conv."),
+    (r"^conv2\.", "post_quant_conv."),
+    (r"^(en|de)coder\.conv1\.", r"\1coder.conv_in."),
+    (r"^(en|de)coder\.head\.0\.", r"\1coder.norm_out."),
+    (r"^(en|de)coder\.head\.2\.", r"\1coder.conv_out."),
+    (r"^(en|de)coder\.middle\.0\.", r"\1coder.mid_block.resnets.0."),
+    (r"^(en|de)coder\.middle\.1\.", r"\1coder.mid_block.attentions.0."),
+    (r"^(en|de)coder\.middle\.2\.", r"\1coder.mid_block.resnets.1."),
+    (r"^encoder\.downsamples\.(\d+)\.downsamples\.\d+\.(resample|time_conv)", r"encoder.down_blocks.\1.downsampler.\2"),
+    (r"^encoder\.downsamples\.(\d+)\.downsamples\.(\d+)\.", r"encoder.down_blocks.\1.resnets.\2."),
+    (r"^decoder\.upsamples\.(\d+)\.upsamples\.\d+\.(resample|time_conv)", r"decoder.up_blocks.\1.upsampler.\2"),
+    (r"^decoder\.upsamples\.(\d+)\.upsamples\.(\d+)\.", r"decoder.up_blocks.\1.resnets.\2."),
+    (r"\.residual\.0\.", ".norm1."),
+    (r"\.residual\.2\.", ".conv1."),
+    (r"\.residual\.3\.", ".norm2."),
+    (r"\.residual\.6\.", ".conv2."),
+    (r"\.shortcut\.", ".conv_shortcut."),
+)
+
+
+def to_diffusers_layout(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Either layout -> AutoencoderKLWan names (Wan's original naming is recognised by ``decoder.conv1``)."""
+    if "decoder.conv1.weight" in sd:
+        return rename_keys(sd, WAN_VAE_TO_DIFFUSERS)
+    return dict(sd)
+
+
 def build_wan_vae(**overrides):
     from diffusers import AutoencoderKLWan
 
@@ -51,10 +80,9 @@ def load_wan_vae(source, *, config: dict | None = None, dtype: torch.dtype | Non
         sd = load_file(source)
     else:
         sd = dict(source)
+    sd = to_diffusers_layout(sd)
     if "decoder.conv_in.weight" not in sd:
-        hint = " (Wan's original naming, e.g. Wan2.2_VAE.pth, needs converting to the diffusers layout)" \
-            if any(k.startswith("decoder.conv1.") for k in sd) else ""
-        raise CheckpointError(f"Wan VAE: not a diffusers-layout AutoencoderKLWan file{hint}")
+        raise CheckpointError("Wan VAE: neither Wan's layout (Wan2.2_VAE.pth) nor diffusers' AutoencoderKLWan")
     cfg = dict(config or json.loads(meta.get("config", "{}")) or {})
     vae = build_and_load(lambda: build_wan_vae(**cfg), sd, context="Wan2.2 VAE", dtype=dtype)
     return vae.eval().requires_grad_(False)

@@ -1,0 +1,162 @@
+"""models/common: masked attention, RoPE, adaLN, strict checkpoint loading, meta-device builds."""
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from soundstage.models.common.attention import additive_mask, attention, causal_mask
+from soundstage.models.common.checkpoint import (
+    CheckpointError, build_and_load, compare_keys, drop_prefixes, flatten_tensors, fold_weight_norm, load_file,
+    load_strict, rename_keys, select,
+)
+from soundstage.models.common.device import Placement, resolve_dtype
+from soundstage.models.common.modulation import AdaLNModulation, modulate
+from soundstage.models.common.rope import apply_rope, apply_rope_range, rope_angles, rope_angles_3d
+
+
+def reference_attention(q, k, v, allowed):
+    scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return torch.softmax(scores, -1) @ v
+
+
+def test_attention_matches_softmax_reference_with_masks():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    allowed = torch.rand(2, 1, 5, 7) > 0.3
+    allowed[..., 0] = True
+    ref = reference_attention(q, k, v, allowed)
+    assert torch.allclose(attention(q, k, v, allowed), ref, atol=1e-5)
+    assert torch.allclose(attention(q, k, v, additive_mask(allowed)), ref, atol=1e-5)
+
+
+def test_fully_masked_rows_give_zero_not_nan_or_average():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 2, 4, 8), torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8) + 3.0
+    allowed = torch.ones(1, 1, 4, 6, dtype=torch.bool)
+    allowed[..., 2, :] = False  # query 2 may attend to nothing
+    out = attention(q, k, v, allowed)
+    assert torch.isfinite(out).all()
+    assert out[:, :, 2].abs().max() == 0.0
+    assert torch.allclose(out[:, :, [0, 1, 3]], reference_attention(q, k, v, allowed)[:, :, [0, 1, 3]], atol=1e-5)
+
+
+def test_causal_mask_with_offset():
+    m = causal_mask(2, 5, offset=3)
+    assert m.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+
+
+@pytest.mark.parametrize("pairing", ["interleaved", "half"])
+def test_rope_is_a_rotation_that_encodes_relative_position(pairing):
+    torch.manual_seed(0)
+    q, k = torch.randn(16), torch.randn(16)
+    def score(pq, pk):
+        aq = rope_angles(torch.tensor([float(pq)]), 16)
+        ak = rope_angles(torch.tensor([float(pk)]), 16)
+        return (apply_rope(q[None], aq, pairing=pairing) * apply_rope(k[None], ak, pairing=pairing)).sum()
+    assert torch.allclose(score(3, 1), score(10, 8), atol=1e-5)  # depends on p_q - p_k only
+    assert not torch.allclose(score(3, 1), score(3, 2), atol=1e-3)
+    x = torch.randn(4, 10, 16)
+    y = apply_rope(x, rope_angles(torch.arange(10), 16), pairing=pairing)
+    assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+
+
+def test_rope_scaling_partial_channels_and_ranges():
+    pos = torch.arange(6).float()
+    assert torch.allclose(rope_angles(pos * 2, 8), rope_angles(pos, 8, scale=2.0))
+    x = torch.randn(1, 9, 12)
+    y = apply_rope_range(x, rope_angles(torch.arange(4), 8), 2, 6)
+    assert torch.equal(y[:, :2], x[:, :2]) and torch.equal(y[:, 6:], x[:, 6:])  # text tokens untouched
+    assert torch.equal(y[:, 2:6, 8:], x[:, 2:6, 8:])  # channels past the rotary band untouched
+    assert not torch.allclose(y[:, 3:6, :8], x[:, 3:6, :8])
+    assert rope_angles_3d((2, 3, 4), (4, 6, 6)).shape == (24, 8)
+
+
+def test_adaln_starts_as_identity_and_modulates():
+    mod = AdaLNModulation(8, 4, chunks=3)
+    shift, scale, gate = mod(torch.randn(2, 8))
+    x = torch.randn(2, 5, 4)
+    assert torch.equal(modulate(x, shift, scale), x) and gate.abs().max() == 0
+    assert torch.allclose(modulate(x, torch.ones(2, 4), torch.ones(2, 4)), 2 * x + 1)
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+        self.b = nn.Conv1d(4, 2, 3)
+
+
+def test_strict_load_names_every_problem():
+    sd = Tiny().state_dict()
+    sd.pop("a.bias")
+    sd["extra.weight"] = torch.zeros(1)
+    sd["b.weight"] = torch.zeros(2, 4, 5)
+    with pytest.raises(CheckpointError) as err:
+        load_strict(Tiny(), sd, context="tiny test")
+    msg = str(err.value)
+    assert "tiny test" in msg and "a.bias" in msg and "extra.weight" in msg and "b.weight" in msg
+
+
+def test_key_tools():
+    sd = {"state_dict.model.x": torch.ones(1), "state_dict.disc.y": torch.ones(1), "step": 3}
+    flat = flatten_tensors({"state_dict": {"model": {"x": torch.ones(1)}, "disc": {"y": torch.ones(1)}}, "step": 3})
+    assert set(flat) == {"state_dict.model.x", "state_dict.disc.y"}
+    inner = select(flat, "state_dict.")
+    assert set(drop_prefixes(inner, ["disc."])) == {"model.x"}
+    assert set(rename_keys(inner, [(r"^model\.", "net."), (r"\.x$", ".w")])) == {"net.w", "disc.y"}
+    report = compare_keys({"a": (2, 3)}, {"a": (3, 2), "b": (1,)})
+    assert not report.ok and report.unexpected == ["b"] and report.mismatched == [("a", (3, 2), (2, 3))]
+    assert sd["step"] == 3
+
+
+def test_fold_weight_norm_matches_torch():
+    conv = nn.utils.weight_norm(nn.Conv1d(3, 5, 4))
+    sd = conv.state_dict()
+    folded = fold_weight_norm(sd)
+    assert set(folded) == {"weight", "bias"}
+    assert torch.allclose(folded["weight"], conv.weight.detach(), atol=1e-6)
+    with pytest.raises(CheckpointError, match="incomplete"):
+        fold_weight_norm({"x.weight_g": torch.ones(1, 1, 1)})
+
+
+def test_load_file_formats_and_pickle_safety(tmp_path):
+    from safetensors.torch import save_file
+
+    t = {"w": torch.arange(4.0)}
+    save_file(t, str(tmp_path / "a.safetensors"))
+    assert torch.equal(load_file(tmp_path / "a.safetensors")["w"], t["w"])
+    torch.save({"state_dict": t}, tmp_path / "b.ckpt")
+    assert torch.equal(load_file(tmp_path / "b.ckpt")["state_dict.w"], t["w"])
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with open(tmp_path / "c.pt", "wb") as f:
+        pickle.dump({"x": Evil()}, f)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_file(tmp_path / "c.pt")
+    (tmp_path / "d.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="d.safetensors"):
+        load_file(tmp_path / "d.safetensors")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_file(tmp_path / "missing.safetensors")
+
+
+def test_build_on_meta_adopts_file_tensors():
+    src = Tiny().state_dict()
+    model = build_and_load(Tiny, src, context="tiny")
+    assert not any(p.is_meta for p in model.parameters())
+    assert model.a.weight.data_ptr() == src["a.weight"].data_ptr()  # no second copy of the weights
+    half = build_and_load(Tiny, src, context="tiny", dtype=torch.bfloat16)
+    assert half.a.weight.dtype == torch.bfloat16
+
+
+def test_placement_dtypes():
+    p = Placement.auto("fp32", "cpu")
+    assert p.device.type == "cpu" and p.dtype == torch.float32
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_dtype("fp7", torch.device("cpu"))

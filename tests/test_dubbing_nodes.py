@@ -1,0 +1,110 @@
+"""JUST-DUB-IT nodes: plain node functions, and workflows/dub_video.json run headless with tiny
+random weights in the real single-file layout."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW = REPO / "workflows" / "dub_video.json"
+
+
+def _write_tiny_models(models: Path) -> dict:
+    from safetensors.torch import save_file
+
+    from soundstage.models.just_dub_it.tiny import write_tiny_gemma, write_tiny_single_file
+
+    (models / "soundstage" / "ltx2").mkdir(parents=True)
+    write_tiny_single_file(models / "soundstage" / "ltx2" / "ltx2_tiny.safetensors", seed=4)
+    write_tiny_gemma(models / "text_encoders" / "gemma_tiny")
+    (models / "loras").mkdir()
+    g = torch.Generator().manual_seed(0)
+    lora = {}
+    for name, (out_f, in_f) in {"transformer_blocks.0.attn1.to_q": (16, 16), "transformer_blocks.1.audio_ff.net.2": (8, 32)}.items():
+        lora[f"diffusion_model.{name}.lora_A.weight"] = torch.randn(4, in_f, generator=g) * 0.1
+        lora[f"diffusion_model.{name}.lora_B.weight"] = torch.randn(out_f, 4, generator=g) * 0.1
+    save_file(lora, str(models / "loras" / "dub_tiny.safetensors"))
+    return {
+        "2.ckpt_name": "ltx2_tiny.safetensors", "2.precision": "fp32",
+        "3.lora_name": "dub_tiny.safetensors",
+        "4.text_encoder": str(Path("gemma_tiny") / "model.safetensors"), "4.precision": "fp32", "4.max_tokens": 16,
+        "5.width": 0, "5.height": 0, "5.max_frames": 0,
+        "6.steps": 2,
+    }
+
+
+def test_workflow_is_valid_ui_json():
+    wf = json.loads(WORKFLOW.read_text())
+    assert wf["version"] == 0.4
+    types = {n["type"] for n in wf["nodes"]}
+    assert {"LoadVideo", "SoundstageLoadLTX2AVModel", "SoundstageDubbingLoraLoader", "SoundstageEncodeDubbingContext",
+            "SoundstageDubbingSampler", "SoundstageDecodeDubbedVideo", "SaveVideo"} <= types
+    ids = {n["id"] for n in wf["nodes"]}
+    for _, src, _, dst, _, _ in wf["links"]:
+        assert src in ids and dst in ids
+
+
+def test_workflow_runs_headless_with_tiny_weights(tmp_path):
+    runner_mod = pytest.importorskip("soundstage.headless.runner")
+    from media_factory import make_video
+
+    models, inputs, outputs = tmp_path / "models", tmp_path / "input", tmp_path / "output"
+    inputs.mkdir()
+    overrides = _write_tiny_models(models)
+    # 18 frames at 24 fps -> trimmed to 17 (8k+1); 96x64 -> a 3x2 latent grid.
+    make_video(inputs / "dub_source.mp4", seconds=0.75, fps=24, size=(96, 64), audio="tone", sample_rate=16000)
+    runner = runner_mod.Runner(input_dir=inputs, output_dir=outputs, models_dir=models, device="cpu")
+    result = runner.run(str(WORKFLOW), overrides=overrides)
+    latents = result.values["6"][0]
+    assert latents.video.shape == (1, 128, 3, 2, 3) and latents.frames == 17
+    assert torch.isfinite(latents.video).all() and torch.isfinite(latents.audio).all()
+    files = sorted(outputs.rglob("*.mp4"))
+    assert len(files) == 1 and files[0].stat().st_size > 0
+    with av.open(str(files[0])) as c:
+        v = c.streams.video[0]
+        assert (v.width, v.height) == (96, 64)
+        assert sum(1 for _ in c.decode(video=0)) == 17
+        assert len(c.streams.audio) == 1
+    audio = result.values["7"][1]
+    assert audio["sample_rate"] == 24000
+    # The dubbed audio lasts as long as the (trimmed) source clip.
+    assert abs(audio["waveform"].shape[-1] / 24000 - 17 / 24) < 1e-3
+
+
+def test_lora_loader_stacks_without_touching_the_shared_model(tmp_path):
+    from safetensors.torch import save_file
+
+    from soundstage.models.just_dub_it.tiny import write_tiny_single_file
+    from soundstage.nodes.dubbing import add_lora, load_ltx2_av
+
+    path = write_tiny_single_file(tmp_path / "m.safetensors", seed=1)
+    model = load_ltx2_av(str(path), "fp32")
+    lora_path = tmp_path / "l.safetensors"
+    save_file({"diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.ones(2, 16),
+               "diffusion_model.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.ones(16, 2)}, str(lora_path))
+    a = add_lora(model, str(lora_path), 0.5)
+    b = add_lora(a, str(lora_path), 0.25)
+    assert model.loras == () and len(a.loras) == 1 and [s for _, s in b.loras] == [0.5, 0.25]
+    assert add_lora(model, str(lora_path), 0.0) is model
+    bad = tmp_path / "bad.safetensors"
+    save_file({"diffusion_model.transformer_blocks.7.attn1.to_q.lora_A.weight": torch.ones(2, 16),
+               "diffusion_model.transformer_blocks.7.attn1.to_q.lora_B.weight": torch.ones(16, 2)}, str(bad))
+    with pytest.raises(ValueError, match="Dubbing LoRA Loader: input 'lora_name'.*transformer_blocks.7"):
+        add_lora(model, str(bad), 1.0)
+
+
+def test_encode_context_needs_audio(tmp_path):
+    from soundstage.compat import InputImpl, Types
+    from soundstage.models.just_dub_it.tiny import write_tiny_single_file
+    from soundstage.nodes.dubbing import encode_context, load_ltx2_av
+
+    model = load_ltx2_av(str(write_tiny_single_file(tmp_path / "m.safetensors")), "fp32")
+    silent = InputImpl.VideoFromComponents(Types.VideoComponents(images=torch.rand(9, 64, 64, 3), frame_rate=24))
+    with pytest.raises(ValueError, match="Encode Dubbing Context: input 'audio'"):
+        encode_context(model, silent, None, 0, 0, 0)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        encode_context(model, silent, None, 70, 64, 0)
