@@ -44,22 +44,22 @@ SHAPES = {
 }
 
 
-def build(shape: str, device, dtype, fp8: bool, swap: int | None):
+def build(shape: str, device, dtype, fp8: bool, swap: int | None, fp8_matmul: str = "none"):
     if shape == "tiny":
         cfg = tiny_fusion_config(dim=32, heads=2, layers=2, ffn=64, text_len=16, text_dim=32)
     else:
         cfg = FusionConfig(video=video_config(), audio=audio_config())  # the released 720x720 5 s sizes
     with torch.device("meta"):
-        model = OviFusion(cfg)
+        model = OviFusion(cfg).to(dtype)  # dtype first: the full-size model is never materialised in fp32
     model = model.to_empty(device="cpu" if swap is not None else device)
     if shape == "tiny":
         randomize_(model, 0)
     else:
         for p in model.parameters():
             torch.nn.init.normal_(p, std=0.02)
-    model = model.to(dtype).eval().requires_grad_(False)
+    model = model.eval().requires_grad_(False)
     if fp8:
-        fp8_blocks_(model, compute_dtype=torch.bfloat16)
+        fp8_blocks_(model, compute_dtype=torch.bfloat16, fp8_matmul=fp8_matmul)
     if swap is not None:
         for part in (model.video_model, model.audio_model):
             for name, child in part.named_children():
@@ -92,6 +92,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default=None)
     ap.add_argument("--fp8", action="store_true", help="fp8 e4m3 block weights, bf16 compute")
+    ap.add_argument("--fp8-matmul", choices=["none", "ffn", "all"], default="none",
+                    help="with --fp8: also run these block matmuls in fp8 (torch._scaled_mm)")
     ap.add_argument("--block-swap", type=int, default=None, metavar="RESIDENT",
                     help="stream fusion blocks from CPU, keeping RESIDENT blocks on the device")
     ap.add_argument("--repeat", type=int, default=3)
@@ -102,7 +104,7 @@ def main(argv=None) -> dict:
     s = SHAPES[args.shape]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    model, cfg = build(args.shape, device, dtype, args.fp8, args.block_swap)
+    model, cfg = build(args.shape, device, dtype, args.fp8, args.block_swap, args.fp8_matmul)
     g = torch.Generator().manual_seed(0)
     vid = torch.randn(cfg.video.in_dim, s["frames"], s["height"], s["width"], generator=g).to(device)
     aud = torch.randn(s["audio"], cfg.audio.in_dim, generator=g).to(device)
@@ -110,7 +112,7 @@ def main(argv=None) -> dict:
     cond = OviConditioning(txt(s["text"]), txt(s["text"] // 4), txt(s["text"] // 4))
     t = torch.tensor([900], device=device)
     slg = min(11, cfg.video.num_layers - 1)
-    results = {"shape": args.shape, "device": str(device), "dtype": str(dtype), "fp8": args.fp8,
+    results = {"shape": args.shape, "device": str(device), "dtype": str(dtype), "fp8": args.fp8, "fp8_matmul": args.fp8_matmul if args.fp8 else "none",
                "block_swap": args.block_swap,
                "video_tokens": s["frames"] * (s["height"] // 2) * (s["width"] // 2), "audio_tokens": s["audio"]}
     with torch.no_grad():

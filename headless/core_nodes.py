@@ -191,7 +191,8 @@ def _save_audio_schema(node_id: str, display_name: str, quality: list[str] | Non
     if quality is not None:
         inputs.append(io.Combo.Input("quality", options=quality, default=default_quality))
     return io.Schema(node_id=node_id, display_name=display_name, category="audio", inputs=inputs,
-                     outputs=[io.Audio.Output()], hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+                     outputs=[io.Audio.Output(display_name="audio")],
+                     hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
                      is_output_node=True)
 
 
@@ -255,7 +256,7 @@ class SaveAudioAdvanced(io.ComfyNode):
             ],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
             is_output_node=True,
-            outputs=[io.Audio.Output(tooltip="The saved audio.")],
+            outputs=[io.Audio.Output(display_name="audio", tooltip="The saved audio.")],
         )
 
     @classmethod
@@ -275,13 +276,15 @@ class PreviewAudio(io.ComfyNode):
             display_name="Preview Audio",
             category="audio",
             inputs=[io.Audio.Input("audio")],
+            # Recent ComfyUI passes the audio through (its saved workflows show this output).
+            outputs=[io.Audio.Output(display_name="audio")],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
             is_output_node=True,
         )
 
     @classmethod
     def execute(cls, audio) -> io.NodeOutput:
-        return io.NodeOutput(ui=ui.PreviewAudio(audio, cls=cls))
+        return io.NodeOutput(audio, ui=ui.PreviewAudio(audio, cls=cls))
 
 
 class SaveImage(io.ComfyNode):

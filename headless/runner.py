@@ -7,6 +7,10 @@ same ``Runner``. Progress reaches ``progress(event, data)`` with the event names
 websocket (execution_start, execution_cached, executing, progress, executed, execution_error,
 execution_interrupted, execution_success).
 
+Unlike ComfyUI's server, which runs the outputs that did validate and reports the others, a run
+is refused (``ValidationFailed``) when any output fails validation: headless, nobody is watching
+for the partial report.
+
     runner = Runner(input_dir="in", output_dir="out", models_dir="models")
     result = runner.run("workflows/dub.json", overrides={"12.seed": 7})
     result.outputs["9"]  # {"images": [{"filename": ..., "subfolder": ..., "type": "output"}], ...}
@@ -187,7 +191,7 @@ def map_node_over_list(node_class, func: str, input_data: dict[str, list], specs
         extra = {}
     else:
         target = obj if obj is not None else node_class()
-        extra = {k: v for k, v in hidden.items()}
+        extra = _accepted(getattr(target, func), hidden)
 
     def call(kwargs):
         if allow_interrupt:
@@ -206,6 +210,17 @@ def map_node_over_list(node_class, func: str, input_data: dict[str, list], specs
     if max_len == 0:
         return [call({})]
     return [call({k: v[i if len(v) > i else -1] for k, v in input_data.items()}) for i in range(max_len)]
+
+
+def _accepted(function, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The V1 hidden inputs a function can take (ComfyUI passes them to V1 nodes as keyword arguments)."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return dict(kwargs)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(kwargs)
+    return {k: v for k, v in kwargs.items() if k in parameters}
 
 
 def _hidden_kind(node_class, name: str) -> str:
@@ -277,6 +292,8 @@ class _Execution:
         return result
 
     def _progress_hook(self, value, total, preview, node_id=None, **kwargs):
+        # ComfyUI's server hook checks for interruption first, so every ProgressBar update is a stop point.
+        model_management.throw_exception_if_processing_interrupted()
         if self.progress is None:
             if comfy_utils.PROGRESS_BAR_ENABLED:
                 comfy_utils.print_progress_bar(value, total)

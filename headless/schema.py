@@ -29,6 +29,8 @@ class InputSpec:
     def is_widget(self) -> bool:
         if self.options.get("forceInput"):
             return False
+        if self.options.get("widgetType") in WIDGET_TYPES:  # e.g. a MultiType input built around a widget
+            return True
         return isinstance(self.io_type, (list, tuple)) or self.io_type in WIDGET_TYPES
 
     @property

@@ -183,7 +183,8 @@ def widget_values(node: Mapping, node_class) -> dict[str, Any]:
         out[spec.name] = value
         if spec.io_type == DYNAMIC_COMBO:
             queue[0:0] = [c for c in dynamic_children(spec, value) if c.is_widget]
-        if spec.has_control_widget and pos < len(values) and values[pos] in CONTROL_VALUES:
+        if spec.has_control_widget and pos < len(values) and isinstance(values[pos], str) \
+                and values[pos] in CONTROL_VALUES:
             pos += 1
         if use_upload_extras:
             pos += spec.upload_extra

@@ -122,9 +122,12 @@ def iter_frames(source: Source, start: float = 0.0, duration: float = 0.0, max_f
             plan = plan_resize(stream.codec_context.width, stream.codec_context.height, **resize)
         convert = _converter(plan)
         picked = emitted = 0
+        # Timestamps are rounded to the stream's time base (1 ms in mkv): within one tick counts as on time.
+        eps = max(TIME_EPS, float(stream.time_base or 0))
         timeline = _resampled if fps > 0 else _native
         last_frame, last_rgb = None, None
-        for t, frame in timeline(_source_frames(container, stream, start, origin_seconds(container)), start, end, fps):
+        frames = _source_frames(container, stream, start, origin_seconds(container))
+        for t, frame in timeline(frames, start, end, fps, eps):
             if picked % stride == 0:
                 if frame is not last_frame:  # held frames repeat: convert once
                     last_frame, last_rgb = frame, convert(frame)
@@ -135,31 +138,31 @@ def iter_frames(source: Source, start: float = 0.0, duration: float = 0.0, max_f
             picked += 1
 
 
-def _native(frames, start: float, end: float, fps: float):
+def _native(frames, start: float, end: float, fps: float, eps: float = TIME_EPS):
     for t, _dur, frame in frames:
-        if t >= end - TIME_EPS:
+        if t >= end - eps:
             return
-        if t >= start - TIME_EPS:
+        if t >= start - eps:
             yield t, frame
 
 
-def _resampled(frames, start: float, end: float, fps: float):
+def _resampled(frames, start: float, end: float, fps: float, eps: float = TIME_EPS):
     k = 0
     target = start
     held = None  # (time, duration, frame) on screen before the incoming one
     for t, dur, frame in frames:
-        while target < end - TIME_EPS and target < t - TIME_EPS:
+        while target < end - eps and target < t - eps:
             # Targets before the very first decoded frame show that first frame.
             yield target, (held[2] if held is not None else frame)
             k += 1
             target = start + k / fps
-        if target >= end - TIME_EPS:
+        if target >= end - eps:
             return
         held = (t, dur, frame)
     if held is None:
         return
     stream_end = held[0] + held[1]
-    while target < min(end, stream_end) - TIME_EPS:
+    while target < min(end, stream_end) - eps:
         yield target, held[2]
         k += 1
         target = start + k / fps

@@ -29,9 +29,12 @@ class Track:
 @dataclass
 class MixResult:
     mix: torch.Tensor
-    stems: dict[str, torch.Tensor]  # role -> [C, T], zeros for roles without tracks
+    stems: dict[str, torch.Tensor]  # role -> [C, T], zeros for roles without tracks; they sum to ``mix``
     sample_rate: int
     report: dict = field(default_factory=dict)
+    # Music & effects for international versions: not ducked (the dialogue it ducked under is replaced
+    # by each dub), same loudness gain as the mix, its own true-peak limiting.
+    m_and_e: torch.Tensor | None = None
 
 
 def mix_tracks(tracks: list[Track], sample_rate: int = 0, channels: int = 2, target_lufs: float | None = None,
@@ -62,6 +65,7 @@ def mix_tracks(tracks: list[Track], sample_rate: int = 0, channels: int = 2, tar
         n = min(total, wave.shape[-1])
         stems[role][:, :n] += wave[:, :n]
     report: dict = {"sample_rate": rate, "samples": total}
+    m_and_e = stems["effects"] + stems["music"]
     if ducking is not None and float(stems["dialogue"].abs().max()) > 0:
         gain = duck_gain(stems["dialogue"], rate, total, **ducking)
         for role in duck_roles:
@@ -75,9 +79,11 @@ def mix_tracks(tracks: list[Track], sample_rate: int = 0, channels: int = 2, tar
             gain = db_to_gain(max(-60.0, min(60.0, target_lufs - measured)))
             mix = mix * gain
             stems = {k: v * gain for k, v in stems.items()}
+            m_and_e = m_and_e * gain
     if true_peak_db is not None:
         curve = limiter_gain(mix, rate, true_peak_db)
         mix = mix * curve
         stems = {k: v * curve for k, v in stems.items()}
+        m_and_e = m_and_e * limiter_gain(m_and_e, rate, true_peak_db)
     report["output_lufs"] = integrated_loudness(mix, rate)
-    return MixResult(mix, stems, rate, report)
+    return MixResult(mix, stems, rate, report, m_and_e)

@@ -13,7 +13,7 @@ import torch
 
 from ..compat import io, model_management
 from ..models.common.checkpoint import CheckpointError, load_file
-from ..models.common.codecs.bigvgan import BigVGAN, load_bigvgan
+from ..models.common.codecs.bigvgan import load_bigvgan
 from ..models.common.codecs.mel import MEL_16K, MEL_44K, LogMel, MelConfig, mel_config_for, prepare_waveform
 from ..models.common.codecs.mmaudio_vae import MelVAE, load_mel_vae
 from ..models.common.device import Placement
@@ -132,10 +132,11 @@ def vae_decode(vae: AudioVAEModel, latent: dict, node: str = "Mel-VAE Decode") -
 def vocode(vocoder: ModelHandle, mel: dict, node: str = "Vocoder") -> dict:
     config = vocoder.info["config"]
     spec = mel["mel"]
-    if spec.shape[1] != config.num_mels or mel["hop_length"] != config.hop_length:
+    given = (spec.shape[1], mel["hop_length"], mel["sample_rate"])
+    if given != (config.num_mels, config.hop_length, config.sample_rate):
         raise ValueError(
-            f"{node}: input 'mel' has {spec.shape[1]} bands with hop {mel['hop_length']}, but the vocoder expects "
-            f"{config.num_mels} bands with hop {config.hop_length}"
+            f"{node}: input 'mel' has {given[0]} bands, hop {given[1]} at {given[2]} Hz, but the vocoder expects "
+            f"{config.num_mels} bands, hop {config.hop_length} at {config.sample_rate} Hz"
         )
     callback = step_callback(len(config.upsample_rates))
     with vocoder.use() as model, torch.no_grad():
@@ -290,5 +291,5 @@ NODES: list[type[io.ComfyNode]] = [LoadMelVAE, LoadVocoder, AudioToMel, MelVAEEn
 
 __all__ = [
     "NODES", "AudioVAEModel", "audio_to_mel", "vae_encode", "vae_decode", "vocode", "load_audio_vae",
-    "load_vocoder", "BigVGAN",
+    "load_vocoder",
 ]

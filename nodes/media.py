@@ -106,20 +106,26 @@ def save_path(prefix: str, ext: str, folder: str | None = None, width: int = 0, 
     return os.path.join(full_folder, file), file, subfolder
 
 
+def lazy_progress():
+    """Per-frame callback whose progress bar opens at the first frame, when the expected total is known."""
+    callback = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal callback
+        if callback is None:
+            callback = step_callback(total)
+        callback(done, total)  # also ComfyUI's interruption check
+
+    return progress
+
+
 def frames_of(video, node: str, input_name: str, fps: float = 0.0, start: float = 0.0, duration: float = 0.0,
               max_frames: int = 0, stride: int = 1, resize: dict | None = None) -> DecodedVideo:
     """A VIDEO's frames over a window: streamed from its file when it has one, else from its tensors."""
-    callback_total = [None]
-
-    def progress(done: int, total: int) -> None:
-        if callback_total[0] is None:
-            callback_total[0] = step_callback(total)
-        callback_total[0](done, total)
-
     with node_errors(node, input_name):
         source = video_source(video)
         if source is not None:
-            return decode_video(source, start, duration, max_frames, fps, stride, resize, callback=progress)
+            return decode_video(source, start, duration, max_frames, fps, stride, resize, callback=lazy_progress())
         components = video.get_components()
         source_fps = float(Fraction(components.frame_rate))
         picks = timeline_indices(int(components.images.shape[0]), source_fps, start, duration, max_frames, fps, stride)
@@ -377,7 +383,8 @@ class MixTracks(io.ComfyNode):
             display_name="Mix Tracks (Soundstage)",
             category=CATEGORY,
             description="Dialogue + effects + music: gains, sidechain ducking under dialogue, EBU R128 loudness "
-                        "and true-peak limiting. Stems share the mix's gains, so mix = dialogue + effects + music.",
+                        "and true-peak limiting. Stems share the mix's gains, so mix = dialogue + effects + music; "
+                        "m_and_e is the un-ducked music & effects track for re-dubbing.",
             inputs=slots + [
                 io.Int.Input("sample_rate", default=0, min=0, max=192000, step=1, tooltip="0 = highest rate among the tracks."),
                 io.Int.Input("channels", default=2, min=1, max=8, step=1, tooltip="Output channels."),
@@ -394,7 +401,8 @@ class MixTracks(io.ComfyNode):
                 io.Float.Input("duck_release_ms", default=300.0, min=0.0, max=10000.0, step=1.0, tooltip="Time to recover."),
             ],
             outputs=[io.Audio.Output("mix"), io.Audio.Output("dialogue"), io.Audio.Output("effects"),
-                     io.Audio.Output("music"), io.Audio.Output("m_and_e", tooltip="Music & effects: the mix without dialogue.")],
+                     io.Audio.Output("music"), io.Audio.Output("m_and_e", tooltip="Music & effects for international versions: "
+                                                   "no dialogue and no ducking, same loudness gain as the mix.")],
         )
 
     @classmethod
@@ -407,7 +415,7 @@ class MixTracks(io.ComfyNode):
         stems = result.stems
         rate = result.sample_rate
         return io.NodeOutput(to_comfy_audio(result.mix, rate), *(to_comfy_audio(stems[r], rate) for r in ROLES),
-                             to_comfy_audio(stems["effects"] + stems["music"], rate))
+                             to_comfy_audio(result.m_and_e, rate))
 
 
 # ----------------------------------------------------------------------------- Mux
@@ -512,8 +520,6 @@ class Mux(io.ComfyNode):
                 io.Int.Input("default_track", default=1, min=1, max=MUX_SLOTS, step=1, tooltip="Track players pick first."),
                 io.Boolean.Input("keep_video_audio", default=False,
                                  tooltip="Also carry the VIDEO's own audio, as the first track 'Original'."),
-                io.Combo.Input("video_mode", options=["re-encode", "copy"], default="re-encode",
-                               tooltip="copy: keep a file VIDEO's H.264 stream untouched (fast, lossless) and only add the tracks."),
                 io.Combo.Input("container", options=list(CONTAINERS), default="mp4",
                                tooltip="mp4: H.264/H.265 + AAC; mkv: also Opus or FLAC audio."),
                 io.Combo.Input("video_codec", options=["h264", "h265"], default="h264", tooltip="H.264 plays everywhere."),
@@ -527,14 +533,17 @@ class Mux(io.ComfyNode):
                                tooltip="video: audio cut/padded to the video; shortest / longest of all."),
                 io.Int.Input("audio_bitrate_kbps", default=192, min=32, max=512, step=8, tooltip="For aac/opus."),
                 io.String.Input("filename_prefix", default="soundstage/delivery", tooltip="Output file prefix."),
+                # Optional and last, so workflows saved before it existed keep their widget order.
+                io.Combo.Input("video_mode", options=["re-encode", "copy"], default="re-encode", optional=True,
+                               tooltip="copy: keep a file VIDEO's H.264 stream untouched (fast, lossless) and only add the tracks."),
             ],
             outputs=[io.Video.Output("VIDEO")],
         )
 
     @classmethod
-    def execute(cls, fps, naming, language, default_track, keep_video_audio, video_mode, container, video_codec,
-                audio_codec, crf, preset, even_dimensions, align, audio_bitrate_kbps, filename_prefix, images=None,
-                video=None, **slots) -> io.NodeOutput:
+    def execute(cls, fps, naming, language, default_track, keep_video_audio, container, video_codec, audio_codec,
+                crf, preset, even_dimensions, align, audio_bitrate_kbps, filename_prefix, images=None, video=None,
+                video_mode="re-encode", **slots) -> io.NodeOutput:
         tracks = [(k, slots[f"track_{k}"], slots.get(f"title_{k}") or "", slots.get(f"language_{k}") or "")
                   for k in range(1, MUX_SLOTS + 1) if slots.get(f"track_{k}") is not None]
         out, saved, _ = mux_node(images, video, fps, tracks, naming, language, default_track, keep_video_audio,

@@ -59,11 +59,27 @@ def wav2vec_windows(audio: dict, wav2vec_path: str, fps: float, clip_length: int
     from ..models.common.checkpoint import load_file
     from ..models.mtv.wav2vec_features import load_wav2vec, wav2vec_features
 
-    model = load_wav2vec(load_file(wav2vec_path), context=f"wav2vec2 {Path(wav2vec_path).name}")
+    model = load_wav2vec(load_file(wav2vec_path), _beside_config(wav2vec_path),
+                         context=f"wav2vec2 {Path(wav2vec_path).name}")
     model.to(model_management.get_torch_device())
     feats, _ = wav2vec_features(model, mono_16k(audio), fps=fps, clip_length=clip_length)
     feats.windows = feats.windows.float().cpu()
     return feats
+
+
+def _beside_config(weights_path: str):
+    """An HF ``config.json`` next to the weights (the repo layout); else sizes are read from the shapes."""
+    import json
+
+    from transformers import Wav2Vec2Config
+
+    path = Path(weights_path).parent / "config.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("model_type") != "wav2vec2":
+        return None
+    return Wav2Vec2Config(**{k: v for k, v in data.items() if k not in ("transformers_version", "torch_dtype")})
 
 
 def build_control(speech, effects, music, speech_2=None):
@@ -117,7 +133,13 @@ def _silence_like(audio: dict) -> dict:
 def encode_text(text: str, encoder_path: str) -> list:
     from ..models.mtv.text import encode_prompts, find_tokenizer, load_t5_encoder, load_tokenizer
 
-    tokenizer = load_tokenizer(find_tokenizer(encoder_path))
+    try:
+        tokenizer_path = find_tokenizer(encoder_path)
+    except FileNotFoundError:
+        tokenizer_path = _comfy_t5_tokenizer()
+        if tokenizer_path is None:
+            raise
+    tokenizer = load_tokenizer(tokenizer_path)
     device = model_management.get_torch_device()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = load_t5_encoder(encoder_path, dtype=dtype, device=device)
@@ -125,6 +147,16 @@ def encode_text(text: str, encoder_path: str) -> list:
     del model
     model_management.soft_empty_cache()
     return [[context, {}]]
+
+
+def _comfy_t5_tokenizer() -> Path | None:
+    """ComfyUI ships the T5 tokenizer (for SD3/Flux t5xxl, the same T5-v1.1-XXL vocabulary)."""
+    try:
+        import comfy.text_encoders.sd3_clip as sd3  # type: ignore
+    except ImportError:
+        return None
+    path = Path(sd3.__file__).parent / "t5_tokenizer" / "tokenizer.json"
+    return path if path.is_file() else None
 
 
 def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int, cfg: float, vae=None, image=None):
@@ -141,7 +173,9 @@ def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int,
             f"expects {conf.text_embed_dim} (T5-v1.1-XXL)"
         )
     device = model_management.get_torch_device()
-    model.to(device)
+    offload = model_management.unet_offload_device()
+    # The three 1.2B-parameter projectors run once per chunk: streamed in from the offload device.
+    model.place(device, projector_device=offload)
     image_latents = None
     if image is not None:
         if vae is None:
@@ -158,7 +192,7 @@ def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int,
             callback=step_callback(total),
         )
     finally:
-        model.to(model_management.unet_offload_device())
+        model.place(offload)
         model_management.soft_empty_cache()
     samples = torch.cat([c.permute(0, 2, 1, 3, 4) for c in chunks]).float().cpu()  # [chunks, C, T, h, w]
     return {"samples": samples, "mtv_num_frames": control.num_frames, "mtv_fps": control.fps}
@@ -277,7 +311,8 @@ class MTVTextEncode(io.ComfyNode):
             node_id="SoundstageMTVTextEncode",
             display_name="MTV Text Encode (T5)",
             category=CATEGORY,
-            description="T5-v1.1-XXL encoder weights (HF layout) with tokenizer.json beside them; padded "
+            description="T5-v1.1-XXL encoder weights (HF layout, e.g. t5xxl_fp16.safetensors); tokenizer.json "
+                        "beside them or ComfyUI's bundled T5 tokenizer; padded "
                         "to 226 tokens as the official conditioner.",
             inputs=[
                 io.String.Input("text", multiline=True, default="", tooltip="Usually the Text Template output."),

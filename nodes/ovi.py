@@ -15,6 +15,7 @@ from ..compat import io
 from ..models.common.checkpoint import CheckpointError
 from ..models.common.device import best_device, resolve_dtype
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
+from ..models.ovi.long_clip import sample_ovi_long, stitch_audio, stitch_frames
 from ..models.ovi.memory import BlockSwap, cast_non_fp8_, fp8_blocks_
 from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
 from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, MODEL_VARIANTS, Umt5TextEncoder,
@@ -28,7 +29,7 @@ OviModel = io.Custom("SOUNDSTAGE_OVI_MODEL")
 OviTextEncoder = io.Custom("SOUNDSTAGE_UMT5")
 OviConditioningType = io.Custom("SOUNDSTAGE_OVI_CONDITIONING")
 WanVAE = io.Custom("SOUNDSTAGE_WAN_VAE")
-PRECISIONS = ("auto", "bf16", "fp32", "fp8_e4m3")
+PRECISIONS = ("auto", "bf16", "fp32", "fp8_e4m3", "fp8_e4m3_fast")
 OFFLOAD = ("none", "block_swap")
 TOKENIZER_EXTENSIONS = (".json", ".model")
 VAE_SPATIAL = 16  # Wan2.2 VAE: 16x spatial, 4x temporal
@@ -79,13 +80,13 @@ def load_ovi_model(ckpt_name: str, precision: str, offload: str, resident_blocks
                    text_len: int, node: str = "Load Ovi Model") -> LoadedOvi:
     path = resolve_model("soundstage_ovi", ckpt_name, node, "ckpt_name")
     device = best_device()
-    fp8 = precision == "fp8_e4m3"
+    fp8 = precision.startswith("fp8_e4m3")
     dtype = torch.bfloat16 if fp8 else resolve_dtype(precision, device)
     with node_errors(node, "ckpt_name"):
         # fp8: keep the file's dtypes so an fp8 release is not rounded twice, then quantise the rest.
         model = load_ovi_fusion(path, num_heads=num_heads or None, text_len=text_len, dtype=None if fp8 else dtype)
     if fp8:
-        fp8_blocks_(model, compute_dtype=torch.bfloat16)
+        fp8_blocks_(model, compute_dtype=torch.bfloat16, fp8_matmul="ffn" if precision.endswith("_fast") else "none")
         cast_non_fp8_(model, torch.bfloat16)
     if not 0 <= resident_blocks <= model.num_blocks:
         raise ValueError(f"{node}: input 'resident_blocks': must be 0..{model.num_blocks}, got {resident_blocks}")
@@ -105,7 +106,8 @@ class LoadOviModel(io.ComfyNode):
                                tooltip="Fusion checkpoint in models/soundstage/ovi."),
                 io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
                                tooltip="auto: bf16 on GPU, fp32 on CPU. fp8_e4m3: block weights stored in fp8 "
-                                       "(per-tensor scale), computed in bf16 - about half the memory."),
+                                       "(per-tensor scale), computed in bf16 - about half the memory. fp8_e4m3_fast: the FFN "
+                                       "matmuls also run in fp8 (Ada/Hopper GPUs; slightly less accurate)."),
                 io.Combo.Input("offload", options=list(OFFLOAD), default="none",
                                tooltip="block_swap: keep only 'resident_blocks' fusion blocks on the GPU and stream "
                                        "the others from CPU memory each step (for 24 GB cards)."),
@@ -160,7 +162,9 @@ class OviPromptBuilder(io.ComfyNode):
                 io.String.Input("audio_negative", multiline=True, default=DEFAULT_AUDIO_NEGATIVE,
                                 tooltip="Negative prompt of the audio branch."),
             ],
-            outputs=[io.String.Output("prompt"), io.String.Output("video_negative"), io.String.Output("audio_negative")],
+            outputs=[io.String.Output("prompt_out", display_name="prompt"),
+                     io.String.Output("video_negative_out", display_name="video_negative"),
+                     io.String.Output("audio_negative_out", display_name="audio_negative")],
         )
 
     @classmethod
@@ -199,7 +203,7 @@ def load_text_encoder(text_encoder: str, tokenizer: str, text_len: int, node: st
     weights = resolve_model("text_encoders", text_encoder, node, "text_encoder")
     tok_path = resolve_tokenizer(tokenizer, node)
     with node_errors(node, "text_encoder"):
-        model = load_umt5(weights)
+        model = load_umt5(weights, dtype=resolve_dtype("auto", best_device()))
     with node_errors(node, "tokenizer"):
         if tok_path.endswith(".model"):
             from transformers import T5TokenizerFast
@@ -226,7 +230,7 @@ class LoadOviTextEncoder(io.ComfyNode):
                 io.Int.Input("text_len", default=WAN_TEXT_LEN, min=1, max=4096, step=1,
                              tooltip="Tokens per prompt (Ovi/Wan: 512); longer prompts are truncated."),
             ],
-            outputs=[OviTextEncoder.Output("text_encoder")],
+            outputs=[OviTextEncoder.Output("umt5", display_name="text_encoder")],
         )
 
     @classmethod
@@ -237,7 +241,16 @@ class LoadOviTextEncoder(io.ComfyNode):
 def encode_ovi_text(encoder: Umt5TextEncoder, prompt: str, video_negative: str, audio_negative: str) -> dict:
     if not prompt.strip():
         raise ValueError("Ovi Text Encode: input 'prompt': the prompt is empty")
-    pos, vneg, aneg = encoder.encode([prompt, video_negative, audio_negative])
+    device = best_device()
+    model = encoder.model
+    # umt5-xxl is 11 GB in bf16: on the GPU only while it encodes, so the fusion model gets the memory.
+    model.to(device)
+    try:
+        pos, vneg, aneg = encoder.encode([prompt, video_negative, audio_negative])
+    finally:
+        if device.type != "cpu":
+            model.to("cpu")
+            torch.cuda.empty_cache()
     return {"positive": pos, "video_negative": vneg, "audio_negative": aneg}
 
 
@@ -266,9 +279,8 @@ class OviTextEncode(io.ComfyNode):
 
 
 # ----------------------------------------------------------------------------- sampler
-def ovi_sample(ovi: LoadedOvi, conditioning: dict, width: int, height: int, latent_frames: int, audio_length: int,
-               steps: int, shift: float, video_cfg: float, audio_cfg: float, slg_layer: int, seed: int,
-               batch_cfg: bool, image_latent: dict | None = None, node: str = "Ovi Sampler"):
+def _sampling_inputs(ovi: LoadedOvi, conditioning: dict, width: int, height: int, slg_layer: int,
+                     image_latent: dict | None, node: str):
     for name, v in (("width", width), ("height", height)):
         if v % PIXEL_MULTIPLE:
             raise ValueError(f"{node}: input '{name}': must be a multiple of {PIXEL_MULTIPLE}, got {v}")
@@ -283,16 +295,76 @@ def ovi_sample(ovi: LoadedOvi, conditioning: dict, width: int, height: int, late
         height, width = img.shape[-2] * VAE_SPATIAL, img.shape[-1] * VAE_SPATIAL
     cond = OviConditioning(conditioning["positive"], conditioning["video_negative"],
                            conditioning["audio_negative"], img)
+    return cond, height // VAE_SPATIAL, width // VAE_SPATIAL
+
+
+def ovi_sample(ovi: LoadedOvi, conditioning: dict, width: int, height: int, latent_frames: int, audio_length: int,
+               steps: int, shift: float, video_cfg: float, audio_cfg: float, slg_layer: int, seed: int,
+               batch_cfg: bool, image_latent: dict | None = None, node: str = "Ovi Sampler"):
+    cond, lh, lw = _sampling_inputs(ovi, conditioning, width, height, slg_layer, image_latent, node)
     s = OviSampling(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg, slg_layer=slg_layer,
                     seed=seed, batch_cfg=batch_cfg)
     with ovi.use() as model:
         try:
-            video, audio = sample_ovi(model, cond, latent_frames=latent_frames, latent_height=height // VAE_SPATIAL,
-                                      latent_width=width // VAE_SPATIAL, audio_length=audio_length, sampling=s,
-                                      device=ovi.device, callback=step_callback(steps))
+            video, audio = sample_ovi(model, cond, latent_frames=latent_frames, latent_height=lh, latent_width=lw,
+                                      audio_length=audio_length, sampling=s, device=ovi.device,
+                                      callback=step_callback(steps))
         except ValueError as exc:
             raise ValueError(f"{node}: input 'image_latent': {exc}") from exc
     return {"samples": video[None]}, {"samples": audio.T[None].contiguous(), "type": "audio"}
+
+
+def ovi_sample_long(ovi: LoadedOvi, conditioning: dict, chunks: int, width: int, height: int, latent_frames: int,
+                    audio_length: int, steps: int, shift: float, video_cfg: float, audio_cfg: float, slg_layer: int,
+                    seed: int, batch_cfg: bool, image_latent: dict | None = None, node: str = "Ovi Long Clip Sampler"):
+    cond, lh, lw = _sampling_inputs(ovi, conditioning, width, height, slg_layer, image_latent, node)
+    s = OviSampling(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg, slg_layer=slg_layer,
+                    seed=seed, batch_cfg=batch_cfg)
+    with ovi.use() as model:
+        parts = sample_ovi_long(model, cond, chunks=chunks, latent_frames=latent_frames, latent_height=lh,
+                                latent_width=lw, audio_length=audio_length, sampling=s, device=ovi.device,
+                                callback=step_callback(chunks * steps))
+    overlap = parts[-1].audio_overlap if chunks > 1 else 0
+    video = {"samples": torch.stack([p.video for p in parts]), "ovi_chunks": True}
+    audio = {"samples": torch.stack([p.audio.T for p in parts]).contiguous(), "type": "audio",
+             "ovi_chunks": True, "ovi_audio_overlap": overlap}
+    return video, audio
+
+
+def stitch_ovi_audio(audio: dict, audio_latent: dict, node: str = "Ovi Stitch Audio") -> dict:
+    """Decoded chunk waveforms [K, C, T] -> one track, crossfading each chunk's overlapping start."""
+    wav, lat = audio["waveform"], audio_latent["samples"]
+    if wav.shape[0] != lat.shape[0]:
+        raise ValueError(f"{node}: input 'audio': {wav.shape[0]} chunks, but the latent has {lat.shape[0]}")
+    per_latent = wav.shape[-1] / lat.shape[-1]
+    overlap = round(int(audio_latent.get("ovi_audio_overlap", 0)) * per_latent)
+    joined = stitch_audio(list(wav), overlap)
+    return {"waveform": joined[None].contiguous(), "sample_rate": audio["sample_rate"]}
+
+
+def _sampler_inputs() -> list:
+    return [
+        OviModel.Input("ovi_model"),
+        OviConditioningType.Input("conditioning"),
+        io.Latent.Input("image_latent", optional=True,
+                        tooltip="First frame from Wan VAE Encode (i2av); its size overrides width/height."),
+        io.Int.Input("width", default=704, min=32, max=2048, step=32, tooltip="Video width (multiple of 32)."),
+        io.Int.Input("height", default=704, min=32, max=2048, step=32, tooltip="Video height (multiple of 32)."),
+        io.Int.Input("latent_frames", default=31, min=2, max=1024, step=1,
+                     tooltip="Video latent frames: 31 = 121 frames = 5 s at 24 fps (the trained length)."),
+        io.Int.Input("audio_length", default=157, min=1, max=1024, step=1,
+                     tooltip="Audio latent frames: 157 = 5 s of 16 kHz audio (the trained length)."),
+        io.Int.Input("steps", default=50, min=1, max=200, step=1, tooltip="Solver steps."),
+        io.Float.Input("shift", default=5.0, min=0.1, max=20.0, step=0.1, tooltip="Flow sigma shift."),
+        io.Float.Input("video_cfg", default=4.0, min=0.0, max=20.0, step=0.1, tooltip="Video guidance scale."),
+        io.Float.Input("audio_cfg", default=3.0, min=0.0, max=20.0, step=0.1, tooltip="Audio guidance scale."),
+        io.Int.Input("slg_layer", default=11, min=0, max=255, step=1,
+                     tooltip="Fusion block skipped in the negative pass (0 = no skip-layer guidance)."),
+        io.Int.Input("seed", default=100, min=0, max=0xFFFFFFFFFFFFFFFF, step=1, control_after_generate=True,
+                     tooltip="Noise seed (noise is drawn on the CPU: same seed, same clip on any device)."),
+        io.Boolean.Input("batch_cfg", default=True,
+                         tooltip="Run the positive and negative passes as one batch (faster, more memory)."),
+    ]
 
 
 class OviSampler(io.ComfyNode):
@@ -304,28 +376,7 @@ class OviSampler(io.ComfyNode):
             category=CATEGORY,
             description="Joint audio+video generation (UniPC, CFG per modality, skip-layer guidance in the "
                         "negative pass). Connect image_latent for image-to-audio+video.",
-            inputs=[
-                OviModel.Input("ovi_model"),
-                OviConditioningType.Input("conditioning"),
-                io.Latent.Input("image_latent", optional=True,
-                                tooltip="First frame from Wan VAE Encode (i2av); its size overrides width/height."),
-                io.Int.Input("width", default=704, min=32, max=2048, step=32, tooltip="Video width (multiple of 32)."),
-                io.Int.Input("height", default=704, min=32, max=2048, step=32, tooltip="Video height (multiple of 32)."),
-                io.Int.Input("latent_frames", default=31, min=1, max=1024, step=1,
-                             tooltip="Video latent frames: 31 = 121 frames = 5 s at 24 fps (the trained length)."),
-                io.Int.Input("audio_length", default=157, min=1, max=1024, step=1,
-                             tooltip="Audio latent frames: 157 = 5 s of 16 kHz audio (the trained length)."),
-                io.Int.Input("steps", default=50, min=1, max=200, step=1, tooltip="Solver steps."),
-                io.Float.Input("shift", default=5.0, min=0.1, max=20.0, step=0.1, tooltip="Flow sigma shift."),
-                io.Float.Input("video_cfg", default=4.0, min=0.0, max=20.0, step=0.1, tooltip="Video guidance scale."),
-                io.Float.Input("audio_cfg", default=3.0, min=0.0, max=20.0, step=0.1, tooltip="Audio guidance scale."),
-                io.Int.Input("slg_layer", default=11, min=0, max=255, step=1,
-                             tooltip="Fusion block skipped in the negative pass (0 = no skip-layer guidance)."),
-                io.Int.Input("seed", default=100, min=0, max=0xFFFFFFFFFFFFFFFF, step=1, control_after_generate=True,
-                             tooltip="Noise seed (noise is drawn on the CPU: same seed, same clip on any device)."),
-                io.Boolean.Input("batch_cfg", default=True,
-                                 tooltip="Run the positive and negative passes as one batch (faster, more memory)."),
-            ],
+            inputs=_sampler_inputs(),
             outputs=[io.Latent.Output("video_latent"), io.Latent.Output("audio_latent")],
         )
 
@@ -334,6 +385,48 @@ class OviSampler(io.ComfyNode):
                 audio_cfg, slg_layer, seed, batch_cfg, image_latent=None) -> io.NodeOutput:
         return io.NodeOutput(*ovi_sample(ovi_model, conditioning, width, height, latent_frames, audio_length, steps,
                                          shift, video_cfg, audio_cfg, slg_layer, seed, batch_cfg, image_latent))
+
+
+class OviLongSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageOviLongSampler",
+            display_name="Ovi Long Clip Sampler (chunked)",
+            category=CATEGORY,
+            description="Beyond the paper (its section 6 names the 5 s length a limitation): several 5 s chunks, "
+                        "each continuing from the previous chunk's last frame and overlapping audio. Decode with "
+                        "Wan VAE Decode (joins the frames) and join the audio with Ovi Stitch Audio.",
+            inputs=[io.Int.Input("chunks", default=2, min=1, max=32, step=1,
+                                 tooltip="Number of chunks; each adds about 5 s.")] + _sampler_inputs(),
+            outputs=[io.Latent.Output("video_latent", tooltip="One batch item per chunk."),
+                     io.Latent.Output("audio_latent", tooltip="One batch item per chunk.")],
+        )
+
+    @classmethod
+    def execute(cls, chunks, ovi_model, conditioning, width, height, latent_frames, audio_length, steps, shift,
+                video_cfg, audio_cfg, slg_layer, seed, batch_cfg, image_latent=None) -> io.NodeOutput:
+        return io.NodeOutput(*ovi_sample_long(ovi_model, conditioning, chunks, width, height, latent_frames,
+                                              audio_length, steps, shift, video_cfg, audio_cfg, slg_layer, seed,
+                                              batch_cfg, image_latent))
+
+
+class OviStitchAudio(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageOviStitchAudio",
+            display_name="Ovi Stitch Audio",
+            category=CATEGORY,
+            description="Join the decoded audio of Ovi Long Clip Sampler chunks, crossfading the overlaps.",
+            inputs=[io.Audio.Input("audio", tooltip="Decoded chunk audio (one batch item per chunk)."),
+                    io.Latent.Input("audio_latent", tooltip="The audio latent from Ovi Long Clip Sampler.")],
+            outputs=[io.Audio.Output("AUDIO")],
+        )
+
+    @classmethod
+    def execute(cls, audio, audio_latent) -> io.NodeOutput:
+        return io.NodeOutput(stitch_ovi_audio(audio, audio_latent))
 
 
 # ----------------------------------------------------------------------------- Wan VAE
@@ -371,6 +464,8 @@ def wan_decode(vae, latent: dict, node: str = "Wan VAE Decode") -> torch.Tensor:
     if z.dim() != 5 or z.shape[1] != vae.config.z_dim:
         raise ValueError(f"{node}: input 'latent': expected [B, {vae.config.z_dim}, F, H, W], got {tuple(z.shape)}")
     frames = decode_video(vae, z)
+    if latent.get("ovi_chunks"):
+        return stitch_frames(list(frames))
     return frames.reshape(-1, *frames.shape[2:])
 
 
@@ -431,5 +526,5 @@ class WanVAEEncode(io.ComfyNode):
         return io.NodeOutput(wan_encode_first_frame(vae, image, width, height))
 
 
-NODES = [LoadOviModel, OviPromptBuilder, LoadOviTextEncoder, OviTextEncode, OviSampler, LoadWanVAE, WanVAEDecode,
-         WanVAEEncode]
+NODES = [LoadOviModel, OviPromptBuilder, LoadOviTextEncoder, OviTextEncode, OviSampler, OviLongSampler,
+         OviStitchAudio, LoadWanVAE, WanVAEDecode, WanVAEEncode]

@@ -3,6 +3,7 @@ AUDIO -> mel -> latent -> mel -> AUDIO through the nodes, checked against the mo
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,7 +116,7 @@ def test_errors_name_node_and_input(models_dir):
     mel44 = nodes.AudioToMel.execute(_tone_audio(), list(nodes.FRONT_ENDS)[1])[0]
     with pytest.raises(ValueError, match="Mel-VAE Encode: input 'mel' has 128 bands"):
         nodes.MelVAEEncode.execute(vae, mel44, False, 0)
-    with pytest.raises(ValueError, match="Vocoder: input 'mel' has 128 bands"):
+    with pytest.raises(ValueError, match="Vocoder: input 'mel' has 128 bands, hop 512 at 44100 Hz"):
         nodes.VocoderDecode.execute(voc, mel44)
     with pytest.raises(ValueError, match=r"Mel-VAE Decode: input 'latent' must be \[batch, 20, frames\]"):
         nodes.MelVAEDecode.execute(vae, {"samples": torch.zeros(1, 40, 5), "type": "audio"})
@@ -154,7 +155,7 @@ def test_reconstruct_workflow_runs_headless(models_dir, tmp_path):
     from soundstage.headless.core_nodes import load_audio_file
     from soundstage.headless.runner import Runner
 
-    workflow = __import__("pathlib").Path(__file__).resolve().parents[1] / "workflows" / "audio_reconstruct_mmaudio.json"
+    workflow = Path(__file__).resolve().parents[1] / "workflows" / "audio_reconstruct_mmaudio.json"
     inp, out = tmp_path / "input", tmp_path / "output"
     inp.mkdir()
     out.mkdir()

@@ -81,3 +81,34 @@ def test_cli_entry_on_manifest(tmp_path):
     assert tr.main(args) == 0
     net, _ = load_mmdit(tmp_path / "out" / "audiogen_omni_ema.safetensors")
     assert net.config == CFG
+
+
+def test_prepare_raw_folder_then_train_step(tmp_path):
+    from media_factory import make_audio, make_video
+
+    from soundstage.models.audiogen_omni.prepare import FeatureExtractors, prepare_folder
+    from soundstage.models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
+    from soundstage.models.common.codecs.mel import MEL_16K, LogMel
+    from soundstage.models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig
+
+    torch.manual_seed(0)
+    vae = MelVAE(MelVAEConfig(mel_bins=80, latent_channels=20, hidden_channels=8, channel_multipliers=(1, 2),
+                              layers_per_block=1)).eval()
+    sync = Synchformer(SynchformerConfig(embed_dim=32, depth=1, num_heads=1)).eval()
+    make_video(tmp_path / "clip.mp4", seconds=1.0, fps=25, size=(64, 48), audio="tone")
+    make_audio(tmp_path / "voice.wav", seconds=0.5, sample_rate=16000)
+    (tmp_path / "raw.jsonl").write_text("\n".join([
+        json.dumps({"video": "clip.mp4", "transcript": "hello"}),
+        json.dumps({"audio": "voice.wav", "lyrics": "la la la", "start_s": 2.0}),
+    ]))
+    ex = FeatureExtractors(vae=vae, mel=LogMel(MEL_16K), synchformer=sync)
+    prepare_folder(tmp_path, ex)
+    items = tr.manifest_items(tmp_path)
+    assert items[0]["latent"].shape == (32, 20) and items[1]["latent"].shape == (16, 20)  # 31.25 latents/s
+    assert items[0]["sync"].shape == (8, 32) and "sync" not in items[1]
+    assert items[0]["lyrics_ids"].tolist() == [c + 1 for c in b"hello"] and float(items[1]["start_s"]) == 2.0
+    net = MMDiT(CFG.replace(latent_dim=20, sync_dim=32, sample_rate=16000, samples_per_latent=512, lyrics_vocab=257))
+    batch = tr.collate(items, net)
+    assert batch.sync is None and batch.latent_mask.sum(1).tolist() == [32, 16]  # sync absent in one clip: dropped
+    loss, _ = tr.make_loss_fn()(net, batch)
+    assert torch.isfinite(loss)

@@ -12,7 +12,7 @@ from soundstage.models.common.codecs.wavtokenizer import WavTokenizer, WavTokeni
 from soundstage.models.dualdub.config import DualDubConfig
 from soundstage.models.dualdub.data import read_audio, read_manifest, read_video, stage_entries
 from soundstage.models.dualdub.io import load_dualdub
-from soundstage.models.dualdub.train import main, train
+from soundstage.models.dualdub.train import train
 from soundstage.models.dualdub.vision import encode_video, load_clip_vision
 
 SECONDS = 0.5
@@ -123,6 +123,10 @@ def test_next_stage_starts_from_previous_and_cli(dataset, tmp_path):
 
     codec_file = tmp_path / "codec.safetensors"
     save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, str(codec_file))
-    assert main(["--stage", "1", "--data", str(root), "--out", str(tmp_path / "cli"), "--steps", "1",
-                 "--codec", str(codec_file), "--clip", str(clip_dir), "--init", str(one["checkpoint"])]) == 0
+    flags = ["--stage", "1", "--data", str(root), "--out", str(tmp_path / "cli"), "--steps", "1",
+             "--codec", str(codec_file), "--clip", str(clip_dir), "--init", str(one["checkpoint"])]
+    from soundstage.cli import build_parser
+
+    args = build_parser(["train", "dualdub", *flags]).parse_args(["train", "dualdub", *flags])
+    assert args.func(args) == 0
     assert (tmp_path / "cli" / "dualdub_stage1.safetensors").is_file()

@@ -88,6 +88,13 @@ def test_exact_fps_resampling_sample_and_hold(tmp_path, vfr):
     assert up.frames.shape[0] == 48
 
 
+@pytest.mark.parametrize("fps", [24.0, 30000 / 1001])
+def test_resampling_to_the_source_rate_is_identity_despite_ms_timestamps(tmp_path, fps):
+    path = make_video(tmp_path / "r.mkv", seconds=1.0, fps=fps, size=(32, 32))  # mkv rounds pts to 1 ms
+    decoded = decode_video(path, fps=fps)
+    assert indices(decoded) == [i % 20 for i in range(int(round(fps)))]
+
+
 def test_resize_plans_keep_aspect_and_multiples(tmp_path):
     assert plan_resize(640, 360, "fit", 320, 320).out_w == 320
     plan = plan_resize(640, 360, "fit", 320, 320)

@@ -51,7 +51,7 @@ def _run(vae: MelVAE, inputs: dict) -> dict:
 def test_golden(golden_dir, path):
     ckpt, inputs, outputs, meta = _split(path)
     vae = load_mel_vae(ckpt)
-    ctor = next(iter(meta["constructor"].values()))
+    ctor = next(v for v in meta["constructor"].values() if isinstance(v, dict) and "data_dim" in v)
     assert (vae.config.mel_bins, vae.config.latent_channels, vae.config.hidden_channels) == (
         ctor["data_dim"], ctor["embed_dim"], ctor["hidden_dim"],
     )
@@ -128,3 +128,10 @@ def test_wrong_file_names_every_problem():
     assert "decoder.conv_out.weight" in str(err.value) and "encoder.extra.weight" in str(err.value)
     with pytest.raises(CheckpointError, match="neither encoder"):
         load_mel_vae({"foo.weight": torch.zeros(1)})
+
+
+def test_foreign_keys_are_reported_not_dropped():
+    sd = dict(MelVAE(MelVAEConfig(12, 4, 8, (1, 2), 1)).state_dict())
+    sd["latent_rot"] = torch.zeros(3)
+    with pytest.raises(CheckpointError, match="latent_rot"):
+        load_mel_vae(sd)

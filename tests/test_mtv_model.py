@@ -1,6 +1,7 @@
 """MTV denoiser (CogVideoX backbone + MST-ControlNet) against the golden fixtures; loader checks."""
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -113,7 +114,8 @@ def test_deepspeed_file_loads_through_module_key(golden_dir, golden, tmp_path):
     meta, sd, inputs, outputs, _, _ = golden
     path = tmp_path / "mp_rank_00_model_states.pt"
     torch.save({"module": {f"model.diffusion_model.{k}" if not k.startswith("model.") else k: v
-                           for k, v in sd.items()}, "global_steps": 7}, path)
+                           for k, v in sd.items()}, "global_steps": 7,
+                "args": argparse.Namespace(lr=1e-5, mode="finetune")}, path)
     model = _load(meta, read_official_checkpoint(path))
     tokens = model.audio.project(inputs["audio_feat_vocal"], inputs["audio_feat_effect"],
                                  inputs["audio_feat_music"], inputs.get("audio_feat_vocal_1"))
@@ -156,3 +158,18 @@ def test_full_size_model_builds_on_meta():
     assert model.audio.audio_proj.proj1.in_features == 5 * 12 * 768
     assert model.audio.layers[0].audio_attn.key_value.in_features == 768
     assert n_audio > 1e9  # 42 x three 3072-wide cross-attentions + projectors
+
+
+def test_bfloat16_weights_stay_close(golden_dir, golden):
+    meta, sd, inputs, outputs, _, _ = golden
+    c = meta["constructor"]["DiffusionTransformer"]
+    model = MTVTransformer.from_official_state_dict(
+        sd, latent_height=c["latent_height"], latent_width=c["latent_width"], dtype=torch.bfloat16)
+    assert model.backbone.proj_out.weight.dtype == torch.bfloat16
+    with torch.no_grad():
+        tokens = model.audio.project(*(inputs[k].bfloat16() for k in ("audio_feat_vocal", "audio_feat_effect",
+                                                                      "audio_feat_music")),
+                                     inputs["audio_feat_vocal_1"].bfloat16() if "audio_feat_vocal_1" in inputs else None)
+        out = model(inputs["x"], inputs["context"], inputs["timesteps"], tokens, image_latents=inputs["concat_images"])
+    ref = outputs["model_out"]
+    assert (out.float() - ref).abs().max().item() < 0.05 * ref.abs().max().item()

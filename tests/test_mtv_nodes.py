@@ -124,3 +124,23 @@ def test_workflow_runs_headless_with_tiny_weights(tmp_path):
         assert len(c.streams.audio) == 1
     images = result.values["15"][0]
     assert images.shape == (60, 32, 48, 3) and 0 <= images.min() and images.max() <= 1
+
+
+@pytest.mark.parametrize("path", __import__("conftest").golden_files("wav2vec_interp"), ids=lambda p: p.stem)
+def test_wav2vec_node_function_reads_hf_folder(golden_dir, path, tmp_path):
+    """The node path (file + config.json beside it, AUDIO dict in) reproduces the golden windows."""
+    from safetensors.torch import load_file, save_file
+
+    from soundstage.nodes.mtv import wav2vec_windows
+
+    meta = json.loads(path.with_suffix(".json").read_text())
+    t = load_file(str(path))
+    folder = tmp_path / "wav2vec2-base-960h"
+    folder.mkdir()
+    save_file({k: v for k, v in t.items() if not k.startswith(("input.", "output."))}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(meta["constructor"]["Wav2Vec2Config"]))
+    audio = {"waveform": t["input.wav"][None, None], "sample_rate": 16000}
+    feats = wav2vec_windows(audio, str(folder / "model.safetensors"), meta["inputs"]["fps"], meta["inputs"]["clip_length"])
+    ref = t["output.features_windowed"]
+    assert (feats.windows - ref).abs().max().item() <= meta["tolerance"]["features_windowed"]
+    assert feats.num_frames == -(-t["input.wav"].shape[0] * int(meta["inputs"]["fps"]) // 16000)

@@ -68,11 +68,11 @@ def test_deterministic_per_seed_and_seed_matters(model):
 
 def test_uncond_half_has_zeroed_text_and_audio(model, monkeypatch):
     seen = {}
-    original_project = model.audio.project
+    original_project = model.project_audio
 
-    def spy_project(vocal, effect, music, vocal_1=None):
-        seen["vocal"] = vocal.clone()
-        return original_project(vocal, effect, music, vocal_1)
+    def spy_project(feats, device):
+        seen["vocal"] = feats["vocal"].clone()
+        return original_project(feats, device)
 
     original_forward = model.forward
 
@@ -80,7 +80,7 @@ def test_uncond_half_has_zeroed_text_and_audio(model, monkeypatch):
         seen.setdefault("context", context.clone())
         return original_forward(latents, context, *a, **kw)
 
-    monkeypatch.setattr(model.audio, "project", spy_project)
+    monkeypatch.setattr(model, "project_audio", spy_project)
     monkeypatch.setattr(model, "forward", spy_forward)
     ctl = _control(49, 49)
     sample_mtv(model, _ctx(), ctl, latent_height=H, latent_width=W, steps=1)
@@ -122,3 +122,46 @@ def test_raising_callback_stops_sampling(model):
     with pytest.raises(Stop):
         sample_mtv(model, _ctx(), _control(49, 49), latent_height=H, latent_width=W, steps=5, callback=cb)
     assert count == [1, 2]
+
+
+def test_clean_frames_use_timestep_zero_modulation(model):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 13, 4, H, W, generator=g)
+    ctl = _control(49, 49)
+    tokens = model.audio.project(ctl.vocal[None], ctl.effect[None], ctl.music[None])
+    with torch.no_grad():
+        at_zero = [model(x, _ctx(), torch.tensor([0.0]), tokens, clean_frames=k) for k in (0, 2)]
+        at_mid = [model(x, _ctx(), torch.tensor([500.0]), tokens, clean_frames=k) for k in (0, 2)]
+    assert torch.allclose(at_zero[0], at_zero[1], atol=1e-6)  # t=0 everywhere: the selection is a no-op
+    assert (at_mid[0] - at_mid[1]).abs().max() > 1e-4
+
+
+def test_multi_person_model_needs_and_uses_second_speaker():
+    multi = tiny_mtv(seed=4, multi_person=True)
+    ctl = _control(49, 49)
+    with pytest.raises(ValueError, match="second speech stream"):
+        sample_mtv(multi, _ctx(), ctl, latent_height=H, latent_width=W, steps=1)
+    ctl.vocal_1 = torch.randn(49, 5, 2, 16, generator=torch.Generator().manual_seed(1))
+    a = sample_mtv(multi, _ctx(), ctl, latent_height=H, latent_width=W, steps=2, seed=3)
+    ctl.vocal_1 = torch.zeros(49, 5, 2, 16)
+    b = sample_mtv(multi, _ctx(), ctl, latent_height=H, latent_width=W, steps=2, seed=3)
+    assert (a[0] - b[0]).abs().max() > 1e-4
+
+
+def test_projectors_can_live_off_the_compute_device():
+    """``place`` keeps the projectors elsewhere; ``project_audio`` streams each in and puts it back."""
+    fresh = tiny_mtv(seed=5)
+    ctl = _control(49, 49)
+    feats = {"vocal": ctl.vocal[None], "effect": ctl.effect[None], "music": ctl.music[None]}
+    direct = fresh.audio.project(feats["vocal"], feats["effect"], feats["music"])
+    moves = []
+    proj = fresh.audio.audio_proj_music
+    original_to = proj.to
+    proj.to = lambda *a, **kw: (moves.append(a[0] if a else kw), original_to(*a, **kw))[1]
+    streamed = fresh.project_audio(feats, "cpu")
+    assert [str(m) for m in moves] == ["cpu", "cpu"]  # in for its pass, back to where it lived
+    assert all(torch.equal(direct[k], streamed[k]) for k in direct)
+    fresh.place("cpu", projector_device="meta")
+    assert fresh.audio.audio_proj.proj1.weight.is_meta and fresh.audio.audio_proj_effect.conv1.weight.is_meta
+    assert not fresh.audio.layers[0].audio_attn.query.weight.is_meta
+    assert not fresh.backbone.proj_out.weight.is_meta

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -29,8 +30,12 @@ VARIANTS = {"t2v": {}, "i2v": {"first_frame_clean": True}, "slg": {"slg_layer": 
 def _case(path):
     meta = json.loads(path.with_suffix(".json").read_text())
     tensors = load_file(str(path))
-    vc = meta["constructor"]["FusionModel(video_config, audio_config)"]["video_config"]
-    return meta, tensors, vc
+    cfgs = meta["constructor"]["FusionModel(video_config, audio_config)"]
+    vc, ac = cfgs["video_config"], cfgs["audio_config"]
+    slg = re.search(r"slg_layer=(\d+)", meta.get("forward_call", {}).get("variants", {}).get("slg", ""))
+    kw = dict(num_heads=vc["num_heads"], text_len=vc["text_len"], eps=vc.get("eps", 1e-6),
+              audio_rope_scale=ac.get("temporal_rope_scaling_factor", 0.19676))
+    return meta, tensors, kw, int(slg.group(1)) if slg else 1
 
 
 @pytest.fixture(scope="module", params=OVI_FILES, ids=lambda p: p.stem)
@@ -38,10 +43,10 @@ def golden(request):
     return _case(request.param)
 
 
-def _forward(model, t, variant):
+def _forward(model, t, variant, slg_layer=1):
     kw = dict(VARIANTS[variant])
     if variant == "slg":
-        kw["slg_layer"] = 1
+        kw["slg_layer"] = slg_layer
     with torch.no_grad():
         v, a = model(t["input.vid"][None], t["input.audio"][None], t["input.t"],
                      t["input.vid_context"][None], t["input.audio_context"][None], **kw)
@@ -50,10 +55,10 @@ def _forward(model, t, variant):
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_float32_matches_fp64_reference(golden_dir, golden, variant):
-    meta, t, vc = golden
+    meta, t, kw, slg = golden
     tol = meta["tolerance"]["vs_fp64_outputs_for_fp32_impl"]
-    model = load_ovi_fusion(t, num_heads=vc["num_heads"], text_len=vc["text_len"])
-    v, a = _forward(model, t, variant)
+    model = load_ovi_fusion(t, **kw)
+    v, a = _forward(model, t, variant, slg)
     assert v.shape == t[f"output.{variant}.video_fp64"].shape
     assert (v - t[f"output.{variant}.video_fp64"]).abs().max().item() <= tol
     assert (a - t[f"output.{variant}.audio_fp64"]).abs().max().item() <= tol
@@ -61,38 +66,38 @@ def test_float32_matches_fp64_reference(golden_dir, golden, variant):
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_bf16_matches_bf16_reference(golden_dir, golden, variant):
-    meta, t, vc = golden
+    meta, t, kw, slg = golden
     tol = meta["tolerance"]["vs_bf16_reference_outputs"]
-    model = load_ovi_fusion(t, num_heads=vc["num_heads"], text_len=vc["text_len"], dtype=torch.bfloat16)
+    model = load_ovi_fusion(t, dtype=torch.bfloat16, **kw)
     assert model.video_model.blocks[0].ffn[0].weight.dtype == torch.bfloat16
-    v, a = _forward(model, t, variant)
+    v, a = _forward(model, t, variant, slg)
     assert (v - t[f"output.{variant}.video"]).abs().max().item() <= tol
     assert (a - t[f"output.{variant}.audio"]).abs().max().item() <= tol
 
 
 def test_variants_differ_and_batched_slg_rows(golden_dir, golden):
-    meta, t, vc = golden
-    model = load_ovi_fusion(t, num_heads=vc["num_heads"], text_len=vc["text_len"])
-    outs = {k: _forward(model, t, k) for k in VARIANTS}
+    meta, t, kw, slg = golden
+    model = load_ovi_fusion(t, **kw)
+    outs = {k: _forward(model, t, k, slg) for k in VARIANTS}
     assert (outs["t2v"][0] - outs["slg"][0]).abs().max() > 1e-3
     assert (outs["t2v"][0] - outs["i2v"][0]).abs().max() > 1e-3
     # One batched call: row 0 plain, row 1 with the SLG block skipped.
     rep = lambda x: torch.cat([x[None], x[None]])  # noqa: E731
     with torch.no_grad():
         v, a = model(rep(t["input.vid"]), rep(t["input.audio"]), t["input.t"], rep(t["input.vid_context"]),
-                     rep(t["input.audio_context"]), slg_layer=1, slg_rows=torch.tensor([False, True]))
+                     rep(t["input.audio_context"]), slg_layer=slg, slg_rows=torch.tensor([False, True]))
     torch.testing.assert_close(v[0], outs["t2v"][0], atol=2e-5, rtol=0)
     torch.testing.assert_close(v[1], outs["slg"][0], atol=2e-5, rtol=0)
     torch.testing.assert_close(a[1], outs["slg"][1], atol=2e-5, rtol=0)
 
 
 def test_strict_loader_names_bad_keys(golden_dir, golden):
-    _, t, vc = golden
+    _, t, kw, _ = golden
     sd = {k: v for k, v in t.items() if k.startswith(("video_model.", "audio_model."))}
     sd.pop("audio_model.blocks.0.cross_attn.k_fusion.weight")
     sd["video_model.extra.weight"] = torch.zeros(1)
     with pytest.raises(CheckpointError) as err:
-        load_ovi_fusion(sd, num_heads=vc["num_heads"], text_len=vc["text_len"])
+        load_ovi_fusion(sd, **kw)
     assert "audio_model.blocks.0.cross_attn.k_fusion.weight" in str(err.value)
     assert "video_model.extra.weight" in str(err.value)
 

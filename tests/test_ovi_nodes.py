@@ -87,6 +87,7 @@ def test_schemas_are_complete():
         schema = node.define_schema()
         assert schema.node_id.startswith("SoundstageOvi") or schema.node_id.startswith("SoundstageWan")
         assert schema.category == "Soundstage/Ovi" and schema.display_name
+        assert not {i.id for i in schema.inputs} & {o.id for o in schema.outputs}, schema.node_id
         for inp in schema.inputs:
             if isinstance(inp, (io.Int.Input, io.Float.Input)):
                 assert inp.default is not None and inp.min is not None and inp.max is not None and inp.step, inp.id
@@ -163,19 +164,42 @@ def test_wan_vae_round_trip_normalisation(models_dir):
     assert out.shape == (1, 1, 32, 48, 3)
 
 
-def _runner_or_skip():
+class _LoadImage(io.ComfyNode):
+    """Minimal stand-in for core LoadImage, used only while the headless runner lacks one."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(node_id="LoadImage", display_name="Load Image", category="image",
+                         inputs=[io.Combo.Input("image", options=sorted(p.name for p in Path(
+                             folder_paths.get_input_directory()).glob("*.png")), upload=io.UploadType.image)],
+                         outputs=[io.Image.Output("IMAGE_OUT", display_name="IMAGE"), io.Mask.Output("MASK")])
+
+    @classmethod
+    def execute(cls, image) -> io.NodeOutput:
+        import numpy as np
+        from PIL import Image
+
+        arr = np.asarray(Image.open(Path(folder_paths.get_input_directory()) / image).convert("RGB"), dtype=np.float32)
+        img = torch.from_numpy(arr / 255.0)[None]
+        return io.NodeOutput(img, torch.zeros(img.shape[:3]))
+
+
+def _runner_or_skip(needs: set[str]):
     runner = pytest.importorskip("soundstage.headless.runner")
     from soundstage.headless.registry import core_nodes
 
-    missing = {"CreateVideo", "SaveVideo", "LoadImage"} - set(core_nodes())
+    missing = needs - set(core_nodes())
+    extra = []
+    if missing == {"LoadImage"}:
+        extra, missing = [_LoadImage], set()
     if missing:
         pytest.skip(f"headless core stand-ins not available yet: {sorted(missing)}")
-    return runner
+    return runner, extra
 
 
 @pytest.mark.parametrize("name", ["t2av_ovi", "i2av_ovi"])
 def test_workflow_runs_headless(models_dir, tmp_path, name):
-    runner_mod = _runner_or_skip()
+    runner_mod, extra_nodes = _runner_or_skip({"CreateVideo", "SaveVideo"} | ({"LoadImage"} if name == "i2av_ovi" else set()))
     import av
     import numpy as np
 
@@ -188,7 +212,8 @@ def test_workflow_runs_headless(models_dir, tmp_path, name):
 
         Image.fromarray((np.random.default_rng(0).random((40, 56, 3)) * 255).astype("uint8")).save(inp / "ovi_start.png")
         overrides.update({"15.width": 32, "15.height": 32})
-    r = runner_mod.Runner(input_dir=inp, output_dir=out, models_dir=models_dir)
+    r = runner_mod.Runner(input_dir=inp, output_dir=out, models_dir=models_dir, nodes=extra_nodes or None,
+                          include_pack=True)
     r.run(REPO / "workflows" / f"{name}.json", overrides=overrides)
     files = sorted(p for p in out.rglob("*") if p.suffix in (".mp4", ".mkv", ".webm", ".mov"))
     assert files, "SaveVideo wrote no file"
@@ -237,3 +262,19 @@ def test_wan_vae_loads_wans_own_layout(models_dir, tmp_path):
     b = load_wan_vae(tmp_path / "Wan2.2_VAE.pth", config=TINY_VAE)
     z = torch.randn(1, 48, 2, 2, 2, generator=torch.Generator().manual_seed(0))
     assert torch.equal(decode_video(a, z), decode_video(b, z))
+
+
+def test_long_clip_nodes_join_chunks(models_dir):
+    ovi = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16)
+    cond = {"positive": torch.randn(3, 24), "video_negative": torch.randn(2, 24), "audio_negative": torch.randn(2, 24)}
+    video, audio = nodes.OviLongSampler.execute(2, ovi, cond, 32, 32, 2, 9, 2, 5.0, 4.0, 3.0, 1, 7, True).args
+    assert video["samples"].shape == (2, 48, 2, 2, 2) and audio["samples"].shape == (2, 20, 9)
+    assert torch.equal(video["samples"][1, :, 0], video["samples"][0, :, -1])
+    vae = nodes.load_video_vae("wan2.2_vae.safetensors", "fp32")
+    frames = nodes.wan_decode(vae, video)
+    assert frames.shape == (5 + 4, 32, 32, 3)  # the second chunk's first frame repeats the first's last
+    wav = torch.stack([torch.zeros(1, 90), torch.ones(1, 90)])  # 10 samples per latent frame
+    joined = nodes.stitch_ovi_audio({"waveform": wav, "sample_rate": 16000}, audio)
+    n = audio["ovi_audio_overlap"] * 10
+    assert n > 0 and joined["waveform"].shape == (1, 1, 180 - n) and joined["sample_rate"] == 16000
+    assert joined["waveform"][0, 0, 90 - n] == 0 and joined["waveform"][0, 0, 90] == 1

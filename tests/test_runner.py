@@ -314,6 +314,18 @@ def test_interrupt_before_run_is_cleared_and_callback_can_interrupt(runner):
     with pytest.raises(ExecutionInterrupted):
         runner.run(prompt, progress=stop_on_progress)
 
+    def interrupt_on_progress(event, data):
+        if event == "progress" and data["value"] == 1:
+            runner.interrupt()  # as a UI thread would; the next ProgressBar update stops the node
+
+    seen = []
+    with pytest.raises(ExecutionInterrupted) as info:
+        runner.run({"1": {"class_type": "TSteps", "inputs": {"n": 6}},
+                    "2": {"class_type": "TShow", "inputs": {"value": ["1", 0], "label": ""}}},
+                   progress=lambda e, d: (seen.append(d["value"]) if e == "progress" else None,
+                                          interrupt_on_progress(e, d)))
+    assert info.value.node_id == "1" and seen == [1]
+
 
 # -- validation (every ComfyUI error type) ------------------------------------------------------
 def test_missing_node_type(runner):
@@ -524,3 +536,24 @@ def test_async_execute_and_v1_node(runner):
     result = mixed.run({"1": {"class_type": "TLater", "inputs": {"x": 21}},
                         "2": {"class_type": "TLegacyShow", "inputs": {"value": ["1", 0]}}})
     assert result.outputs == {"2": {"text": ["42@2"]}}
+
+
+def test_registry_core_stand_ins_only_without_comfyui(monkeypatch):
+    from soundstage import compat
+    from soundstage.headless.registry import build_registry
+
+    assert "SaveVideo" in build_registry(nodes=[])
+    monkeypatch.setattr(compat, "IN_COMFYUI", True)
+    assert build_registry(nodes=[Number]) == {"TNumber": Number}
+
+
+def test_pack_load_failure_is_reported_not_fatal(monkeypatch):
+    import soundstage
+
+    async def broken_entrypoint():
+        raise ImportError("optional dependency missing")
+
+    monkeypatch.setattr(soundstage, "comfy_entrypoint", broken_entrypoint)
+    runner = Runner(nodes=[Number, Show], include_pack=True)
+    assert "optional dependency missing" in runner.load_errors[0]
+    assert {"TNumber", "TShow", "LoadVideo"} <= set(runner.node_classes)

@@ -1,6 +1,7 @@
 """The headless comfy-api stubs: the surface the pack uses exists, and behaves as ComfyUI's does."""
 from __future__ import annotations
 
+import io as io_module
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -220,6 +221,10 @@ def test_video_round_trip_with_audio(tmp_path):
     copy_path = tmp_path / "copy.mp4"
     loaded.save_to(str(copy_path))
     assert InputImpl.VideoFromFile(str(copy_path)).get_frame_count() == 6
+    buffer = io_module.BytesIO()
+    video.save_to(buffer)
+    in_memory = InputImpl.VideoFromFile(io_module.BytesIO(buffer.getvalue()))
+    assert in_memory.get_frame_count() == 6 and in_memory.get_components().images.shape == (6, 32, 48, 3)
 
 
 def test_preview_audio_writes_flac_to_temp(tmp_path):

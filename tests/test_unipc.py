@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -44,7 +45,8 @@ def test_unipc_trajectory_matches_reference(golden_dir, path):
     meta, t = _meta(path), load_file(str(path))
     tol = meta["tolerance"]["unipc_trajectory"]
     outputs, expected = t["input.unipc_model_outputs"], t["output.unipc_trajectory"]
-    solver = FlowUniPCMultistep(wan_flow_schedule(outputs.shape[0], 5.0))
+    shift = re.search(r"set_timesteps\(\d+, shift=([\d.]+)\)", meta.get("outputs", {}).get("unipc_trajectory", ""))
+    solver = FlowUniPCMultistep(wan_flow_schedule(outputs.shape[0], float(shift.group(1)) if shift else 5.0))
     x = t["input.unipc_x_init"]
     for i in range(outputs.shape[0]):
         x = solver.step(outputs[i][None], x[None])[0]

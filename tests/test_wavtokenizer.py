@@ -111,3 +111,14 @@ def test_roundtrip_shapes_tiny_random():
     assert out.shape == (2, 40)
     assert cfg.token_rate == 3000
 
+
+
+@pytest.mark.parametrize("cfg", [
+    WavTokenizerConfig(ratios=[6, 5, 5, 4], dimension=64, n_filters=2, bins=8, backbone_dim=32, intermediate_dim=16,
+                       num_layers=3, n_fft=2400, hop_length=600),
+    WavTokenizerConfig(ratios=[8, 5, 4, 2], dimension=16, n_filters=4, bins=8, lstm_layers=1, backbone_dim=64,
+                       intermediate_dim=16, num_layers=1),
+], ids=["40tok_wide_out", "75tok_one_lstm"])
+def test_config_from_weights_roundtrips(cfg):
+    # dimension == 2 * last encoder width (first case) must not pass for a downsampling conv.
+    assert WavTokenizerConfig.from_state_dict(WavTokenizer(cfg).state_dict()) == cfg

@@ -11,7 +11,7 @@ import inspect
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 
 class FolderType(str, Enum):

@@ -4,7 +4,9 @@ masks (paper 3.3) and an EMA of the weights (paper 4), on the shared accelerate 
 ``python -m soundstage train audiogen --data FOLDER --out OUT`` reads ``FOLDER/manifest.jsonl``: one JSON
 object per clip naming a ``features`` safetensors file (cached per clip, as MMAudio trains) holding
 ``latent`` [N, C] (VAE latents, un-normalised) and any of ``clip`` [Nc, Dc], ``sync`` [Ns, Ds],
-``text`` [Nt, Dt] + ``text_mask`` [Nt], ``lyrics_ids`` [N]; plus optional ``start_s``.
+``text`` [Nt, Dt] + ``text_mask`` [Nt], ``lyrics_ids`` [N]; plus optional ``start_s``. A folder with
+only ``raw.jsonl`` (video, audio, caption, transcript or lyrics per line) is first turned into that
+cache with ``--vae`` (+ ``--t5``, ``--clip``, ``--synchformer``); see :mod:`.prepare`.
 """
 from __future__ import annotations
 
@@ -168,6 +170,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vae", help="MMAudio VAE file, to cache features of a raw.jsonl folder")
+    p.add_argument("--t5", help="T5 folder (captions)")
+    p.add_argument("--clip", help="open_clip weights (video frames)")
+    p.add_argument("--clip-arch", default="metaclip_bigg14", help="dfn5b_h14_384 or metaclip_bigg14")
+    p.add_argument("--synchformer", help="synchformer_state_dict.pth (video sync features)")
+    p.add_argument("--tokenizer", help="VoiceBPE tokenizer.json for transcripts/lyrics (default: UTF-8 symbols)")
+
+
+def prepare_from_args(args) -> None:
+    from ..common.checkpoint import load_file
+    from ..common.codecs.mel import LogMel, mel_config_for
+    from ..common.codecs.mmaudio_vae import load_mel_vae
+    from .lyrics import LyricsTokenizer
+    from .prepare import FeatureExtractors, prepare_folder
+    from .synchformer import load_synchformer
+    from .text import T5TextEncoder
+    from .visual import load_clip_encoder
+
+    if not args.vae:
+        raise SystemExit("train audiogen: the data folder has raw.jsonl but no manifest.jsonl; give --vae to cache features")
+    vae = load_mel_vae(load_file(args.vae))
+    ex = FeatureExtractors(
+        vae=vae, mel=LogMel(mel_config_for(vae.config.mel_bins)),
+        t5=T5TextEncoder.from_folder(args.t5) if args.t5 else None,
+        clip=load_clip_encoder(args.clip_arch, args.clip) if args.clip else None,
+        synchformer=load_synchformer(load_file(args.synchformer)) if args.synchformer else None,
+        tokenizer=LyricsTokenizer(args.tokenizer),
+    )
+    prepare_folder(args.data, ex)
 
 
 def main(args) -> int:
@@ -183,6 +214,8 @@ def main(args) -> int:
         raise SystemExit("train audiogen: give --init CHECKPOINT or --config CONFIG.json")
     cfg = TrainConfig(out_dir=args.out, steps=args.steps, lr=args.lr, weight_decay=args.weight_decay,
                       mixed_precision=args.mixed_precision, seed=args.seed)
+    if not (Path(args.data) / "manifest.jsonl").exists() and (Path(args.data) / "raw.jsonl").exists():
+        prepare_from_args(args)
     items = manifest_items(args.data)
     trainer, ema = train(net, batches(items, net, args.batch_size, args.seed), cfg, ema_decay=args.ema)
     out = Path(args.out) / "audiogen_omni_ema.safetensors"

@@ -121,3 +121,31 @@ def extract_visual_features(
         p = next(synchformer.parameters())
         sync = synchformer.encode_video(sync_input(images, fps, duration).to(p.device, p.dtype)).float()
     return VisualFeatures(clip, sync, duration)
+
+
+def open_clip_from_config(config: dict, sd=None) -> ClipFrameEncoder:
+    """An open_clip ``CLIP`` built from an explicit config (small/custom models; no registry, no download)."""
+    import open_clip
+
+    from ..common.checkpoint import load_strict
+
+    cfg = dict(config)
+    model = open_clip.CLIP(embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"],
+                           quick_gelu=cfg.get("quick_gelu", True))
+    if sd is not None:
+        load_strict(model, sd, context="open_clip model")
+    return ClipFrameEncoder(model.eval(), int(cfg["vision_cfg"]["image_size"]))
+
+
+@torch.no_grad()
+def clip_text_features(encoder: ClipFrameEncoder, texts: list[str], tokenizer_arch: str = "ViT-H-14-378-quickgelu") -> torch.Tensor:
+    """Per-token CLIP text features [B, 77, width], L2-normalised, before pooling (MMAudio patch_clip)."""
+    import open_clip
+
+    model = encoder.model
+    p = next(model.parameters())
+    ctx = model.positional_embedding.shape[0]
+    tokens = open_clip.get_tokenizer(tokenizer_arch, context_length=ctx)(texts).to(p.device)
+    x = model.token_embedding(tokens).to(p.dtype) + model.positional_embedding.to(p.dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask)
+    return F.normalize(model.ln_final(x), dim=-1).float()

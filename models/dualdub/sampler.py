@@ -133,13 +133,12 @@ def generate(
     for step in range(max_steps):
         if decoder is None:
             hidden = full_hidden(model, cond, inputs[:, 0], inputs[:, 1])[:, -1]
-        last = hidden
         eos_ok = step >= opts.min_steps
         new = torch.empty(b, 2, dtype=torch.long, device=device)
         for si, head in enumerate((model.audio_head, model.speech_head)):
             history = tokens[:, si, max(0, step - opts.repetition_window):step] if opts.repetition_window else None
             new[:, si] = sample_next(
-                _allowed_logits(head(last), model, eos_ok), temperature=opts.temperature, top_k=opts.top_k,
+                _allowed_logits(head(hidden), model, eos_ok), temperature=opts.temperature, top_k=opts.top_k,
                 top_p=opts.top_p, repetition_penalty=opts.repetition_penalty, previous=history, generator=gen,
             )
         new = torch.where(finished, cfg.pad_id, new)

@@ -99,8 +99,8 @@ def train(stage: int, data_dir: str | Path, out_dir: str | Path, steps: int, *, 
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="soundstage train dualdub", description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of ``soundstage train dualdub`` (the pack's CLI calls this, then :func:`main`)."""
     p.add_argument("--stage", type=int, required=True, choices=[1, 2, 3])
     p.add_argument("--data", required=True, help="folder with manifest.json")
     p.add_argument("--out", required=True)
@@ -114,10 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vocab-size", type=int, default=2000)
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    model_config = json.loads(Path(a.config).read_text()) if a.config else None
-    result = train(a.stage, a.data, a.out, a.steps, codec=a.codec, clip=a.clip, init_from=a.init,
-                   model_config=model_config, batch_size=a.batch_size, lr=a.lr, vocab_size=a.vocab_size,
-                   seed=a.seed, save_every=a.save_every)
+
+
+def main(args: argparse.Namespace | list[str] | None = None) -> int:
+    if not isinstance(args, argparse.Namespace):
+        parser = argparse.ArgumentParser(prog="soundstage train dualdub", description=__doc__.splitlines()[0])
+        add_arguments(parser)
+        args = parser.parse_args(args)
+    model_config = json.loads(Path(args.config).read_text()) if args.config else None
+    result = train(args.stage, args.data, args.out, args.steps, codec=args.codec, clip=args.clip,
+                   init_from=args.init, model_config=model_config, batch_size=args.batch_size, lr=args.lr,
+                   vocab_size=args.vocab_size, seed=args.seed, save_every=args.save_every)
     print(json.dumps({"step": result["step"], "checkpoint": str(result["checkpoint"])}))
     return 0

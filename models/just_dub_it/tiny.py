@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .config import LTX2_19B_NATIVE_CONFIG, diffusers_transformer_kwargs
-from .transformer import TRANSFORMER_PREFIX, build_transformer, transformer_state_dict
+from .transformer import build_transformer, diffusers_to_native_key, transformer_state_dict
 
 TINY_NATIVE_CONFIG: dict[str, Any] = {
     **LTX2_19B_NATIVE_CONFIG,
@@ -22,28 +22,8 @@ TINY_NATIVE_CONFIG: dict[str, Any] = {
 }
 TINY_TEXT = dict(layers=2, registers=8, max_tokens=16, vocab=["<pad>", "<eos>", "<bos>", "<unk>"])
 
-# diffusers module names -> native names (inverse of diffusers' LTX-2 conversion table; checked on use).
-_TOP_LEVEL = {
-    "proj_in": "patchify_proj", "audio_proj_in": "audio_patchify_proj",
-    "time_embed": "adaln_single", "audio_time_embed": "audio_adaln_single",
-    "av_cross_attn_video_scale_shift": "av_ca_video_scale_shift_adaln_single",
-    "av_cross_attn_video_a2v_gate": "av_ca_a2v_gate_adaln_single",
-    "av_cross_attn_audio_scale_shift": "av_ca_audio_scale_shift_adaln_single",
-    "av_cross_attn_audio_v2a_gate": "av_ca_v2a_gate_adaln_single",
-}
-_ANYWHERE = {
-    "video_a2v_cross_attn_scale_shift_table": "scale_shift_table_a2v_ca_video",
-    "audio_a2v_cross_attn_scale_shift_table": "scale_shift_table_a2v_ca_audio",
-    ".norm_q.": ".q_norm.", ".norm_k.": ".k_norm.",
-}
-
-
 def native_key(key: str) -> str:
-    head, _, rest = key.partition(".")
-    key = f"{_TOP_LEVEL.get(head, head)}.{rest}" if rest else _TOP_LEVEL.get(head, head)
-    for a, b in _ANYWHERE.items():
-        key = key.replace(a, b)
-    return TRANSFORMER_PREFIX + key
+    return diffusers_to_native_key(key)
 
 
 def random_native_checkpoint(native_config: dict[str, Any] | None = None, seed: int = 0):

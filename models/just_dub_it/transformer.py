@@ -34,6 +34,31 @@ def transformer_state_dict(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, 
     return convert_ltx2_transformer_to_diffusers(dict(native))
 
 
+def diffusers_to_native_key(key: str) -> str:
+    """Inverse of diffusers' LTX-2 transformer key table (for writing files in the native layout)."""
+    head, _, rest = key.partition(".")
+    head = _NATIVE_TOP_LEVEL.get(head, head)
+    key = f"{head}.{rest}" if rest else head
+    for a, b in _NATIVE_ANYWHERE.items():
+        key = key.replace(a, b)
+    return TRANSFORMER_PREFIX + key
+
+
+_NATIVE_TOP_LEVEL = {
+    "proj_in": "patchify_proj", "audio_proj_in": "audio_patchify_proj",
+    "time_embed": "adaln_single", "audio_time_embed": "audio_adaln_single",
+    "av_cross_attn_video_scale_shift": "av_ca_video_scale_shift_adaln_single",
+    "av_cross_attn_video_a2v_gate": "av_ca_a2v_gate_adaln_single",
+    "av_cross_attn_audio_scale_shift": "av_ca_audio_scale_shift_adaln_single",
+    "av_cross_attn_audio_v2a_gate": "av_ca_v2a_gate_adaln_single",
+}
+_NATIVE_ANYWHERE = {
+    "video_a2v_cross_attn_scale_shift_table": "scale_shift_table_a2v_ca_video",
+    "audio_a2v_cross_attn_scale_shift_table": "scale_shift_table_a2v_ca_audio",
+    ".norm_q.": ".q_norm.", ".norm_k.": ".k_norm.",
+}
+
+
 def native_module_name(module: str) -> str:
     """A native module path (``transformer_blocks.0.attn1.to_q``) -> the diffusers module path."""
     probe = {f"{TRANSFORMER_PREFIX}{module}.weight": torch.empty(0)}
@@ -95,21 +120,19 @@ class InContextTransformer(nn.Module):
         """Velocities [B, N, C] for video and audio tokens; timesteps are sigmas per token [B, N, 1]."""
         scale = self.config.timestep_scale_multiplier  # ltx_core embeds sigma * 1000
         dtype = self.dtype
+        # Kept after the call: gradient checkpointing re-runs the blocks during backward.
         self.masks.a2v, self.masks.v2a = a2v_mask, v2a_mask
-        try:
-            video, audio = self.transformer(
-                hidden_states=video_latent.to(dtype),
-                audio_hidden_states=audio_latent.to(dtype),
-                encoder_hidden_states=video_context.to(dtype),
-                audio_encoder_hidden_states=audio_context.to(dtype),
-                timestep=video_timesteps.flatten(1) * scale,
-                audio_timestep=audio_timesteps.flatten(1) * scale,
-                video_coords=video_positions,
-                audio_coords=audio_positions,
-                return_dict=False,
-            )
-        finally:
-            self.masks.clear()
+        video, audio = self.transformer(
+            hidden_states=video_latent.to(dtype),
+            audio_hidden_states=audio_latent.to(dtype),
+            encoder_hidden_states=video_context.to(dtype),
+            audio_encoder_hidden_states=audio_context.to(dtype),
+            timestep=video_timesteps.flatten(1) * scale,
+            audio_timestep=audio_timesteps.flatten(1) * scale,
+            video_coords=video_positions,
+            audio_coords=audio_positions,
+            return_dict=False,
+        )
         return video, audio
 
     def denoise(self, video_latent, audio_latent, video_timesteps, audio_timesteps, *args, **kwargs):

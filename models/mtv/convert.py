@@ -41,11 +41,31 @@ ADALN = r"mixins.adaln_layer.adaLN_modulations.{}.1."
 
 
 def read_official_checkpoint(path) -> dict[str, torch.Tensor]:
-    """``mp_rank_00_model_states.pt`` (tensors under ``module``) or a converted safetensors file."""
-    raw = load_file(path)
+    """``mp_rank_00_model_states.pt`` (tensors under ``module``) or a converted safetensors file.
+
+    Always ``weights_only=True``; DeepSpeed/SAT files may also pickle an ``argparse.Namespace``
+    of training arguments, which is allowed as plain data and then ignored.
+    """
+    try:
+        raw = load_file(path)
+    except CheckpointError:
+        if str(path).endswith(".safetensors"):
+            raise
+        raw = _load_with_namespace(path)
     if any(k.startswith("module.") for k in raw):
         raw = select(raw, "module.")
     return raw
+
+
+def _load_with_namespace(path) -> dict[str, torch.Tensor]:
+    import argparse
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot be read with torch.load(weights_only=True) ({exc})") from exc
+    return flatten_tensors(obj)
 
 
 def sat_network_state(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -96,17 +96,17 @@ def sample_chunk(
     callback: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """One 13-latent chunk [1, T, C, h, w]. ``windows``: per-stream [clip, 5, layers, D]."""
-    device = next(model.parameters()).device
+    device = next(model.backbone.parameters()).device
     scheduler = make_scheduler()
     scheduler.set_timesteps(steps, device=device)
     cfg = guidance != 1.0
-    feats = {k: v[None].to(device) for k, v in windows.items()}
+    feats = {k: v[None] for k, v in windows.items()}
     if cfg:
-        feats = {k: torch.cat([torch.zeros_like(v), v]) for k, v in feats.items()}
+        feats = {k: torch.cat([torch.zeros_like(v), v]) for k, v in feats.items()}  # zeroed audio: uncond
         neg = torch.zeros_like(context) if negative_context is None else negative_context
         context = torch.cat([neg.to(context), context])
     context = context.to(device)
-    tokens = model.audio.project(feats["vocal"], feats["effect"], feats["music"], feats.get("vocal_1"))
+    tokens = model.project_audio(feats, device)
     batch = 2 if cfg else 1
     if image_latents is not None:
         image_latents = image_latents.to(device).expand(batch, *image_latents.shape[1:])

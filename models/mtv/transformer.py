@@ -119,6 +119,36 @@ class MTVTransformer(nn.Module):
         load_strict(model, ours, context=context, dtype=dtype, assign=True)
         return model.eval()
 
+    def place(self, device, projector_device=None) -> "MTVTransformer":
+        """Everything on ``device`` except the three audio projectors (3 x 1.2B-parameter temporal
+        convs at full size, run once per chunk): those stay on ``projector_device`` and are
+        streamed in by ``project_audio``. Keeps the resident bf16 model near 18 GB instead of 25 GB."""
+        projector_device = projector_device or device
+        for name, child in self.named_children():
+            if name != "audio":
+                child.to(device)
+        for name, child in self.audio.named_children():
+            child.to(projector_device if name.startswith("audio_proj") else device)
+        for name, param in self.audio.named_parameters(recurse=False):
+            param.data = param.data.to(device)
+        return self
+
+    @torch.no_grad()
+    def project_audio(self, feats: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+        """``audio.project`` with each projector brought to ``device`` for its pass and sent back."""
+        names = {"vocal": "audio_proj", "vocal_1": "audio_proj", "effect": "audio_proj_effect",
+                 "music": "audio_proj_music"}
+        tokens = {}
+        for stream, feat in feats.items():
+            proj = getattr(self.audio, names[stream])
+            home = next(proj.parameters()).device
+            proj.to(device)
+            tokens[stream] = proj(feat.to(device, next(proj.parameters()).dtype))
+            proj.to(home)
+        if self.audio.config.multi_person and "vocal_1" not in tokens:
+            raise ValueError("the multi-person MTV model needs a second speech stream (vocal_1)")
+        return tokens
+
     def describe(self) -> dict:
         return {"backbone": asdict(self.config), "audio": asdict(self.audio.config)}
 

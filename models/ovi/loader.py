@@ -12,6 +12,7 @@ import torch
 
 from ..common.checkpoint import CheckpointError, build_and_load, load_file
 from .fusion import FusionConfig, OviFusion
+from .rope import AUDIO_TEMPORAL_SCALE
 from .tower import audio_config, video_config
 
 WAN_HEAD_DIM = 128  # Wan2.2-TI2V-5B: 3072 = 24 heads x 128
@@ -27,7 +28,8 @@ def _num_layers(sd: Mapping[str, torch.Tensor], prefix: str) -> int:
 
 
 def config_from_state_dict(sd: Mapping[str, torch.Tensor], *, num_heads: int | None = None,
-                           text_len: int = WAN_TEXT_LEN, eps: float = 1e-6) -> FusionConfig:
+                           text_len: int = WAN_TEXT_LEN, eps: float = 1e-6,
+                           audio_rope_scale: float = AUDIO_TEMPORAL_SCALE) -> FusionConfig:
     """Read every size the weights reveal; ``num_heads`` defaults to dim / 128 (Wan)."""
     missing = [k for k in ("video_model.patch_embedding.weight", "audio_model.patch_embedding.0.weight")
                if k not in sd]
@@ -55,16 +57,18 @@ def config_from_state_dict(sd: Mapping[str, torch.Tensor], *, num_heads: int | N
                          patch_size=patch, **common("video_model."))
     pa = sd["audio_model.patch_embedding.0.weight"]  # [dim, in, 7]
     audio = audio_config(in_dim=pa.shape[1], out_dim=sd["audio_model.head.head.weight"].shape[0],
-                         **common("audio_model."))
+                         temporal_rope_scale=audio_rope_scale, **common("audio_model."))
     return FusionConfig(video=video, audio=audio)
 
 
 def load_ovi_fusion(source: str | Path | Mapping[str, torch.Tensor], *, num_heads: int | None = None,
                     text_len: int = WAN_TEXT_LEN, dtype: torch.dtype | None = None,
-                    device: str | torch.device = "cpu") -> OviFusion:
+                    device: str | torch.device = "cpu", eps: float = 1e-6,
+                    audio_rope_scale: float = AUDIO_TEMPORAL_SCALE) -> OviFusion:
     """Build on meta and adopt the checkpoint's tensors (strict: every key and shape must match)."""
     sd = load_file(source) if isinstance(source, (str, Path)) else dict(source)
     sd = {k: v for k, v in sd.items() if k.startswith(PREFIXES)}
-    config = config_from_state_dict(sd, num_heads=num_heads, text_len=text_len)
+    config = config_from_state_dict(sd, num_heads=num_heads, text_len=text_len, eps=eps,
+                                    audio_rope_scale=audio_rope_scale)
     model = build_and_load(lambda: OviFusion(config), sd, context="Ovi fusion checkpoint", dtype=dtype)
     return model.to(device).eval().requires_grad_(False)

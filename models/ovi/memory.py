@@ -27,12 +27,17 @@ def quantize_fp8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Fp8Linear(nn.Module):
-    """Linear with fp8 weight storage; ``compute_dtype`` is what the product runs in."""
+    """Linear with fp8 weight storage; ``compute_dtype`` is what the product runs in.
 
-    def __init__(self, linear: nn.Linear, compute_dtype: torch.dtype = torch.bfloat16):
+    ``fp8_matmul``: also quantise the activations (per call, per tensor) and multiply in fp8 with
+    ``torch._scaled_mm`` (fp8 tensor cores on Ada/Hopper), accumulating in float32.
+    """
+
+    def __init__(self, linear: nn.Linear, compute_dtype: torch.dtype = torch.bfloat16, fp8_matmul: bool = False):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.compute_dtype = compute_dtype
+        self.fp8_matmul = fp8_matmul
         if linear.weight.dtype == FP8_DTYPE:
             # Already e4m3 (Ovi's model_fp8_e4m3fn.safetensors is a plain cast): keep it, unit scale.
             q, scale = linear.weight.detach(), torch.tensor(1.0)
@@ -46,19 +51,41 @@ class Fp8Linear(nn.Module):
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight.to(self.compute_dtype) * self.weight_scale.to(self.compute_dtype)
 
+    def _scaled_mm_ok(self, x: torch.Tensor) -> bool:
+        if not self.fp8_matmul or self.compute_dtype not in (torch.bfloat16, torch.float16):
+            return False
+        # cuBLAS fp8 GEMMs need 16-aligned sizes.
+        return x.device.type == "cpu" or (self.in_features % 16 == 0 and self.out_features % 16 == 0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x.to(self.compute_dtype), self.dequantized_weight(), self.bias)
+        if not self._scaled_mm_ok(x):
+            return F.linear(x.to(self.compute_dtype), self.dequantized_weight(), self.bias)
+        shape = x.shape
+        xq, xs = quantize_fp8(x.reshape(-1, self.in_features))
+        out = torch._scaled_mm(xq, self.weight.t(), scale_a=xs.to(x.device), scale_b=self.weight_scale.float(),
+                               bias=self.bias, out_dtype=self.compute_dtype)
+        return out.reshape(*shape[:-1], self.out_features)
 
 
-def fp8_blocks_(model: nn.Module, compute_dtype: torch.dtype = torch.bfloat16) -> int:
-    """Swap every nn.Linear under ``*.blocks.*`` for :class:`Fp8Linear` in place; returns the count."""
+FP8_MATMUL_SCOPES = ("none", "ffn", "all")
+
+
+def fp8_blocks_(model: nn.Module, compute_dtype: torch.dtype = torch.bfloat16, fp8_matmul: str = "none") -> int:
+    """Swap every nn.Linear under ``*.blocks.*`` for :class:`Fp8Linear` in place; returns the count.
+
+    ``fp8_matmul``: where activations are quantised too: nowhere, in the FFNs only (most of the
+    FLOPs; attention projections keep bf16 inputs) or in every block Linear.
+    """
+    if fp8_matmul not in FP8_MATMUL_SCOPES:
+        raise ValueError(f"fp8_matmul must be one of {FP8_MATMUL_SCOPES}, got {fp8_matmul!r}")
     count = 0
     for tower in (model.video_model, model.audio_model):
         for block in tower.blocks:
             for name, child in list(block.named_modules()):
                 for cname, sub in list(child.named_children()):
                     if isinstance(sub, nn.Linear):
-                        setattr(child, cname, Fp8Linear(sub, compute_dtype))
+                        fast = fp8_matmul == "all" or (fp8_matmul == "ffn" and name == "ffn")
+                        setattr(child, cname, Fp8Linear(sub, compute_dtype, fp8_matmul=fast))
                         count += 1
     return count
 

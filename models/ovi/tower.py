@@ -118,8 +118,8 @@ class WanTower(nn.Module):
         """Timesteps [B, G] -> e [B, G, dim], e0 [B, G, 6, dim] (float32)."""
         b, g = t.shape
         sin = sinusoidal_embedding(self.config.freq_dim, t.flatten())
-        e = self.time_embedding[2](self.time_embedding[1](lin(self.time_embedding[0], sin))
-                                   .to(compute_dtype(self.time_embedding[2]))).float()
+        h = self.time_embedding[1](lin(self.time_embedding[0], sin))
+        e = lin(self.time_embedding[2], h).float()
         e0 = lin(self.time_projection[1], self.time_projection[0](e)).float()
         return e.view(b, g, -1), e0.view(b, g, 6, -1)
 

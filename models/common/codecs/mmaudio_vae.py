@@ -83,7 +83,7 @@ def convert_checkpoint(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
         # diffusers' MPConv applies its weight as is, so its files already hold folded weights.
         return select(sd, DIFFUSERS_PREFIX)
     if any(k.startswith("encoder.") for k in sd):
-        return fold_mp_weights({k: v for k, v in sd.items() if k.startswith(("encoder.", "decoder.", "data_"))})
+        return fold_mp_weights(sd)
     raise CheckpointError("MMAudio VAE: found neither encoder.* nor vae.encoder.* keys")
 
 

@@ -73,8 +73,8 @@ class WavTokenizerConfig:
         try:
             enc_convs = conv_kernels(enc, "conv.conv.weight")
             first = enc_convs[min(enc_convs)]
-            # Downsampling convs are the top-level convs with kernel 2*ratio and doubled width.
-            strided = [s for i, s in sorted(enc_convs.items()) if i != min(enc_convs) and s[0] == 2 * s[1]]
+            # Between the input conv and the output conv, every top-level conv downsamples, kernel = 2*ratio.
+            strided = [s for i, s in sorted(enc_convs.items()) if min(enc_convs) < i < max(enc_convs)]
             ratios = [s[2] // 2 for s in strided][::-1]
             dec_tr = conv_kernels(dec, "convtr.convtr.weight")
             decoder_ratios = [s[2] // 2 for _, s in sorted(dec_tr.items())]

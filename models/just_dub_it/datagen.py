@@ -1,0 +1,96 @@
+"""Paired-data generation tools for JUST-DUB-IT training (paper 3.2 and A.1).
+
+1. Generate a language-switching clip with the base model (:func:`language_switch_prompt`).
+2. For each half, find the lips (:func:`lip_masks`, MediaPipe face mesh) and turn the pixel mask
+   into the *effective* latent mask, the full extent the VAE spreads it to
+   (:func:`effective_latent_mask`: |E(masked) - E(black)| > 0.1).
+3. Re-generate the half in the other language: noise only the masked video tokens, all the audio
+   (:func:`inpainting_states`), and denoise with :func:`..sampler.euler_sample`.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from .in_context import TokenState, audio_positions, patchify_audio, patchify_video, video_positions
+
+EFFECTIVE_MASK_THRESHOLD = 0.1  # paper A.1, tau
+# MediaPipe face-mesh landmark indices of the outer lip contour.
+LIP_LANDMARKS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+
+
+def language_switch_prompt(scene: str, lang_a: str, line_a: str, lang_b: str, line_b: str) -> str:
+    """One clip in which the speaker switches language half-way (paper 3.2)."""
+    return (f"{scene.strip()} The speaker first says in {lang_a}: \"{line_a.strip()}\" "
+            f"Then, without pausing, the speaker switches to {lang_b} and says: \"{line_b.strip()}\"")
+
+
+def effective_latent_mask(
+    encode: Callable[[torch.Tensor], torch.Tensor], mask_frames: torch.Tensor, tau: float = EFFECTIVE_MASK_THRESHOLD
+) -> torch.Tensor:
+    """Latent tokens the masked region reaches: ``|E(mask video) - E(black video)| > tau``.
+
+    ``mask_frames`` [F, 3, H, W] in 0..1 shows the masked region (white) on black; ``encode`` maps
+    frames to normalised latents [1, C, f, h, w]. Returns a bool [f, h, w] token mask (any channel).
+    """
+    masked = encode(mask_frames)
+    empty = encode(torch.zeros_like(mask_frames))
+    return ((masked - empty).abs() > tau).any(dim=1)[0]
+
+
+def lip_masks(frames: torch.Tensor, dilate: int = 8) -> torch.Tensor:
+    """[F, H, W, 3] 0..1 frames -> [F, H, W] lip masks from MediaPipe face mesh (largest face)."""
+    try:
+        import mediapipe as mp  # optional: mediapipe==0.10.21 ships the face-mesh model
+    except ImportError as exc:
+        raise ImportError("lip masks need MediaPipe: pip install mediapipe==0.10.21") from exc
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    f, h, w, _ = frames.shape
+    out = torch.zeros(f, h, w)
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1) as mesh:
+        for i in range(f):
+            rgb = (frames[i].clamp(0, 1) * 255).byte().numpy()
+            result = mesh.process(rgb)
+            if not result.multi_face_landmarks:
+                continue
+            lm = result.multi_face_landmarks[0].landmark
+            pts = [(lm[j].x * w, lm[j].y * h) for j in LIP_LANDMARKS]
+            img = Image.new("L", (w, h), 0)
+            ImageDraw.Draw(img).polygon(pts, fill=255)
+            mask = torch.from_numpy(np.array(img) > 0).float()
+            if dilate:
+                mask = torch.nn.functional.max_pool2d(mask[None, None], 2 * dilate + 1, 1, dilate)[0, 0]
+            out[i] = mask
+    return out
+
+
+def inpainting_states(
+    video_latent: torch.Tensor,
+    audio_latent: torch.Tensor,
+    latent_mask: torch.Tensor,
+    fps: float,
+    video_noise: torch.Tensor,
+    audio_noise: torch.Tensor,
+) -> tuple[TokenState, TokenState]:
+    """Token states that regenerate only the masked video tokens and the whole audio (paper A.1)."""
+    b, c, f, h, w = video_latent.shape
+    v_clean = patchify_video(video_latent)
+    v_mask = latent_mask.reshape(1, f * h * w, 1).to(v_clean.dtype).expand(b, -1, -1)
+    a_clean = patchify_audio(audio_latent)
+    a_mask = torch.ones(b, a_clean.shape[1], 1, dtype=a_clean.dtype, device=a_clean.device)
+    video = TokenState(video_noise * v_mask + v_clean * (1 - v_mask), v_clean, v_mask,
+                       video_positions(f, h, w, fps, batch=b, device=v_clean.device), f * h * w)
+    audio = TokenState(audio_noise, a_clean, a_mask, audio_positions(a_clean.shape[1], batch=b, device=a_clean.device),
+                       a_clean.shape[1])
+    return video, audio
+
+
+def split_frames(frames: int) -> Sequence[slice]:
+    """The two halves of a language-switch clip, each a valid 8k+1 frame count."""
+    half = ((frames - 1) // 2) // 8 * 8 + 1
+    if half < 9:
+        raise ValueError(f"clip of {frames} frames is too short to split into two 8k+1 halves")
+    return slice(0, half), slice(frames - half, frames)

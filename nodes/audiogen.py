@@ -1,0 +1,433 @@
+"""AudioGen-Omni / MMAudio nodes: load the MMDiT, encode video, text and lyrics, sample audio latents.
+
+VIDEO/IMAGE -> Visual Features --+
+Text Encode (CLIP or T5) --------+--> MMDiT Sampler -> LATENT -> Mel-VAE Decode -> Vocoder -> AUDIO
+Lyrics/Transcript Encode --------+        (Mel-VAE Decode and Vocoder live in nodes/audio_codecs.py)
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..compat import folder_paths, io
+from ..models.audiogen_omni.loader import load_mmdit_state_dict
+from ..models.audiogen_omni.lyrics import LyricsTokenizer
+from ..models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
+from ..models.audiogen_omni.sampler import DEFAULT_CFG, DEFAULT_STEPS, generate
+from ..models.audiogen_omni.synchformer import load_synchformer
+from ..models.audiogen_omni.text import T5TextEncoder
+from ..models.audiogen_omni.visual import (
+    CLIP_ARCHS, ClipFrameEncoder, clip_text_features, extract_visual_features, load_clip_encoder, open_clip_from_config,
+)
+from ..models.common.checkpoint import CheckpointError, load_file, safetensors_metadata
+from ..models.common.device import Placement
+from .model_folders import model_choices, register_model_folders, resolve_model
+from .model_patch import ModelHandle
+from .progress import step_callback
+
+CATEGORY = "Soundstage/AudioGen-Omni"
+PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
+TASKS = ["audio", "speech", "song"]
+LANGUAGES = ["auto", "en-us", "cmn", "yue", "ja", "ko", "ru", "de", "fr", "es", "it", "pt", "ar", "hi"]
+
+MMDiTModel = io.Custom("SOUNDSTAGE_MMDIT")
+VisualEncoders = io.Custom("SOUNDSTAGE_MMDIT_VISUAL_ENCODERS")
+VisualFeatures = io.Custom("SOUNDSTAGE_MMDIT_VISUAL_FEATURES")
+T5Encoder = io.Custom("SOUNDSTAGE_T5")
+TextConditioning = io.Custom("SOUNDSTAGE_MMDIT_TEXT")
+LyricsConditioning = io.Custom("SOUNDSTAGE_MMDIT_LYRICS")
+
+
+@dataclass
+class Encoders:
+    synchformer: Optional[ModelHandle]
+    clip: Optional[ClipFrameEncoder]
+    clip_placement: Placement
+
+
+# --------------------------------------------------------------------------- plain functions
+
+
+def load_mmdit_model(path: str, precision: str, node: str = "Load MMDiT Model") -> ModelHandle:
+    placement = Placement.auto(precision)
+    config = None
+    if path.endswith(".safetensors"):
+        meta = safetensors_metadata(path)
+        if "mmdit_config" in meta:
+            config = MMDiTConfig.from_dict(json.loads(meta["mmdit_config"]))
+    try:
+        net, name = load_mmdit_state_dict(load_file(path), config=config, dtype=placement.dtype,
+                                          context=f"{node}: {Path(path).name}")
+    except CheckpointError as exc:
+        raise ValueError(f"{node}: input 'model_name': {exc}") from exc
+    family = "audiogen_omni" if net.config.lyrics_dim or net.config.timing_seconds else "mmaudio"
+    return ModelHandle(net, placement, info={"kind": "mmdit", "family": family, "preset": name, "file": Path(path).name})
+
+
+def load_visual_encoders(synchformer_path: Optional[str], clip_path: Optional[str], clip_arch: str, precision: str,
+                         node: str = "Load MMDiT Visual Encoders") -> Encoders:
+    placement = Placement.auto(precision)
+    sync = clip = None
+    if synchformer_path:
+        sd = load_file(synchformer_path)
+        heads = None
+        if synchformer_path.endswith(".safetensors"):
+            heads = json.loads(safetensors_metadata(synchformer_path).get("synchformer_heads", "null"))
+        try:
+            model = load_synchformer(sd, num_heads=heads, context=f"{node}: {Path(synchformer_path).name}")
+        except CheckpointError as exc:
+            raise ValueError(f"{node}: input 'synchformer_name': {exc}") from exc
+        sync = ModelHandle(model, placement, info={"kind": "synchformer"})
+    if clip_path:
+        meta = safetensors_metadata(clip_path) if clip_path.endswith(".safetensors") else {}
+        try:
+            if "open_clip_config" in meta:  # small/custom models carry their architecture
+                clip = open_clip_from_config(json.loads(meta["open_clip_config"]), load_file(clip_path))
+            else:
+                clip = load_clip_encoder(clip_arch, clip_path)
+        except (CheckpointError, RuntimeError) as exc:
+            raise ValueError(f"{node}: input 'clip_name': {exc}") from exc
+        clip.model.to(placement.device, placement.dtype)
+    if sync is None and clip is None:
+        raise ValueError(f"{node}: choose at least one of 'synchformer_name' and 'clip_name'")
+    return Encoders(sync, clip, placement)
+
+
+def encode_visual(encoders: Encoders, images: torch.Tensor, fps: float, duration: float,
+                  node: str = "MMDiT Visual Features") -> dict:
+    if images is None or images.dim() != 4 or images.shape[0] == 0:
+        raise ValueError(f"{node}: input 'video'/'images' holds no frames")
+    if fps <= 0:
+        raise ValueError(f"{node}: input 'fps' must be positive")
+    length = images.shape[0] / fps
+    if encoders.synchformer is not None and length < 0.64:
+        raise ValueError(f"{node}: the video is {length:.2f} s; Synchformer needs at least 0.64 s (16 frames at 25 fps)")
+    if encoders.synchformer is not None:
+        with encoders.synchformer.use() as sync:
+            feats = extract_visual_features(images, fps, clip_encoder=encoders.clip, synchformer=sync,
+                                            duration_s=duration or None)
+    else:
+        feats = extract_visual_features(images, fps, clip_encoder=encoders.clip, duration_s=duration or None)
+    return {"clip": feats.clip, "sync": feats.sync, "duration_s": feats.duration_s, "fps": fps}
+
+
+def t5_choices() -> list[str]:
+    register_model_folders()
+    out = []
+    for root in folder_paths.get_folder_paths("text_encoders"):
+        if os.path.isdir(root):
+            out += sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, "config.json")))
+    return out or ["none"]
+
+
+def load_t5(name: str, precision: str, max_length: int, node: str = "Load T5 Text Encoder") -> T5TextEncoder:
+    register_model_folders()
+    for root in folder_paths.get_folder_paths("text_encoders"):
+        folder = os.path.join(root, name)
+        if os.path.isfile(os.path.join(folder, "config.json")):
+            placement = Placement.auto(precision)
+            return T5TextEncoder.from_folder(folder, dtype=placement.dtype, device=placement.device, max_length=max_length)
+    raise ValueError(f"{node}: input 't5_name': no folder '{name}' with config.json under text_encoders")
+
+
+def encode_text(prompt: str, negative: str, t5: Optional[T5TextEncoder], encoders: Optional[Encoders],
+                node: str = "MMDiT Text Encode") -> dict:
+    def one(text: str):
+        if t5 is not None:
+            f = t5.encode([text])
+            return f.features.cpu(), f.mask.cpu()
+        return clip_text_features(encoders.clip, [text]).cpu(), None
+
+    if t5 is None and (encoders is None or encoders.clip is None):
+        raise ValueError(f"{node}: connect 't5' (AudioGen-Omni) or 'clip_encoders' with a CLIP model (MMAudio)")
+    out = {"prompt": prompt, "kind": "t5" if t5 is not None else "clip"}
+    out["features"], out["mask"] = one(prompt) if prompt.strip() else (None, None)
+    out["negative"], out["negative_mask"] = one(negative) if negative.strip() else (None, None)
+    return out
+
+
+def encode_lyrics(text: str, language: str, tokenizer_name: str, node: str = "MMDiT Lyrics/Transcript Encode") -> dict:
+    if not text.strip():
+        raise ValueError(f"{node}: input 'text' is empty")
+    tok_file = None
+    if tokenizer_name and tokenizer_name != "none (UTF-8 symbols)":
+        tok_file = resolve_model("soundstage_mmaudio", tokenizer_name, node, "tokenizer")
+    tok = LyricsTokenizer(tok_file)
+    try:
+        ids = tok.encode(text, None if language == "auto" else language)
+    except (ImportError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"{node}: input 'text': cannot phonemise ({exc})") from exc
+    return {"ids": torch.tensor(ids, dtype=torch.long), "vocab_size": tok.vocab_size, "text": text}
+
+
+def sample_mmdit(model: ModelHandle, *, task: str, duration: float, steps: int, cfg: float, seed: int, variations: int,
+                 visual: Optional[dict] = None, text: Optional[dict] = None, lyrics: Optional[dict] = None,
+                 node: str = "MMDiT Sampler") -> dict:
+    if task not in TASKS:
+        raise ValueError(f"{node}: input 'task' must be one of {TASKS}")
+    if duration <= 0:
+        if visual is None:
+            raise ValueError(f"{node}: input 'duration' must be > 0 when no visual features are connected")
+        duration = visual["duration_s"]
+    if visual is not None:
+        duration = min(duration, visual["duration_s"])
+    net: MMDiT = model.module
+    cfgm = net.config
+    if task in ("speech", "song") and lyrics is None:
+        raise ValueError(f"{node}: task '{task}' needs the 'lyrics' input (a transcript or lyrics)")
+    if lyrics is not None and task == "audio":
+        lyrics = None  # general audio: the lyrics stream stays at its learned empty feature
+    if lyrics is not None and not cfgm.lyrics_vocab:
+        raise ValueError(f"{node}: input 'lyrics': this {model.info.get('preset')} model has no lyrics/transcript stream "
+                         "(MMAudio checkpoints generate general audio only; use task 'audio')")
+    if lyrics is not None and int(lyrics["ids"].max()) >= cfgm.lyrics_vocab:
+        raise ValueError(f"{node}: input 'lyrics': token ids exceed the model's vocabulary ({cfgm.lyrics_vocab}); "
+                         "use the tokenizer the model was trained with")
+    clip_f = sync_f = None
+    n = net.latent_len_for(duration)
+    if visual is not None:
+        if visual.get("clip") is not None:
+            clip_f = visual["clip"][:, : max(1, int(duration * 8))]
+            if clip_f.shape[-1] != cfgm.clip_dim:
+                raise ValueError(f"{node}: input 'visual_features': CLIP features are {clip_f.shape[-1]}-d, the model "
+                                 f"expects {cfgm.clip_dim}-d")
+        if visual.get("sync") is not None:
+            # Keep the 16-frame/stride-8 segments inside the requested duration (8 tokens each).
+            segments = max(1, int((duration * 25 - 16) // 8 + 1))
+            sync_f = visual["sync"][:, : 8 * segments]
+            if sync_f.shape[-1] != cfgm.sync_dim:
+                raise ValueError(f"{node}: input 'visual_features': Synchformer features are {sync_f.shape[-1]}-d, the "
+                                 f"model expects {cfgm.sync_dim}-d")
+    text_f = text_mask = neg = None
+    if text is not None:
+        text_f, text_mask, neg = text["features"], text["mask"], text["negative"]
+        width = (text_f if text_f is not None else neg).shape[-1] if (text_f is not None or neg is not None) else cfgm.text_dim
+        if width != cfgm.text_dim:
+            raise ValueError(f"{node}: input 'text': features are {width}-d, the model expects {cfgm.text_dim}-d "
+                             f"({'T5' if cfgm.lyrics_dim else 'CLIP'} text for this model)")
+    callback = step_callback(steps)
+    with model.use() as live, torch.no_grad():
+        dev = live.latent_mean.device
+        lyrics_f = lyrics_mask = None
+        if lyrics is not None:
+            ids = torch.zeros(1, n, dtype=torch.long)
+            seq = lyrics["ids"][:n]
+            ids[0, : len(seq)] = seq  # padded to the frame budget (paper 3.2)
+            lyrics_f, lyrics_mask = live.encode_lyrics(ids.to(dev))
+        to = lambda x: None if x is None else x.to(dev)  # noqa: E731
+        res = generate(live, duration_s=duration, seed=seed, variations=variations, num_steps=steps, cfg_scale=cfg,
+                       clip_f=to(clip_f), sync_f=to(sync_f), text_f=to(text_f), text_mask=to(text_mask),
+                       negative_text_f=to(neg) if neg is not None and (text_f is None or neg.shape[1] == text_f.shape[1]) else None,
+                       lyrics_f=lyrics_f, lyrics_mask=lyrics_mask, callback=callback)
+    return {
+        "samples": res.latent.transpose(1, 2).float().cpu().contiguous(),  # [B, C, T] for the Mel-VAE decoder
+        "type": "audio",
+        "sample_rate": cfgm.sample_rate,
+        "latent_hop_length": cfgm.samples_per_latent,
+        "duration_s": duration,
+    }
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def _precision() -> io.Combo.Input:
+    return io.Combo.Input("precision", options=PRECISIONS, default="auto",
+                          tooltip="Weights dtype; auto = bf16 on recent GPUs, fp32 on CPU.")
+
+
+def _optional_files(folder: str, none_label: str) -> list[str]:
+    return [none_label] + model_choices(folder)
+
+
+class LoadMMDiT(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageLoadMMDiT",
+            display_name="Load MMDiT Model (MMAudio / AudioGen-Omni)",
+            category=CATEGORY,
+            description="Loads an MMAudio .pth (small_16k ... large_44k_v2) or an AudioGen-Omni checkpoint; the "
+                        "family and size are detected from the weights.",
+            inputs=[
+                io.Combo.Input("model_name", options=model_choices("soundstage_mmaudio"),
+                               tooltip="From models/soundstage/mmaudio (e.g. mmaudio_large_44k_v2.pth)."),
+                _precision(),
+            ],
+            outputs=[MMDiTModel.Output(display_name="model")],
+        )
+
+    @classmethod
+    def execute(cls, model_name: str, precision: str = "auto") -> io.NodeOutput:
+        path = resolve_model("soundstage_mmaudio", model_name, "Load MMDiT Model", "model_name")
+        return io.NodeOutput(load_mmdit_model(path, precision))
+
+
+class LoadMMDiTVisualEncoders(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageLoadMMDiTVisualEncoders",
+            display_name="Load MMDiT Visual Encoders",
+            category=CATEGORY,
+            inputs=[
+                io.Combo.Input("synchformer_name", options=_optional_files("soundstage_mmaudio", "none"),
+                               tooltip="synchformer_state_dict.pth (25 fps sync features); none = no sync features."),
+                io.Combo.Input("clip_name", options=_optional_files("clip_vision", "none"),
+                               tooltip="open_clip weights: DFN5B ViT-H-14-384 (MMAudio) or MetaCLIP bigG-14 "
+                                       "(AudioGen-Omni); also encodes MMAudio's text."),
+                io.Combo.Input("clip_arch", options=list(CLIP_ARCHS), default="dfn5b_h14_384",
+                               tooltip="Architecture of clip_name (ignored when the file names its own)."),
+                _precision(),
+            ],
+            outputs=[VisualEncoders.Output(display_name="encoders")],
+        )
+
+    @classmethod
+    def execute(cls, synchformer_name: str, clip_name: str, clip_arch: str, precision: str = "auto") -> io.NodeOutput:
+        node = "Load MMDiT Visual Encoders"
+        sync = None if synchformer_name == "none" else resolve_model("soundstage_mmaudio", synchformer_name, node,
+                                                                     "synchformer_name")
+        clip = None if clip_name == "none" else resolve_model("clip_vision", clip_name, node, "clip_name")
+        return io.NodeOutput(load_visual_encoders(sync, clip, clip_arch, precision))
+
+
+class MMDiTVisualFeatures(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageMMDiTVisualFeatures",
+            display_name="MMDiT Visual Features",
+            category=CATEGORY,
+            description="CLIP frame features at 8 fps and Synchformer features at 25 fps, cached per clip.",
+            inputs=[
+                VisualEncoders.Input("encoders", tooltip="From Load MMDiT Visual Encoders."),
+                io.Video.Input("video", optional=True, tooltip="The clip to score; or connect 'images' + 'fps'."),
+                io.Image.Input("images", optional=True, tooltip="Frames, used when no 'video' is connected."),
+                io.Float.Input("fps", default=25.0, min=1.0, max=240.0, step=0.001, tooltip="Frame rate of 'images'."),
+                io.Float.Input("duration", default=0.0, min=0.0, max=600.0, step=0.01,
+                               tooltip="Seconds to use from the start; 0 = the whole clip."),
+            ],
+            outputs=[VisualFeatures.Output(display_name="visual_features")],
+        )
+
+    @classmethod
+    def execute(cls, encoders: Encoders, video=None, images=None, fps: float = 25.0, duration: float = 0.0) -> io.NodeOutput:
+        if video is not None:
+            comp = video.get_components()
+            images, fps = comp.images, float(comp.frame_rate)
+        elif images is None:
+            raise ValueError("MMDiT Visual Features: connect 'video' or 'images'")
+        return io.NodeOutput(encode_visual(encoders, images, fps, duration))
+
+
+class LoadT5(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageLoadT5",
+            display_name="Load T5 Text Encoder",
+            category=CATEGORY,
+            inputs=[
+                io.Combo.Input("t5_name", options=t5_choices(),
+                               tooltip="A Hugging Face T5 folder (config.json, weights, tokenizer) in text_encoders, "
+                                       "e.g. flan-t5-base."),
+                io.Int.Input("max_length", default=77, min=1, max=512, step=1, tooltip="Tokens kept (padded with a mask)."),
+                _precision(),
+            ],
+            outputs=[T5Encoder.Output(display_name="t5")],
+        )
+
+    @classmethod
+    def execute(cls, t5_name: str, max_length: int = 77, precision: str = "auto") -> io.NodeOutput:
+        return io.NodeOutput(load_t5(t5_name, precision, max_length))
+
+
+class MMDiTTextEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageMMDiTTextEncode",
+            display_name="MMDiT Text Encode",
+            category=CATEGORY,
+            inputs=[
+                io.String.Input("prompt", multiline=True, default="", tooltip="What should be heard; empty = no text."),
+                io.String.Input("negative", multiline=True, default="", tooltip="What to steer away from (CFG)."),
+                T5Encoder.Input("t5", optional=True, tooltip="AudioGen-Omni models: T5 text features."),
+                VisualEncoders.Input("clip_encoders", optional=True,
+                                     tooltip="MMAudio models: the CLIP text tower of the visual encoders."),
+            ],
+            outputs=[TextConditioning.Output(display_name="text")],
+        )
+
+    @classmethod
+    def execute(cls, prompt: str, negative: str = "", t5=None, clip_encoders=None) -> io.NodeOutput:
+        return io.NodeOutput(encode_text(prompt, negative, t5, clip_encoders))
+
+
+class MMDiTLyricsEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageMMDiTLyricsEncode",
+            display_name="MMDiT Lyrics/Transcript Encode",
+            category=CATEGORY,
+            description="Graphemes for Roman scripts, espeak-ng phonemes for others, then tokens (AudioGen-Omni 3.2).",
+            inputs=[
+                io.String.Input("text", multiline=True, default="", tooltip="Lyrics (song) or transcript (speech)."),
+                io.Combo.Input("language", options=LANGUAGES, default="auto",
+                               tooltip="espeak-ng voice for phonemes; auto = graphemes for Latin script, else by script."),
+                io.Combo.Input("tokenizer", options=_optional_files("soundstage_mmaudio", "none (UTF-8 symbols)"),
+                               tooltip="VoiceBPE tokenizer.json the model was trained with; none = UTF-8 bytes."),
+            ],
+            outputs=[LyricsConditioning.Output(display_name="lyrics")],
+        )
+
+    @classmethod
+    def execute(cls, text: str, language: str = "auto", tokenizer: str = "none (UTF-8 symbols)") -> io.NodeOutput:
+        return io.NodeOutput(encode_lyrics(text, language, tokenizer))
+
+
+class MMDiTSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageMMDiTSampler",
+            display_name="MMDiT Sampler",
+            category=CATEGORY,
+            description="Euler flow matching (noise t=0 -> data t=1) with classifier-free guidance; any subset of "
+                        "conditions (missing ones use the model's learned empty features).",
+            inputs=[
+                MMDiTModel.Input("model"),
+                io.Combo.Input("task", options=TASKS, default="audio",
+                               tooltip="audio: sound effects/music; speech and song also use 'lyrics'."),
+                io.Float.Input("duration", default=8.0, min=0.0, max=60.0, step=0.01,
+                               tooltip="Seconds; 0 = the visual features' duration."),
+                io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=200, step=1, tooltip="Euler steps (paper: 25)."),
+                io.Float.Input("cfg", default=DEFAULT_CFG, min=0.0, max=20.0, step=0.1,
+                               tooltip="Guidance: cfg*cond + (1-cfg)*uncond (paper: 4.5); below 1 disables it."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, step=1, control_after_generate=True,
+                             tooltip="Noise seed (drawn on the CPU: the same seed gives the same audio everywhere)."),
+                io.Int.Input("variations", default=1, min=1, max=16, step=1, tooltip="Batch of different takes."),
+                VisualFeatures.Input("visual_features", optional=True),
+                TextConditioning.Input("text", optional=True),
+                LyricsConditioning.Input("lyrics", optional=True),
+            ],
+            outputs=[io.Latent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, model, task: str, duration: float, steps: int, cfg: float, seed: int, variations: int,
+                visual_features=None, text=None, lyrics=None) -> io.NodeOutput:
+        return io.NodeOutput(sample_mmdit(model, task=task, duration=duration, steps=steps, cfg=cfg, seed=seed,
+                                          variations=variations, visual=visual_features, text=text, lyrics=lyrics))
+
+
+NODES: list[type[io.ComfyNode]] = [
+    LoadMMDiT, LoadMMDiTVisualEncoders, MMDiTVisualFeatures, LoadT5, MMDiTTextEncode, MMDiTLyricsEncode, MMDiTSampler,
+]

@@ -1,0 +1,234 @@
+"""AudioGen-Omni / MMAudio nodes and their three workflows, with tiny random models, run headless."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from soundstage.compat import folder_paths, io
+from soundstage.models.audiogen_omni.loader import save_mmdit
+from soundstage.models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
+from soundstage.models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
+from soundstage.nodes import audiogen as nodes
+from soundstage.nodes.model_folders import register_model_folders
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models: intra-op threads only add sync overhead on a busy 2-core runner.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP_CFG = dict(embed_dim=16, vision_cfg=dict(image_size=32, patch_size=16, width=32, layers=1, head_width=16),
+                text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+SYNC_DIM = 64
+T5_DIM = 16
+BASE = dict(latent_dim=20, clip_dim=16, sync_dim=SYNC_DIM, hidden_dim=32, depth=2, fused_depth=1, num_heads=2,
+            sample_rate=16000, samples_per_latent=512, latent_seq_len=250, clip_seq_len=64, sync_seq_len=192)
+
+
+def _randomise(module: torch.nn.Module, seed: int, std: float = 0.1) -> dict:
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0, std)
+    return module
+
+
+def _codec_files(folder: Path) -> None:
+    from soundstage.models.common.codecs.bigvgan import BigVGAN, BigVGANConfig
+    from soundstage.models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig
+
+    torch.manual_seed(0)
+    vae_cfg = MelVAEConfig(mel_bins=80, latent_channels=20, hidden_channels=8, channel_multipliers=(1, 2),
+                           layers_per_block=1)
+    sd = {k: torch.randn_like(v) * 0.3 for k, v in MelVAE(vae_cfg).state_dict().items()}
+    sd["data_mean"], sd["data_std"] = torch.full_like(sd["data_mean"], -4.0), torch.full_like(sd["data_std"], 1.5)
+    sd["encoder.learnable_gain"] = torch.tensor(0.0)
+    sd["decoder.learnable_gain"] = torch.tensor(0.0)
+    torch.save(sd, folder / "v1-16.pth")
+    voc_cfg = BigVGANConfig(upsample_initial_channel=64, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3, 5),))
+    gen = {}
+    for k, v in BigVGAN(voc_cfg).state_dict().items():
+        if k.endswith("filter"):
+            gen[k] = v
+        elif k.endswith(".weight"):
+            gen[k[:-7] + ".weight_g"] = torch.full((v.shape[0], 1, 1), 0.5)
+            gen[k[:-7] + ".weight_v"] = torch.randn_like(v)
+        else:
+            gen[k] = torch.randn_like(v) * 0.05
+    torch.save({"generator": gen}, folder / "best_netG.pt")
+
+
+def _tiny_t5(folder: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    words = ["<pad>", "</s>", "<unk>"] + "a an the song pop warm voice clear speaking noise guitar".split()
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    model = _randomise(T5EncoderModel(T5Config(vocab_size=len(words), d_model=T5_DIM, d_kv=8, d_ff=32, num_layers=1,
+                                               num_heads=2)), 5, 0.3)
+    model.save_pretrained(str(folder))
+    fast.save_pretrained(str(folder))
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    old = folder_paths.models_dir
+    root = tmp_path_factory.mktemp("audiogen") / "models"
+    folder_paths.set_models_directory(str(root))
+    register_model_folders()
+    mm = root / "soundstage" / "mmaudio"
+    for sub in (mm, root / "clip_vision", root / "text_encoders"):
+        sub.mkdir(parents=True, exist_ok=True)
+    # An MMAudio-layout file (v1, 16 kHz latent), saved like the released .pth with its extra buffers.
+    mmaudio = _randomise(MMDiT(MMDiTConfig(**BASE, text_dim=32, text_seq_len=77)), 1)
+    sd = {k: v.clone() for k, v in mmaudio.state_dict().items()}
+    sd["latent_std"] = sd["latent_std"].abs() + 0.5
+    sd["t_embed.freqs"] = torch.ones(128)
+    torch.save(sd, mm / "mmaudio_tiny.pth")
+    omni = _randomise(MMDiT(MMDiTConfig(**BASE, text_dim=T5_DIM, text_seq_len=77, v2=True, lyrics_dim=24,
+                                        lyrics_vocab=257, lyrics_blocks=1, timing_seconds=10)), 2)
+    with torch.no_grad():
+        omni.latent_std.abs_().add_(0.5)
+    save_mmdit(omni, mm / "omni_tiny.safetensors")
+    sync = _randomise(Synchformer(SynchformerConfig(embed_dim=SYNC_DIM, depth=1, num_heads=1)), 3, 0.05)
+    save_file({k: v.contiguous() for k, v in sync.state_dict().items()}, str(mm / "synchformer_tiny.safetensors"),
+              metadata={"synchformer_heads": "1"})
+    from soundstage.models.audiogen_omni.visual import open_clip_from_config
+
+    clip = _randomise(open_clip_from_config(CLIP_CFG).model, 4, 0.05)
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(root / "clip_vision" / "clip_tiny.safetensors"),
+              metadata={"open_clip_config": json.dumps(CLIP_CFG)})
+    _tiny_t5(root / "text_encoders" / "t5_tiny")
+    _codec_files(mm)
+    try:
+        yield root
+    finally:
+        folder_paths.set_models_directory(old)
+
+
+def _video(path: Path, seconds: float = 1.0) -> Path:
+    from media_factory import make_video
+
+    return make_video(path, seconds=seconds, fps=25, size=(64, 48))
+
+
+def test_schemas_are_complete():
+    for cls in nodes.NODES:
+        schema = cls.GET_SCHEMA()
+        assert schema.node_id.startswith("Soundstage") and schema.category == nodes.CATEGORY
+        for inp in schema.inputs:
+            assert inp.tooltip or inp.id in ("model", "visual_features", "text", "lyrics"), (schema.node_id, inp.id)
+
+
+def test_node_chain(models_dir, tmp_path):
+    from soundstage.headless.stubs import InputImpl
+
+    model = nodes.LoadMMDiT.execute("mmaudio_tiny.pth", "fp32")[0]
+    assert model.info["family"] == "mmaudio" and model.info["preset"] == "custom"
+    enc = nodes.LoadMMDiTVisualEncoders.execute("synchformer_tiny.safetensors", "clip_tiny.safetensors", "dfn5b_h14_384",
+                                                 "fp32")[0]
+    video = InputImpl.VideoFromFile(str(_video(tmp_path / "v.mp4", 1.0)))
+    feats = nodes.MMDiTVisualFeatures.execute(enc, video=video)[0]
+    assert feats["clip"].shape == (1, 8, 16) and feats["sync"].shape == (1, 8 * 2, SYNC_DIM)
+    text = nodes.MMDiTTextEncode.execute("rain on a tin roof", "", clip_encoders=enc)[0]
+    assert text["features"].shape == (1, 77, 32) and text["negative"] is None
+    latent = nodes.MMDiTSampler.execute(model, "audio", 0.0, 2, 4.5, 11, 2, visual_features=feats, text=text)[0]
+    assert latent["samples"].shape == (2, 20, 32) and latent["duration_s"] == 1.0  # ceil(1 s * 31.25) frames
+    again = nodes.sample_mmdit(model, task="audio", duration=0.0, steps=2, cfg=4.5, seed=11, variations=2, visual=feats,
+                               text=text)
+    assert torch.equal(latent["samples"], again["samples"])
+    assert not torch.allclose(latent["samples"][0], latent["samples"][1])
+
+
+def test_omni_speech_chain(models_dir):
+    model = nodes.LoadMMDiT.execute("omni_tiny.safetensors", "fp32")[0]
+    assert model.info["family"] == "audiogen_omni"
+    t5 = nodes.LoadT5.execute("t5_tiny", 8, "fp32")[0]
+    text = nodes.MMDiTTextEncode.execute("a clear voice", "noise", t5=t5)[0]
+    assert text["features"].shape == (1, 8, T5_DIM) and text["mask"].sum() == 3
+    lyrics = nodes.MMDiTLyricsEncode.execute("hello there", "auto", "none (UTF-8 symbols)")[0]
+    out = nodes.MMDiTSampler.execute(model, "speech", 0.5, 2, 4.5, 0, 1, text=text, lyrics=lyrics)[0]
+    assert out["samples"].shape == (1, 20, 16) and torch.isfinite(out["samples"]).all()
+
+
+def test_errors_name_node_and_input(models_dir):
+    mm = nodes.LoadMMDiT.execute("mmaudio_tiny.pth", "fp32")[0]
+    lyrics = nodes.MMDiTLyricsEncode.execute("la la", "auto", "none (UTF-8 symbols)")[0]
+    with pytest.raises(ValueError, match="MMDiT Sampler: input 'lyrics'"):
+        nodes.sample_mmdit(mm, task="song", duration=1.0, steps=1, cfg=1.0, seed=0, variations=1, lyrics=lyrics)
+    with pytest.raises(ValueError, match="MMDiT Sampler: task 'speech' needs the 'lyrics' input"):
+        nodes.sample_mmdit(mm, task="speech", duration=1.0, steps=1, cfg=1.0, seed=0, variations=1)
+    with pytest.raises(ValueError, match="input 'duration'"):
+        nodes.sample_mmdit(mm, task="audio", duration=0.0, steps=1, cfg=1.0, seed=0, variations=1)
+    with pytest.raises(FileNotFoundError, match="Load MMDiT Model: input 'model_name'"):
+        nodes.LoadMMDiT.execute("missing.pth", "fp32")
+    bad = Path(folder_paths.get_folder_paths("soundstage_mmaudio")[0]) / "broken.safetensors"
+    save_file({"audio_input_proj.0.weight": torch.zeros(4, 20, 7)}, str(bad))
+    with pytest.raises(ValueError, match="input 'model_name'"):
+        nodes.LoadMMDiT.execute("broken.safetensors", "fp32")
+
+
+def _runner_or_skip():
+    runner = pytest.importorskip("soundstage.headless.runner")
+    from soundstage.headless.registry import core_nodes
+
+    missing = {"CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "SaveAudioAdvanced"} - set(core_nodes())
+    if missing:
+        pytest.skip(f"headless core stand-ins not available yet: {sorted(missing)}")
+    return runner
+
+
+TINY_CODECS = {"20.vae_name": "v1-16.pth", "21.vocoder_name": "best_netG.pt", "20.precision": "fp32",
+               "21.precision": "fp32"}
+CASES = {
+    "soundtrack_mmdit": ({"3.model_name": "mmaudio_tiny.pth", "4.synchformer_name": "synchformer_tiny.safetensors",
+                          "4.clip_name": "clip_tiny.safetensors", "7.steps": 2}, "soundtrack_input.mp4"),
+    "video_to_speech": ({"3.model_name": "omni_tiny.safetensors", "4.synchformer_name": "synchformer_tiny.safetensors",
+                         "4.clip_name": "clip_tiny.safetensors", "6.t5_name": "t5_tiny", "9.steps": 2},
+                        "talking_head_silent.mp4"),
+    "song_from_lyrics": ({"1.model_name": "omni_tiny.safetensors", "2.t5_name": "t5_tiny", "5.steps": 2,
+                          "5.duration": 1.0}, None),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_workflow_runs_headless(models_dir, tmp_path, name):
+    runner_mod = _runner_or_skip()
+    import av
+
+    overrides, video = CASES[name]
+    inp, out = tmp_path / "input", tmp_path / "output"
+    inp.mkdir()
+    out.mkdir()
+    if video:
+        _video(inp / video, 1.0)
+    r = runner_mod.Runner(input_dir=inp, output_dir=out, models_dir=models_dir)
+    r.run(REPO / "workflows" / f"{name}.json", overrides={**TINY_CODECS, **overrides})
+    if video:
+        files = sorted(p for p in out.rglob("*") if p.suffix in (".mp4", ".mkv", ".webm", ".mov"))
+        assert files, "SaveVideo wrote no file"
+        with av.open(str(files[0])) as c:
+            assert c.streams.video and c.streams.audio, "the clip has no audio track"
+            frames = sum(1 for _ in c.decode(video=0))
+            assert frames == 25
+            c.seek(0)
+            samples = sum(f.samples for f in c.decode(audio=0))
+            assert samples > 0.9 * c.streams.audio[0].rate  # ~1 s of generated audio
+    else:
+        files = sorted(p for p in out.rglob("*") if p.suffix in (".flac", ".wav", ".mp3", ".opus"))
+        assert files, "SaveAudioAdvanced wrote no file"
+        with av.open(str(files[0])) as c:
+            stream = c.streams.audio[0]
+            samples = sum(f.samples for f in c.decode(audio=0))
+            assert stream.rate == 16000 and abs(samples - 16000) <= 512 * 2  # 1 s at 16 kHz, whole latents
