@@ -82,6 +82,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--cfg-batch", action="store_true", help="cond + uncond in one batch-2 forward")
+    ap.add_argument("--fp8", action="store_true", help="store block weights in float8 (e4m3, per-row scales)")
+    ap.add_argument("--block-swap", type=int, default=-1, metavar="RESIDENT",
+                    help="keep RESIDENT blocks on the device and stream the rest from CPU (-1: off)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     args = ap.parse_args(argv)
@@ -89,7 +92,22 @@ def main(argv=None) -> dict:
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
         args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
     ]
-    model, native = build(args.preset, dtype, args.device)
+    swap = args.block_swap >= 0
+    model, native = build(args.preset, dtype, "cpu" if swap else args.device)
+    if args.fp8:
+        from soundstage.models.just_dub_it.memory import store_fp8
+
+        store_fp8(model.transformer)
+    if swap:
+        from soundstage.models.just_dub_it.memory import BlockSwap
+
+        blocks = model.transformer.transformer_blocks
+        for name, child in model.transformer.named_children():
+            if name != "transformer_blocks":
+                child.to(args.device)
+        model.transformer.scale_shift_table.data = model.transformer.scale_shift_table.data.to(args.device)
+        model.transformer.audio_scale_shift_table.data = model.transformer.audio_scale_shift_table.data.to(args.device)
+        BlockSwap(blocks, args.device, resident=args.block_swap)
     batch = 2 if args.cfg_batch else 1
     fwd_args, nv, na = inputs(native, args.preset, batch, args.device, dtype)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
@@ -106,6 +124,7 @@ def main(argv=None) -> dict:
     per_forward = (time.perf_counter() - t0) / args.iters
     result = {
         "preset": args.preset, "device": args.device, "dtype": str(dtype), "cfg_batch": args.cfg_batch,
+        "fp8": args.fp8, "block_swap_resident": args.block_swap if swap else None,
         "video_tokens": nv, "audio_tokens": na,
         "seconds_per_forward_call": round(per_forward, 4),
         "seconds_per_cfg_step": round(per_forward if args.cfg_batch else 2 * per_forward, 4),

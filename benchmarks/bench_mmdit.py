@@ -83,6 +83,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager/aot_eager to debug)")
+    ap.add_argument("--compile-mode", default=None, help="e.g. max-autotune-no-cudagraphs")
     ap.add_argument("--cuda-graph", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
     a = ap.parse_args(argv)
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
     ts = euler_timesteps(a.steps).to(a.device)  # on the device: the loop never touches the host
 
     if a.compile:
-        net.predict_flow = torch.compile(net.predict_flow, dynamic=False, fullgraph=False)
+        net.predict_flow = torch.compile(net.predict_flow, dynamic=False, backend=a.compile_backend, mode=a.compile_mode)
 
     def run(x0):
         with torch.no_grad():

@@ -12,6 +12,7 @@ import sys
 from fractions import Fraction
 
 import av
+import numpy as np
 import torch
 
 from .stubs import InputImpl, Types, folder_paths, io, ui
@@ -185,6 +186,65 @@ class LoadAudio(io.ComfyNode):
         return True
 
 
+class LoadImage(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LoadImage",
+            display_name="Load Image",
+            category="image",
+            inputs=[io.Combo.Input("image", options=_input_files(["image"]), upload=io.UploadType.image)],
+            outputs=[io.Image.Output(), io.Mask.Output()],
+        )
+
+    @classmethod
+    def execute(cls, image) -> io.NodeOutput:
+        return io.NodeOutput(*load_image_file(folder_paths.get_annotated_filepath(image)))
+
+    @classmethod
+    def fingerprint_inputs(cls, image):
+        digest = hashlib.sha256()
+        with open(folder_paths.get_annotated_filepath(image), "rb") as f:
+            digest.update(f.read())
+        return digest.digest().hex()
+
+    @classmethod
+    def validate_inputs(cls, image):
+        if not folder_paths.exists_annotated_filepath(image):
+            return "Invalid image file: {}".format(image)
+        return True
+
+
+def load_image_file(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """IMAGE ``[N,H,W,3]`` and MASK ``[N,H,W]`` (1 = transparent) as ComfyUI's LoadImage reads them."""
+    from PIL import Image, ImageOps, ImageSequence
+
+    img = Image.open(path)
+    images, masks = [], []
+    size = None
+    for frame in ImageSequence.Iterator(img):
+        frame = ImageOps.exif_transpose(frame)
+        if frame.mode == "I":
+            frame = frame.point(lambda v: v * (1 / 255))
+        rgb = frame.convert("RGB")
+        if size is None:
+            size = rgb.size
+        if rgb.size != size:  # ComfyUI keeps only the frames matching the first one's size
+            continue
+        images.append(torch.from_numpy(np.array(rgb).astype(np.float32) / 255.0)[None])
+        if "A" in frame.getbands():
+            mask = 1.0 - torch.from_numpy(np.array(frame.getchannel("A")).astype(np.float32) / 255.0)
+        elif frame.mode == "P" and "transparency" in frame.info:
+            alpha = frame.convert("RGBA").getchannel("A")
+            mask = 1.0 - torch.from_numpy(np.array(alpha).astype(np.float32) / 255.0)
+        else:
+            mask = torch.zeros((64, 64), dtype=torch.float32)  # ComfyUI's placeholder for "no alpha"
+        masks.append(mask.unsqueeze(0))
+    if len(images) > 1 and img.format != "MPO":
+        return torch.cat(images, dim=0), torch.cat(masks, dim=0)
+    return images[0], masks[0]
+
+
 def _save_audio_schema(node_id: str, display_name: str, quality: list[str] | None = None,
                        default_quality: str | None = None) -> io.Schema:
     inputs = [io.Audio.Input("audio"), io.String.Input("filename_prefix", default="audio/ComfyUI")]
@@ -349,7 +409,7 @@ PrimitiveFloat = _primitive("PrimitiveFloat", "Float", io.Float, min=-sys.maxsiz
 PrimitiveBoolean = _primitive("PrimitiveBoolean", "Boolean", io.Boolean)
 
 CORE_NODES = [
-    LoadVideo, SaveVideo, CreateVideo, GetVideoComponents, LoadAudio, SaveAudio, SaveAudioMP3, SaveAudioOpus,
+    LoadVideo, SaveVideo, CreateVideo, GetVideoComponents, LoadAudio, LoadImage, SaveAudio, SaveAudioMP3, SaveAudioOpus,
     SaveAudioAdvanced, PreviewAudio, SaveImage, PreviewImage, PrimitiveString, PrimitiveStringMultiline,
     PrimitiveInt, PrimitiveFloat, PrimitiveBoolean,
 ]

@@ -64,7 +64,7 @@ def api_to_ui(prompt: Mapping[str, Mapping], node_classes: Mapping[str, type], *
         node = prompt[nid]
         cls = node_classes[node["class_type"]]
         values = node.get("inputs", {})
-        specs = input_specs(cls)
+        specs = input_specs(cls, values)  # dynamic combos bring their chosen option's widgets
         inputs = []
         for spec in specs:
             linked = next((e for e in pending.get(nid, []) if e["name"] == spec.name), None)

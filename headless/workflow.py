@@ -5,7 +5,8 @@ values positionally in ``widgets_values``; they are mapped onto the node's widge
 schema order (linked widgets keep their slot, seed-like inputs carry one extra control value,
 upload combos carry their button/player widgets). Muted nodes (mode 2) disappear; bypassed
 nodes (mode 4) hand each output the first input of the same type; Reroute and PrimitiveNode
-are resolved away. Subgraphs and group nodes are refused with an error naming the node.
+are resolved away; subgraphs are flattened first (see ``subgraphs``). Group nodes (the older
+"workflow>" kind) are refused with an error naming the node.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import os
 from typing import Any, Mapping
 
 from .schema import CONTROL_VALUES, DYNAMIC_COMBO, InputSpec, dynamic_children, input_specs
+from .subgraphs import SubgraphError, flatten_subgraphs
 
 MODE_MUTED = 2
 MODE_BYPASS = 4
@@ -78,9 +80,9 @@ def _check_supported(nodes: dict[str, Mapping], workflow: Mapping) -> None:
     subgraph_ids = {sg.get("id") for sg in definitions.get("subgraphs") or [] if isinstance(sg, Mapping)}
     for node in nodes.values():
         node_type = str(node.get("type"))
-        if node_type in subgraph_ids:
+        if node_type in subgraph_ids:  # left over only when flattening could not place it
             raise WorkflowConversionError(
-                f"{_describe(node)} is a subgraph; subgraphs are not supported headless. "
+                f"{_describe(node)} is a subgraph the headless runner could not flatten. "
                 "Unpack it in ComfyUI (right-click > Unpack Subgraph) and save the workflow again.")
         if node_type.startswith("workflow>") or node_type.startswith("workflow/"):
             raise WorkflowConversionError(
@@ -125,6 +127,10 @@ class _Resolver:
 
 
 def ui_to_api(workflow: Mapping, node_classes: Mapping[str, type]) -> dict:
+    try:
+        workflow = flatten_subgraphs(workflow)
+    except SubgraphError as exc:
+        raise WorkflowConversionError(str(exc)) from None
     nodes = {str(n["id"]): n for n in workflow.get("nodes") or []}
     _check_supported(nodes, workflow)
     resolver = _Resolver(nodes, _links_table(workflow))
@@ -145,7 +151,8 @@ def ui_to_api(workflow: Mapping, node_classes: Mapping[str, type]) -> dict:
                 inputs[name] = resolved[1]
         node_class = node_classes.get(node_type)
         if node_class is not None:
-            for name, value in widget_values(node, node_class).items():
+            values = widget_values(node, node_class) | dict(node.get("_widget_overrides") or {})
+            for name, value in values.items():
                 if name not in linked:
                     inputs[name] = value
         title = node.get("title") or _display_name(node_class) or node_type

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio.functional as AF
-from scipy.signal import correlate
 
 from .errors import MediaError
 
@@ -122,12 +121,19 @@ def wsola(wave: torch.Tensor, sample_rate: int, ratio: float) -> torch.Tensor:
             if len(region) < n or not natural.any():
                 pos = nominal
             else:
-                score = correlate(region, natural, mode="valid", method="fft")
+                score = _correlate_valid(region, natural)
                 pos = lo + int(np.argmax(score))
         pos = min(pos, pad.shape[1] - n)
         out[:, m * hop: m * hop + n] += pad[:, pos: pos + n] * window
         prev = pos
     return torch.from_numpy(out[:, hop:hop + out_len].copy())
+
+
+def _correlate_valid(signal: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Cross-correlation at every full overlap (len(signal) - len(kernel) + 1 lags), via real FFTs."""
+    size = 1 << int(np.ceil(np.log2(len(signal) + len(kernel))))
+    spectrum = np.fft.rfft(signal, size) * np.conj(np.fft.rfft(kernel, size))
+    return np.fft.irfft(spectrum, size)[: len(signal) - len(kernel) + 1]
 
 
 def _exact(wave: torch.Tensor, target: int) -> torch.Tensor:

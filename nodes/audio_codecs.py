@@ -2,7 +2,8 @@
 
 AUDIO -> Audio To Mel -> Mel-VAE Encode -> LATENT -> Mel-VAE Decode -> Vocoder -> AUDIO.
 The mel travels as ``SOUNDSTAGE_MEL`` ({"mel": [B, n_mels, F], "sample_rate", "hop_length"}); latents
-are core LATENT dicts {"samples": [B, C, T], "type": "audio", ...}.
+are core LATENT dicts {"samples": [B, C, T], "type": "audio", ...}. Audio that came in through Audio To
+Mel carries ``num_samples`` (its unpadded length) so the vocoder trims the padding off again.
 """
 from __future__ import annotations
 
@@ -88,7 +89,9 @@ def audio_to_mel(audio: dict, config: MelConfig, node: str = "Audio To Mel") -> 
     # Padded to whole latent frames (2 mel frames each) so the encoder never drops audio.
     x = prepare_waveform(waveform, int(audio["sample_rate"]), config, multiple=2)
     mel = LogMel(config)(x)
-    return {"mel": mel, "sample_rate": config.sample_rate, "hop_length": config.hop_length}
+    # The unpadded length at the codec rate travels along so the vocoder output can be trimmed.
+    num_samples = round(waveform.shape[-1] * config.sample_rate / int(audio["sample_rate"]))
+    return {"mel": mel, "sample_rate": config.sample_rate, "hop_length": config.hop_length, "num_samples": num_samples}
 
 
 def vae_encode(vae: AudioVAEModel, mel: dict, sample: bool, seed: int, node: str = "Mel-VAE Encode") -> dict:
@@ -109,12 +112,15 @@ def vae_encode(vae: AudioVAEModel, mel: dict, sample: bool, seed: int, node: str
             z = MelVAE.sample(mean, logvar, gen)
         else:
             z = mean
-    return {
+    latent = {
         "samples": z.float().cpu(),
         "type": "audio",
         "sample_rate": vae.mel.sample_rate,
         "latent_hop_length": vae.mel.hop_length * 2,
     }
+    if "num_samples" in mel:
+        latent["num_samples"] = mel["num_samples"]
+    return latent
 
 
 def vae_decode(vae: AudioVAEModel, latent: dict, node: str = "Mel-VAE Decode") -> dict:
@@ -126,7 +132,10 @@ def vae_decode(vae: AudioVAEModel, latent: dict, node: str = "Mel-VAE Decode") -
     model_management.throw_exception_if_processing_interrupted()
     with vae.handle.use() as model, torch.no_grad():
         spec = model.decode(z.to(vae.handle.device))
-    return {"mel": spec.float().cpu(), "sample_rate": vae.mel.sample_rate, "hop_length": vae.mel.hop_length}
+    out = {"mel": spec.float().cpu(), "sample_rate": vae.mel.sample_rate, "hop_length": vae.mel.hop_length}
+    if "num_samples" in latent:
+        out["num_samples"] = latent["num_samples"]
+    return out
 
 
 def vocode(vocoder: ModelHandle, mel: dict, node: str = "Vocoder") -> dict:
@@ -141,6 +150,8 @@ def vocode(vocoder: ModelHandle, mel: dict, node: str = "Vocoder") -> dict:
     callback = step_callback(len(config.upsample_rates))
     with vocoder.use() as model, torch.no_grad():
         wav = model(spec.to(vocoder.device), callback=callback)
+    if mel.get("num_samples"):
+        wav = wav[..., : int(mel["num_samples"])]
     return {"waveform": wav.float().cpu().contiguous(), "sample_rate": int(config.sample_rate)}
 
 

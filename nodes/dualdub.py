@@ -222,6 +222,8 @@ def dualdub_sample(dualdub: LoadedDualDub, text: dict, task: str, duration: floa
     if seconds <= 0:
         raise ValueError(f"{node}: input 'duration': set a duration (there is no video to take it from)")
     steps = steps_for_duration(seconds, cfg.token_rate)
+    if task == "v2a":  # paper 3.4: V2A is always prompted with this text
+        text = {"ids": encode_text(dualdub.tokenizer, V2A_PROMPT, cfg.text_vocab_size), "text": V2A_PROMPT}
     options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p,
                               repetition_penalty=repetition_penalty, seed=seed,
                               min_steps=0 if allow_early_end else steps)
@@ -255,7 +257,8 @@ class DualDubSampler(io.ComfyNode):
                 DualDubVideo.Input("video_features", optional=True),
                 DualDubSpeaker.Input("speaker", optional=True),
                 io.Combo.Input("task", options=list(TASKS), default="v2st",
-                               tooltip="v2st: speech + background from video; v2a: background only; tts: speech only."),
+                               tooltip="v2st: speech + background from video; v2a: background only (the text is replaced by the "
+                                       "V2A prompt, the speaker by zeros); tts: speech only (no video)."),
                 io.Float.Input("duration", default=0.0, min=0.0, max=600.0, step=0.01,
                                tooltip="Seconds to generate; 0 = the video's duration."),
                 io.Float.Input("temperature", default=1.0, min=0.0, max=5.0, step=0.01, tooltip="0 = greedy."),
@@ -263,7 +266,8 @@ class DualDubSampler(io.ComfyNode):
                 io.Float.Input("top_p", default=0.95, min=0.0, max=1.0, step=0.01, tooltip="1 = no nucleus filter."),
                 io.Float.Input("repetition_penalty", default=1.0, min=1.0, max=3.0, step=0.01,
                                tooltip="Penalise codes used in the last 50 steps; 1 = off."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, step=1, control_after_generate=True),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, step=1, control_after_generate=True,
+                             tooltip="Sampling seed; the same seed gives the same soundtrack."),
                 io.Boolean.Input("allow_early_end", default=True,
                                  tooltip="Let a stream stop at its EOS before the duration (it is then padded with silence)."),
             ],

@@ -28,7 +28,9 @@ from ..models.just_dub_it.av_codec import (
 )
 from ..models.just_dub_it.bundle import load_ltx2_parts
 from ..models.just_dub_it.lora import Lora, loras_merged, read_lora
-from ..models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1
+from ..models.common.checkpoint import load_file, safetensors_metadata
+from ..models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1, dub_stage2
+from ..models.just_dub_it.upsampler import load_latent_upsampler, upsample_latent
 from ..models.just_dub_it.schedule import DEFAULT_CFG, DEFAULT_STEPS, valid_frame_count
 from ..models.just_dub_it.text import MAX_PROMPT_TOKENS, encode_prompts, load_gemma
 from .model_folders import model_choices, resolve_model
@@ -45,6 +47,7 @@ LTX2Model = io.Custom("SOUNDSTAGE_LTX2")
 TextEncoder = io.Custom("SOUNDSTAGE_LTX2_TEXT_ENCODER")
 DubContext = io.Custom("SOUNDSTAGE_DUB_CONTEXT")
 DubLatents = io.Custom("SOUNDSTAGE_DUB_LATENTS")
+Upsampler = io.Custom("SOUNDSTAGE_LTX2_UPSAMPLER")
 
 
 @dataclass
@@ -79,6 +82,7 @@ class EncodedClip:
     fps: float
     size: tuple[int, int]  # (width, height)
     info: dict = field(default_factory=dict)
+    source: Any = None  # (VIDEO, AUDIO or None): stage 2 re-encodes the clip at twice the size
 
 
 @dataclass
@@ -173,7 +177,7 @@ def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, he
     with avae.use() as a:
         audio_latent = encode_audio(a, waveform_to_mel(wav, int(source_audio["sample_rate"]), a))
     ctx = DubbingContext(video_latent.cpu(), audio_latent.cpu(), fps, first.cpu())
-    return EncodedClip(ctx, frames, fps, (w, h), {"source_frames": int(images.shape[0])})
+    return EncodedClip(ctx, frames, fps, (w, h), {"source_frames": int(images.shape[0])}, (video, audio))
 
 
 def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip, prompt: str, negative: str,
@@ -202,6 +206,50 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
         video, audio = dub_stage1(t, on_device, _to(positive, device), _to(negative_ctx, device),
                                   steps=steps, cfg=cfg, seed=seed, callback=callback)
     return DubbedLatents(video.float().cpu(), audio.float().cpu(), clip.frames, clip.fps)
+
+
+def load_upsampler(path: str, precision: str, node: str = "Load LTX-2 Latent Upsampler") -> ModelHandle:
+    placement = Placement.auto(precision)
+    try:
+        meta = safetensors_metadata(path) if path.endswith(".safetensors") else {}
+        module = load_latent_upsampler(load_file(path), meta, dtype=placement.dtype)
+    except CheckpointError as exc:
+        raise ValueError(f"{node}: input 'upscale_model': {exc}") from exc
+    return ModelHandle(module, placement, info={"kind": "ltx2_latent_upsampler", "file": Path(path).name})
+
+
+def refine_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, upsampler: ModelHandle, clip: EncodedClip,
+                   latents: DubbedLatents, prompt: str, seed: int, node: str = "Dubbing Refine (Stage 2)") -> DubbedLatents:
+    """2x latent upsampling + the distilled-LoRA refinement; the stage-1 audio is kept as it is."""
+    if not prompt.strip():
+        raise ValueError(f"{node}: input 'prompt': use the stage-1 prompt")
+    if clip.source is None:
+        raise ValueError(f"{node}: input 'context': encode the clip with Encode Dubbing Context")
+    video, audio = clip.source
+    w, h = clip.size
+    big = encode_context(model, video, audio, 2 * w, 2 * h, clip.frames, node=node)
+    connectors = model.require("connectors", node, "model")
+    vae = model.require("video_vae", node, "model")
+    text.encoder.model.to(text.placement.device, text.placement.dtype)
+    try:
+        with connectors.use() as c:
+            video_ctx, audio_ctx = encode_prompts(text.encoder, c, [prompt], text.max_tokens)
+    finally:
+        text.encoder.model.to("cpu")
+    with upsampler.use() as up, vae.use() as v:
+        upscaled = upsample_latent(up, v, latents.video.to(upsampler.device)).cpu()
+    if upscaled.shape != big.context.video_latent.shape:
+        raise ValueError(f"{node}: input 'upsampler': upsampled latent {tuple(upscaled.shape)} does not match the "
+                         f"2x context {tuple(big.context.video_latent.shape)}")
+    callback = step_callback(2)
+    with model.transformer.use() as t, loras_merged(t.transformer, model.loras):
+        device = next(t.parameters()).device
+        ctx = big.context
+        on_device = DubbingContext(ctx.video_latent.to(device), ctx.audio_latent.to(device), ctx.fps,
+                                   ctx.first_frame_latent.to(device))
+        refined = dub_stage2(t, on_device, upscaled.to(device), latents.audio.to(device),
+                             _to(TextContext(video_ctx, audio_ctx), device), seed=seed, callback=callback)
+    return DubbedLatents(refined.float().cpu(), latents.audio, latents.frames, latents.fps)
 
 
 def _to(text: TextContext | None, device) -> TextContext | None:
@@ -372,6 +420,56 @@ class DecodeDubbedVideo(io.ComfyNode):
         return io.NodeOutput(video, audio)
 
 
+class LoadLTX2LatentUpsampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageLoadLTX2LatentUpsampler",
+            display_name="Load LTX-2 Latent Upsampler",
+            category=CATEGORY,
+            description="LTX-2's 2x spatial latent upsampler (config from the file's metadata), for the stage-2 refinement.",
+            inputs=[
+                io.Combo.Input("upscale_model", options=model_choices("latent_upscale_models"),
+                               tooltip="e.g. ltx-2-spatial-upscaler-x2-1.0.safetensors (models/latent_upscale_models)."),
+                io.Combo.Input("precision", options=PRECISIONS, default="auto", tooltip="Weight dtype."),
+            ],
+            outputs=[Upsampler.Output(display_name="upsampler")],
+        )
+
+    @classmethod
+    def execute(cls, upscale_model, precision) -> io.NodeOutput:
+        path = resolve_model("latent_upscale_models", upscale_model, "Load LTX-2 Latent Upsampler", "upscale_model")
+        return io.NodeOutput(load_upsampler(path, precision))
+
+
+class DubbingRefine(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SoundstageDubbingRefine",
+            display_name="Dubbing Refine (Stage 2)",
+            category=CATEGORY,
+            description="Optional stage 2: 2x latent upsampling, then 2 Euler steps (sigmas 0.725, 0.421875) with the "
+                        "distilled LoRA; the generated audio stays fixed.",
+            inputs=[
+                LTX2Model.Input("model", tooltip="The model with the dubbing LoRA and the distilled LoRA added."),
+                TextEncoder.Input("text_encoder"),
+                Upsampler.Input("upsampler"),
+                DubContext.Input("context", tooltip="The stage-1 context; the clip is re-encoded at twice its size."),
+                DubLatents.Input("latents", tooltip="Stage-1 latents."),
+                io.String.Input("prompt", multiline=True, default="", tooltip="The stage-1 prompt (no CFG in stage 2)."),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, step=1, control_after_generate=True,
+                             tooltip="Noise seed for the re-noising."),
+            ],
+            outputs=[DubLatents.Output(display_name="latents")],
+        )
+
+    @classmethod
+    def execute(cls, model, text_encoder, upsampler, context, latents, prompt, seed) -> io.NodeOutput:
+        return io.NodeOutput(refine_dubbing(model, text_encoder, upsampler, context, latents, prompt, seed))
+
+
 NODES: list[type[io.ComfyNode]] = [
-    LoadLTX2AVModel, LoadLTX2TextEncoder, DubbingLoraLoader, EncodeDubbingContext, DubbingSampler, DecodeDubbedVideo,
+    LoadLTX2AVModel, LoadLTX2TextEncoder, DubbingLoraLoader, EncodeDubbingContext, DubbingSampler,
+    LoadLTX2LatentUpsampler, DubbingRefine, DecodeDubbedVideo,
 ]

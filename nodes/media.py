@@ -19,7 +19,9 @@ from ..media.decode import (
 )
 from ..media.fit import ALIGNS, FIT_MODES, fit_audio
 from ..media.mix import ROLES, MixResult, Track, mix_tracks
-from ..media.mux import ALIGN_MODES, CONTAINERS, EVEN_MODES, PRESETS, AudioTrack, image_frames, mux, remux
+from ..media.mux import (
+    ALIGN_MODES, CONTAINERS, EVEN_MODES, PRESETS, AudioTrack, check_language, image_frames, mux, remux,
+)
 from ..media.paths import resolve_inside
 from ..media.resize import RESIZE_MODES, plan_resize, resize_images
 from ..media.save_audio import AUDIO_FORMATS, audio_extension, save_audio
@@ -422,15 +424,19 @@ class MixTracks(io.ComfyNode):
 def mux_node(images, video, fps: float, tracks: list[tuple[int, dict, str, str]], naming: str, language: str,
              default_track: int, keep_video_audio: bool, container: str, video_codec: str, audio_codec: str,
              crf: int, preset: str, even: str, align: str, audio_bitrate_kbps: int, filename_prefix: str,
-             video_mode: str = "re-encode", node: str = "Mux (Soundstage)"):
+             node: str = "Mux (Soundstage)"):
     if images is None and video is None:
         raise ValueError(f"{node}: input 'images': connect IMAGE frames or a VIDEO")
-    copy = video_mode == "copy"
+    copy = video_codec == "copy"
     if copy and (images is not None or video is None or video_source(video) is None):
-        raise ValueError(f"{node}: input 'video_mode': 'copy' needs a file-backed VIDEO (e.g. from Load Video) "
-                         "and no 'images'")
+        raise ValueError(f"{node}: input 'video_codec': 'copy' needs a file-backed VIDEO (e.g. from a Load Video "
+                         "node's file) and no 'images'")
     if copy and align != "video":
         raise ValueError(f"{node}: input 'align': a copied video keeps its length; use align 'video'")
+    allowed = CONTAINERS.get(container, {"video": (), "audio": ()})
+    if audio_codec not in allowed["audio"]:
+        raise ValueError(f"{node}: input 'audio_codec': {container} takes {', '.join(allowed['audio'])}, "
+                         f"not {audio_codec}")
     frame_count = None
     if copy:
         frames, rate = None, 0.0
@@ -460,7 +466,9 @@ def mux_node(images, video, fps: float, tracks: list[tuple[int, dict, str, str]]
                 wave = convert_channels(wave, 2)
         if not title:
             title = (ME_TITLES[slot - 1] if naming == "M&E" and 0 < slot <= len(ME_TITLES) else f"Track {slot}")
-        audio_tracks.append(AudioTrack(wave, sr, title, (lang or language or "und"), default=(slot == default_track)))
+        with node_errors(node, f"language_{slot}" if lang else "language"):
+            lang = check_language(lang or language)
+        audio_tracks.append(AudioTrack(wave, sr, title, lang, default=(slot == default_track)))
     if audio_tracks and not any(t.default for t in audio_tracks):
         audio_tracks[0].default = True
     path, file, subfolder = save_path(filename_prefix, container)
@@ -522,7 +530,9 @@ class Mux(io.ComfyNode):
                                  tooltip="Also carry the VIDEO's own audio, as the first track 'Original'."),
                 io.Combo.Input("container", options=list(CONTAINERS), default="mp4",
                                tooltip="mp4: H.264/H.265 + AAC; mkv: also Opus or FLAC audio."),
-                io.Combo.Input("video_codec", options=["h264", "h265"], default="h264", tooltip="H.264 plays everywhere."),
+                io.Combo.Input("video_codec", options=["h264", "h265", "copy"], default="h264",
+                               tooltip="H.264 plays everywhere. copy: keep a file VIDEO's H.264 stream untouched "
+                                       "(fast, lossless) and only add the tracks, like ffmpeg -c:v copy."),
                 io.Combo.Input("audio_codec", options=["aac", "opus", "flac"], default="aac",
                                tooltip="mp4 takes aac; mkv takes all three."),
                 io.Int.Input("crf", default=18, min=0, max=51, step=1, tooltip="Quality: lower is better (18 ~ visually lossless)."),
@@ -533,9 +543,6 @@ class Mux(io.ComfyNode):
                                tooltip="video: audio cut/padded to the video; shortest / longest of all."),
                 io.Int.Input("audio_bitrate_kbps", default=192, min=32, max=512, step=8, tooltip="For aac/opus."),
                 io.String.Input("filename_prefix", default="soundstage/delivery", tooltip="Output file prefix."),
-                # Optional and last, so workflows saved before it existed keep their widget order.
-                io.Combo.Input("video_mode", options=["re-encode", "copy"], default="re-encode", optional=True,
-                               tooltip="copy: keep a file VIDEO's H.264 stream untouched (fast, lossless) and only add the tracks."),
             ],
             outputs=[io.Video.Output("VIDEO")],
         )
@@ -543,12 +550,12 @@ class Mux(io.ComfyNode):
     @classmethod
     def execute(cls, fps, naming, language, default_track, keep_video_audio, container, video_codec, audio_codec,
                 crf, preset, even_dimensions, align, audio_bitrate_kbps, filename_prefix, images=None, video=None,
-                video_mode="re-encode", **slots) -> io.NodeOutput:
+                **slots) -> io.NodeOutput:
         tracks = [(k, slots[f"track_{k}"], slots.get(f"title_{k}") or "", slots.get(f"language_{k}") or "")
                   for k in range(1, MUX_SLOTS + 1) if slots.get(f"track_{k}") is not None]
         out, saved, _ = mux_node(images, video, fps, tracks, naming, language, default_track, keep_video_audio,
                                  container, video_codec, audio_codec, crf, preset, even_dimensions, align,
-                                 audio_bitrate_kbps, filename_prefix, video_mode)
+                                 audio_bitrate_kbps, filename_prefix)
         return io.NodeOutput(out, ui=ui.PreviewVideo([saved]))
 
 

@@ -31,7 +31,7 @@ OviConditioningType = io.Custom("SOUNDSTAGE_OVI_CONDITIONING")
 WanVAE = io.Custom("SOUNDSTAGE_WAN_VAE")
 PRECISIONS = ("auto", "bf16", "fp32", "fp8_e4m3", "fp8_e4m3_fast")
 OFFLOAD = ("none", "block_swap")
-TOKENIZER_EXTENSIONS = (".json", ".model")
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model")  # google/umt5-xxl (Wan2.2-TI2V-5B ships it under google/)
 VAE_SPATIAL = 16  # Wan2.2 VAE: 16x spatial, 4x temporal
 PIXEL_MULTIPLE = 32  # VAE 16x times the (2, 2) patch; Ovi snaps sizes to multiples of 32
 
@@ -184,7 +184,7 @@ def tokenizer_choices() -> list[str]:
             continue
         for root, _, files in os.walk(folder):
             for f in files:
-                if f.endswith(TOKENIZER_EXTENSIONS):
+                if f in TOKENIZER_FILES or f.endswith("tokenizer.json"):
                     found.add(os.path.relpath(os.path.join(root, f), folder).replace(os.sep, "/"))
     return sorted(found)
 
@@ -459,10 +459,12 @@ class LoadWanVAE(io.ComfyNode):
         return io.NodeOutput(load_video_vae(vae_name, precision))
 
 
-def wan_decode(vae, latent: dict, node: str = "Wan VAE Decode") -> torch.Tensor:
+def wan_decode(vae, latent: dict, tiled: bool = False, node: str = "Wan VAE Decode") -> torch.Tensor:
     z = latent["samples"]
     if z.dim() != 5 or z.shape[1] != vae.config.z_dim:
         raise ValueError(f"{node}: input 'latent': expected [B, {vae.config.z_dim}, F, H, W], got {tuple(z.shape)}")
+    # diffusers' spatial tiling (256 px tiles, blended seams) bounds decoder memory on 24 GB cards.
+    vae.enable_tiling() if tiled else vae.disable_tiling()
     frames = decode_video(vae, z)
     if latent.get("ovi_chunks"):
         return stitch_frames(list(frames))
@@ -476,13 +478,15 @@ class WanVAEDecode(io.ComfyNode):
             node_id="SoundstageWanVAEDecode",
             display_name="Wan VAE Decode",
             category=CATEGORY,
-            inputs=[WanVAE.Input("vae"), io.Latent.Input("latent", tooltip="Video latent from Ovi Sampler.")],
+            inputs=[WanVAE.Input("vae"), io.Latent.Input("latent", tooltip="Video latent from Ovi Sampler."),
+                    io.Boolean.Input("tiled", default=False,
+                                     tooltip="Decode in overlapping spatial tiles: less memory, faint seams possible.")],
             outputs=[io.Image.Output("IMAGE", tooltip="Frames (4*(F-1)+1 of them).")],
         )
 
     @classmethod
-    def execute(cls, vae, latent) -> io.NodeOutput:
-        return io.NodeOutput(wan_decode(vae, latent))
+    def execute(cls, vae, latent, tiled=False) -> io.NodeOutput:
+        return io.NodeOutput(wan_decode(vae, latent, tiled))
 
 
 def wan_encode_first_frame(vae, image: torch.Tensor, width: int, height: int, node: str = "Wan VAE Encode") -> dict:

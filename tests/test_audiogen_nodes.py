@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from soundstage.compat import folder_paths, io
+from soundstage.compat import folder_paths
 from soundstage.models.audiogen_omni.loader import save_mmdit
 from soundstage.models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
 from soundstage.models.audiogen_omni.synchformer import Synchformer, SynchformerConfig

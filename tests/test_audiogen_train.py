@@ -105,7 +105,8 @@ def test_prepare_raw_folder_then_train_step(tmp_path):
     prepare_folder(tmp_path, ex)
     items = tr.manifest_items(tmp_path)
     assert items[0]["latent"].shape == (32, 20) and items[1]["latent"].shape == (16, 20)  # 31.25 latents/s
-    assert items[0]["sync"].shape == (8, 32) and "sync" not in items[1]
+    assert items[0]["sync"].shape == (16, 32)  # 25 frames: 2 segments of 16, stride 8
+    assert "sync" not in items[1]
     assert items[0]["lyrics_ids"].tolist() == [c + 1 for c in b"hello"] and float(items[1]["start_s"]) == 2.0
     net = MMDiT(CFG.replace(latent_dim=20, sync_dim=32, sample_rate=16000, samples_per_latent=512, lyrics_vocab=257))
     batch = tr.collate(items, net)

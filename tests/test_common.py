@@ -160,3 +160,13 @@ def test_placement_dtypes():
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     with pytest.raises(ValueError, match="unknown precision"):
         resolve_dtype("fp7", torch.device("cpu"))
+
+
+def test_plain_data_globals_only_when_allowed(tmp_path):
+    import argparse
+
+    torch.save({"module": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=1e-4)}, tmp_path / "ds.pt")
+    with pytest.raises(CheckpointError):
+        load_file(tmp_path / "ds.pt")
+    sd = load_file(tmp_path / "ds.pt", allowed_globals=[argparse.Namespace])
+    assert set(sd) == {"module.w"}

@@ -203,3 +203,21 @@ def test_checkpoint_roundtrip_with_tokenizer(tiny, tmp_path):
 
         save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
         load_dualdub(tmp_path / "other.safetensors")
+
+
+def test_token_sampling_filters():
+    from soundstage.models.common.sampling import apply_repetition_penalty, sample_next, top_k_filter, top_p_filter
+
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0]])
+    assert torch.isinf(top_k_filter(logits, 2)[0, 2:]).all() and torch.isfinite(top_k_filter(logits, 2)[0, :2]).all()
+    probs = logits.softmax(-1)[0]  # ~[0.61, 0.22, 0.14, 0.03]
+    kept = torch.isfinite(top_p_filter(logits, 0.7)[0])
+    assert kept.tolist() == [True, True, False, False]  # 0.61 < 0.7, so the second token is needed
+    assert torch.isfinite(top_p_filter(logits, 0.5)[0]).tolist() == [True, False, False, False]
+    assert probs[0] > 0.5
+    pen = apply_repetition_penalty(logits, torch.tensor([[0, 3]]), 2.0)
+    assert pen[0].tolist() == [1.0, 1.0, 0.5, -2.0]
+    assert int(sample_next(logits, temperature=0.0)) == 0
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_next(logits, top_k=2, generator=g) for _ in range(200)])
+    assert set(draws.flatten().tolist()) == {0, 1}

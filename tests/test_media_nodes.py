@@ -139,8 +139,7 @@ def test_mix_tracks_node_ducks_normalises_and_returns_stems():
         nodes.MixTracks.execute(0, 2, True, -20.0, True, -1.0, False, 12.0, -40.0, 10.0, 100.0)
 
 
-MUX = dict(fps=25.0, naming="M&E", language="eng", default_track=1, keep_video_audio=False, video_mode="re-encode",
-           container="mp4",
+MUX = dict(fps=25.0, naming="M&E", language="eng", default_track=1, keep_video_audio=False, container="mp4",
            video_codec="h264", audio_codec="aac", crf=23, preset="ultrafast", even_dimensions="pad", align="video",
            audio_bitrate_kbps=128, filename_prefix="deliveries/me")
 
@@ -160,8 +159,10 @@ def test_mux_me_delivery_into_output_folder(dirs):
     assert probe_video(str(path)).frame_count == 20
     again = nodes.Mux.execute(images=images, **MUX, track_1=stems["track_1"]).ui.as_dict()["images"][0]
     assert again["filename"] == "me_00002_.mp4"
-    with pytest.raises(ValueError, match=r"Mux \(Soundstage\): input 'options': .*mp4 takes audio codecs"):
+    with pytest.raises(ValueError, match=r"Mux \(Soundstage\): input 'audio_codec': mp4 takes aac, not opus"):
         nodes.Mux.execute(images=images, **{**MUX, "audio_codec": "opus"}, **stems)
+    with pytest.raises(ValueError, match=r"Mux \(Soundstage\): input 'language_2': .*3-letter"):
+        nodes.Mux.execute(images=images, **MUX, **stems, language_2="french")
     with pytest.raises(ValueError, match=r"Mux \(Soundstage\): input 'images'"):
         nodes.Mux.execute(**MUX)
 
@@ -186,7 +187,7 @@ def test_mux_copies_the_picture_untouched(dirs):
     src = make_video(dirs["input"] / "src.mkv", seconds=1.0, fps=25, size=(48, 32), audio="tone")
     video = InputImpl.VideoFromFile(str(src))
     dub = audio_dict("speechlike", 1.5, 48000, 1)
-    out = nodes.Mux.execute(video=video, **{**MUX, "video_mode": "copy", "keep_video_audio": True, "default_track": 1},
+    out = nodes.Mux.execute(video=video, **{**MUX, "video_codec": "copy", "keep_video_audio": True, "default_track": 1},
                             track_1=dub, title_1="Dub", language_1="fra")
     path = out.args[0].get_stream_source()
     with av.open(path) as c, av.open(str(src)) as s:
@@ -197,10 +198,10 @@ def test_mux_copies_the_picture_untouched(dirs):
     assert [(a.title, a.language) for a in info] == [("Original", "eng"), ("Dub", "fra")]
     dub_back, rate = load_audio(path, stream_index=1)
     assert abs(dub_back.shape[-1] - rate) <= 1024  # cut to the 1 s picture
-    with pytest.raises(ValueError, match=r"Mux \(Soundstage\): input 'video_mode'"):
-        nodes.Mux.execute(images=torch.rand(2, 8, 8, 3), **{**MUX, "video_mode": "copy"}, track_1=dub)
+    with pytest.raises(ValueError, match=r"Mux \(Soundstage\): input 'video_codec'"):
+        nodes.Mux.execute(images=torch.rand(2, 8, 8, 3), **{**MUX, "video_codec": "copy"}, track_1=dub)
     with pytest.raises(ValueError, match=r"Mux \(Soundstage\): input 'align'"):
-        nodes.Mux.execute(video=video, **{**MUX, "video_mode": "copy", "align": "longest"}, track_1=dub)
+        nodes.Mux.execute(video=video, **{**MUX, "video_codec": "copy", "align": "longest"}, track_1=dub)
 
 
 def test_save_and_preview_audio(dirs):
@@ -296,3 +297,25 @@ def nodes_workflow(name: str):
     if not os.path.isfile(path):
         pytest.skip(f"workflow {name} not present")
     return path
+
+
+def test_interrupting_a_mux_leaves_no_file(dirs, monkeypatch):
+    from soundstage.compat import model_management
+
+    calls = {"n": 0}
+    original = model_management.throw_exception_if_processing_interrupted
+
+    def interrupt_at_frame_5():
+        calls["n"] += 1
+        if calls["n"] > 5:
+            model_management.interrupt_current_processing(True)
+        original()
+
+    monkeypatch.setattr(model_management, "throw_exception_if_processing_interrupted", interrupt_at_frame_5)
+    try:
+        with pytest.raises(model_management.InterruptProcessingException):
+            nodes.Mux.execute(images=torch.rand(30, 16, 16, 3), **MUX, track_1=audio_dict("tone", 1.0))
+    finally:
+        model_management.interrupt_current_processing(False)
+    assert 5 < calls["n"] < 30  # stopped mid-way, not after the whole encode
+    assert not list((dirs["output"] / "deliveries").glob("*.mp4"))

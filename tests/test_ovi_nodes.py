@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from soundstage.compat import folder_paths, io
 from soundstage.models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
@@ -26,7 +26,7 @@ def _single_thread():
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_VAE = dict(base_dim=8, decoder_base_dim=8, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
-TINY_WIDGETS = {"1.num_heads": 2, "1.text_len": 16, "3.text_len": 16, "5.width": 32, "5.height": 32,
+TINY_WIDGETS = {"1.num_heads": 2, "1.text_len": 16, "3.text_len": 16, "6.precision": "fp32", "5.width": 32, "5.height": 32,
                 "5.latent_frames": 2, "5.audio_length": 8, "5.steps": 2, "5.slg_layer": 1}
 
 
@@ -73,8 +73,11 @@ def models_dir(tmp_path_factory):
     save_file({k: v.contiguous() for k, v in tiny_fusion(seed=2).state_dict().items()},
               str(root / "soundstage/ovi/model.safetensors"))
     save_file(tiny_umt5_state_dict(), str(root / "text_encoders/umt5-xxl-enc-bf16.safetensors"))
+    # The names Ovi downloads: Wan's own .pth layouts for the text encoder and the VAE.
+    torch.save(tiny_umt5_state_dict(wan_naming=True), root / "text_encoders/models_t5_umt5-xxl-enc-bf16.pth")
     write_tiny_tokenizer(root / "text_encoders/umt5-xxl/tokenizer.json")
     _tiny_vae_file(root / "vae/wan2.2_vae.safetensors")
+    torch.save(_to_wan_layout(load_file(str(root / "vae/wan2.2_vae.safetensors"))), root / "vae/Wan2.2_VAE.pth")
     _codec_files(root / "soundstage/mmaudio")
     try:
         yield root
@@ -108,6 +111,7 @@ def test_prompt_builder_node():
 
 
 def test_node_chain_matches_direct_calls(models_dir):
+    assert nodes.tokenizer_choices() == ["umt5-xxl/tokenizer.json"]
     ovi = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16)
     enc = nodes.load_text_encoder("umt5-xxl-enc-bf16.safetensors", "umt5-xxl/tokenizer.json", 16)
     cond = nodes.encode_ovi_text(enc, "w1 w2 w3", "w4", "w5 w6")
@@ -122,6 +126,10 @@ def test_node_chain_matches_direct_calls(models_dir):
     vae = nodes.load_video_vae("wan2.2_vae.safetensors", "fp32")
     frames = nodes.wan_decode(vae, video)
     assert frames.shape == (5, 64, 32, 3) and 0 <= frames.min() and frames.max() <= 1
+    vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=32, tile_sample_stride_height=16,
+                      tile_sample_stride_width=16)
+    assert nodes.wan_decode(vae, video, tiled=True).shape == frames.shape
+    assert not vae.use_tiling  # untiled again for the next decode
 
 
 def test_fp8_block_swap_loader_runs(models_dir):
@@ -148,6 +156,18 @@ def test_errors_name_node_and_input(models_dir):
         nodes.load_ovi_model("bad.safetensors", "fp32", "none", 0, 2, 16)
     with pytest.raises(ValueError, match="Load Ovi Model: input 'resident_blocks'"):
         nodes.load_ovi_model("model.safetensors", "fp32", "block_swap", 9, 2, 16)
+
+
+def test_wan_vae_config_read_from_weights():
+    from soundstage.models.ovi.video_vae import WAN22_CONFIG, config_from_state_dict
+
+    with torch.device("meta"):
+        full = build_wan_vae()
+        tiny = build_wan_vae(**TINY_VAE)
+    cfg = config_from_state_dict(full.state_dict())
+    assert cfg == {k: WAN22_CONFIG[k] for k in cfg}
+    tcfg = config_from_state_dict(tiny.state_dict())
+    assert {k: tcfg[k] for k in TINY_VAE} == TINY_VAE
 
 
 def test_wan_vae_round_trip_normalisation(models_dir):
@@ -252,14 +272,12 @@ def _to_wan_layout(sd: dict) -> dict:
 
 
 def test_wan_vae_loads_wans_own_layout(models_dir, tmp_path):
-    from safetensors.torch import load_file
-
     sd = load_file(str(models_dir / "vae/wan2.2_vae.safetensors"))
     wan = _to_wan_layout(sd)
     assert "decoder.conv1.weight" in wan and not any(k.startswith("decoder.up_blocks") for k in wan)
     torch.save(wan, tmp_path / "Wan2.2_VAE.pth")
     a = load_wan_vae(models_dir / "vae/wan2.2_vae.safetensors")
-    b = load_wan_vae(tmp_path / "Wan2.2_VAE.pth", config=TINY_VAE)
+    b = load_wan_vae(tmp_path / "Wan2.2_VAE.pth")  # no metadata: sizes read from the weights
     z = torch.randn(1, 48, 2, 2, 2, generator=torch.Generator().manual_seed(0))
     assert torch.equal(decode_video(a, z), decode_video(b, z))
 

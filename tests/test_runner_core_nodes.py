@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import av
+import numpy as np
 import pytest
 import torch
 from media_factory import frame_index_from_rgb, make_audio, make_video
@@ -96,3 +97,25 @@ def test_missing_input_file_fails_custom_validation(dirs):
         Runner(input_dir=input_dir, output_dir=output_dir, nodes=[]).run(prompt)
     error = info.value.response["node_errors"]["1"]["errors"][0]
     assert error["type"] == "custom_validation_failed" and "Invalid audio file: absent.wav" in error["details"]
+
+
+def test_image_load_save_preview(dirs):
+    from PIL import Image
+
+    input_dir, output_dir = dirs
+    rgba = np.zeros((8, 12, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    rgba[:, :6, 3] = 255  # left half opaque, right half transparent
+    Image.fromarray(rgba, "RGBA").save(input_dir / "pic.png")
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "pic.png"}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "img/x"}},
+              "3": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    result = Runner(input_dir=input_dir, output_dir=output_dir, nodes=[]).run(prompt)
+    image, mask = result.values["1"]
+    assert image.shape == (1, 8, 12, 3) and mask.shape == (1, 8, 12)
+    assert torch.allclose(image[0, 0, 0], torch.tensor([200 / 255, 0.0, 0.0]))
+    assert mask[0, :, :6].sum() == 0 and torch.all(mask[0, :, 6:] == 1)
+    assert result.outputs["2"]["images"] == [{"filename": "x_00001_.png", "subfolder": "img", "type": "output"}]
+    assert result.outputs["3"]["images"][0]["type"] == "temp"
+    saved = np.array(Image.open(output_dir / "img" / "x_00001_.png"))
+    assert saved.shape == (8, 12, 3) and saved[0, 0, 0] == 200

@@ -162,11 +162,74 @@ def test_unknown_node_keeps_links_for_validation_to_report():
     assert prompt["1"]["class_type"] == "NotInstalled" and prompt["1"]["inputs"] == {}
 
 
-def test_subgraph_and_group_nodes_are_refused_by_name():
-    sub_id = "f2fdebf6-dfaf-43b6-9eb2-7f70613cfdc1"
-    wf = _workflow([_node(7, sub_id, [], title="My block")], [], version=1)
-    wf["definitions"] = {"subgraphs": [{"id": sub_id, "nodes": []}]}
-    with pytest.raises(WorkflowConversionError, match=r"node #7 .*My block.*subgraph"):
+SUB_ID = "f2fdebf6-dfaf-43b6-9eb2-7f70613cfdc1"
+
+
+def _subgraph_workflow(instance_mode=0, instance_widgets=(99,), proxy=None, outer_image=False):
+    """Outer: [TGen 1] -image-> [instance 10] -image-> [TSink 3]. Inner: -10 -> TFilter 2 -> -20,
+    and -10 (seed) -> TGen 1 whose image feeds TFilter when the outer image is absent."""
+    inner_nodes = [
+        _node(1, "TGen", [5, "fixed", 0.5], inputs=[{"name": "seed", "type": "INT", "link": 11,
+                                                      "widget": {"name": "seed"}}],
+              outputs=[{"name": "IMAGE", "type": "IMAGE", "links": []}]),
+        _node(2, "TFilter", [4], inputs=[{"name": "image", "type": "IMAGE", "link": 12}],
+              outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [13]}]),
+    ]
+    inner_links = [
+        {"id": 11, "origin_id": -10, "origin_slot": 1, "target_id": 1, "target_slot": 0, "type": "INT"},
+        {"id": 12, "origin_id": -10, "origin_slot": 0, "target_id": 2, "target_slot": 1, "type": "IMAGE"},
+        {"id": 13, "origin_id": 2, "origin_slot": 0, "target_id": -20, "target_slot": 0, "type": "IMAGE"},
+    ]
+    instance = _node(10, SUB_ID, list(instance_widgets), mode=instance_mode,
+                     inputs=[{"name": "image", "type": "IMAGE", "link": 1 if outer_image else None},
+                             {"name": "seed", "type": "INT", "link": None, "widget": {"name": "seed"}}],
+                     outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [2]}])
+    if proxy is not None:
+        instance["properties"]["proxyWidgets"] = proxy
+    outer = [
+        _node(1, "TGen", [7, "fixed", 1.0], outputs=[{"name": "IMAGE", "type": "IMAGE", "links": [1]}]),
+        instance,
+        _node(3, "TSink", ["out"], inputs=[{"name": "image", "type": "IMAGE", "link": 2}]),
+    ]
+    links = [{"id": 2, "origin_id": 10, "origin_slot": 0, "target_id": 3, "target_slot": 0, "type": "IMAGE"}]
+    if outer_image:
+        links.append({"id": 1, "origin_id": 1, "origin_slot": 0, "target_id": 10, "target_slot": 0, "type": "IMAGE"})
+    wf = _workflow(outer, links, version=1)
+    wf["definitions"] = {"subgraphs": [{
+        "id": SUB_ID, "name": "Block", "nodes": inner_nodes, "links": inner_links,
+        "inputs": [{"name": "image", "type": "IMAGE", "linkIds": [12]}, {"name": "seed", "type": "INT", "linkIds": [11]}],
+        "outputs": [{"name": "IMAGE", "type": "IMAGE", "linkIds": [13]}]}]}
+    return wf
+
+
+def test_subgraph_is_flattened_with_promoted_widget():
+    prompt = ui_to_api(_subgraph_workflow(outer_image=True), CLASSES)
+    assert set(prompt) == {"1", "10:1", "10:2", "3"}
+    assert prompt["3"]["inputs"]["image"] == ["10:2", 0]
+    assert prompt["10:2"]["inputs"] == {"amount": 4, "image": ["1", 0]}  # outer link crosses the boundary
+    assert prompt["10:1"]["inputs"]["seed"] == 99  # the instance's promoted value wins over the inner 5
+
+
+def test_subgraph_input_without_value_keeps_inner_widget_and_proxy_overrides():
+    prompt = ui_to_api(_subgraph_workflow(instance_widgets=(), outer_image=False), CLASSES)
+    assert prompt["10:1"]["inputs"]["seed"] == 5
+    assert "image" not in prompt["10:2"]["inputs"]
+    proxied = ui_to_api(_subgraph_workflow(instance_widgets=(11, 0.75), proxy=[["-1", "seed"], ["1", "strength"]]),
+                        CLASSES)
+    assert proxied["10:1"]["inputs"]["seed"] == 11 and proxied["10:1"]["inputs"]["strength"] == 0.75
+
+
+def test_muted_and_bypassed_subgraph_instances():
+    muted = ui_to_api(_subgraph_workflow(instance_mode=2, outer_image=True), CLASSES)
+    assert set(muted) == {"1", "3"} and "image" not in muted["3"]["inputs"]
+    bypassed = ui_to_api(_subgraph_workflow(instance_mode=4, outer_image=True), CLASSES)
+    assert set(bypassed) == {"1", "3"} and bypassed["3"]["inputs"]["image"] == ["1", 0]
+
+
+def test_recursive_subgraph_and_group_nodes_are_refused_by_name():
+    wf = _subgraph_workflow()
+    wf["definitions"]["subgraphs"][0]["nodes"].append(_node(5, SUB_ID, []))
+    with pytest.raises(WorkflowConversionError, match="contains itself"):
         ui_to_api(wf, CLASSES)
     with pytest.raises(WorkflowConversionError, match=r"node #3 .*group node"):
         ui_to_api(_workflow([_node(3, "workflow>MyGroup", [])], []), CLASSES)
@@ -182,3 +245,14 @@ def test_api_prompt_and_wrapped_prompt_pass_through():
     assert extra == {"workflow": wf} and prompt["2"]["inputs"] == {"name": "n"}
     with pytest.raises(WorkflowConversionError):
         to_prompt({"nodes": "nope"}, CLASSES)
+
+
+def test_api_to_ui_round_trip_keeps_dynamic_combo_choices():
+    from soundstage.headless.ui_export import api_to_ui
+
+    prompt = {"1": {"class_type": "LoadAudio", "inputs": {"audio": "a.wav"}},
+              "2": {"class_type": "SaveAudioAdvanced", "inputs": {"audio": ["1", 0], "filename_prefix": "x",
+                                                                  "format": "opus", "format.quality": "64k"}},
+              "3": {"class_type": "TGen", "inputs": {"seed": 3, "strength": 0.5, "mode": "b"}}}
+    again = ui_to_api(api_to_ui(prompt, CLASSES), CLASSES)
+    assert {k: v["inputs"] for k, v in again.items()} == {k: v["inputs"] for k, v in prompt.items()}

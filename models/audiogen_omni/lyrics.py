@@ -6,7 +6,6 @@ Text -> graphemes (Roman scripts) or phonemes (other scripts, via phonemizer + e
 """
 from __future__ import annotations
 
-import json
 import os
 import unicodedata
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .layers import sinusoidal_positions
@@ -156,26 +154,3 @@ class LyricsEncoder(nn.Module):
         for blk in self.blocks:
             x = blk(x, keep)
         return x
-
-
-def detect_lyrics_config(sd, prefix: str = "") -> LyricsEncoderConfig:
-    emb = sd[f"{prefix}embed.weight"]
-    n = len({k[len(prefix):].split(".")[1] for k in sd if k.startswith(f"{prefix}blocks.")})
-    hidden = sd[f"{prefix}blocks.0.pwconv1.weight"].shape[0] if n else emb.shape[1] * 2
-    return LyricsEncoderConfig(vocab_size=emb.shape[0], dim=emb.shape[1], blocks=n, hidden_mult=hidden // emb.shape[1])
-
-
-def lyrics_config_json(cfg: LyricsEncoderConfig) -> str:
-    return json.dumps(cfg.__dict__)
-
-
-def frames_budget(latent_len: int) -> int:
-    """Lyrics tokens are padded to the audio-latent length (one slot per latent frame)."""
-    return latent_len
-
-
-def pad_to(x: torch.Tensor, length: int, dim: int = 1) -> torch.Tensor:
-    if x.shape[dim] >= length:
-        return x.narrow(dim, 0, length)
-    pad = [0, 0] * (x.dim() - dim - 1) + [0, length - x.shape[dim]]
-    return F.pad(x, pad)

@@ -98,18 +98,19 @@ class Conditions:
         if a.text.shape[1] != b.text.shape[1] or a.text_rope_from != b.text_rope_from:
             raise ValueError("conditions with different text layouts cannot be batched together")
 
-        def c(x, y, fill=None):
+        def c(x, y):
+            return None if x is None else torch.cat([x, y], dim=0)
+
+        def valid(x, y):  # one side unmasked: every token of it may be attended
             if x is None and y is None:
                 return None
-            if x is None:
-                x = torch.ones(y.shape, dtype=y.dtype, device=y.device) if fill else None
-            if y is None:
-                y = torch.ones(x.shape, dtype=x.dtype, device=x.device) if fill else None
+            x = torch.ones(y.shape, dtype=torch.bool, device=y.device) if x is None else x
+            y = torch.ones(x.shape, dtype=torch.bool, device=x.device) if y is None else y
             return torch.cat([x, y], dim=0)
 
         return Conditions(c(a.clip, b.clip), c(a.sync, b.sync), c(a.text, b.text), c(a.clip_c, b.clip_c),
-                          c(a.text_c, b.text_c), c(a.timing_c, b.timing_c),
-                          c(a.text_valid, b.text_valid, fill=True), a.text_rope_from)
+                          c(a.text_c, b.text_c), c(a.timing_c, b.timing_c), valid(a.text_valid, b.text_valid),
+                          a.text_rope_from)
 
 
 def _masked_mean(x: torch.Tensor, valid: Optional[torch.Tensor]) -> torch.Tensor:

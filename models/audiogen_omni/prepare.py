@@ -46,7 +46,7 @@ def clip_features(entry: dict, folder: Path, ex: FeatureExtractors) -> dict[str,
     seconds = x.shape[-1] / cfg.sample_rate
     if entry.get("video") and (ex.clip is not None or ex.synchformer is not None):
         video = decode_video(folder / entry["video"], duration=seconds)
-        feats = extract_visual_features(video.images, video.fps, clip_encoder=ex.clip, synchformer=ex.synchformer,
+        feats = extract_visual_features(video.frames, video.fps, clip_encoder=ex.clip, synchformer=ex.synchformer,
                                         duration_s=seconds)
         if feats.clip is not None:
             out["clip"] = feats.clip[0].contiguous()

@@ -106,5 +106,7 @@ def generate(
     noise = initial_noise(variations, n, net.config.latent_dim, seed, device)
     x = sample(net, cond.expand(variations), uncond, noise, num_steps=num_steps, cfg_scale=cfg_scale,
                latent_mask=latent_mask, callback=callback, batched_cfg=batched_cfg)
-    return SampleResult(net.unnormalize(x.to(net.latent_mean.dtype)).float(),
+    # Un-normalised in float32 even for a bf16 network: the VAE sees full-precision latents.
+    latent = x.float() * net.latent_std.float() + net.latent_mean.float()
+    return SampleResult(latent,
                         torch.full((variations,), frames, dtype=torch.long))

@@ -90,7 +90,7 @@ def load_clip_encoder(arch_key: str, checkpoint: str, device="cpu") -> ClipFrame
     import open_clip
 
     arch, size = CLIP_ARCHS[arch_key]
-    model = open_clip.create_model(arch, pretrained=str(checkpoint), device=device).eval()
+    model = open_clip.create_model(arch, pretrained=str(checkpoint), device=device, force_image_size=size).eval()
     return ClipFrameEncoder(model, size)
 
 

@@ -21,8 +21,14 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used for the model asked for."""
 
 
-def load_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Read a whole checkpoint: safetensors, or a pickle through ``weights_only=True`` only."""
+def load_file(
+    path: str | Path, device: str | torch.device = "cpu", *, allowed_globals: Sequence[type] = ()
+) -> dict[str, torch.Tensor]:
+    """Read a whole checkpoint: safetensors, or a pickle through ``weights_only=True`` only.
+
+    ``allowed_globals`` admits plain-data classes some trainers pickle beside the tensors
+    (DeepSpeed/SAT store an ``argparse.Namespace``); nothing executable is ever unpickled.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
@@ -34,7 +40,8 @@ def load_file(path: str | Path, device: str | torch.device = "cpu") -> dict[str,
         except Exception as exc:  # safetensors raises its own error types
             raise CheckpointError(f"{path.name}: not a readable safetensors file ({exc})") from exc
     try:
-        obj = torch.load(str(path), map_location=device, weights_only=True, mmap=True)
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            obj = torch.load(str(path), map_location=device, weights_only=True, mmap=True)
     except Exception as exc:
         raise CheckpointError(
             f"{path.name}: cannot be read with torch.load(weights_only=True) ({exc}). "

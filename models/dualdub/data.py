@@ -123,6 +123,7 @@ def prepare_clip(entry: dict, data_dir: Path, enc: Encoders, cache_dir: Path | N
         out["audio_codes"] = _codes(enc.codec, read_audio(data_dir / entry["background"], sr))
     if task in ("tts", "v2st"):
         out["speech_codes"] = _codes(enc.codec, read_audio(data_dir / entry["speech"], sr))
+        # Paper 3.2 crops the reference from the target speech itself; a separate voice file may be given.
         ref = entry.get("reference") or entry["speech"]
         out["reference"] = read_audio(data_dir / ref, sr)
     if task == "v2st":

@@ -1,7 +1,8 @@
-"""JUST-DUB-IT stage 1: dub a clip by generating new audio + video in the in-context layout."""
+"""JUST-DUB-IT sampling: stage 1 generates the dubbed audio + video in the in-context layout;
+the optional stage 2 refines the 2x-upsampled video with the audio frozen."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -9,14 +10,17 @@ import torch
 from .in_context import (
     TokenState,
     add_noise,
+    audio_positions,
     audio_state,
     isolation_masks,
+    patchify_audio,
+    patchify_video,
     unpatchify_audio,
     unpatchify_video,
     video_state,
 )
 from .sampler import cfg_combine, euler_sample
-from .schedule import DEFAULT_CFG, DEFAULT_STEPS, ltx2_sigmas
+from .schedule import DEFAULT_CFG, DEFAULT_STEPS, ltx2_sigmas, stage2_sigmas
 from .transformer import InContextTransformer
 
 
@@ -117,3 +121,50 @@ def dub_stage1(
         unpatchify_video(video.target(), f, h, w),
         unpatchify_audio(audio.target(), ctx.audio_latent.shape[1]),
     )
+
+
+@torch.no_grad()
+def dub_stage2(
+    model: InContextTransformer,
+    ctx: DubbingContext,
+    upscaled_video: torch.Tensor,
+    audio_latent: torch.Tensor,
+    positive: TextContext,
+    *,
+    seed: int = 0,
+    sigmas: torch.Tensor | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """JUST-DUB-IT stage 2: refine the 2x-upsampled video with the distilled LoRA (on ``model``).
+
+    ``ctx`` holds the source clip encoded at the 2x size. As in pipeline_justdubit: the schedule is
+    the distilled [0.909375, 0.725, 0.421875, 0] without its first value, the upsampled latent is
+    re-noised to the first remaining sigma, no CFG, and the stage-1 audio is frozen (timestep 0,
+    no reference audio appended) while still attending to the video's target tokens.
+    """
+    device = ctx.video_latent.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    sigmas = (stage2_sigmas()[1:] if sigmas is None else sigmas).to(device)
+    video = video_state(ctx.video_latent, ctx.fps, first_frame=ctx.first_frame_latent)
+    n = video.num_target
+    start = patchify_video(upscaled_video.to(video.latent))
+    first = video.denoise_mask[:, :n] == 0  # the clean first frame keeps its encoded tokens
+    target = torch.where(first, video.clean[:, :n], start)
+    video = replace(video, latent=torch.cat([target, video.latent[:, n:]], 1),
+                    clean=torch.cat([target, video.clean[:, n:]], 1))
+    noise = torch.randn(video.latent.shape, generator=generator, device=device, dtype=video.latent.dtype)
+    video = add_noise(video, noise, float(sigmas[0]))
+    tokens = patchify_audio(audio_latent.to(device))
+    audio = TokenState(tokens, tokens, torch.ones_like(tokens[..., :1]), audio_positions(tokens.shape[1], device=device),
+                       tokens.shape[1])
+    a2v, v2a = isolation_masks(video, audio)  # built while the audio still counts as target
+    audio = replace(audio, denoise_mask=torch.zeros_like(audio.denoise_mask))
+
+    def denoise(latents, sigma):
+        vl, al = latents
+        return model.denoise(vl, al, video.timesteps(sigma), audio.timesteps(sigma), video.positions, audio.positions,
+                             positive.video, positive.audio, a2v, v2a)
+
+    video, _ = euler_sample([video, audio], sigmas, denoise, callback)
+    _, c, f, h, w = ctx.video_latent.shape
+    return unpatchify_video(video.target(), f, h, w)

@@ -194,3 +194,18 @@ def write_tiny_single_file(path: str | Path, seed: int = 0) -> Path:
     path = Path(path)
     save_file({k: v.contiguous() for k, v in sd.items()}, str(path), metadata={"config": json.dumps(config)})
     return path
+
+
+def write_tiny_upsampler(path: str | Path, seed: int = 0) -> Path:
+    """A one-block 2x latent upsampler with its native config in the safetensors metadata."""
+    from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+    from safetensors.torch import save_file
+
+    native = {"in_channels": 128, "mid_channels": 32, "num_blocks_per_stage": 1, "dims": 3,
+              "spatial_upsample": True, "temporal_upsample": False, "spatial_scale": 2.0, "rational_resampler": False}
+    model = LTX2LatentUpsamplerModel(in_channels=128, mid_channels=32, num_blocks_per_stage=1, dims=3,
+                                     use_rational_resampler=False)
+    sd = _randomise(model.state_dict(), torch.Generator().manual_seed(seed), lambda k: k)
+    path = Path(path)
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(path), metadata={"config": json.dumps(native)})
+    return path

@@ -24,7 +24,7 @@ from typing import Iterator
 import torch
 
 from ..common.checkpoint import load_file, safetensors_metadata
-from .in_context import TokenState, audio_state, patchify_video, video_state
+from .in_context import audio_state, patchify_video, video_state
 from .transformer import TRANSFORMER_PREFIX, InContextTransformer, diffusers_to_native_key, load_transformer
 
 TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0", "net.0.proj", "net.2")  # configs/justdubit.yaml

@@ -46,26 +46,12 @@ def read_official_checkpoint(path) -> dict[str, torch.Tensor]:
     Always ``weights_only=True``; DeepSpeed/SAT files may also pickle an ``argparse.Namespace``
     of training arguments, which is allowed as plain data and then ignored.
     """
-    try:
-        raw = load_file(path)
-    except CheckpointError:
-        if str(path).endswith(".safetensors"):
-            raise
-        raw = _load_with_namespace(path)
+    import argparse
+
+    raw = load_file(path, allowed_globals=[argparse.Namespace])
     if any(k.startswith("module.") for k in raw):
         raw = select(raw, "module.")
     return raw
-
-
-def _load_with_namespace(path) -> dict[str, torch.Tensor]:
-    import argparse
-
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot be read with torch.load(weights_only=True) ({exc})") from exc
-    return flatten_tensors(obj)
 
 
 def sat_network_state(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

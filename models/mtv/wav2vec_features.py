@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import torch
 import torch.nn.functional as F
-from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+if TYPE_CHECKING:  # transformers is imported where a model is built: the helpers stay cheap
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from ..common.checkpoint import load_strict, rename_keys
 
@@ -41,6 +43,8 @@ def config_from_state_dict(
 
     Heads cannot be read from shapes either: wav2vec2-base uses 64-wide heads.
     """
+    from transformers import Wav2Vec2Config
+
     sd = convert_wav2vec_state_dict(sd)
     n_conv = sum(1 for k in sd if k.startswith("feature_extractor.conv_layers.") and k.endswith(".conv.weight"))
     conv_w = [sd[f"feature_extractor.conv_layers.{i}.conv.weight"] for i in range(n_conv)]
@@ -56,7 +60,7 @@ def config_from_state_dict(
         conv_dim=[w.shape[0] for w in conv_w],
         conv_kernel=[w.shape[-1] for w in conv_w],
         conv_stride=[5, 2, 2, 2, 2, 2, 2][:n_conv],  # wav2vec2 base/large (320x downsampling)
-        conv_bias=f"feature_extractor.conv_layers.0.conv.bias" in sd,
+        conv_bias="feature_extractor.conv_layers.0.conv.bias" in sd,
         feat_extract_norm="group" if group_norm else "layer",
         num_conv_pos_embeddings=pos_v.shape[-1],
         num_conv_pos_embedding_groups=hidden // pos_v.shape[1],
@@ -69,6 +73,8 @@ def config_from_state_dict(
 def load_wav2vec(
     sd: Mapping[str, torch.Tensor], config: Wav2Vec2Config | None = None, *, context: str = "wav2vec2"
 ) -> Wav2Vec2Model:
+    from transformers import Wav2Vec2Model
+
     config = config or config_from_state_dict(sd)
     config._attn_implementation = "sdpa"
     model = Wav2Vec2Model(config)

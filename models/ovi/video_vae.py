@@ -64,6 +64,28 @@ def to_diffusers_layout(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     return dict(sd)
 
 
+def config_from_state_dict(sd: Mapping[str, torch.Tensor]) -> dict:
+    """AutoencoderKLWan sizes read from diffusers-layout weights (Wan2.2 defaults for the rest)."""
+    base = sd["encoder.conv_in.weight"].shape[0]
+    n_down = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.down_blocks."))
+    dim_mult = [sd[f"encoder.down_blocks.{i}.resnets.0.conv2.weight"].shape[0] // base for i in range(n_down)]
+    res_blocks = 1 + max(int(k.split(".")[4]) for k in sd if k.startswith("encoder.down_blocks.0.resnets."))
+    in_ch = sd["encoder.conv_in.weight"].shape[1]
+    patch = round((in_ch / 3) ** 0.5)
+    return dict(
+        base_dim=base,
+        decoder_base_dim=sd["decoder.conv_out.weight"].shape[1] // dim_mult[0],
+        z_dim=sd["post_quant_conv.weight"].shape[0],
+        dim_mult=dim_mult,
+        num_res_blocks=res_blocks,
+        temperal_downsample=[f"encoder.down_blocks.{i}.downsampler.time_conv.weight" in sd for i in range(n_down - 1)],
+        in_channels=in_ch,
+        out_channels=sd["decoder.conv_out.weight"].shape[0],
+        patch_size=patch if patch > 1 else None,
+        scale_factor_spatial=2 ** (n_down - 1) * max(patch, 1),
+    )
+
+
 def build_wan_vae(**overrides):
     from diffusers import AutoencoderKLWan
 
@@ -83,7 +105,8 @@ def load_wan_vae(source, *, config: dict | None = None, dtype: torch.dtype | Non
     sd = to_diffusers_layout(sd)
     if "decoder.conv_in.weight" not in sd:
         raise CheckpointError("Wan VAE: neither Wan's layout (Wan2.2_VAE.pth) nor diffusers' AutoencoderKLWan")
-    cfg = dict(config or json.loads(meta.get("config", "{}")) or {})
+    cfg = config_from_state_dict(sd)
+    cfg.update(config or json.loads(meta.get("config", "{}")) or {})
     vae = build_and_load(lambda: build_wan_vae(**cfg), sd, context="Wan2.2 VAE", dtype=dtype)
     return vae.eval().requires_grad_(False)
 

@@ -99,9 +99,11 @@ def convert_checkpoint(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return fold_weight_norm(sd, dim=0)
 
 
-# (mels, hop, v1?) -> rate of the released generators: MMAudio v1 16k; NVIDIA v2 22k/24k/44k configs.
+# (mels, hop, v1?) -> rate of the released generators: MMAudio v1 16k; NVIDIA v1 24k; NVIDIA v2
+# 22k/24k/44k. NVIDIA's v1 22 kHz 80-band file has the MMAudio 16k layout: pass sample_rate for it.
 _RELEASED_RATES = {
     (80, 256, True): 16_000,
+    (100, 256, True): 24_000,
     (80, 256, False): 22_050,
     (100, 256, False): 24_000,
     (128, 256, False): 44_100,
