@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -46,20 +47,29 @@ class CacheEntry:
 
 
 class OutputCache:
-    """Entries of the latest prompt only, as ComfyUI's classic cache keeps them."""
+    """Entries of the latest prompt only, as ComfyUI's classic cache keeps them; with ``lru > 0``
+    (ComfyUI's ``--cache-lru N``) up to N entries of earlier prompts survive as well."""
 
-    def __init__(self):
-        self._entries: dict[Any, CacheEntry] = {}
+    def __init__(self, lru: int = 0):
+        self.lru = lru
+        self._entries: OrderedDict[Any, CacheEntry] = OrderedDict()
 
     def get(self, key) -> CacheEntry | None:
-        return self._entries.get(key)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
 
     def set(self, key, entry: CacheEntry) -> None:
         self._entries[key] = entry
+        self._entries.move_to_end(key)
 
     def retain(self, keys) -> None:
         keep = set(keys)
-        self._entries = {k: v for k, v in self._entries.items() if k in keep}
+        others = [k for k in self._entries if k not in keep]
+        drop = others if self.lru <= 0 else others[: max(0, len(self._entries) - max(self.lru, len(keep)))]
+        for key in drop:
+            del self._entries[key]
 
     def clear(self) -> None:
         self._entries.clear()

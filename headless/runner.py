@@ -31,7 +31,7 @@ from .cache import CacheEntry, OutputCache, Signatures
 from .registry import build_registry, run_coroutine
 from .schema import InputSpec, hidden_specs, input_specs, nest_dynamic
 from .stubs import comfy_utils, folder_paths, model_management
-from .stubs._io import ComfyNode, ExecutionBlocker, _first_real_override
+from .stubs._io import ComfyNode, ExecutionBlocker, first_real_override
 from .validation import full_type_name, hidden_values, sort_ids, validate_prompt
 from .workflow import load_json, to_prompt
 
@@ -95,10 +95,11 @@ class _Pending(Exception):
 
 class Runner:
     """Runs workflows headless. ``nodes`` (classes or ``{node_id: class}``) replaces the pack's nodes
-    unless ``include_pack=True``; ComfyUI core stand-ins are always available."""
+    unless ``include_pack=True``; ComfyUI core stand-ins are always available. ``cache_lru=N`` keeps
+    outputs of earlier prompts too (default: only the latest prompt's, like ComfyUI)."""
 
     def __init__(self, input_dir=None, output_dir=None, models_dir=None, device=None, nodes=None,
-                 include_pack: bool | None = None, progress: ProgressCallback | None = None):
+                 include_pack: bool | None = None, progress: ProgressCallback | None = None, cache_lru: int = 0):
         self.input_dir = os.fspath(input_dir) if input_dir is not None else None
         self.output_dir = os.fspath(output_dir) if output_dir is not None else None
         self.models_dir = os.fspath(models_dir) if models_dir is not None else None
@@ -107,7 +108,7 @@ class Runner:
         self.load_errors: list[str] = []
         self._apply_directories()
         self.node_classes = build_registry(nodes, include_pack, self.load_errors)
-        self.cache = OutputCache()
+        self.cache = OutputCache(lru=cache_lru)
 
     # -- public API -------------------------------------------------------------------------------
     def prompt_for(self, workflow, overrides: Mapping[str, Any] | None = None) -> tuple[dict, dict | None]:
@@ -478,7 +479,7 @@ class _Execution:
         node = self.prompt[node_id]
         node_class = self.classes[node["class_type"]]
         if _is_v3(node_class):
-            name = "fingerprint_inputs" if _first_real_override(node_class, "fingerprint_inputs") else None
+            name = "fingerprint_inputs" if first_real_override(node_class, "fingerprint_inputs") else None
         else:
             name = "IS_CHANGED" if hasattr(node_class, "IS_CHANGED") else None
         if name is None:

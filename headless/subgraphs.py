@@ -22,7 +22,7 @@ class SubgraphError(ValueError):
     """A subgraph the flattener cannot expand (recursion, malformed definition)."""
 
 
-def _link_tuple(link) -> tuple:
+def link_tuple(link) -> tuple:
     if isinstance(link, Mapping):
         return (link["id"], link["origin_id"], link["origin_slot"], link["target_id"], link["target_slot"],
                 link.get("type"))
@@ -81,7 +81,7 @@ class _Flattener:
         for link in links:
             if link is None:
                 continue
-            old_id, origin, origin_slot, target, target_slot, kind = _link_tuple(link)
+            old_id, origin, origin_slot, target, target_slot, kind = link_tuple(link)
             if boundary is not None and origin == INPUT_NODE_ID:
                 if origin_slot in boundary[2]:  # no outer link and no promoted value: inner widget keeps its own
                     remap[old_id] = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .schema import InputSpec, hidden_specs, input_specs
+from .stubs._io import ComfyNode, ExecutionBlocker, first_real_override
 
 
 @dataclass
@@ -55,10 +56,8 @@ def sort_ids(ids) -> list[str]:
 
 def custom_validator(node_class):
     """The node's own ``validate_inputs`` (V3) or ``VALIDATE_INPUTS`` (V1), if it defines one."""
-    from .stubs._io import ComfyNode, _first_real_override
-
     if isinstance(node_class, type) and issubclass(node_class, ComfyNode):
-        return _first_real_override(node_class, "validate_inputs") and "validate_inputs"
+        return first_real_override(node_class, "validate_inputs") and "validate_inputs"
     return "VALIDATE_INPUTS" if hasattr(node_class, "VALIDATE_INPUTS") else None
 
 
@@ -233,8 +232,6 @@ class _Validator:
         if "input_types" in validate_args:
             filtered["input_types"] = [received_types]
         results = self.call_node(node_id, node_class, validator_name, filtered, specs, allow_interrupt=False)
-        from .stubs._io import ExecutionBlocker
-
         errors = []
         for name in filtered:
             for result in results:

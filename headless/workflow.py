@@ -16,10 +16,8 @@ import os
 from typing import Any, Mapping
 
 from .schema import CONTROL_VALUES, DYNAMIC_COMBO, InputSpec, dynamic_children, input_specs
-from .subgraphs import SubgraphError, flatten_subgraphs
+from .subgraphs import MODE_BYPASS, MODE_MUTED, SubgraphError, link_tuple, flatten_subgraphs
 
-MODE_MUTED = 2
-MODE_BYPASS = 4
 VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
 
 
@@ -56,17 +54,8 @@ def to_prompt(data: Mapping, node_classes: Mapping[str, type]) -> tuple[dict, di
 
 
 def _links_table(workflow: Mapping) -> dict[int, tuple]:
-    table = {}
-    for link in workflow.get("links") or []:
-        if link is None:
-            continue
-        if isinstance(link, Mapping):
-            entry = (link["id"], link["origin_id"], link["origin_slot"], link["target_id"], link["target_slot"],
-                     link.get("type"))
-        else:
-            entry = tuple(link[:6]) if len(link) >= 6 else tuple(link[:5]) + (None,)
-        table[entry[0]] = entry
-    return table
+    entries = (link_tuple(link) for link in workflow.get("links") or [] if link is not None)
+    return {entry[0]: entry for entry in entries}
 
 
 def _describe(node: Mapping) -> str:

@@ -203,9 +203,9 @@ def sample_mmdit(model: ModelHandle, *, task: str, duration: float, steps: int, 
             if sync_f.shape[-1] != cfgm.sync_dim:
                 raise ValueError(f"{node}: input 'visual_features': Synchformer features are {sync_f.shape[-1]}-d, the "
                                  f"model expects {cfgm.sync_dim}-d")
-    text_f = text_mask = neg = None
+    text_f = text_mask = neg = neg_mask = None
     if text is not None:
-        text_f, text_mask, neg = text["features"], text["mask"], text["negative"]
+        text_f, text_mask, neg, neg_mask = text["features"], text["mask"], text["negative"], text["negative_mask"]
         width = (text_f if text_f is not None else neg).shape[-1] if (text_f is not None or neg is not None) else cfgm.text_dim
         if width != cfgm.text_dim:
             raise ValueError(f"{node}: input 'text': features are {width}-d, the model expects {cfgm.text_dim}-d "
@@ -222,7 +222,7 @@ def sample_mmdit(model: ModelHandle, *, task: str, duration: float, steps: int, 
         to = lambda x: None if x is None else x.to(dev)  # noqa: E731
         res = generate(live, duration_s=duration, seed=seed, variations=variations, num_steps=steps, cfg_scale=cfg,
                        clip_f=to(clip_f), sync_f=to(sync_f), text_f=to(text_f), text_mask=to(text_mask),
-                       negative_text_f=to(neg) if neg is not None and (text_f is None or neg.shape[1] == text_f.shape[1]) else None,
+                       negative_text_f=to(neg), negative_text_mask=to(neg_mask),
                        lyrics_f=lyrics_f, lyrics_mask=lyrics_mask, callback=callback)
     return {
         "samples": res.latent.transpose(1, 2).float().cpu().contiguous(),  # [B, C, T] for the Mel-VAE decoder

@@ -24,6 +24,7 @@ from ..models.just_dub_it.av_codec import (
     encode_video,
     fit_frames,
     fit_waveform,
+    h264_roundtrip,
     waveform_to_mel,
 )
 from ..models.just_dub_it.bundle import load_ltx2_parts
@@ -151,7 +152,7 @@ def load_text_encoder(path: str, precision: str, max_tokens: int, node: str = "L
 
 
 def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, height: int, max_frames: int,
-                   node: str = "Encode Dubbing Context") -> EncodedClip:
+                   image_crf: int = 29, node: str = "Encode Dubbing Context") -> EncodedClip:
     comps = video.get_components()
     images = comps.images
     fps = float(Fraction(comps.frame_rate))
@@ -171,13 +172,15 @@ def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, he
     avae = model.require("audio_vae", node, "model")
     with vae.use() as v:
         video_latent = encode_video(v, pixels)
-        first = encode_video(v, pixels[:1])  # the clean first frame, encoded alone (JUST-DUB-IT image cond.)
+        # The clean first frame is encoded alone, as an image (JUST-DUB-IT's image conditioning).
+        first = encode_video(v, fit_frames(h264_roundtrip(images[0].float().cpu(), image_crf)[None], h, w))
     wav = source_audio["waveform"][0].float()
     wav = fit_waveform(wav, int(source_audio["sample_rate"]), frames / fps)
     with avae.use() as a:
         audio_latent = encode_audio(a, waveform_to_mel(wav, int(source_audio["sample_rate"]), a))
     ctx = DubbingContext(video_latent.cpu(), audio_latent.cpu(), fps, first.cpu())
-    return EncodedClip(ctx, frames, fps, (w, h), {"source_frames": int(images.shape[0])}, (video, audio))
+    return EncodedClip(ctx, frames, fps, (w, h), {"source_frames": int(images.shape[0]), "image_crf": image_crf},
+                       (video, audio))
 
 
 def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip, prompt: str, negative: str,
@@ -227,7 +230,7 @@ def refine_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, upsampler: ModelH
         raise ValueError(f"{node}: input 'context': encode the clip with Encode Dubbing Context")
     video, audio = clip.source
     w, h = clip.size
-    big = encode_context(model, video, audio, 2 * w, 2 * h, clip.frames, node=node)
+    big = encode_context(model, video, audio, 2 * w, 2 * h, clip.frames, clip.info.get("image_crf", 29), node=node)
     connectors = model.require("connectors", node, "model")
     vae = model.require("video_vae", node, "model")
     text.encoder.model.to(text.placement.device, text.placement.dtype)
@@ -363,13 +366,15 @@ class EncodeDubbingContext(io.ComfyNode):
                              tooltip="Generation height (multiple of 32); 0 = the source height rounded down. Paper: 512."),
                 io.Int.Input("max_frames", default=121, min=0, max=1000, step=8,
                              tooltip="Longest clip in frames (121 = about 5 s at 24 fps); 0 = all frames."),
+                io.Int.Input("image_crf", default=29, min=0, max=51, step=1,
+                             tooltip="H.264 CRF applied to the first-frame image before encoding (JUST-DUB-IT: 29); 0 = none."),
             ],
             outputs=[DubContext.Output(display_name="context")],
         )
 
     @classmethod
-    def execute(cls, model, video, width, height, max_frames, audio=None) -> io.NodeOutput:
-        return io.NodeOutput(encode_context(model, video, audio, width, height, max_frames))
+    def execute(cls, model, video, width, height, max_frames, image_crf, audio=None) -> io.NodeOutput:
+        return io.NodeOutput(encode_context(model, video, audio, width, height, max_frames, image_crf))
 
 
 class DubbingSampler(io.ComfyNode):

@@ -117,33 +117,21 @@ def generate_clip(spec: ClipSpec) -> Clip:
 
 
 def _write_wav(path: Path, wave: np.ndarray, rate: int) -> None:
-    import soundfile as sf
+    import torch
 
-    sf.write(str(path), wave, rate, subtype="FLOAT")
+    from ..media.save_audio import save_audio
+
+    save_audio(path, torch.from_numpy(np.ascontiguousarray(wave, np.float32))[None], rate, "wav_float")
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray | None, rate: int) -> None:
-    """H.264 + AAC mp4 with PyAV."""
-    import av
+    """H.264 + AAC mp4 (or video only), through the media library's muxer."""
+    import torch
 
-    with av.open(str(path), "w") as container:
-        vs = container.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
-        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        a_stream = None
-        if audio is not None:
-            a_stream = container.add_stream("aac", rate=rate, layout="mono")
-        for f in frames:
-            for packet in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                container.mux(packet)
-        for packet in vs.encode():
-            container.mux(packet)
-        if a_stream is not None:
-            frame = av.AudioFrame.from_ndarray(audio[None, :].astype(np.float32), format="fltp", layout="mono")
-            frame.sample_rate = rate
-            for packet in a_stream.encode(frame):
-                container.mux(packet)
-            for packet in a_stream.encode():
-                container.mux(packet)
+    from ..media.mux import AudioTrack, mux
+
+    tracks = [] if audio is None else [AudioTrack(torch.from_numpy(audio.astype(np.float32))[None], rate, "Mix", default=True)]
+    mux(path, list(frames), fps, tracks, preset="veryfast", frame_count=len(frames))
 
 
 def write_clip(clip: Clip, folder: str | Path, name: str) -> dict:

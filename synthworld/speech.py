@@ -73,13 +73,14 @@ def _voice(language: str, speaker: str) -> list[str]:
 
 
 def _synth_word(word: str, language: str, speaker: str) -> np.ndarray:
-    import soundfile as sf
+    from ..media.audio_io import load_audio
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "w.wav"
         subprocess.run([espeak_binary(), *_voice(language, speaker), "-w", str(out), word],
                        check=True, capture_output=True)
-        wave, rate = sf.read(str(out), dtype="float32")
+        tensor, rate = load_audio(str(out))
+        wave = tensor[0].numpy().astype(np.float32)
     if rate != ESPEAK_RATE:
         raise SpeechUnavailable(f"unexpected espeak-ng sample rate {rate}")
     # espeak pads words with silence: trim it so word times are the voiced span

@@ -128,8 +128,10 @@ def test_node_chain_matches_direct_calls(models_dir):
     assert frames.shape == (5, 64, 32, 3) and 0 <= frames.min() and frames.max() <= 1
     vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=32, tile_sample_stride_height=16,
                       tile_sample_stride_width=16)
-    assert nodes.wan_decode(vae, video, tiled=True).shape == frames.shape
-    assert not vae.use_tiling  # untiled again for the next decode
+    tiled = nodes.wan_decode(vae, video, tiled=True)
+    assert tiled.shape == frames.shape and (tiled - frames).abs().max() > 0  # really went through tiles
+    torch.testing.assert_close(nodes.wan_decode(vae, video), frames, atol=0, rtol=0)
+    assert not vae.use_tiling
 
 
 def test_fp8_block_swap_loader_runs(models_dir):

@@ -213,6 +213,17 @@ def test_cache_skips_unchanged_subgraph(runner):
     assert changed.outputs["3"] == {"text": ["sum=6@3"]}
 
 
+def test_cache_keeps_latest_prompt_unless_lru(tmp_path):
+    classic = Runner(nodes=NODES)
+    classic.run(_chain(value=1))
+    classic.run(_chain(value=2))
+    assert classic.run(_chain(value=1)).executed == ["1", "2", "3"]  # the first prompt's outputs were dropped
+    lru = Runner(nodes=NODES, cache_lru=10)
+    lru.run(_chain(value=1))
+    lru.run(_chain(value=2))
+    assert lru.run(_chain(value=1)).executed == []
+
+
 def test_identical_nodes_run_once(runner):
     prompt = _chain() | {"4": {"class_type": "TNumber", "inputs": {"value": 2}},
                          "5": {"class_type": "TShow", "inputs": {"value": ["4", 0], "label": ""}}}

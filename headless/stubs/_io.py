@@ -637,9 +637,9 @@ class ComfyNode:
 
     @classmethod
     def VALIDATE_CLASS(cls):
-        if _first_real_override(cls, "define_schema") is None:
+        if first_real_override(cls, "define_schema") is None:
             raise Exception(f"No define_schema function was defined for node class {cls.__name__}.")
-        if _first_real_override(cls, "execute") is None:
+        if first_real_override(cls, "execute") is None:
             raise Exception(f"No execute function was defined for node class {cls.__name__}.")
 
     @classproperty
@@ -767,7 +767,7 @@ class ComfyNode:
         return cls._v1_outputs()["EXPERIMENTAL"]
 
 
-def _first_real_override(cls: type, name: str):
+def first_real_override(cls: type, name: str):
     base_func = getattr(ComfyNode, name).__func__
     for c in cls.mro()[:-1]:
         if c is ComfyNode:

@@ -79,6 +79,7 @@ def generate(
     text_f: Optional[torch.Tensor] = None,
     text_mask: Optional[torch.Tensor] = None,
     negative_text_f: Optional[torch.Tensor] = None,
+    negative_text_mask: Optional[torch.Tensor] = None,
     lyrics_f: Optional[torch.Tensor] = None,
     lyrics_mask: Optional[torch.Tensor] = None,
     latent_len: Optional[int] = None,
@@ -99,7 +100,8 @@ def generate(
     empty_lyrics = None
     if net.config.lyrics_dim and lyr_len is not None:
         empty_lyrics = net.empty_lyrics_feat.unsqueeze(0).expand(1, lyr_len, -1)
-    uncond = net.encode_conditions(batch=1, latent_len=n, text_f=negative_text_f, lyrics_f=empty_lyrics,
+    uncond = net.encode_conditions(batch=1, latent_len=n, text_f=negative_text_f, text_mask=negative_text_mask,
+                                   lyrics_f=empty_lyrics,
                                    duration_s=duration_s, clip_len=cond.clip.shape[1], sync_len=lens["sync_len"])
     if uncond.text.shape[1] != cond.text.shape[1]:
         batched_cfg = False  # e.g. a T5 prompt longer than the empty string: run the passes separately

@@ -19,8 +19,10 @@ class LogMel(nn.Module):
         from torchaudio.functional import melscale_fbanks
 
         self.n_fft, self.hop_length = n_fft, hop_length
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-        fb = melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate)
+        with torch.device("cpu"):  # real values even when the model is built on the meta device
+            window = torch.hann_window(n_fft)
+            fb = melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate)
+        self.register_buffer("window", window, persistent=False)
         self.register_buffer("fbank", fb, persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:

@@ -6,24 +6,50 @@ patchified (channel x mel-bin) features, as diffusers' LTX-2 pipeline normalises
 """
 from __future__ import annotations
 
+import io
+import math
+
+import av
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio
 
 
 MEL_N_FFT = 1024  # ltx_core audio_vae preprocessing: filter_length 1024
+IMAGE_CRF = 29  # ltx_pipelines DEFAULT_IMAGE_CRF: conditioning images pass through H.264 at CRF 29
 
 
 def fit_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """[F, H, W, 3] in 0..1 -> [F, 3, height, width]: scale to cover, then centre-crop."""
+    """[F, H, W, 3] in 0..1 -> [F, 3, height, width]: scale to cover, then centre-crop
+    (ltx_pipelines media_io.resize_and_center_crop: bilinear, sizes rounded up)."""
     x = frames.permute(0, 3, 1, 2).float()
     h, w = x.shape[-2:]
     scale = max(height / h, width / w)
-    nh, nw = max(height, round(h * scale)), max(width, round(w * scale))
+    nh, nw = math.ceil(h * scale), math.ceil(w * scale)
     if (nh, nw) != (h, w):
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
     top, left = (nh - height) // 2, (nw - width) // 2
     return x[..., top : top + height, left : left + width]
+
+
+def h264_roundtrip(frame: torch.Tensor, crf: int = IMAGE_CRF) -> torch.Tensor:
+    """[H, W, 3] in 0..1 through one H.264 frame at ``crf`` (even size), as JUST-DUB-IT prepares the
+    first-frame image so it carries the same compression as video frames; crf 0 = unchanged."""
+    if crf <= 0:
+        return frame
+    rgb = (frame.clamp(0, 1) * 255).round().byte().numpy()
+    rgb = np.ascontiguousarray(rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2])
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=1, options={"crf": str(crf), "preset": "veryfast"})
+        stream.height, stream.width = rgb.shape[:2]
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")))
+        out.mux(stream.encode())
+    buf.seek(0)
+    with av.open(buf) as src:
+        decoded = next(src.decode(video=0)).to_ndarray(format="rgb24")
+    return torch.from_numpy(decoded).float() / 255.0
 
 
 def _stats(t: torch.Tensor, like: torch.Tensor, shape) -> torch.Tensor:
