@@ -26,6 +26,18 @@ def _register_package() -> None:
 _register_package()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    # Tiny models: intra-op threads cost more sync than they save, and on a loaded 2-core runner
+    # they make tiny forwards up to 50x slower. Benchmarks choose their own thread count.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def golden_root() -> Path:
     return Path(os.environ.get("SOUNDSTAGE_GOLDEN", REPO.parent / "shared" / "golden"))
 

@@ -13,15 +13,6 @@ from soundstage.models.audiogen_omni.sampler import generate
 from soundstage.models.audiogen_omni.text import T5TextEncoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops: intra-op threads only add sync overhead (50x slower on a busy 2-core runner).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_omni(**kw) -> MMDiT:
     torch.manual_seed(0)
     cfg = MMDiTConfig(latent_dim=8, clip_dim=12, sync_dim=10, text_dim=16, hidden_dim=32, depth=3, fused_depth=1,

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -12,15 +11,6 @@ from soundstage.models.audiogen_omni import train as tr
 from soundstage.models.audiogen_omni.loader import load_mmdit
 from soundstage.models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
 from soundstage.models.common.trainer import TrainConfig
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops: intra-op threads only add sync overhead (50x slower on a busy 2-core runner).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 CFG = MMDiTConfig(latent_dim=4, clip_dim=6, sync_dim=6, text_dim=8, hidden_dim=32, depth=2, fused_depth=1,

@@ -108,3 +108,20 @@ def test_encode_context_needs_audio(tmp_path):
         encode_context(model, silent, None, 0, 0, 0)
     with pytest.raises(ValueError, match="multiples of 32"):
         encode_context(model, silent, None, 70, 64, 0)
+
+
+def test_first_frame_h264_roundtrip_and_cover_crop():
+    from soundstage.models.just_dub_it.av_codec import fit_frames, h264_roundtrip
+
+    g = torch.Generator().manual_seed(0)
+    frame = torch.rand(33, 47, 3, generator=g) * 0.5 + torch.linspace(0, 0.5, 47).view(1, 47, 1)
+    assert h264_roundtrip(frame, 0) is frame
+    out = h264_roundtrip(frame, 29)
+    assert out.shape == (32, 46, 3)  # H.264 needs even sizes
+    err = (out - frame[:32, :46]).abs().mean()
+    assert 0 < err < 0.15  # lossy, but the same picture
+    # Cover-resize then centre-crop: a 2:1 frame into a square keeps the middle columns.
+    wide = torch.zeros(1, 32, 64, 3)
+    wide[:, :, 16:48] = 1.0
+    sq = fit_frames(wide, 32, 32)
+    assert sq.shape == (1, 3, 32, 32) and sq.min() == 1.0

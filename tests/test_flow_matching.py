@@ -7,15 +7,6 @@ import torch
 from soundstage.models.common import flow_matching as fm
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops: intra-op threads only add sync overhead (50x slower on a busy 2-core runner).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_euler_reaches_data_on_straight_path():
     # For the optimal-transport path the velocity towards x1 is (x1 - x) / (1 - t): exact with Euler.
     x1 = torch.randn(3, 5)

@@ -41,3 +41,28 @@ def test_block_swap_moves_each_block_and_keeps_results():
     assert swap.moves == 2 * (len(model.transformer.transformer_blocks) - 1)
     swap.remove()
     torch.testing.assert_close(got, want)
+
+
+def test_loras_on_fp8_layers_run_beside_the_weights_and_unload():
+    from soundstage.models.just_dub_it.lora import lora_from_state_dict, loras_merged
+
+    sd, meta = random_native_checkpoint(seed=9)
+    ref, fp8 = load_transformer(sd, meta), load_transformer(sd, meta)
+    store_fp8(fp8.transformer)
+    g = torch.Generator().manual_seed(1)
+    lora = lora_from_state_dict({
+        "diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight": 2 * torch.randn(2, 16, generator=g),
+        "diffusion_model.transformer_blocks.0.attn1.to_q.lora_B.weight": 2 * torch.randn(16, 2, generator=g),
+    })
+    ctx, text = _ctx()
+    base, _ = dub_stage1(fp8, ctx, text, None, steps=2, seed=0)
+    with loras_merged(ref.transformer, [(lora, 0.5), (lora, 0.5)]):
+        want, _ = dub_stage1(ref, ctx, text, None, steps=2, seed=0)
+    with loras_merged(fp8.transformer, [(lora, 0.5), (lora, 0.5)]):
+        assert len(fp8.transformer.transformer_blocks[0].attn1.to_q.loras) == 2
+        got, _ = dub_stage1(fp8, ctx, text, None, steps=2, seed=0)
+    assert fp8.transformer.transformer_blocks[0].attn1.to_q.loras == []
+    # fp8 + unmerged LoRA tracks fp32 + merged LoRA far closer than the LoRA moves the result.
+    assert (got - want).norm() < 0.25 * (got - base).norm()
+    after, _ = dub_stage1(fp8, ctx, text, None, steps=2, seed=0)
+    torch.testing.assert_close(after, base)

@@ -1,5 +1,4 @@
 """Evaluation nodes in a graph: a synthetic clip scored against its own ground truth."""
-import json
 import shutil
 
 import pytest

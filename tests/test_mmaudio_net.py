@@ -15,15 +15,6 @@ from soundstage.models.audiogen_omni.sampler import sample
 from soundstage.models.common.checkpoint import CheckpointError, compare_keys, meta_device, model_shapes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops: intra-op threads only add sync overhead (50x slower on a busy 2-core runner).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _split(path):
     d = load_file(str(path))
     meta = json.loads(path.with_suffix(".json").read_text())

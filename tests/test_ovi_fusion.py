@@ -15,14 +15,6 @@ from soundstage.models.ovi.loader import config_from_state_dict, load_ovi_fusion
 from soundstage.models.ovi.tower import audio_config, video_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny models: intra-op threads cost more than they save, and oversubscribed CI cores make them crawl.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 OVI_FILES = golden_files("ovi_fusion")
 VARIANTS = {"t2v": {}, "i2v": {"first_frame_clean": True}, "slg": {"slg_layer": 1}}
 

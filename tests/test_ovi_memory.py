@@ -1,20 +1,10 @@
 """fp8 weight storage and block swapping give the outputs they promise."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from soundstage.models.ovi.memory import FP8_DTYPE, BlockSwap, Fp8Linear, fp8_blocks_, quantize_fp8
 from soundstage.models.ovi.tiny import tiny_fusion
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny models: intra-op threads cost more than they save, and oversubscribed CI cores make them crawl.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _inputs(seed=0):

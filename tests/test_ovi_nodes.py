@@ -16,14 +16,6 @@ from soundstage.nodes import ovi as nodes
 from soundstage.nodes.model_folders import register_model_folders
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny models: intra-op threads cost more than they save, and oversubscribed CI cores make them crawl.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 REPO = Path(__file__).resolve().parents[1]
 TINY_VAE = dict(base_dim=8, decoder_base_dim=8, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
 TINY_WIDGETS = {"1.num_heads": 2, "1.text_len": 16, "3.text_len": 16, "6.precision": "fp32", "5.width": 32, "5.height": 32,

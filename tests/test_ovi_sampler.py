@@ -9,14 +9,6 @@ from soundstage.models.ovi.sampler import OviConditioning, OviSampling, initial_
 from soundstage.models.ovi.tiny import tiny_fusion
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny models: intra-op threads cost more than they save, and oversubscribed CI cores make them crawl.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 SHAPE = dict(latent_frames=2, latent_height=4, latent_width=4, audio_length=9)
 
 

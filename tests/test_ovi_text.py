@@ -10,15 +10,6 @@ from soundstage.models.ovi.text import (Umt5TextEncoder, build_prompt, clean_whi
 from soundstage.models.ovi.tiny import tiny_umt5_state_dict, write_tiny_tokenizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny models: intra-op threads cost more than they save, and oversubscribed CI cores make them crawl.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_prompt_builder_formats_per_variant():
     p = build_prompt("A man at a desk.", ["Hello there.", " "], "Calm male voice, keyboard clicks.")
     assert p == "A man at a desk. <S>Hello there.<E> <AUDCAP>Calm male voice, keyboard clicks.<ENDAUDCAP>"

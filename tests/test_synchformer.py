@@ -13,15 +13,6 @@ from soundstage.models.audiogen_omni.visual import sample_frames, sync_input
 from soundstage.models.common.checkpoint import CheckpointError, compare_keys, meta_device, model_shapes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops: intra-op threads only add sync overhead (50x slower on a busy 2-core runner).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("path", golden_files("synchformer"), ids=lambda p: p.stem)
 def test_golden_sync_features(golden_dir, path):
     d = load_file(str(path))

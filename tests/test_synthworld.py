@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from soundstage.synthworld import ClipSpec, generate_clip, generate_dataset, write_clip
+from soundstage.synthworld import ClipSpec, generate_clip, generate_dataset
 from soundstage.synthworld.speech import split_mnemonics
 from soundstage.synthworld.visemes import openness_track, viseme
 from soundstage.metrics.sync import synthworld_mouth_openness

@@ -12,14 +12,6 @@ from conftest import golden_files
 from soundstage.models.common.unipc import FlowUniPCMultistep, shift_sigmas, wan_flow_schedule
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny models: intra-op threads cost more than they save, and oversubscribed CI cores make them crawl.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 OVI_FILES = golden_files("ovi_fusion")
 
 

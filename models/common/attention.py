@@ -32,12 +32,16 @@ def attention(
     mask: torch.Tensor | None = None,
     *,
     scale: float | None = None,
+    empty_rows: bool = True,
 ) -> torch.Tensor:
     """SDPA over ``[B, H, L, D]`` tensors.
 
     ``mask`` is boolean (True = may attend) or additive (0 / -inf), broadcastable to
     ``[B, H, Lq, Lk]``. A query row whose keys are all masked returns exactly 0 — neither the
-    NaN of a naive softmax nor the uniform average some kernels give.
+    NaN of a naive softmax nor the uniform average some kernels give. The guard never reads the
+    mask back to the host, so masked attention can be captured in a CUDA graph; callers whose
+    masks can have no empty row (key-padding masks with at least one real key) pass
+    ``empty_rows=False`` to skip it.
     """
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, scale=scale)
@@ -47,13 +51,12 @@ def attention(
     else:
         bias = mask.to(q.dtype)
         allowed = torch.isfinite(bias)
+    if not empty_rows:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
     dead = ~allowed.any(dim=-1, keepdim=True)  # [.., Lq, 1]
-    if bool(dead.any()):
-        # Give dead rows a harmless finite bias, then zero their output.
-        bias = bias.masked_fill(dead, 0.0)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
-        return out.masked_fill(dead, 0.0)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+    # Dead rows get a harmless finite bias, then their output is zeroed.
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.masked_fill(dead, 0.0), scale=scale)
+    return out.masked_fill(dead, 0.0)
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:

@@ -96,19 +96,30 @@ class Encoders:
     tokenizer: object      # tokenizers.Tokenizer
     frame_stride: int = 3
 
+    def fingerprint(self) -> str:
+        """Changes when any encoder changes, so cached features are never reused across encoders."""
+        parts = [json.dumps(self.codec.config.to_dict(), sort_keys=True), self.tokenizer.to_str(),
+                 str(self.frame_stride)]
+        if self.clip is not None:
+            parts.append(self.clip.config.to_json_string())
+            parts.append(str(float(sum(p.detach().double().sum() for p in self.clip.parameters()))))
+        parts.append(str(float(sum(p.detach().double().sum() for p in self.codec.parameters()))))
+        return hashlib.sha1("\n".join(parts).encode()).hexdigest()
+
 
 def _codes(codec, wav: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return codec.encode(wav[None])[1][0, 0]
 
 
-def prepare_clip(entry: dict, data_dir: Path, enc: Encoders, cache_dir: Path | None) -> dict[str, torch.Tensor]:
-    """Media -> tensors for one manifest entry, cached as safetensors keyed by the entry."""
+def prepare_clip(entry: dict, data_dir: Path, enc: Encoders, cache_dir: Path | None,
+                 fingerprint: str = "") -> dict[str, torch.Tensor]:
+    """Media -> tensors for one manifest entry, cached as safetensors keyed by the entry and encoders."""
     from safetensors.torch import load_file, save_file
 
     from .vision import encode_video
 
-    key = hashlib.sha1(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha1((json.dumps(entry, sort_keys=True) + fingerprint).encode()).hexdigest()[:16]
     cached = cache_dir / f"{key}.safetensors" if cache_dir else None
     if cached is not None and cached.is_file():
         return load_file(str(cached))

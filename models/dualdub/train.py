@@ -84,7 +84,8 @@ def train(stage: int, data_dir: str | Path, out_dir: str | Path, steps: int, *, 
     if cfg.codebook_size != codec.codebook_size:
         raise ValueError(f"codec has {codec.codebook_size} codes, the model {cfg.codebook_size}")
     enc = Encoders(codec=codec, clip=clip, tokenizer=tokenizer, frame_stride=cfg.frame_stride)
-    clips = [prepare_clip(e, data_dir, enc, out / "feature_cache") for e in entries]
+    fingerprint = enc.fingerprint()
+    clips = [prepare_clip(e, data_dir, enc, out / "feature_cache", fingerprint) for e in entries]
     trainer = Trainer(model, dualdub_loss, TrainConfig(out_dir=str(out), steps=steps, lr=lr, seed=seed,
                                                         save_every=save_every, log_every=max(1, steps // 10),
                                                         extra={"stage": stage}))

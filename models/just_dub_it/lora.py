@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..common.checkpoint import CheckpointError, load_file
+from .memory import Fp8Linear
 from .transformer import native_module_name
 
 _PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.", "base_model.model.")
@@ -87,12 +88,12 @@ def read_lora(path: str | Path) -> Lora:
     return lora_from_state_dict(load_file(path), Path(path).stem)
 
 
-def _linear(model: nn.Module, path: str) -> nn.Linear:
+def _linear(model: nn.Module, path: str) -> nn.Module:
     try:
         module = model.get_submodule(path)
     except AttributeError:
         module = None
-    if not isinstance(module, nn.Linear):
+    if not isinstance(module, (nn.Linear, Fp8Linear)):
         raise CheckpointError(f"LoRA targets {path!r}, which is not a linear layer of this LTX-2 transformer")
     return module
 
@@ -117,8 +118,11 @@ def merge_lora(model: nn.Module, lora: Lora, strength: float = 1.0) -> MergedLor
         targets.append((linear, pair))
     merged = MergedLora(lora, strength)
     for linear, pair in targets:
-        w = linear.weight
-        w.copy_((w.float() + strength * pair.delta(device=w.device)).to(w.dtype))
+        if isinstance(linear, Fp8Linear):  # fp8 weights cannot absorb a delta: run it beside them
+            linear.loras.append((pair.down, pair.up, strength * pair.scale))
+        else:
+            w = linear.weight
+            w.copy_((w.float() + strength * pair.delta(device=w.device)).to(w.dtype))
         merged.modules.append((linear, pair))
     return merged
 
@@ -126,6 +130,11 @@ def merge_lora(model: nn.Module, lora: Lora, strength: float = 1.0) -> MergedLor
 @torch.no_grad()
 def unmerge_lora(merged: MergedLora) -> None:
     for linear, pair in merged.modules:
+        if isinstance(linear, Fp8Linear):
+            entry = (pair.down, pair.up, merged.strength * pair.scale)
+            i = next(i for i, e in enumerate(linear.loras) if e[0] is entry[0] and e[2] == entry[2])
+            linear.loras.pop(i)  # one entry: the same LoRA may be stacked twice
+            continue
         w = linear.weight
         w.copy_((w.float() - merged.strength * pair.delta(device=w.device)).to(w.dtype))
     merged.modules.clear()

@@ -4,7 +4,8 @@
   and dequantises a layer just before its matmul: about half the bf16 weight memory.
 * :class:`BlockSwap` keeps all but the first ``resident`` blocks on the offload device and moves
   each one to the compute device only for its own forward.
-Together they target a < 24 GB mode (issue 7); LoRAs must be merged before :func:`store_fp8`.
+Together they target a < 24 GB mode (issue 7). LoRAs on fp8 layers run unmerged (x A^T B^T),
+so stacking and unloading stay exact.
 """
 from __future__ import annotations
 
@@ -28,13 +29,17 @@ class Fp8Linear(nn.Module):
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
         self.compute_dtype = linear.weight.dtype
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.loras: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (down [r,in], up [out,r], scale)
 
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
         return (self.weight_fp8.to(torch.float32) * self.scale).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.dequantized(x.dtype), bias)
+        out = F.linear(x, self.dequantized(x.dtype), bias)
+        for down, up, scale in self.loras:
+            out = out + scale * F.linear(F.linear(x, down.to(x)), up.to(x))
+        return out
 
 
 def store_fp8(model: nn.Module, *, scope: str = "transformer_blocks") -> int:
