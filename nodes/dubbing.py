@@ -29,6 +29,7 @@ from ..models.just_dub_it.av_codec import (
 )
 from ..models.just_dub_it.bundle import load_ltx2_parts
 from ..models.just_dub_it.lora import Lora, loras_merged, read_lora
+from ..models.just_dub_it.memory import Fp8Linear, store_fp8
 from ..models.common.checkpoint import load_file, safetensors_metadata
 from ..models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1, dub_stage2
 from ..models.just_dub_it.upsampler import load_latent_upsampler, upsample_latent
@@ -97,12 +98,17 @@ class DubbedLatents:
 # --------------------------------------------------------------------------- plain functions
 
 
-def load_ltx2_av(path: str, precision: str, node: str = "Load LTX-2 AV Model") -> LTX2AVModel:
+def load_ltx2_av(path: str, precision: str, weight_storage: str = "default",
+                 node: str = "Load LTX-2 AV Model") -> LTX2AVModel:
     placement = Placement.auto(precision)
     try:
         parts = load_ltx2_parts(path, dtype=placement.dtype)
     except CheckpointError as exc:
         raise ValueError(f"{node}: input 'ckpt_name': {exc}") from exc
+    if weight_storage == "fp8_e4m3fn":
+        store_fp8(parts.transformer.transformer)  # ~19 GB of block weights instead of ~38 GB in bf16
+    elif weight_storage != "default":
+        raise ValueError(f"{node}: input 'weight_storage': unknown value {weight_storage!r}")
     name = Path(path).name
 
     def handle(module, kind):
@@ -138,7 +144,7 @@ def _linear_or_none(root: torch.nn.Module, path: str):
         module = root.get_submodule(path)
     except AttributeError:
         return None
-    return module if isinstance(module, torch.nn.Linear) else None
+    return module if isinstance(module, (torch.nn.Linear, Fp8Linear)) else None
 
 
 def load_text_encoder(path: str, precision: str, max_tokens: int, node: str = "Load LTX-2 Text Encoder") -> GemmaTextEncoder:
@@ -290,14 +296,17 @@ class LoadLTX2AVModel(io.ComfyNode):
                                tooltip="LTX-2 single file (models/soundstage/ltx2), e.g. ltx-2-19b-dev.safetensors."),
                 io.Combo.Input("precision", options=PRECISIONS, default="auto",
                                tooltip="Weight dtype; auto = bf16 on GPU, fp32 on CPU."),
+                io.Combo.Input("weight_storage", options=["default", "fp8_e4m3fn"], default="default",
+                               tooltip="fp8_e4m3fn stores the transformer blocks' linear weights in 8 bits (per-row scales), "
+                                       "halving their memory; LoRAs then run unmerged beside them."),
             ],
             outputs=[LTX2Model.Output(display_name="model")],
         )
 
     @classmethod
-    def execute(cls, ckpt_name, precision) -> io.NodeOutput:
+    def execute(cls, ckpt_name, precision, weight_storage) -> io.NodeOutput:
         path = resolve_model("soundstage_ltx2", ckpt_name, "Load LTX-2 AV Model", "ckpt_name")
-        return io.NodeOutput(load_ltx2_av(path, precision))
+        return io.NodeOutput(load_ltx2_av(path, precision, weight_storage))
 
 
 class DubbingLoraLoader(io.ComfyNode):

@@ -6,7 +6,6 @@ Each node's ``execute`` unpacks inputs and calls one function below; the work it
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from fractions import Fraction
 
 import torch
@@ -25,6 +24,7 @@ from ..media.mux import (
 from ..media.paths import resolve_inside
 from ..media.resize import RESIZE_MODES, plan_resize, resize_images
 from ..media.save_audio import AUDIO_FORMATS, audio_extension, save_audio
+from .errors import node_errors
 from .progress import step_callback
 
 CATEGORY = "Soundstage/Media"
@@ -37,15 +37,6 @@ SILENT_RATE = 48000
 
 
 # ----------------------------------------------------------------------------- shared helpers
-@contextmanager
-def node_errors(node: str, input_name: str):
-    """Turn library errors into ValueError naming the node and the input."""
-    try:
-        yield
-    except MediaError as exc:
-        raise ValueError(f"{node}: input '{input_name}': {exc}") from exc
-
-
 def input_files(extensions: set[str]) -> list[str]:
     folder = folder_paths.get_input_directory()
     if not os.path.isdir(folder):

@@ -16,10 +16,20 @@ from ..models.common.device import Placement
 
 
 class ModelHandle:
-    def __init__(self, module: torch.nn.Module, placement: Placement, *, info: dict[str, Any] | None = None):
+    """A module plus where it computes.
+
+    ``offload_after_use``: None leaves the choice to the environment (ComfyUI's model manager keeps it
+    until memory is needed; headless it goes back to ``placement.offload`` after each use); True
+    releases it after every use in both (for big encoders used once per run, like umt5-xxl); False
+    keeps it on its compute device between uses headless too.
+    """
+
+    def __init__(self, module: torch.nn.Module, placement: Placement, *, info: dict[str, Any] | None = None,
+                 offload_after_use: bool | None = None):
         self.module = module.eval().requires_grad_(False)
         self.placement = placement
         self.info = dict(info or {})
+        self.offload_after_use = offload_after_use
         self._patcher = None
         if IN_COMFYUI:
             import comfy.model_patcher  # type: ignore
@@ -41,11 +51,24 @@ class ModelHandle:
         """The module on its compute device for the duration of a node's work."""
         if self._patcher is not None:
             model_management.load_models_gpu([self._patcher])
-            yield self._patcher.model
+            try:
+                yield self._patcher.model
+            finally:
+                if self.offload_after_use:
+                    self._release_from_comfy()
             return
         self.placement.load(self.module)
         try:
             yield self.module
         finally:
-            if self.placement.offload != self.placement.device:
+            keep = self.offload_after_use is False or self.placement.offload == self.placement.device
+            if not keep:
                 self.placement.unload(self.module)
+
+    def _release_from_comfy(self) -> None:
+        # The model manager's own unload path, for this one model (as its free_memory does under pressure).
+        loaded = getattr(model_management, "current_loaded_models", [])
+        for i in range(len(loaded) - 1, -1, -1):
+            if getattr(loaded[i], "model", None) is self._patcher:
+                loaded.pop(i).model_unload()
+        model_management.soft_empty_cache()

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..compat import io
-from ..models.common.checkpoint import CheckpointError
-from ..models.common.device import best_device, resolve_dtype
+from ..models.common.device import Placement, best_device, resolve_dtype
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
 from ..models.ovi.long_clip import sample_ovi_long, stitch_audio, stitch_frames
 from ..models.ovi.memory import BlockSwap, cast_non_fp8_, fp8_blocks_
@@ -21,7 +20,9 @@ from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
 from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, MODEL_VARIANTS, Umt5TextEncoder,
                                build_prompt, load_tokenizer, load_umt5)
 from ..models.ovi.video_vae import decode_video, encode_image, load_wan_vae
+from .errors import node_errors
 from .model_folders import model_choices, register_model_folders, resolve_model
+from .model_patch import ModelHandle
 from .progress import step_callback
 
 CATEGORY = "Soundstage/Ovi"
@@ -36,44 +37,38 @@ VAE_SPATIAL = 16  # Wan2.2 VAE: 16x spatial, 4x temporal
 PIXEL_MULTIPLE = 32  # VAE 16x times the (2, 2) patch; Ovi snaps sizes to multiples of 32
 
 
-@contextmanager
-def node_errors(node: str, input_name: str):
-    try:
-        yield
-    except (CheckpointError, FileNotFoundError, OSError) as exc:
-        raise ValueError(f"{node}: input '{input_name}': {exc}") from exc
-
-
 # ----------------------------------------------------------------------------- model
 @dataclass
 class LoadedOvi:
     """The fusion model and how it runs; one per loader output, no global state."""
 
-    module: torch.nn.Module
-    device: torch.device
+    handle: ModelHandle
     offload: str
     resident_blocks: int
     swap: BlockSwap | None = None
 
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.handle.module
+
+    @property
+    def device(self) -> torch.device:
+        return self.handle.device
+
     @contextmanager
     def use(self):
-        if self.offload == "block_swap":
-            # Blocks stream in per forward; embeddings and heads stay on the device.
-            for part in (self.module.video_model, self.module.audio_model):
-                for name, child in part.named_children():
-                    if name != "blocks":
-                        child.to(self.device)
-            if self.swap is None:
-                self.swap = BlockSwap(self.module, self.device, self.resident_blocks)
-            yield self.module
+        if self.offload != "block_swap":
+            with self.handle.use() as module:
+                yield module
             return
-        self.module.to(self.device)
-        try:
-            yield self.module
-        finally:
-            if self.device.type != "cpu":
-                self.module.to("cpu")
-                torch.cuda.empty_cache()
+        # Block swap places weights itself: a model manager would load every block at once.
+        for part in (self.module.video_model, self.module.audio_model):
+            for name, child in part.named_children():
+                if name != "blocks":
+                    child.to(self.device)  # embeddings and heads stay on the device; blocks stream per forward
+        if self.swap is None:
+            self.swap = BlockSwap(self.module, self.device, self.resident_blocks)
+        yield self.module
 
 
 def load_ovi_model(ckpt_name: str, precision: str, offload: str, resident_blocks: int, num_heads: int,
@@ -82,7 +77,7 @@ def load_ovi_model(ckpt_name: str, precision: str, offload: str, resident_blocks
     device = best_device()
     fp8 = precision.startswith("fp8_e4m3")
     dtype = torch.bfloat16 if fp8 else resolve_dtype(precision, device)
-    with node_errors(node, "ckpt_name"):
+    with node_errors(node, "ckpt_name", OSError):
         # fp8: keep the file's dtypes so an fp8 release is not rounded twice, then quantise the rest.
         model = load_ovi_fusion(path, num_heads=num_heads or None, text_len=text_len, dtype=None if fp8 else dtype)
     if fp8:
@@ -90,7 +85,9 @@ def load_ovi_model(ckpt_name: str, precision: str, offload: str, resident_blocks
         cast_non_fp8_(model, torch.bfloat16)
     if not 0 <= resident_blocks <= model.num_blocks:
         raise ValueError(f"{node}: input 'resident_blocks': must be 0..{model.num_blocks}, got {resident_blocks}")
-    return LoadedOvi(model, device, offload, resident_blocks)
+    # fp8 blocks keep their storage dtype when moved; everything else computes in bf16.
+    placement = Placement(device, dtype, cast_dtype=not fp8)
+    return LoadedOvi(ModelHandle(model, placement, info={"kind": "ovi_fusion"}), offload, resident_blocks)
 
 
 class LoadOviModel(io.ComfyNode):
@@ -174,6 +171,12 @@ class OviPromptBuilder(io.ComfyNode):
 
 
 # ----------------------------------------------------------------------------- text
+@dataclass
+class LoadedUmt5:
+    encoder: Umt5TextEncoder
+    handle: ModelHandle  # places encoder.model
+
+
 def tokenizer_choices() -> list[str]:
     register_model_folders()
     from ..compat import folder_paths
@@ -202,16 +205,19 @@ def resolve_tokenizer(name: str, node: str) -> str:
 def load_text_encoder(text_encoder: str, tokenizer: str, text_len: int, node: str = "Load umt5 (Ovi)"):
     weights = resolve_model("text_encoders", text_encoder, node, "text_encoder")
     tok_path = resolve_tokenizer(tokenizer, node)
-    with node_errors(node, "text_encoder"):
-        model = load_umt5(weights, dtype=resolve_dtype("auto", best_device()))
-    with node_errors(node, "tokenizer"):
+    placement = Placement.auto("auto")
+    with node_errors(node, "text_encoder", OSError):
+        model = load_umt5(weights, dtype=placement.dtype)
+    with node_errors(node, "tokenizer", OSError):
         if tok_path.endswith(".model"):
             from transformers import T5TokenizerFast
 
             tok = T5TokenizerFast(vocab_file=tok_path)
         else:
             tok = load_tokenizer(tok_path)
-    return Umt5TextEncoder(model, tok, text_len=text_len)
+    # umt5-xxl is 11 GB in bf16: on the GPU only while it encodes, so the fusion model gets the memory.
+    handle = ModelHandle(model, placement, info={"kind": "umt5"}, offload_after_use=True)
+    return LoadedUmt5(Umt5TextEncoder(handle.module, tok, text_len=text_len), handle)
 
 
 class LoadOviTextEncoder(io.ComfyNode):
@@ -238,19 +244,11 @@ class LoadOviTextEncoder(io.ComfyNode):
         return io.NodeOutput(load_text_encoder(text_encoder, tokenizer, text_len))
 
 
-def encode_ovi_text(encoder: Umt5TextEncoder, prompt: str, video_negative: str, audio_negative: str) -> dict:
+def encode_ovi_text(encoder: LoadedUmt5, prompt: str, video_negative: str, audio_negative: str) -> dict:
     if not prompt.strip():
         raise ValueError("Ovi Text Encode: input 'prompt': the prompt is empty")
-    device = best_device()
-    model = encoder.model
-    # umt5-xxl is 11 GB in bf16: on the GPU only while it encodes, so the fusion model gets the memory.
-    model.to(device)
-    try:
-        pos, vneg, aneg = encoder.encode([prompt, video_negative, audio_negative])
-    finally:
-        if device.type != "cpu":
-            model.to("cpu")
-            torch.cuda.empty_cache()
+    with encoder.handle.use():
+        pos, vneg, aneg = encoder.encoder.encode([prompt, video_negative, audio_negative])
     return {"positive": pos, "video_negative": vneg, "audio_negative": aneg}
 
 
@@ -279,11 +277,15 @@ class OviTextEncode(io.ComfyNode):
 
 
 # ----------------------------------------------------------------------------- sampler
-def _sampling_inputs(ovi: LoadedOvi, conditioning: dict, width: int, height: int, slg_layer: int,
-                     image_latent: dict | None, node: str):
+def _check_pixel_size(width: int, height: int, node: str) -> None:
     for name, v in (("width", width), ("height", height)):
         if v % PIXEL_MULTIPLE:
             raise ValueError(f"{node}: input '{name}': must be a multiple of {PIXEL_MULTIPLE}, got {v}")
+
+
+def _sampling_inputs(ovi: LoadedOvi, conditioning: dict, width: int, height: int, slg_layer: int,
+                     image_latent: dict | None, node: str):
+    _check_pixel_size(width, height, node)
     if slg_layer >= ovi.module.num_blocks:
         raise ValueError(f"{node}: input 'slg_layer': the model has {ovi.module.num_blocks} blocks (0 disables SLG)")
     img = None
@@ -430,12 +432,12 @@ class OviStitchAudio(io.ComfyNode):
 
 
 # ----------------------------------------------------------------------------- Wan VAE
-def load_video_vae(vae_name: str, precision: str, node: str = "Load Wan2.2 VAE"):
+def load_video_vae(vae_name: str, precision: str, node: str = "Load Wan2.2 VAE") -> ModelHandle:
     path = resolve_model("vae", vae_name, node, "vae_name")
-    device = best_device()
-    with node_errors(node, "vae_name"):
-        vae = load_wan_vae(path, dtype=resolve_dtype(precision, device))
-    return vae.to(device)
+    placement = Placement.auto(precision)
+    with node_errors(node, "vae_name", OSError):
+        vae = load_wan_vae(path, dtype=placement.dtype)
+    return ModelHandle(vae, placement, info={"kind": "wan22_vae"})
 
 
 class LoadWanVAE(io.ComfyNode):
@@ -459,13 +461,15 @@ class LoadWanVAE(io.ComfyNode):
         return io.NodeOutput(load_video_vae(vae_name, precision))
 
 
-def wan_decode(vae, latent: dict, tiled: bool = False, node: str = "Wan VAE Decode") -> torch.Tensor:
+def wan_decode(vae: ModelHandle, latent: dict, tiled: bool = False, node: str = "Wan VAE Decode") -> torch.Tensor:
     z = latent["samples"]
-    if z.dim() != 5 or z.shape[1] != vae.config.z_dim:
-        raise ValueError(f"{node}: input 'latent': expected [B, {vae.config.z_dim}, F, H, W], got {tuple(z.shape)}")
-    # diffusers' spatial tiling (256 px tiles, blended seams) bounds decoder memory on 24 GB cards.
-    vae.enable_tiling() if tiled else vae.disable_tiling()
-    frames = decode_video(vae, z)
+    z_dim = vae.module.config.z_dim
+    if z.dim() != 5 or z.shape[1] != z_dim:
+        raise ValueError(f"{node}: input 'latent': expected [B, {z_dim}, F, H, W], got {tuple(z.shape)}")
+    with vae.use() as module:
+        # diffusers' spatial tiling (256 px tiles, blended seams) bounds decoder memory on 24 GB cards.
+        module.enable_tiling() if tiled else module.disable_tiling()
+        frames = decode_video(module, z)
     if latent.get("ovi_chunks"):
         return stitch_frames(list(frames))
     return frames.reshape(-1, *frames.shape[2:])
@@ -489,10 +493,9 @@ class WanVAEDecode(io.ComfyNode):
         return io.NodeOutput(wan_decode(vae, latent, tiled))
 
 
-def wan_encode_first_frame(vae, image: torch.Tensor, width: int, height: int, node: str = "Wan VAE Encode") -> dict:
-    for name, v in (("width", width), ("height", height)):
-        if v % PIXEL_MULTIPLE:
-            raise ValueError(f"{node}: input '{name}': must be a multiple of {PIXEL_MULTIPLE}, got {v}")
+def wan_encode_first_frame(vae: ModelHandle, image: torch.Tensor, width: int, height: int,
+                           node: str = "Wan VAE Encode") -> dict:
+    _check_pixel_size(width, height, node)
     img = image[:1].float()
     # Centre-crop to the target aspect, then resize (Ovi resizes the first frame to the model's area).
     h, w = img.shape[1:3]
@@ -505,7 +508,8 @@ def wan_encode_first_frame(vae, image: torch.Tensor, width: int, height: int, no
         img = img[:, (h - nh) // 2:(h - nh) // 2 + nh]
     img = F.interpolate(img.permute(0, 3, 1, 2), size=(height, width), mode="bilinear", antialias=True,
                         align_corners=False).permute(0, 2, 3, 1).clamp(0, 1)
-    return {"samples": encode_image(vae, img)}
+    with vae.use() as module:
+        return {"samples": encode_image(module, img)}
 
 
 class WanVAEEncode(io.ComfyNode):

@@ -28,8 +28,9 @@ def _write_tiny_models(models: Path) -> dict:
         lora[f"diffusion_model.{name}.lora_A.weight"] = torch.randn(4, in_f, generator=g) * 0.1
         lora[f"diffusion_model.{name}.lora_B.weight"] = torch.randn(out_f, 4, generator=g) * 0.1
     save_file(lora, str(models / "loras" / "dub_tiny.safetensors"))
+    # fp8 weight storage, so the run also covers LoRAs applied unmerged beside fp8 layers.
     return {
-        "2.ckpt_name": "ltx2_tiny.safetensors", "2.precision": "fp32",
+        "2.ckpt_name": "ltx2_tiny.safetensors", "2.precision": "fp32", "2.weight_storage": "fp8_e4m3fn",
         "3.lora_name": "dub_tiny.safetensors",
         "4.text_encoder": str(Path("gemma_tiny") / "model.safetensors"), "4.precision": "fp32", "4.max_tokens": 16,
         "5.width": 0, "5.height": 0, "5.max_frames": 0,

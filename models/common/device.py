@@ -47,6 +47,8 @@ class Placement:
     device: torch.device
     dtype: torch.dtype
     offload: torch.device = torch.device("cpu")
+    # False for modules whose storage dtypes are chosen per tensor (fp8 blocks): they only move.
+    cast_dtype: bool = True
 
     @classmethod
     def auto(cls, precision: str = "auto", device: str | None = None) -> "Placement":
@@ -54,6 +56,8 @@ class Placement:
         return cls(device=dev, dtype=resolve_dtype(precision, dev))
 
     def load(self, module: torch.nn.Module) -> torch.nn.Module:
+        if not self.cast_dtype:
+            return module.to(device=self.device)
         return module.to(device=self.device, dtype=self.dtype)
 
     def unload(self, module: torch.nn.Module) -> torch.nn.Module:

@@ -24,7 +24,8 @@ class Fp8Linear(nn.Module):
         super().__init__()
         w = linear.weight.detach().float()
         scale = (w.abs().amax(dim=1, keepdim=True) / FP8_MAX).clamp_min(1e-12)
-        self.register_buffer("weight_fp8", (w / scale).to(FP8))
+        # Held as raw bytes so Module.to(dtype) (device placement) never upcasts it.
+        self.register_buffer("weight_fp8", (w / scale).to(FP8).view(torch.uint8))
         self.register_buffer("scale", scale)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
         self.compute_dtype = linear.weight.dtype
@@ -32,7 +33,7 @@ class Fp8Linear(nn.Module):
         self.loras: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (down [r,in], up [out,r], scale)
 
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
-        return (self.weight_fp8.to(torch.float32) * self.scale).to(dtype)
+        return (self.weight_fp8.view(FP8).to(torch.float32) * self.scale).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
