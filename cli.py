@@ -211,6 +211,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ev.add_argument("--pred", required=True)
     ev.add_argument("--ref", required=True)
     ev.add_argument("--out", default=None, help="folder for report.json, report.md and plots")
+    ev.add_argument("--clip", default=None, help="CLIP vision weights (file or HF folder) for Temp-C and CLIP FD")
     ev.set_defaults(func=cmd_eval)
     return parser
 

@@ -5,7 +5,7 @@ from .evaluate import evaluate
 
 
 def main(args) -> int:
-    report = evaluate(args.pred, args.ref, args.out)
+    report = evaluate(args.pred, args.ref, args.out, clip=getattr(args, "clip", None))
     for k, v in report["summary"].items():
         print(f"{k:24s} {v:.4f}")
     return 0

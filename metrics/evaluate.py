@@ -25,7 +25,7 @@ def _wave(path: Path) -> tuple[np.ndarray, int]:
     return to_mono(wave), rate
 
 
-def score_clip(pred_dir: Path, ref_dir: Path, entry: dict, *, optional: bool = True) -> dict:
+def score_clip(pred_dir: Path, ref_dir: Path, entry: dict, *, optional: bool = True, clip_encoder=None) -> dict:
     cid = entry["id"]
     video = pred_dir / f"{cid}.mp4"
     if not video.is_file():
@@ -48,6 +48,8 @@ def score_clip(pred_dir: Path, ref_dir: Path, entry: dict, *, optional: bool = T
             out["int_corr"] = timing.int_corr(speech, ref_speech, srate)
             out["dur_err"] = timing.dur_err(speech, ref_speech, srate)
     out["spectral_flatness"] = quality.spectral_flatness(mix)
+    if clip_encoder is not None:
+        out.update(clip_scores(clip_encoder, frames, ref_dir / entry.get("video", f"{cid}.mp4")))
     for stem in ("speech", "effects", "music"):
         f = pred_dir / f"{cid}_{stem}.wav"
         if f.is_file():
@@ -71,6 +73,15 @@ def score_clip(pred_dir: Path, ref_dir: Path, entry: dict, *, optional: bool = T
     return out
 
 
+def clip_scores(encoder, frames: np.ndarray, ref_video: Path) -> dict:
+    """Temp-C of the prediction and FD of its CLIP frame embeddings to the reference clip's."""
+    from .clip_metrics import clip_video_metrics
+
+    ref = (decode_video(str(ref_video)).frames.numpy() * 255).astype(np.uint8) if ref_video.is_file() else None
+    m = clip_video_metrics(encoder, frames, ref)
+    return {"temp_c": m["temp_c"], "clip_fd": m["fd"]}
+
+
 def summarise(rows: list[dict]) -> dict:
     keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     summary = {}
@@ -83,7 +94,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def markdown_table(rows: list[dict], summary: dict) -> str:
     cols = [k for k in ("av_align", "onset_error_ms", "sync_offset_ms", "sync_confidence", "int_corr", "dur_err",
-                        "wer", "cer", "speaker_similarity", "spectral_flatness") if k in summary]
+                        "wer", "cer", "speaker_similarity", "spectral_flatness", "temp_c", "clip_fd") if k in summary]
     lines = ["| clip | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v))
     for r in rows:
@@ -113,13 +124,20 @@ def plot_offsets(rows: list[dict], path: Path) -> bool:
     return True
 
 
-def evaluate(pred: str | Path, ref: str | Path, out: str | Path | None = None, *, optional: bool = True) -> dict:
+def evaluate(pred: str | Path, ref: str | Path, out: str | Path | None = None, *, optional: bool = True,
+             clip: str | Path | None = None) -> dict:
+    """Score every manifest clip; ``clip`` (CLIP vision weights) adds Temp-C and CLIP FD per clip."""
     pred, ref = Path(pred), Path(ref)
     manifest_path = ref / "manifest.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"reference folder {ref} has no manifest.json (make one with `soundstage synth`)")
     manifest = json.loads(manifest_path.read_text())
-    rows = [score_clip(pred, ref, e, optional=optional) for e in manifest["clips"]]
+    encoder = None
+    if clip is not None:  # asked for explicitly, so unusable weights fail the run instead of being skipped
+        from .clip_metrics import load_encoder
+
+        encoder = load_encoder(clip)
+    rows = [score_clip(pred, ref, e, optional=optional, clip_encoder=encoder) for e in manifest["clips"]]
     report = {"clips": rows, "summary": summarise(rows)}
     out = Path(out) if out else pred
     out.mkdir(parents=True, exist_ok=True)

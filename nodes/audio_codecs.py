@@ -13,11 +13,13 @@ from pathlib import Path
 import torch
 
 from ..compat import io, model_management
-from ..models.common.checkpoint import CheckpointError, load_file
+from ..models.common.checkpoint import load_file
 from ..models.common.codecs.bigvgan import load_bigvgan
 from ..models.common.codecs.mel import MEL_16K, MEL_44K, LogMel, MelConfig, mel_config_for, prepare_waveform
 from ..models.common.codecs.mmaudio_vae import MelVAE, load_mel_vae
 from ..models.common.device import Placement
+from .common import precision_input, seed_input
+from .errors import node_errors
 from .model_folders import model_choices, resolve_model
 from .model_patch import ModelHandle
 from .progress import step_callback
@@ -61,24 +63,17 @@ def resolve_codec_file(name: str, node: str, input_name: str) -> str:
 
 def load_audio_vae(path: str, precision: str, node: str = "Load Mel-VAE") -> AudioVAEModel:
     placement = Placement.auto(precision)
-    try:
+    with node_errors(node, "vae_name", ValueError):
         vae = load_mel_vae(load_file(path), dtype=placement.dtype, context=f"{node}: {Path(path).name}")
-    except CheckpointError as exc:
-        raise ValueError(f"{node}: input 'vae_name': {exc}") from exc
-    try:
         mel = mel_config_for(vae.config.mel_bins)
-    except ValueError as exc:
-        raise ValueError(f"{node}: input 'vae_name': {exc}") from exc
     info = {"kind": "mmaudio_vae", "config": vae.config, "file": Path(path).name}
     return AudioVAEModel(ModelHandle(vae, placement, info=info), mel)
 
 
 def load_vocoder(path: str, precision: str, node: str = "Load Vocoder") -> ModelHandle:
     placement = Placement.auto(precision)
-    try:
+    with node_errors(node, "vocoder_name"):
         model = load_bigvgan(load_file(path), dtype=placement.dtype, context=f"{node}: {Path(path).name}")
-    except CheckpointError as exc:
-        raise ValueError(f"{node}: input 'vocoder_name': {exc}") from exc
     return ModelHandle(model, placement, info={"kind": "bigvgan", "config": model.config, "file": Path(path).name})
 
 
@@ -159,10 +154,8 @@ def vocode(vocoder: ModelHandle, mel: dict, node: str = "Vocoder") -> dict:
 
 
 def _precision_input() -> io.Combo.Input:
-    return io.Combo.Input(
-        "precision", options=PRECISIONS, default="fp32",
-        tooltip="Compute precision. fp32 is exact and cheap for these small models; auto = bf16/fp16 on GPU.",
-    )
+    return precision_input(PRECISIONS, "fp32",
+                           "Compute precision. fp32 is exact and cheap for these small models; auto = bf16/fp16 on GPU.")
 
 
 class LoadMelVAE(io.ComfyNode):
@@ -249,8 +242,7 @@ class MelVAEEncode(io.ComfyNode):
                 AudioVAE.Input("audio_vae", tooltip="From Load Mel-VAE."),
                 Mel.Input("mel", tooltip="From Audio To Mel, on the front end matching this VAE."),
                 io.Boolean.Input("sample", default=False, tooltip="Draw from the posterior instead of using its mean."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, step=1,
-                             tooltip="Seed for the posterior draw (ignored when sample is off)."),
+                seed_input("Seed for the posterior draw (ignored when sample is off).", control_after_generate=False),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )

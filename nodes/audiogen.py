@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,10 +25,12 @@ from ..models.audiogen_omni.text import T5TextEncoder
 from ..models.audiogen_omni.visual import (
     CLIP_ARCHS, ClipFrameEncoder, clip_text_features, extract_visual_features, load_clip_encoder, open_clip_from_config,
 )
-from ..models.common.checkpoint import CheckpointError, load_file, safetensors_metadata
+from ..models.common.checkpoint import load_file, safetensors_metadata
 from ..models.common.device import Placement
+from .common import optional_model_choices, precision_input, seed_input
+from .errors import node_errors
 from .model_folders import model_choices, register_model_folders, resolve_model
-from .model_patch import ModelHandle
+from .model_patch import HandledEncoder, ModelHandle
 from .progress import step_callback
 
 CATEGORY = "Soundstage/AudioGen-Omni"
@@ -47,7 +50,11 @@ LyricsConditioning = io.Custom("SOUNDSTAGE_MMDIT_LYRICS")
 class Encoders:
     synchformer: Optional[ModelHandle]
     clip: Optional[ClipFrameEncoder]
-    clip_placement: Placement
+    clip_handle: Optional[ModelHandle]  # places clip.model
+
+    def using_clip(self):
+        """CLIP on its compute device for the duration of a node's work (a no-op without CLIP)."""
+        return self.clip_handle.use() if self.clip_handle is not None else nullcontext()
 
 
 # --------------------------------------------------------------------------- plain functions
@@ -60,11 +67,9 @@ def load_mmdit_model(path: str, precision: str, node: str = "Load MMDiT Model") 
         meta = safetensors_metadata(path)
         if "mmdit_config" in meta:
             config = MMDiTConfig.from_dict(json.loads(meta["mmdit_config"]))
-    try:
+    with node_errors(node, "model_name"):
         net, name = load_mmdit_state_dict(load_file(path), config=config, dtype=placement.dtype,
                                           context=f"{node}: {Path(path).name}")
-    except CheckpointError as exc:
-        raise ValueError(f"{node}: input 'model_name': {exc}") from exc
     family = "audiogen_omni" if net.config.lyrics_dim or net.config.timing_seconds else "mmaudio"
     return ModelHandle(net, placement, info={"kind": "mmdit", "family": family, "preset": name, "file": Path(path).name})
 
@@ -78,24 +83,20 @@ def load_visual_encoders(synchformer_path: Optional[str], clip_path: Optional[st
         heads = None
         if synchformer_path.endswith(".safetensors"):
             heads = json.loads(safetensors_metadata(synchformer_path).get("synchformer_heads", "null"))
-        try:
+        with node_errors(node, "synchformer_name"):
             model = load_synchformer(sd, num_heads=heads, context=f"{node}: {Path(synchformer_path).name}")
-        except CheckpointError as exc:
-            raise ValueError(f"{node}: input 'synchformer_name': {exc}") from exc
         sync = ModelHandle(model, placement, info={"kind": "synchformer"})
     if clip_path:
         meta = safetensors_metadata(clip_path) if clip_path.endswith(".safetensors") else {}
-        try:
+        with node_errors(node, "clip_name", RuntimeError):
             if "open_clip_config" in meta:  # small/custom models carry their architecture
                 clip = open_clip_from_config(json.loads(meta["open_clip_config"]), load_file(clip_path))
             else:
                 clip = load_clip_encoder(clip_arch, clip_path)
-        except (CheckpointError, RuntimeError) as exc:
-            raise ValueError(f"{node}: input 'clip_name': {exc}") from exc
-        clip.model.to(placement.device, placement.dtype)
     if sync is None and clip is None:
         raise ValueError(f"{node}: choose at least one of 'synchformer_name' and 'clip_name'")
-    return Encoders(sync, clip, placement)
+    clip_handle = ModelHandle(clip.model, placement, info={"kind": "clip"}) if clip is not None else None
+    return Encoders(sync, clip, clip_handle)
 
 
 def encode_visual(encoders: Encoders, images: torch.Tensor, fps: float, duration: float,
@@ -107,12 +108,11 @@ def encode_visual(encoders: Encoders, images: torch.Tensor, fps: float, duration
     length = images.shape[0] / fps
     if encoders.synchformer is not None and length < 0.64:
         raise ValueError(f"{node}: the video is {length:.2f} s; Synchformer needs at least 0.64 s (16 frames at 25 fps)")
-    if encoders.synchformer is not None:
-        with encoders.synchformer.use() as sync:
-            feats = extract_visual_features(images, fps, clip_encoder=encoders.clip, synchformer=sync,
-                                            duration_s=duration or None)
-    else:
-        feats = extract_visual_features(images, fps, clip_encoder=encoders.clip, duration_s=duration or None)
+    with ExitStack() as stack:
+        stack.enter_context(encoders.using_clip())
+        sync = stack.enter_context(encoders.synchformer.use()) if encoders.synchformer is not None else None
+        feats = extract_visual_features(images, fps, clip_encoder=encoders.clip, synchformer=sync,
+                                        duration_s=duration or None)
     return {"clip": feats.clip, "sync": feats.sync, "duration_s": feats.duration_s, "fps": fps}
 
 
@@ -125,23 +125,26 @@ def t5_choices() -> list[str]:
     return out or ["none"]
 
 
-def load_t5(name: str, precision: str, max_length: int, node: str = "Load T5 Text Encoder") -> T5TextEncoder:
+def load_t5(name: str, precision: str, max_length: int, node: str = "Load T5 Text Encoder") -> HandledEncoder:
     register_model_folders()
     for root in folder_paths.get_folder_paths("text_encoders"):
         folder = os.path.join(root, name)
         if os.path.isfile(os.path.join(folder, "config.json")):
             placement = Placement.auto(precision)
-            return T5TextEncoder.from_folder(folder, dtype=placement.dtype, device=placement.device, max_length=max_length)
+            t5 = T5TextEncoder.from_folder(folder, dtype=placement.dtype, max_length=max_length)
+            return HandledEncoder(t5, ModelHandle(t5.model, placement, info={"kind": "t5"}))
     raise ValueError(f"{node}: input 't5_name': no folder '{name}' with config.json under text_encoders")
 
 
-def encode_text(prompt: str, negative: str, t5: Optional[T5TextEncoder], encoders: Optional[Encoders],
+def encode_text(prompt: str, negative: str, t5: Optional[HandledEncoder], encoders: Optional[Encoders],
                 node: str = "MMDiT Text Encode") -> dict:
     def one(text: str):
         if t5 is not None:
-            f = t5.encode([text])
+            with t5.handle.use():
+                f = t5.encoder.encode([text])
             return f.features.cpu(), f.mask.cpu()
-        return clip_text_features(encoders.clip, [text]).cpu(), None
+        with encoders.using_clip():
+            return clip_text_features(encoders.clip, [text]).cpu(), None
 
     if t5 is None and (encoders is None or encoders.clip is None):
         raise ValueError(f"{node}: connect 't5' (AudioGen-Omni) or 'clip_encoders' with a CLIP model (MMAudio)")
@@ -160,7 +163,7 @@ def encode_lyrics(text: str, language: str, tokenizer_name: str, node: str = "MM
     tok = LyricsTokenizer(tok_file)
     try:
         ids = tok.encode(text, None if language == "auto" else language)
-    except (ImportError, RuntimeError, ValueError) as exc:
+    except (ImportError, RuntimeError, ValueError) as exc:  # its message adds what failed: phonemisation
         raise ValueError(f"{node}: input 'text': cannot phonemise ({exc})") from exc
     return {"ids": torch.tensor(ids, dtype=torch.long), "vocab_size": tok.vocab_size, "text": text}
 
@@ -237,12 +240,7 @@ def sample_mmdit(model: ModelHandle, *, task: str, duration: float, steps: int, 
 
 
 def _precision() -> io.Combo.Input:
-    return io.Combo.Input("precision", options=PRECISIONS, default="auto",
-                          tooltip="Weights dtype; auto = bf16 on recent GPUs, fp32 on CPU.")
-
-
-def _optional_files(folder: str, none_label: str) -> list[str]:
-    return [none_label] + model_choices(folder)
+    return precision_input(PRECISIONS, "auto", "Weights dtype; auto = bf16 on recent GPUs, fp32 on CPU.")
 
 
 class LoadMMDiT(io.ComfyNode):
@@ -276,9 +274,9 @@ class LoadMMDiTVisualEncoders(io.ComfyNode):
             display_name="Load MMDiT Visual Encoders",
             category=CATEGORY,
             inputs=[
-                io.Combo.Input("synchformer_name", options=_optional_files("soundstage_mmaudio", "none"),
+                io.Combo.Input("synchformer_name", options=optional_model_choices("soundstage_mmaudio", "none"),
                                tooltip="synchformer_state_dict.pth (25 fps sync features); none = no sync features."),
-                io.Combo.Input("clip_name", options=_optional_files("clip_vision", "none"),
+                io.Combo.Input("clip_name", options=optional_model_choices("clip_vision", "none"),
                                tooltip="open_clip weights: DFN5B ViT-H-14-384 (MMAudio) or MetaCLIP bigG-14 "
                                        "(AudioGen-Omni); also encodes MMAudio's text."),
                 io.Combo.Input("clip_arch", options=list(CLIP_ARCHS), default="dfn5b_h14_384",
@@ -382,7 +380,7 @@ class MMDiTLyricsEncode(io.ComfyNode):
                 io.String.Input("text", multiline=True, default="", tooltip="Lyrics (song) or transcript (speech)."),
                 io.Combo.Input("language", options=LANGUAGES, default="auto",
                                tooltip="espeak-ng voice for phonemes; auto = graphemes for Latin script, else by script."),
-                io.Combo.Input("tokenizer", options=_optional_files("soundstage_mmaudio", "none (UTF-8 symbols)"),
+                io.Combo.Input("tokenizer", options=optional_model_choices("soundstage_mmaudio", "none (UTF-8 symbols)"),
                                tooltip="VoiceBPE tokenizer.json the model was trained with; none = UTF-8 bytes."),
             ],
             outputs=[LyricsConditioning.Output(display_name="lyrics")],
@@ -411,8 +409,7 @@ class MMDiTSampler(io.ComfyNode):
                 io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=200, step=1, tooltip="Euler steps (paper: 25)."),
                 io.Float.Input("cfg", default=DEFAULT_CFG, min=0.0, max=20.0, step=0.1,
                                tooltip="Guidance: cfg*cond + (1-cfg)*uncond (paper: 4.5); below 1 disables it."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, step=1, control_after_generate=True,
-                             tooltip="Noise seed (drawn on the CPU: the same seed gives the same audio everywhere)."),
+                seed_input("Noise seed (drawn on the CPU: the same seed gives the same audio everywhere)."),
                 io.Int.Input("variations", default=1, min=1, max=16, step=1, tooltip="Batch of different takes."),
                 VisualFeatures.Input("visual_features", optional=True),
                 TextConditioning.Input("text", optional=True),

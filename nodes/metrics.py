@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..compat import io, ui
+from .errors import node_errors
 
 CATEGORY = "Soundstage/Evaluation"
 
@@ -22,6 +23,17 @@ def _mono(audio: dict, node: str, name: str) -> tuple[np.ndarray, int]:
     if wave.size == 0:
         raise ValueError(f"{node}: input '{name}' is empty")
     return wave, int(audio["sample_rate"])
+
+
+def _at_rate(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """A mono float64 signal resampled to ``target`` Hz (unchanged when it is already there)."""
+    if rate == target:
+        return wave
+    import torch
+
+    from ..media.audio_io import resample
+
+    return resample(torch.from_numpy(wave).float()[None], rate, target)[0].numpy().astype(np.float64)
 
 
 def av_sync_metrics(video, max_lag: int, speech: dict | None = None) -> dict:
@@ -82,15 +94,12 @@ class DubbingTimingMetrics(io.ComfyNode):
 
     @classmethod
     def execute(cls, dubbed, source) -> io.NodeOutput:
-        from ..media.audio_io import resample
         from ..metrics import timing
-        import torch
 
         node = "SoundstageDubbingTimingMetrics"
         a, ra = _mono(dubbed, node, "dubbed")
         b, rb = _mono(source, node, "source")
-        if ra != rb:
-            a = resample(torch.from_numpy(a).float()[None], ra, rb)[0].numpy().astype(np.float64)
+        a = _at_rate(a, ra, rb)
         m = {"int_corr": timing.int_corr(a, b, rb), "dur_err": timing.dur_err(a, b, rb)}
         text = _report("Dubbing timing", m)
         return io.NodeOutput(m["int_corr"], m["dur_err"], text, ui=ui.PreviewText(text))
@@ -120,10 +129,8 @@ class Intelligibility(io.ComfyNode):
         from ..metrics.asr import MetricUnavailable, intelligibility
 
         wave, rate = _mono(speech, "SoundstageIntelligibility", "speech")
-        try:
+        with node_errors("SoundstageIntelligibility", "language", MetricUnavailable):
             m = intelligibility(wave, rate, reference_text, language)
-        except MetricUnavailable as exc:
-            raise ValueError(f"SoundstageIntelligibility: input 'language': {exc}") from exc
         text = _report("Intelligibility", m)
         return io.NodeOutput(m["wer"], m["cer"], m["transcript"], ui=ui.PreviewText(text))
 
@@ -143,20 +150,15 @@ class SpeakerSimilarity(io.ComfyNode):
 
     @classmethod
     def execute(cls, a, b) -> io.NodeOutput:
-        from ..media.audio_io import resample
         from ..metrics.asr import MetricUnavailable
         from ..metrics.speaker import speaker_similarity
-        import torch
 
         node = "SoundstageSpeakerSimilarity"
         wa, ra = _mono(a, node, "a")
         wb, rb = _mono(b, node, "b")
-        if ra != rb:
-            wb = resample(torch.from_numpy(wb).float()[None], rb, ra)[0].numpy().astype(np.float64)
-        try:
+        wb = _at_rate(wb, rb, ra)
+        with node_errors(node, None, MetricUnavailable):
             sim = speaker_similarity(wa, wb, ra)
-        except MetricUnavailable as exc:
-            raise ValueError(f"{node}: {exc}") from exc
         return io.NodeOutput(sim, ui=ui.PreviewText(f"speaker similarity: {sim:.4f}"))
 
 
@@ -190,10 +192,9 @@ class LipMetrics(io.ComfyNode):
 
         node = "SoundstageLipMetrics"
         ref = None if reference_frames is None else _frames_u8(reference_frames, node, "reference_frames")
-        try:
-            m = lip_metrics(_frames_u8(frames, node, "frames"), ref)
-        except MetricUnavailable as exc:
-            raise ValueError(f"{node}: {exc}") from exc
+        frames_u8 = _frames_u8(frames, node, "frames")
+        with node_errors(node, None, MetricUnavailable):
+            m = lip_metrics(frames_u8, ref)
         m.pop("mar_series")
         text = _report("Lip metrics", m)
         return io.NodeOutput(m["mar"], m["mar_diversity"], m.get("lmd", float("nan")), text, ui=ui.PreviewText(text))
@@ -257,3 +258,70 @@ def audio_event_metrics(audio: dict, ground_truth: str, reference: dict | None) 
 
 
 NODES = [AVSyncMetrics, DubbingTimingMetrics, Intelligibility, SpeakerSimilarity, LipMetrics, AudioEventMetrics]
+
+
+def _video_or_images(value, node: str, name: str) -> np.ndarray:
+    """VIDEO or IMAGE input -> uint8 frames [N, H, W, 3]."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return _frames_u8(value, node, name)
+    if hasattr(value, "get_components"):
+        return _frames_u8(value.get_components().images, node, name)
+    raise ValueError(f"{node}: input '{name}' must be a VIDEO or IMAGE frames")
+
+
+def clip_video_metrics(pred, clip_name: str, reference=None, stride: int = 1) -> dict:
+    from ..metrics.asr import MetricUnavailable
+    from ..metrics.clip_metrics import clip_video_metrics as score, load_encoder
+    from .model_folders import resolve_model
+
+    node = "SoundstageCLIPVideoMetrics"
+    frames = _video_or_images(pred, node, "pred")
+    ref = None if reference is None else _video_or_images(reference, node, "reference")
+    if frames[::stride].shape[0] < 2:
+        raise ValueError(f"{node}: input 'pred' has {frames.shape[0]} frame(s); Temp-C needs 2 at stride {stride}")
+    if ref is not None and ref[::stride].shape[0] < 2:
+        raise ValueError(f"{node}: input 'reference' needs at least 2 frames at stride {stride} for FD")
+    if not clip_name or clip_name == "none":
+        raise ValueError(f"{node}: input 'clip_name': choose CLIP vision weights in models/clip_vision")
+    path = resolve_model("clip_vision", clip_name, node, "clip_name")
+    with node_errors(node, "clip_name", MetricUnavailable):
+        encoder = load_encoder(path)
+    return score(encoder, frames, ref, stride=stride)
+
+
+class CLIPVideoMetrics(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        from .model_folders import model_choices
+
+        return io.Schema(
+            node_id="SoundstageCLIPVideoMetrics",
+            display_name="CLIP Video Metrics (Temp-C / FD)",
+            category=CATEGORY,
+            description="Temp-C: mean CLIP cosine similarity of consecutive frames (MTV 7.3). FD: Fréchet distance "
+                        "between the CLIP frame-embedding distributions of the prediction and a reference. Needs "
+                        "CLIP vision weights in models/clip_vision (none are downloaded).",
+            inputs=[
+                io.MultiType.Input("pred", types=[io.Video, io.Image], tooltip="the video (or frames) to score"),
+                io.Combo.Input("clip_name", options=model_choices("clip_vision"),
+                               tooltip="CLIP vision tower (HF or ComfyUI clip_vision layout, or open_clip)"),
+                io.Int.Input("stride", default=1, min=1, max=30, step=1,
+                             tooltip="embed every n-th frame (Temp-C then compares frames n apart)"),
+                io.MultiType.Input("reference", types=[io.Video, io.Image], optional=True,
+                                   tooltip="reference video or frames; FD is NaN without one"),
+            ],
+            outputs=[io.Float.Output(display_name="temp_c"), io.Float.Output(display_name="fd"),
+                     io.String.Output(display_name="report")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, pred, clip_name, stride, reference=None) -> io.NodeOutput:
+        m = clip_video_metrics(pred, clip_name, reference, stride)
+        text = _report("CLIP video metrics", m)
+        return io.NodeOutput(m["temp_c"], m["fd"], text, ui=ui.PreviewText(text))
+
+
+NODES.append(CLIPVideoMetrics)

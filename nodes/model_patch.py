@@ -7,6 +7,7 @@ the :class:`Placement` moves it directly.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
@@ -72,3 +73,11 @@ class ModelHandle:
             if getattr(loaded[i], "model", None) is self._patcher:
                 loaded.pop(i).model_unload()
         model_management.soft_empty_cache()
+
+
+@dataclass
+class HandledEncoder:
+    """A text encoder (tokenizer + network) whose network ``handle`` places while it encodes."""
+
+    encoder: Any
+    handle: ModelHandle

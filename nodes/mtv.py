@@ -6,13 +6,17 @@ then core CreateVideo muxes the frames with the input audio.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..compat import io, model_management
+from .common import compute_placement, optional_model_choices, seed_input
+from .errors import node_errors
 from .model_folders import model_choices, resolve_model
+from .model_patch import ModelHandle
 from .progress import step_callback
 
 CATEGORY = "Soundstage/MTV"
@@ -61,10 +65,16 @@ def wav2vec_windows(audio: dict, wav2vec_path: str, fps: float, clip_length: int
 
     model = load_wav2vec(load_file(wav2vec_path), _beside_config(wav2vec_path),
                          context=f"wav2vec2 {Path(wav2vec_path).name}")
-    model.to(model_management.get_torch_device())
-    feats, _ = wav2vec_features(model, mono_16k(audio), fps=fps, clip_length=clip_length)
+    with _one_shot(model).use() as live:
+        feats, _ = wav2vec_features(live, mono_16k(audio), fps=fps, clip_length=clip_length)
     feats.windows = feats.windows.float().cpu()
     return feats
+
+
+def _one_shot(module: torch.nn.Module) -> ModelHandle:
+    """A model loaded for one node run: placed by the model manager, released right after."""
+    dtype = next(module.parameters()).dtype
+    return ModelHandle(module, compute_placement(dtype), offload_after_use=True)
 
 
 def _beside_config(weights_path: str):
@@ -119,9 +129,9 @@ def demix(mixture, speech, effects, music, separator_path: str | None):
         )
     from ..models.mtv.demix import load_hdemucs, separate, stems_from_sources
 
-    model = load_hdemucs(separator_path).to(model_management.get_torch_device())
     wav, sr = mixture["waveform"][0].float(), int(mixture["sample_rate"])
-    stems = stems_from_sources(separate(model, wav, sr))
+    with _one_shot(load_hdemucs(separator_path)).use() as model:
+        stems = stems_from_sources(separate(model, wav, sr))
     out = {k: {"waveform": v[None].contiguous(), "sample_rate": sr} for k, v in stems.items()}
     return {k: given[k] if given[k] is not None else out[k] for k in given}
 
@@ -140,12 +150,9 @@ def encode_text(text: str, encoder_path: str) -> list:
         if tokenizer_path is None:
             raise
     tokenizer = load_tokenizer(tokenizer_path)
-    device = model_management.get_torch_device()
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = load_t5_encoder(encoder_path, dtype=dtype, device=device)
-    context = encode_prompts(model, tokenizer, [text]).cpu()
-    del model
-    model_management.soft_empty_cache()
+    dtype = torch.bfloat16 if model_management.get_torch_device().type == "cuda" else torch.float32
+    with _one_shot(load_t5_encoder(encoder_path, dtype=dtype)).use() as model:
+        context = encode_prompts(model, tokenizer, [text]).cpu()
     return [[context, {}]]
 
 
@@ -159,7 +166,8 @@ def _comfy_t5_tokenizer() -> Path | None:
     return path if path.is_file() else None
 
 
-def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int, cfg: float, vae=None, image=None):
+def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int, cfg: float,
+                 vae: ModelHandle | None = None, image=None):
     from ..models.mtv.sampler import num_chunks, sample_mtv
     from ..models.mtv.text import fit_text_length
     from ..models.mtv.vae import encode_frames, reencode_tail
@@ -172,25 +180,26 @@ def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int,
             f"SoundstageMTVSampler: input 'positive': text features are {context.shape[-1]}-wide, the model "
             f"expects {conf.text_embed_dim} (T5-v1.1-XXL)"
         )
+    if image is not None and vae is None:
+        raise ValueError("SoundstageMTVSampler: input 'image' needs the 'vae' input to encode the keyframe")
     device = model_management.get_torch_device()
     offload = model_management.unet_offload_device()
-    # The three 1.2B-parameter projectors run once per chunk: streamed in from the offload device.
+    # Own placement, not a ModelHandle: the three 1.2B-parameter projectors run once per chunk and are
+    # streamed in from the offload device, which a whole-module model manager cannot express.
     model.place(device, projector_device=offload)
-    image_latents = None
-    if image is not None:
-        if vae is None:
-            raise ValueError("SoundstageMTVSampler: input 'image' needs the 'vae' input to encode the keyframe")
-        frame = _fit_image(image[:1], conf.latent_height * 8, conf.latent_width * 8)
-        vae.to(device)
-        image_latents = encode_frames(vae, frame, torch.Generator().manual_seed(seed))
     total = num_chunks(control.num_frames or control.vocal.shape[0], (conf.latent_frames - 1) * 4 + 1) * steps
     try:
-        chunks = sample_mtv(
-            model, context, control, latent_height=conf.latent_height, latent_width=conf.latent_width, steps=steps,
-            guidance=cfg, seed=seed, image_latents=image_latents,
-            carry=reencode_tail(vae.to(device), seed=seed) if vae is not None else None,
-            callback=step_callback(total),
-        )
+        with (vae.use() if vae is not None else nullcontext()) as live_vae:
+            image_latents = None
+            if image is not None:
+                frame = _fit_image(image[:1], conf.latent_height * 8, conf.latent_width * 8)
+                image_latents = encode_frames(live_vae, frame, torch.Generator().manual_seed(seed))
+            chunks = sample_mtv(
+                model, context, control, latent_height=conf.latent_height, latent_width=conf.latent_width,
+                steps=steps, guidance=cfg, seed=seed, image_latents=image_latents,
+                carry=reencode_tail(live_vae, seed=seed) if live_vae is not None else None,
+                callback=step_callback(total),
+            )
     finally:
         model.place(offload)
         model_management.soft_empty_cache()
@@ -206,22 +215,23 @@ def _fit_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).clamp(0, 1)
 
 
-def decode_video(vae, latent: dict) -> torch.Tensor:
+def decode_video(vae: ModelHandle, latent: dict) -> torch.Tensor:
     from ..models.mtv.sampler import assemble_chunks
     from ..models.mtv.vae import decode_frames
 
-    vae.to(model_management.get_torch_device())
     samples = latent["samples"]
-    frames = [decode_frames(vae, samples[i:i + 1].permute(0, 2, 1, 3, 4)) for i in range(samples.shape[0])]
-    vae.to(model_management.vae_offload_device())
+    with vae.use() as live:
+        frames = [decode_frames(live, samples[i:i + 1].permute(0, 2, 1, 3, 4)) for i in range(samples.shape[0])]
     return assemble_chunks(frames, int(latent.get("mtv_num_frames", 0)))
 
 
-def load_vae(path: str, dtype_name: str):
+def load_vae(path: str, dtype_name: str) -> ModelHandle:
     from ..models.common.checkpoint import load_file
     from ..models.mtv.vae import load_cogvideox_vae
 
-    return load_cogvideox_vae(load_file(path), dtype=DTYPES[dtype_name])
+    vae = load_cogvideox_vae(load_file(path), dtype=DTYPES[dtype_name])
+    placement = compute_placement(DTYPES[dtype_name], offload=model_management.vae_offload_device())
+    return ModelHandle(vae, placement, info={"kind": "cogvideox_vae"})
 
 
 # ---- nodes ---------------------------------------------------------------------------------------
@@ -298,10 +308,8 @@ class MTVTextTemplate(io.ComfyNode):
         from ..models.mtv.text import build_prompt
 
         lines = [line for line in people.splitlines() if line.strip()]
-        try:
+        with node_errors("SoundstageMTVTextTemplate", "active_speaker", ValueError):
             return io.NodeOutput(build_prompt(scene, lines, active_speaker))
-        except ValueError as exc:
-            raise ValueError(f"SoundstageMTVTextTemplate: input 'active_speaker': {exc}") from exc
 
 
 class MTVTextEncode(io.ComfyNode):
@@ -325,10 +333,8 @@ class MTVTextEncode(io.ComfyNode):
     @classmethod
     def execute(cls, text, text_encoder):
         path = resolve_model("text_encoders", text_encoder, "SoundstageMTVTextEncode", "text_encoder")
-        try:
+        with node_errors("SoundstageMTVTextEncode", "text_encoder", FileNotFoundError):
             return io.NodeOutput(encode_text(text, path))
-        except FileNotFoundError as exc:
-            raise ValueError(f"SoundstageMTVTextEncode: input 'text_encoder': {exc}") from exc
 
 
 class MTVAudioDemix(io.ComfyNode):
@@ -343,7 +349,7 @@ class MTVAudioDemix(io.ComfyNode):
             description="Speech / effects / music stems: connected stems are used as given; missing ones "
                         f"are separated from the mixture with a Hybrid Demucs file ({EXPECTED_DEMUCS_FILE}).",
             inputs=[
-                io.Combo.Input("separator", options=[NO_SEPARATOR] + model_choices("soundstage_mtv"),
+                io.Combo.Input("separator", options=optional_model_choices("soundstage_mtv", NO_SEPARATOR),
                                default=NO_SEPARATOR, tooltip=f"{EXPECTED_DEMUCS_FILE} in models/soundstage/mtv/."),
                 io.Audio.Input("mixture", optional=True, tooltip="The full soundtrack."),
                 io.Audio.Input("speech_stem", optional=True, tooltip="Speech stem (drives lip motion)."),
@@ -426,8 +432,7 @@ class MTVSampler(io.ComfyNode):
                 MODEL.Input("mtv_model", tooltip="From Load MTV Model."),
                 io.Conditioning.Input("positive", tooltip="T5-XXL text features (MTV Text Encode)."),
                 CONTROL.Input("control", tooltip="From MST-ControlNet."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, step=1,
-                             control_after_generate=True, tooltip="Noise seed."),
+                seed_input("Noise seed."),
                 io.Int.Input("steps", default=50, min=1, max=200, step=1, tooltip="Official: 50."),
                 io.Float.Input("cfg", default=3.5, min=1.0, max=20.0, step=0.1,
                                tooltip="Official effective value 3.5; 1.0 disables the unconditional pass."),

@@ -20,9 +20,10 @@ from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
 from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, MODEL_VARIANTS, Umt5TextEncoder,
                                build_prompt, load_tokenizer, load_umt5)
 from ..models.ovi.video_vae import decode_video, encode_image, load_wan_vae
+from .common import seed_input
 from .errors import node_errors
 from .model_folders import model_choices, register_model_folders, resolve_model
-from .model_patch import ModelHandle
+from .model_patch import HandledEncoder, ModelHandle
 from .progress import step_callback
 
 CATEGORY = "Soundstage/Ovi"
@@ -127,10 +128,8 @@ class LoadOviModel(io.ComfyNode):
 def ovi_prompt(video: str, speech: str, audio: str, variant: str, video_negative: str,
                audio_negative: str) -> tuple[str, str, str]:
     lines = [ln for ln in speech.splitlines() if ln.strip()]
-    try:
+    with node_errors("Ovi Prompt Builder", "model_variant", ValueError):
         prompt = build_prompt(video, lines, audio, variant)
-    except ValueError as exc:
-        raise ValueError(f"Ovi Prompt Builder: input 'model_variant': {exc}") from exc
     if not prompt:
         raise ValueError("Ovi Prompt Builder: input 'video_prompt': the prompt is empty")
     return prompt, video_negative, audio_negative
@@ -171,12 +170,6 @@ class OviPromptBuilder(io.ComfyNode):
 
 
 # ----------------------------------------------------------------------------- text
-@dataclass
-class LoadedUmt5:
-    encoder: Umt5TextEncoder
-    handle: ModelHandle  # places encoder.model
-
-
 def tokenizer_choices() -> list[str]:
     register_model_folders()
     from ..compat import folder_paths
@@ -217,7 +210,7 @@ def load_text_encoder(text_encoder: str, tokenizer: str, text_len: int, node: st
             tok = load_tokenizer(tok_path)
     # umt5-xxl is 11 GB in bf16: on the GPU only while it encodes, so the fusion model gets the memory.
     handle = ModelHandle(model, placement, info={"kind": "umt5"}, offload_after_use=True)
-    return LoadedUmt5(Umt5TextEncoder(handle.module, tok, text_len=text_len), handle)
+    return HandledEncoder(Umt5TextEncoder(handle.module, tok, text_len=text_len), handle)
 
 
 class LoadOviTextEncoder(io.ComfyNode):
@@ -244,7 +237,7 @@ class LoadOviTextEncoder(io.ComfyNode):
         return io.NodeOutput(load_text_encoder(text_encoder, tokenizer, text_len))
 
 
-def encode_ovi_text(encoder: LoadedUmt5, prompt: str, video_negative: str, audio_negative: str) -> dict:
+def encode_ovi_text(encoder: HandledEncoder, prompt: str, video_negative: str, audio_negative: str) -> dict:
     if not prompt.strip():
         raise ValueError("Ovi Text Encode: input 'prompt': the prompt is empty")
     with encoder.handle.use():
@@ -306,13 +299,10 @@ def ovi_sample(ovi: LoadedOvi, conditioning: dict, width: int, height: int, late
     cond, lh, lw = _sampling_inputs(ovi, conditioning, width, height, slg_layer, image_latent, node)
     s = OviSampling(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg, slg_layer=slg_layer,
                     seed=seed, batch_cfg=batch_cfg)
-    with ovi.use() as model:
-        try:
-            video, audio = sample_ovi(model, cond, latent_frames=latent_frames, latent_height=lh, latent_width=lw,
-                                      audio_length=audio_length, sampling=s, device=ovi.device,
-                                      callback=step_callback(steps))
-        except ValueError as exc:
-            raise ValueError(f"{node}: input 'image_latent': {exc}") from exc
+    with ovi.use() as model, node_errors(node, "image_latent", ValueError):
+        video, audio = sample_ovi(model, cond, latent_frames=latent_frames, latent_height=lh, latent_width=lw,
+                                  audio_length=audio_length, sampling=s, device=ovi.device,
+                                  callback=step_callback(steps))
     return {"samples": video[None]}, {"samples": audio.T[None].contiguous(), "type": "audio"}
 
 
@@ -362,8 +352,7 @@ def _sampler_inputs() -> list:
         io.Float.Input("audio_cfg", default=3.0, min=0.0, max=20.0, step=0.1, tooltip="Audio guidance scale."),
         io.Int.Input("slg_layer", default=11, min=0, max=255, step=1,
                      tooltip="Fusion block skipped in the negative pass (0 = no skip-layer guidance)."),
-        io.Int.Input("seed", default=100, min=0, max=0xFFFFFFFFFFFFFFFF, step=1, control_after_generate=True,
-                     tooltip="Noise seed (noise is drawn on the CPU: same seed, same clip on any device)."),
+        seed_input("Noise seed (noise is drawn on the CPU: same seed, same clip on any device).", default=100),
         io.Boolean.Input("batch_cfg", default=True,
                          tooltip="Run the positive and negative passes as one batch (faster, more memory)."),
     ]

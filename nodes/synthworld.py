@@ -7,13 +7,15 @@ from fractions import Fraction
 import torch
 
 from ..compat import InputImpl, Types, io
+from ..media.audio_io import to_comfy_audio
 from ..synthworld.speech import LINES, SPEAKERS
+from .errors import input_error
 
 CATEGORY = "Soundstage/Evaluation"
 
 
 def _audio(wave, rate: int) -> dict:
-    return {"waveform": torch.as_tensor(wave, dtype=torch.float32).reshape(1, 1, -1).clone(), "sample_rate": rate}
+    return to_comfy_audio(torch.tensor(wave, dtype=torch.float32).reshape(1, -1), rate)  # a copy: clips are reused
 
 
 def synth_clip(seed: int, seconds: float, size: int, fps: int, language: str, speaker: str, line: int, balls: int,
@@ -26,7 +28,7 @@ def synth_clip(seed: int, seconds: float, size: int, fps: int, language: str, sp
     try:
         clip = generate_clip(spec)
     except SpeechUnavailable as exc:
-        raise ValueError(f"SoundstageSynthClip: input 'speech': {exc}; set speech to false or install espeak-ng") from exc
+        raise input_error("SoundstageSynthClip", "speech", f"{exc}; set speech to false or install espeak-ng") from exc
     images = torch.from_numpy(clip.frames).float().div_(255.0)
     mix = _audio(clip.mix, sample_rate)
     video = InputImpl.VideoFromComponents(Types.VideoComponents(images=images, audio=mix, frame_rate=Fraction(fps)))

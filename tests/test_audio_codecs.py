@@ -13,51 +13,28 @@ from soundstage.models.common.codecs.bigvgan import BigVGAN, BigVGANConfig, load
 from soundstage.models.common.codecs.mel import MEL_16K, LogMel, prepare_waveform
 from soundstage.models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig, load_mel_vae
 from soundstage.nodes import audio_codecs as nodes
-from soundstage.nodes.model_folders import register_model_folders
+from helpers import BIGVGAN_TINY, MEL_VAE_16K, bigvgan_generator_state_dict, mel_vae_state_dict, runner_folders, \
+    temporary_models_dir
 
-VAE_CFG = MelVAEConfig(mel_bins=80, latent_channels=20, hidden_channels=8, channel_multipliers=(1, 2), layers_per_block=1)
-VOC_CFG = BigVGANConfig(upsample_initial_channel=64,  # halves 6 times: 64 is the least
-                         resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3, 5),))
+VAE_CFG = MelVAEConfig(**MEL_VAE_16K)
+VOC_CFG = BigVGANConfig(**BIGVGAN_TINY)
 
 
 def _raw_vae_sd() -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    sd = {k: torch.randn_like(v) for k, v in MelVAE(VAE_CFG).state_dict().items()}
-    sd["data_mean"] = torch.full_like(sd["data_mean"], -4.0)  # log10-mel statistics look like this
-    sd["data_std"] = torch.full_like(sd["data_std"], 1.5)
-    sd["encoder.learnable_gain"] = torch.tensor(0.0)
-    sd["decoder.learnable_gain"] = torch.tensor(0.0)
-    return sd
+    return mel_vae_state_dict(seed=0)
 
 
 def _generator_sd() -> dict[str, torch.Tensor]:
-    torch.manual_seed(1)
-    sd = {}
-    for k, v in BigVGAN(VOC_CFG).state_dict().items():
-        if k.endswith("filter"):
-            sd[k] = v
-        elif k.endswith(".weight"):
-            base = k[: -len(".weight")]
-            sd[base + ".weight_g"] = torch.full((v.shape[0], 1, 1), 0.5)
-            sd[base + ".weight_v"] = torch.randn_like(v)
-        else:
-            sd[k] = torch.randn_like(v) * 0.05
-    return sd
+    return bigvgan_generator_state_dict(seed=1)
 
 
 @pytest.fixture()
 def models_dir(tmp_path):
-    old = folder_paths.models_dir
-    folder_paths.set_models_directory(tmp_path / "models")
-    register_model_folders()
-    folder = tmp_path / "models" / "soundstage" / "mmaudio"
-    folder.mkdir(parents=True)
-    torch.save(_raw_vae_sd(), folder / "v1-16.pth")  # as released: a plain state dict, raw MP weights
-    torch.save({"generator": _generator_sd()}, folder / "best_netG.pt")  # as released: under 'generator'
-    try:
+    with temporary_models_dir(tmp_path / "models", "soundstage/mmaudio") as root:
+        folder = root / "soundstage" / "mmaudio"
+        torch.save(_raw_vae_sd(), folder / "v1-16.pth")  # as released: a plain state dict, raw MP weights
+        torch.save({"generator": _generator_sd()}, folder / "best_netG.pt")  # as released: under 'generator'
         yield folder
-    finally:
-        folder_paths.set_models_directory(old)
 
 
 def _tone_audio(seconds: float = 0.3, rate: int = 22050) -> dict:
@@ -159,9 +136,7 @@ def test_reconstruct_workflow_runs_headless(models_dir, tmp_path):
     from soundstage.headless.runner import Runner
 
     workflow = Path(__file__).resolve().parents[1] / "workflows" / "audio_reconstruct_mmaudio.json"
-    inp, out = tmp_path / "input", tmp_path / "output"
-    inp.mkdir()
-    out.mkdir()
+    inp, out = runner_folders(tmp_path)
     make_audio(inp / "speech.wav", seconds=0.25, sample_rate=24000, channels=2, kind="speechlike")
     result = Runner(input_dir=inp, output_dir=out, models_dir=models_dir.parents[1]).run(workflow)
     saved = result.outputs["8"]["audio"][0]

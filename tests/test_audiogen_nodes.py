@@ -13,7 +13,7 @@ from soundstage.models.audiogen_omni.loader import save_mmdit
 from soundstage.models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
 from soundstage.models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
 from soundstage.nodes import audiogen as nodes
-from soundstage.nodes.model_folders import register_model_folders
+from helpers import randomise, runner_folders, temporary_models_dir, write_codec_files
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,39 +25,6 @@ BASE = dict(latent_dim=20, clip_dim=16, sync_dim=SYNC_DIM, hidden_dim=32, depth=
             sample_rate=16000, samples_per_latent=512, latent_seq_len=250, clip_seq_len=64, sync_seq_len=192)
 
 
-def _randomise(module: torch.nn.Module, seed: int, std: float = 0.1) -> dict:
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0, std)
-    return module
-
-
-def _codec_files(folder: Path) -> None:
-    from soundstage.models.common.codecs.bigvgan import BigVGAN, BigVGANConfig
-    from soundstage.models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig
-
-    torch.manual_seed(0)
-    vae_cfg = MelVAEConfig(mel_bins=80, latent_channels=20, hidden_channels=8, channel_multipliers=(1, 2),
-                           layers_per_block=1)
-    sd = {k: torch.randn_like(v) * 0.3 for k, v in MelVAE(vae_cfg).state_dict().items()}
-    sd["data_mean"], sd["data_std"] = torch.full_like(sd["data_mean"], -4.0), torch.full_like(sd["data_std"], 1.5)
-    sd["encoder.learnable_gain"] = torch.tensor(0.0)
-    sd["decoder.learnable_gain"] = torch.tensor(0.0)
-    torch.save(sd, folder / "v1-16.pth")
-    voc_cfg = BigVGANConfig(upsample_initial_channel=64, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3, 5),))
-    gen = {}
-    for k, v in BigVGAN(voc_cfg).state_dict().items():
-        if k.endswith("filter"):
-            gen[k] = v
-        elif k.endswith(".weight"):
-            gen[k[:-7] + ".weight_g"] = torch.full((v.shape[0], 1, 1), 0.5)
-            gen[k[:-7] + ".weight_v"] = torch.randn_like(v)
-        else:
-            gen[k] = torch.randn_like(v) * 0.05
-    torch.save({"generator": gen}, folder / "best_netG.pt")
-
-
 def _tiny_t5(folder: Path) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
@@ -66,7 +33,7 @@ def _tiny_t5(folder: Path) -> None:
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    model = _randomise(T5EncoderModel(T5Config(vocab_size=len(words), d_model=T5_DIM, d_kv=8, d_ff=32, num_layers=1,
+    model = randomise(T5EncoderModel(T5Config(vocab_size=len(words), d_model=T5_DIM, d_kv=8, d_ff=32, num_layers=1,
                                                num_heads=2)), 5, 0.3)
     model.save_pretrained(str(folder))
     fast.save_pretrained(str(folder))
@@ -74,38 +41,35 @@ def _tiny_t5(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
-    old = folder_paths.models_dir
-    root = tmp_path_factory.mktemp("audiogen") / "models"
-    folder_paths.set_models_directory(str(root))
-    register_model_folders()
+    with temporary_models_dir(tmp_path_factory.mktemp("audiogen") / "models",
+                              "soundstage/mmaudio", "clip_vision", "text_encoders") as root:
+        _write_tiny_models(root)
+        yield root
+
+
+def _write_tiny_models(root: Path) -> None:
     mm = root / "soundstage" / "mmaudio"
-    for sub in (mm, root / "clip_vision", root / "text_encoders"):
-        sub.mkdir(parents=True, exist_ok=True)
     # An MMAudio-layout file (v1, 16 kHz latent), saved like the released .pth with its extra buffers.
-    mmaudio = _randomise(MMDiT(MMDiTConfig(**BASE, text_dim=32, text_seq_len=77)), 1)
+    mmaudio = randomise(MMDiT(MMDiTConfig(**BASE, text_dim=32, text_seq_len=77)), 1)
     sd = {k: v.clone() for k, v in mmaudio.state_dict().items()}
     sd["latent_std"] = sd["latent_std"].abs() + 0.5
     sd["t_embed.freqs"] = torch.ones(128)
     torch.save(sd, mm / "mmaudio_tiny.pth")
-    omni = _randomise(MMDiT(MMDiTConfig(**BASE, text_dim=T5_DIM, text_seq_len=77, v2=True, lyrics_dim=24,
+    omni = randomise(MMDiT(MMDiTConfig(**BASE, text_dim=T5_DIM, text_seq_len=77, v2=True, lyrics_dim=24,
                                         lyrics_vocab=257, lyrics_blocks=1, timing_seconds=10)), 2)
     with torch.no_grad():
         omni.latent_std.abs_().add_(0.5)
     save_mmdit(omni, mm / "omni_tiny.safetensors")
-    sync = _randomise(Synchformer(SynchformerConfig(embed_dim=SYNC_DIM, depth=1, num_heads=1)), 3, 0.05)
+    sync = randomise(Synchformer(SynchformerConfig(embed_dim=SYNC_DIM, depth=1, num_heads=1)), 3, 0.05)
     save_file({k: v.contiguous() for k, v in sync.state_dict().items()}, str(mm / "synchformer_tiny.safetensors"),
               metadata={"synchformer_heads": "1"})
     from soundstage.models.audiogen_omni.visual import open_clip_from_config
 
-    clip = _randomise(open_clip_from_config(CLIP_CFG).model, 4, 0.05)
+    clip = randomise(open_clip_from_config(CLIP_CFG).model, 4, 0.05)
     save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(root / "clip_vision" / "clip_tiny.safetensors"),
               metadata={"open_clip_config": json.dumps(CLIP_CFG)})
     _tiny_t5(root / "text_encoders" / "t5_tiny")
-    _codec_files(mm)
-    try:
-        yield root
-    finally:
-        folder_paths.set_models_directory(old)
+    write_codec_files(mm)
 
 
 def _video(path: Path, seconds: float = 1.0) -> Path:
@@ -199,9 +163,7 @@ def test_workflow_runs_headless(models_dir, tmp_path, name):
     import av
 
     overrides, video = CASES[name]
-    inp, out = tmp_path / "input", tmp_path / "output"
-    inp.mkdir()
-    out.mkdir()
+    inp, out = runner_folders(tmp_path)
     if video:
         _video(inp / video, 1.0)
     r = runner_mod.Runner(input_dir=inp, output_dir=out, models_dir=models_dir)

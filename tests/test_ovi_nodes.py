@@ -13,7 +13,7 @@ from soundstage.models.ovi.sampler import OviConditioning, OviSampling, sample_o
 from soundstage.models.ovi.tiny import tiny_fusion, tiny_umt5_state_dict, write_tiny_tokenizer
 from soundstage.models.ovi.video_vae import build_wan_vae, decode_video, encode_image, load_wan_vae
 from soundstage.nodes import ovi as nodes
-from soundstage.nodes.model_folders import register_model_folders
+from helpers import runner_folders, temporary_models_dir, write_codec_files
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,39 +29,15 @@ def _tiny_vae_file(path: Path, seed: int = 0) -> None:
     save_file(sd, str(path), metadata={"config": json.dumps(TINY_VAE)})
 
 
-def _codec_files(folder: Path) -> None:
-    from soundstage.models.common.codecs.bigvgan import BigVGAN, BigVGANConfig
-    from soundstage.models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig
-
-    torch.manual_seed(0)
-    vae_cfg = MelVAEConfig(mel_bins=80, latent_channels=20, hidden_channels=8, channel_multipliers=(1, 2),
-                           layers_per_block=1)
-    sd = {k: torch.randn_like(v) * 0.3 for k, v in MelVAE(vae_cfg).state_dict().items()}
-    sd["data_mean"], sd["data_std"] = torch.full_like(sd["data_mean"], -4.0), torch.full_like(sd["data_std"], 1.5)
-    sd["encoder.learnable_gain"] = torch.tensor(0.0)
-    sd["decoder.learnable_gain"] = torch.tensor(0.0)
-    torch.save(sd, folder / "v1-16.pth")
-    voc_cfg = BigVGANConfig(upsample_initial_channel=64, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3, 5),))
-    gen = {}
-    for k, v in BigVGAN(voc_cfg).state_dict().items():
-        if k.endswith("filter"):
-            gen[k] = v
-        elif k.endswith(".weight"):
-            gen[k[:-7] + ".weight_g"] = torch.full((v.shape[0], 1, 1), 0.5)
-            gen[k[:-7] + ".weight_v"] = torch.randn_like(v)
-        else:
-            gen[k] = torch.randn_like(v) * 0.05
-    torch.save({"generator": gen}, folder / "best_netG.pt")
-
-
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
-    old = folder_paths.models_dir
-    root = tmp_path_factory.mktemp("ovi") / "models"
-    folder_paths.set_models_directory(str(root))
-    register_model_folders()
-    for sub in ("soundstage/ovi", "text_encoders/umt5-xxl", "vae", "soundstage/mmaudio"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    with temporary_models_dir(tmp_path_factory.mktemp("ovi") / "models",
+                              "soundstage/ovi", "text_encoders/umt5-xxl", "vae", "soundstage/mmaudio") as root:
+        _write_tiny_models(root)
+        yield root
+
+
+def _write_tiny_models(root: Path) -> None:
     save_file({k: v.contiguous() for k, v in tiny_fusion(seed=2).state_dict().items()},
               str(root / "soundstage/ovi/model.safetensors"))
     save_file(tiny_umt5_state_dict(), str(root / "text_encoders/umt5-xxl-enc-bf16.safetensors"))
@@ -70,11 +46,7 @@ def models_dir(tmp_path_factory):
     write_tiny_tokenizer(root / "text_encoders/umt5-xxl/tokenizer.json")
     _tiny_vae_file(root / "vae/wan2.2_vae.safetensors")
     torch.save(_to_wan_layout(load_file(str(root / "vae/wan2.2_vae.safetensors"))), root / "vae/Wan2.2_VAE.pth")
-    _codec_files(root / "soundstage/mmaudio")
-    try:
-        yield root
-    finally:
-        folder_paths.set_models_directory(old)
+    write_codec_files(root / "soundstage/mmaudio")
 
 
 def test_schemas_are_complete():
@@ -118,12 +90,12 @@ def test_node_chain_matches_direct_calls(models_dir):
     vae = nodes.load_video_vae("wan2.2_vae.safetensors", "fp32")
     frames = nodes.wan_decode(vae, video)
     assert frames.shape == (5, 64, 32, 3) and 0 <= frames.min() and frames.max() <= 1
-    vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=32, tile_sample_stride_height=16,
+    vae.module.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=32, tile_sample_stride_height=16,
                       tile_sample_stride_width=16)
     tiled = nodes.wan_decode(vae, video, tiled=True)
     assert tiled.shape == frames.shape and (tiled - frames).abs().max() > 0  # really went through tiles
     torch.testing.assert_close(nodes.wan_decode(vae, video), frames, atol=0, rtol=0)
-    assert not vae.use_tiling
+    assert not vae.module.use_tiling
 
 
 def test_fp8_block_swap_loader_runs(models_dir):
@@ -217,9 +189,7 @@ def test_workflow_runs_headless(models_dir, tmp_path, name):
     import av
     import numpy as np
 
-    inp, out = tmp_path / "input", tmp_path / "output"
-    inp.mkdir()
-    out.mkdir()
+    inp, out = runner_folders(tmp_path)
     overrides = dict(TINY_WIDGETS)
     if name == "i2av_ovi":
         from PIL import Image
