@@ -18,7 +18,7 @@ from ..models.common.codecs.bigvgan import load_bigvgan
 from ..models.common.codecs.mel import MEL_16K, MEL_44K, LogMel, MelConfig, mel_config_for, prepare_waveform
 from ..models.common.codecs.mmaudio_vae import MelVAE, load_mel_vae
 from ..models.common.device import Placement
-from .common import precision_input, seed_input
+from .common import audio_latent, precision_input, seed_input
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
 from .model_patch import ModelHandle
@@ -107,12 +107,7 @@ def vae_encode(vae: AudioVAEModel, mel: dict, sample: bool, seed: int, node: str
             z = MelVAE.sample(mean, logvar, gen)
         else:
             z = mean
-    latent = {
-        "samples": z.float().cpu(),
-        "type": "audio",
-        "sample_rate": vae.mel.sample_rate,
-        "latent_hop_length": vae.mel.hop_length * 2,
-    }
+    latent = audio_latent(z.float().cpu(), sample_rate=vae.mel.sample_rate, latent_hop_length=vae.mel.hop_length * 2)
     if "num_samples" in mel:
         latent["num_samples"] = mel["num_samples"]
     return latent

@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from ..compat import folder_paths, io
+from ..compat import io
 from ..models.audiogen_omni.loader import load_mmdit_state_dict
 from ..models.audiogen_omni.lyrics import LyricsTokenizer
 from ..models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
@@ -27,9 +27,11 @@ from ..models.audiogen_omni.visual import (
 )
 from ..models.common.checkpoint import load_file, safetensors_metadata
 from ..models.common.device import Placement
-from .common import optional_model_choices, precision_input, seed_input
+from .common import (
+    audio_latent, find_in_model_folders, model_folder_roots, optional_model_choices, precision_input, seed_input,
+)
 from .errors import node_errors
-from .model_folders import model_choices, register_model_folders, resolve_model
+from .model_folders import model_choices, resolve_model
 from .model_patch import HandledEncoder, ModelHandle
 from .progress import step_callback
 
@@ -95,7 +97,10 @@ def load_visual_encoders(synchformer_path: Optional[str], clip_path: Optional[st
                 clip = load_clip_encoder(clip_arch, clip_path)
     if sync is None and clip is None:
         raise ValueError(f"{node}: choose at least one of 'synchformer_name' and 'clip_name'")
-    clip_handle = ModelHandle(clip.model, placement, info={"kind": "clip"}) if clip is not None else None
+    clip_handle = None
+    if clip is not None:
+        clip.model.to(dtype=placement.dtype)  # ComfyUI's patcher only moves modules: the cast happens here, once
+        clip_handle = ModelHandle(clip.model, placement, info={"kind": "clip"})
     return Encoders(sync, clip, clip_handle)
 
 
@@ -117,23 +122,19 @@ def encode_visual(encoders: Encoders, images: torch.Tensor, fps: float, duration
 
 
 def t5_choices() -> list[str]:
-    register_model_folders()
     out = []
-    for root in folder_paths.get_folder_paths("text_encoders"):
-        if os.path.isdir(root):
-            out += sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, "config.json")))
+    for root in model_folder_roots("text_encoders"):
+        out += sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, "config.json")))
     return out or ["none"]
 
 
 def load_t5(name: str, precision: str, max_length: int, node: str = "Load T5 Text Encoder") -> HandledEncoder:
-    register_model_folders()
-    for root in folder_paths.get_folder_paths("text_encoders"):
-        folder = os.path.join(root, name)
-        if os.path.isfile(os.path.join(folder, "config.json")):
-            placement = Placement.auto(precision)
-            t5 = T5TextEncoder.from_folder(folder, dtype=placement.dtype, max_length=max_length)
-            return HandledEncoder(t5, ModelHandle(t5.model, placement, info={"kind": "t5"}))
-    raise ValueError(f"{node}: input 't5_name': no folder '{name}' with config.json under text_encoders")
+    config = find_in_model_folders("text_encoders", os.path.join(name, "config.json"))
+    if config is None:
+        raise ValueError(f"{node}: input 't5_name': no folder '{name}' with config.json under text_encoders")
+    placement = Placement.auto(precision)
+    t5 = T5TextEncoder.from_folder(os.path.dirname(config), dtype=placement.dtype, max_length=max_length)
+    return HandledEncoder(t5, ModelHandle(t5.model, placement, info={"kind": "t5"}))
 
 
 def encode_text(prompt: str, negative: str, t5: Optional[HandledEncoder], encoders: Optional[Encoders],
@@ -227,13 +228,8 @@ def sample_mmdit(model: ModelHandle, *, task: str, duration: float, steps: int, 
                        clip_f=to(clip_f), sync_f=to(sync_f), text_f=to(text_f), text_mask=to(text_mask),
                        negative_text_f=to(neg), negative_text_mask=to(neg_mask),
                        lyrics_f=lyrics_f, lyrics_mask=lyrics_mask, callback=callback)
-    return {
-        "samples": res.latent.transpose(1, 2).float().cpu().contiguous(),  # [B, C, T] for the Mel-VAE decoder
-        "type": "audio",
-        "sample_rate": cfgm.sample_rate,
-        "latent_hop_length": cfgm.samples_per_latent,
-        "duration_s": duration,
-    }
+    return audio_latent(res.latent.transpose(1, 2).float().cpu(), sample_rate=cfgm.sample_rate,
+                        latent_hop_length=cfgm.samples_per_latent, duration_s=duration)
 
 
 # --------------------------------------------------------------------------- nodes

@@ -268,8 +268,10 @@ class DualDubSampler(io.ComfyNode):
                                tooltip="Penalise codes used in the last 50 steps; 1 = off."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, step=1, control_after_generate=True,
                              tooltip="Sampling seed; the same seed gives the same soundtrack."),
-                io.Boolean.Input("allow_early_end", default=True,
-                                 tooltip="Let a stream stop at its EOS before the duration (it is then padded with silence)."),
+                io.Boolean.Input("allow_early_end", default=False,
+                                 tooltip="Let a stream stop at its EOS before 'duration' (then padded with silence). "
+                                         "Off: the video fixes the length (V2A/V2ST); on for TTS, where "
+                                         "'duration' is only the upper bound."),
             ],
             outputs=[DualDubTokens.Output("tokens")],
         )

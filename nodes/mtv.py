@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..compat import io, model_management
+from ..models.common.images import resize_images
 from .common import compute_placement, optional_model_choices, seed_input
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
@@ -192,7 +193,7 @@ def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int,
         with (vae.use() if vae is not None else nullcontext()) as live_vae:
             image_latents = None
             if image is not None:
-                frame = _fit_image(image[:1], conf.latent_height * 8, conf.latent_width * 8)
+                frame = resize_images(image[:1], conf.latent_height * 8, conf.latent_width * 8)
                 image_latents = encode_frames(live_vae, frame, torch.Generator().manual_seed(seed))
             chunks = sample_mtv(
                 model, context, control, latent_height=conf.latent_height, latent_width=conf.latent_width,
@@ -205,14 +206,6 @@ def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int,
         model_management.soft_empty_cache()
     samples = torch.cat([c.permute(0, 2, 1, 3, 4) for c in chunks]).float().cpu()  # [chunks, C, T, h, w]
     return {"samples": samples, "mtv_num_frames": control.num_frames, "mtv_fps": control.fps}
-
-
-def _fit_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    import torch.nn.functional as F
-
-    x = image.permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-    return x.permute(0, 2, 3, 1).clamp(0, 1)
 
 
 def decode_video(vae: ModelHandle, latent: dict) -> torch.Tensor:

@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..compat import io
 from ..models.common.device import Placement, best_device, resolve_dtype
+from ..models.common.images import center_crop_to_aspect, resize_images
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
 from ..models.ovi.long_clip import sample_ovi_long, stitch_audio, stitch_frames
 from ..models.ovi.memory import BlockSwap, cast_non_fp8_, fp8_blocks_
@@ -20,9 +20,9 @@ from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
 from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, MODEL_VARIANTS, Umt5TextEncoder,
                                build_prompt, load_tokenizer, load_umt5)
 from ..models.ovi.video_vae import decode_video, encode_image, load_wan_vae
-from .common import seed_input
+from .common import audio_latent, find_in_model_folders, model_folder_roots, precision_input, seed_input
 from .errors import node_errors
-from .model_folders import model_choices, register_model_folders, resolve_model
+from .model_folders import model_choices, resolve_model
 from .model_patch import HandledEncoder, ModelHandle
 from .progress import step_callback
 
@@ -102,10 +102,10 @@ class LoadOviModel(io.ComfyNode):
             inputs=[
                 io.Combo.Input("ckpt_name", options=model_choices("soundstage_ovi"),
                                tooltip="Fusion checkpoint in models/soundstage/ovi."),
-                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
-                               tooltip="auto: bf16 on GPU, fp32 on CPU. fp8_e4m3: block weights stored in fp8 "
-                                       "(per-tensor scale), computed in bf16 - about half the memory. fp8_e4m3_fast: the FFN "
-                                       "matmuls also run in fp8 (Ada/Hopper GPUs; slightly less accurate)."),
+                precision_input(PRECISIONS, "auto",
+                                "auto: bf16 on GPU, fp32 on CPU. fp8_e4m3: block weights stored in fp8 (per-tensor "
+                                "scale), computed in bf16 - about half the memory. fp8_e4m3_fast: the FFN matmuls "
+                                "also run in fp8 (Ada/Hopper GPUs; slightly less accurate)."),
                 io.Combo.Input("offload", options=list(OFFLOAD), default="none",
                                tooltip="block_swap: keep only 'resident_blocks' fusion blocks on the GPU and stream "
                                        "the others from CPU memory each step (for 24 GB cards)."),
@@ -171,13 +171,8 @@ class OviPromptBuilder(io.ComfyNode):
 
 # ----------------------------------------------------------------------------- text
 def tokenizer_choices() -> list[str]:
-    register_model_folders()
-    from ..compat import folder_paths
-
     found = set()
-    for folder in folder_paths.get_folder_paths("text_encoders"):
-        if not os.path.isdir(folder):
-            continue
+    for folder in model_folder_roots("text_encoders"):
         for root, _, files in os.walk(folder):
             for f in files:
                 if f in TOKENIZER_FILES or f.endswith("tokenizer.json"):
@@ -186,12 +181,9 @@ def tokenizer_choices() -> list[str]:
 
 
 def resolve_tokenizer(name: str, node: str) -> str:
-    from ..compat import folder_paths
-
-    for folder in folder_paths.get_folder_paths("text_encoders"):
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            return path
+    path = find_in_model_folders("text_encoders", name)
+    if path is not None:
+        return path
     raise ValueError(f"{node}: input 'tokenizer': '{name}' not found in the text_encoders folders")
 
 
@@ -303,7 +295,7 @@ def ovi_sample(ovi: LoadedOvi, conditioning: dict, width: int, height: int, late
         video, audio = sample_ovi(model, cond, latent_frames=latent_frames, latent_height=lh, latent_width=lw,
                                   audio_length=audio_length, sampling=s, device=ovi.device,
                                   callback=step_callback(steps))
-    return {"samples": video[None]}, {"samples": audio.T[None].contiguous(), "type": "audio"}
+    return {"samples": video[None]}, audio_latent(audio.T[None])
 
 
 def ovi_sample_long(ovi: LoadedOvi, conditioning: dict, chunks: int, width: int, height: int, latent_frames: int,
@@ -318,8 +310,7 @@ def ovi_sample_long(ovi: LoadedOvi, conditioning: dict, chunks: int, width: int,
                                 callback=step_callback(chunks * steps))
     overlap = parts[-1].audio_overlap if chunks > 1 else 0
     video = {"samples": torch.stack([p.video for p in parts]), "ovi_chunks": True}
-    audio = {"samples": torch.stack([p.audio.T for p in parts]).contiguous(), "type": "audio",
-             "ovi_chunks": True, "ovi_audio_overlap": overlap}
+    audio = audio_latent(torch.stack([p.audio.T for p in parts]), ovi_chunks=True, ovi_audio_overlap=overlap)
     return video, audio
 
 
@@ -439,8 +430,7 @@ class LoadWanVAE(io.ComfyNode):
             description="Wan2.2 video VAE (z=48) in diffusers layout, for Ovi's video latents.",
             inputs=[
                 io.Combo.Input("vae_name", options=model_choices("vae"), tooltip="Wan2.2 VAE in models/vae."),
-                io.Combo.Input("precision", options=["auto", "bf16", "fp32"], default="auto",
-                               tooltip="auto: bf16 on GPU, fp32 on CPU."),
+                precision_input(["auto", "bf16", "fp32"], "auto", "auto: bf16 on GPU, fp32 on CPU."),
             ],
             outputs=[WanVAE.Output("vae")],
         )
@@ -485,18 +475,8 @@ class WanVAEDecode(io.ComfyNode):
 def wan_encode_first_frame(vae: ModelHandle, image: torch.Tensor, width: int, height: int,
                            node: str = "Wan VAE Encode") -> dict:
     _check_pixel_size(width, height, node)
-    img = image[:1].float()
     # Centre-crop to the target aspect, then resize (Ovi resizes the first frame to the model's area).
-    h, w = img.shape[1:3]
-    target = width / height
-    if w / h > target:
-        nw = max(1, round(h * target))
-        img = img[:, :, (w - nw) // 2:(w - nw) // 2 + nw]
-    else:
-        nh = max(1, round(w / target))
-        img = img[:, (h - nh) // 2:(h - nh) // 2 + nh]
-    img = F.interpolate(img.permute(0, 3, 1, 2), size=(height, width), mode="bilinear", antialias=True,
-                        align_corners=False).permute(0, 2, 3, 1).clamp(0, 1)
+    img = resize_images(center_crop_to_aspect(image[:1].float(), width / height), height, width)
     with vae.use() as module:
         return {"samples": encode_image(module, img)}
 

@@ -30,7 +30,8 @@ def mel_vae_state_dict(scale: float = 1.0, seed: int | None = None, **config) ->
 
     if seed is not None:
         torch.manual_seed(seed)
-    sd = {k: torch.randn_like(v) * scale for k, v in MelVAE(MelVAEConfig(**{**MEL_VAE_16K, **config})).state_dict().items()}
+    vae = MelVAE(MelVAEConfig(**{**MEL_VAE_16K, **config}))
+    sd = {k: torch.randn_like(v) * scale for k, v in vae.state_dict().items()}
     sd["data_mean"] = torch.full_like(sd["data_mean"], -4.0)  # log10-mel statistics look like this
     sd["data_std"] = torch.full_like(sd["data_std"], 1.5)
     sd["encoder.learnable_gain"] = torch.tensor(0.0)

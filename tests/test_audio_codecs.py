@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from soundstage.compat import folder_paths, io
-from soundstage.models.common.codecs.bigvgan import BigVGAN, BigVGANConfig, load_bigvgan
+from soundstage.compat import io
+from soundstage.models.common.codecs.bigvgan import BigVGANConfig, load_bigvgan
 from soundstage.models.common.codecs.mel import MEL_16K, LogMel, prepare_waveform
-from soundstage.models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig, load_mel_vae
+from soundstage.models.common.codecs.mmaudio_vae import MelVAEConfig, load_mel_vae
 from soundstage.nodes import audio_codecs as nodes
 from helpers import BIGVGAN_TINY, MEL_VAE_16K, bigvgan_generator_state_dict, mel_vae_state_dict, runner_folders, \
     temporary_models_dir

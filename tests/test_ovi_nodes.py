@@ -107,6 +107,14 @@ def test_fp8_block_swap_loader_runs(models_dir):
     assert torch.isfinite(video["samples"]).all() and torch.isfinite(audio["samples"]).all()
 
 
+def test_fp8_without_block_swap_keeps_fp8_storage_through_the_model_handle(models_dir):
+    ovi = nodes.load_ovi_model("model.safetensors", "fp8_e4m3", "none", 0, 2, 16)
+    with ovi.use() as model:  # a dtype-casting placement would turn the fp8 blocks into bf16 here
+        assert model.video_model.blocks[0].ffn[0].weight.dtype == torch.float8_e4m3fn
+        assert model.video_model.patch_embedding.weight.dtype == torch.bfloat16
+    assert ovi.module.video_model.blocks[0].ffn[0].weight.dtype == torch.float8_e4m3fn
+
+
 def test_errors_name_node_and_input(models_dir):
     ovi = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16)
     cond = {"positive": torch.randn(3, 24), "video_negative": torch.randn(2, 24), "audio_negative": torch.randn(2, 24)}

@@ -150,7 +150,8 @@ def config_beside(weights: Path) -> dict | None:
     """``<name>.json`` beside the file, else the folder's ``config.json``; a CLIPConfig's vision part counts."""
     for side in (weights.with_suffix(".json"), weights.parent / "config.json"):
         data = _json(side)
-        if data is not None:
+        # A config of another model beside the file (a shared folder) says nothing about this one.
+        if data is not None and data.get("model_type", "clip") in ("clip", "clip_vision_model"):
             vision = dict(data.get("vision_config", data))
             # Older CLIPConfig files keep projection_dim only at the top level.
             if "projection_dim" in data and "projection_dim" not in vision:
@@ -264,34 +265,49 @@ def load_clip_vision(
 # ---------------------------------------------------------------- embedding frames
 
 
-def _as_float_frames(frames) -> torch.Tensor:
-    """[N, H, W, 3] uint8 (0..255) or float (0..1), numpy or torch -> float tensor [N, 3, H, W] in 0..1."""
+def _as_uint8_frames(frames) -> torch.Tensor:
+    """[N, H, W, 3] uint8 (0..255) or float (0..1), numpy or torch -> uint8 tensor [N, 3, H, W]."""
     x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
     if x.dim() != 4 or x.shape[-1] not in (3, 4):
         raise ValueError(f"expected frames [N, H, W, 3], got {tuple(x.shape)}")
-    x = x[..., :3].permute(0, 3, 1, 2)
-    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    if x.dtype != torch.uint8:
+        x = (x.float() * 255).round().clamp(0, 255).to(torch.uint8)
+    return x[..., :3].permute(0, 3, 1, 2).cpu()
 
 
-def clip_preprocess(frames: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """CLIP's image transform: bicubic resize of the shortest side to ``size``, centre crop, normalise."""
+def clip_preprocess(
+    frames: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor, *, crop: bool = True
+) -> torch.Tensor:
+    """CLIP's image transform on uint8 frames [N, 3, H, W]: bicubic resize of the shortest side to
+    ``size``, centre crop, scale to 0..1, normalise. ``crop=False`` squashes the whole frame to
+    ``size`` x ``size`` instead (keeps the frame edges, distorts the aspect).
+
+    The resize runs on uint8 because torch's uint8 antialiased bicubic is PIL's (a = -0.5), which
+    OpenAI's CLIP transform and CLIPImageProcessor use; the float kernel (a = -0.75) is not.
+    """
+    if frames.dtype != torch.uint8:
+        raise ValueError(f"clip_preprocess expects uint8 frames, got {frames.dtype}")
     h, w = frames.shape[-2:]
     scale = size / min(h, w)
     # torchvision Resize(size) / CLIPImageProcessor: the long side is truncated, not rounded.
     nh, nw = (size, int(w * scale)) if h <= w else (int(h * scale), size)
-    x = F.interpolate(frames, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    if not crop:
+        nh = nw = size
+    x = frames if (nh, nw) == (h, w) else F.interpolate(frames, size=(nh, nw), mode="bicubic",
+                                                        align_corners=False, antialias=True)
     top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-    x = x[..., top:top + size, left:left + size]
+    x = x[..., top:top + size, left:left + size].float() / 255.0
     return (x - mean.to(x.device)) / std.to(x.device)
 
 
 @torch.no_grad()
-def embed_frames(model: ClipVisionEncoder, frames, *, batch: int = 32) -> torch.Tensor:
-    """frames [N, H, W, 3] (uint8, or float in 0..1) -> embeddings [N, D] (float32, not normalised)."""
-    x = _as_float_frames(frames)
+def embed_frames(model: ClipVisionEncoder, frames, *, batch: int = 32, crop: bool = True) -> torch.Tensor:
+    """frames [N, H, W, 3] (uint8, or float in 0..1, quantised to uint8 as CLIP's PIL pipeline sees
+    images) -> embeddings [N, D] (float32, not normalised)."""
+    x = _as_uint8_frames(frames)
     param = next(model.parameters())
     out = []
     for chunk in x.split(max(1, batch)):
-        pixels = clip_preprocess(chunk.to(param.device), model.image_size, model.mean, model.std)
-        out.append(model(pixels.to(param.dtype)).float().cpu())
+        pixels = clip_preprocess(chunk, model.image_size, model.mean.cpu(), model.std.cpu(), crop=crop)
+        out.append(model(pixels.to(param.device, param.dtype)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, model.dim)
