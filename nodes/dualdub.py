@@ -5,14 +5,14 @@ Each node's ``execute`` calls one plain function below; the models live in ``mod
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
 
+from .common import seed_input
+from .errors import node_errors
 from ..compat import io
-from ..models.common.checkpoint import CheckpointError
 from ..models.common.codecs.wavtokenizer import load_wavtokenizer
 from ..models.common.device import Placement
 from ..models.dualdub.config import V2A_PROMPT
@@ -37,14 +37,6 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TASKS = tuple(STREAMS_FOR_TASK)
 
 
-@contextmanager
-def node_errors(node: str, input_name: str):
-    try:
-        yield
-    except (CheckpointError, FileNotFoundError, OSError) as exc:
-        raise ValueError(f"{node}: input '{input_name}': {exc}") from exc
-
-
 @dataclass
 class LoadedDualDub:
     handle: ModelHandle
@@ -55,11 +47,11 @@ class LoadedDualDub:
 def load_dualdub_parts(ckpt_name: str, codec_name: str, clip_name: str, precision: str,
                        node: str = "Load DualDub"):
     placement = Placement.auto(precision)
-    with node_errors(node, "ckpt_name"):
+    with node_errors(node, "ckpt_name", OSError):
         model, tokenizer = load_dualdub(resolve_model("soundstage_dualdub", ckpt_name, node, "ckpt_name"))
-    with node_errors(node, "codec_name"):
+    with node_errors(node, "codec_name", OSError):
         codec = load_wavtokenizer(resolve_model("audio_encoders", codec_name, node, "codec_name"))
-    with node_errors(node, "clip_name"):
+    with node_errors(node, "clip_name", OSError):
         clip = load_clip_vision(resolve_model("clip_vision", clip_name, node, "clip_name"))
     if codec.codebook_size != model.config.codebook_size:
         raise ValueError(f"{node}: input 'codec_name': the codec has {codec.codebook_size} codes but the "
@@ -67,8 +59,8 @@ def load_dualdub_parts(ckpt_name: str, codec_name: str, clip_name: str, precisio
     if abs(codec.sample_rate / codec.hop_length - model.config.token_rate) > 1e-6:
         raise ValueError(f"{node}: input 'codec_name': codec runs at {codec.sample_rate / codec.hop_length:g} "
                          f"tokens/s, the DualDub checkpoint at {model.config.token_rate:g}")
-    if clip.config.hidden_size != model.config.video_dim:
-        raise ValueError(f"{node}: input 'clip_name': CLIP width {clip.config.hidden_size} does not match the "
+    if clip.dim != model.config.video_dim:
+        raise ValueError(f"{node}: input 'clip_name': CLIP width {clip.dim} does not match the "
                          f"checkpoint's video_dim {model.config.video_dim}")
     # The codec's ISTFT and the CLIP tower stay in float32: they are small and precision-sensitive.
     fp32 = Placement(placement.device, torch.float32, placement.offload)
@@ -266,8 +258,7 @@ class DualDubSampler(io.ComfyNode):
                 io.Float.Input("top_p", default=0.95, min=0.0, max=1.0, step=0.01, tooltip="1 = no nucleus filter."),
                 io.Float.Input("repetition_penalty", default=1.0, min=1.0, max=3.0, step=0.01,
                                tooltip="Penalise codes used in the last 50 steps; 1 = off."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, step=1, control_after_generate=True,
-                             tooltip="Sampling seed; the same seed gives the same soundtrack."),
+                seed_input("Sampling seed; the same seed gives the same soundtrack."),
                 io.Boolean.Input("allow_early_end", default=False,
                                  tooltip="Let a stream stop at its EOS before 'duration' (then padded with silence). "
                                          "Off: the video fixes the length (V2A/V2ST); on for TTS, where "
@@ -288,7 +279,7 @@ def dualdub_decode(codec: ModelHandle, tokens: dict, node: str = "DualDub Codec 
     """Both streams -> two AUDIO dicts of the same length (a stream that ended early, or that the task
     does not produce, is silence after its last token)."""
     with codec.use() as model, torch.no_grad():
-        rate, hop = model.sample_rate, model.hop_length
+        rate = model.sample_rate
         total = max(int(round(tokens["seconds"] * rate)), 1)
         tracks = []
         for name in ("audio", "speech"):

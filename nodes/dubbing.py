@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
+from .common import seed_input
+from .errors import node_errors
 from ..compat import InputImpl, Types, io
-from ..models.common.checkpoint import CheckpointError
 from ..models.common.device import Placement
 from ..models.just_dub_it.av_codec import (
     decode_audio,
@@ -101,10 +102,8 @@ class DubbedLatents:
 def load_ltx2_av(path: str, precision: str, weight_storage: str = "default",
                  node: str = "Load LTX-2 AV Model") -> LTX2AVModel:
     placement = Placement.auto(precision)
-    try:
+    with node_errors(node, "ckpt_name"):
         parts = load_ltx2_parts(path, dtype=placement.dtype)
-    except CheckpointError as exc:
-        raise ValueError(f"{node}: input 'ckpt_name': {exc}") from exc
     if weight_storage == "fp8_e4m3fn":
         store_fp8(parts.transformer.transformer)  # ~19 GB of block weights instead of ~38 GB in bf16
     elif weight_storage != "default":
@@ -127,10 +126,8 @@ def load_ltx2_av(path: str, precision: str, weight_storage: str = "default",
 def add_lora(model: LTX2AVModel, path: str, strength: float, node: str = "Dubbing LoRA Loader") -> LTX2AVModel:
     if strength == 0.0:
         return model
-    try:
+    with node_errors(node, "lora_name"):
         lora = read_lora(path)
-    except CheckpointError as exc:
-        raise ValueError(f"{node}: input 'lora_name': {exc}") from exc
     missing = [p for p in lora.pairs if _linear_or_none(model.transformer.module.transformer, p) is None]
     if missing:
         raise ValueError(f"{node}: input 'lora_name': {len(missing)} target(s) not in the LTX-2 transformer: "
@@ -219,11 +216,9 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
 
 def load_upsampler(path: str, precision: str, node: str = "Load LTX-2 Latent Upsampler") -> ModelHandle:
     placement = Placement.auto(precision)
-    try:
+    with node_errors(node, "upscale_model"):
         meta = safetensors_metadata(path) if path.endswith(".safetensors") else {}
         module = load_latent_upsampler(load_file(path), meta, dtype=placement.dtype)
-    except CheckpointError as exc:
-        raise ValueError(f"{node}: input 'upscale_model': {exc}") from exc
     return ModelHandle(module, placement, info={"kind": "ltx2_latent_upsampler", "file": Path(path).name})
 
 
@@ -405,8 +400,7 @@ class DubbingSampler(io.ComfyNode):
                 io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=200, step=1, tooltip="Euler steps (paper: 40)."),
                 io.Float.Input("cfg", default=DEFAULT_CFG, min=1.0, max=20.0, step=0.1,
                                tooltip="Guidance scale on the x0 prediction (paper: 3.0); 1.0 skips the negative pass."),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, step=1, control_after_generate=True,
-                             tooltip="Noise seed."),
+                seed_input("Noise seed."),
             ],
             outputs=[DubLatents.Output(display_name="latents")],
         )
@@ -472,8 +466,7 @@ class DubbingRefine(io.ComfyNode):
                 DubContext.Input("context", tooltip="The stage-1 context; the clip is re-encoded at twice its size."),
                 DubLatents.Input("latents", tooltip="Stage-1 latents."),
                 io.String.Input("prompt", multiline=True, default="", tooltip="The stage-1 prompt (no CFG in stage 2)."),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, step=1, control_after_generate=True,
-                             tooltip="Noise seed for the re-noising."),
+                seed_input("Noise seed for the re-noising."),
             ],
             outputs=[DubLatents.Output(display_name="latents")],
         )

@@ -79,8 +79,8 @@ def test_media_readers_and_clip_one_frame_in_three(dataset):
     from safetensors.torch import save_file
 
     single = root / "clip_single.safetensors"
-    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(single))
-    (root / "clip_single.json").write_text(json.dumps(clip.config.to_dict()))
+    save_file({k: v.contiguous() for k, v in clip.model.state_dict().items()}, str(single))
+    (root / "clip_single.json").write_text(json.dumps(clip.model.config.to_dict()))
     again = load_clip_vision(single)
     assert torch.allclose(encode_video(again, frames, fps)[0], feats, atol=1e-6)
 

@@ -101,7 +101,7 @@ class Encoders:
         parts = [json.dumps(self.codec.config.to_dict(), sort_keys=True), self.tokenizer.to_str(),
                  str(self.frame_stride)]
         if self.clip is not None:
-            parts.append(self.clip.config.to_json_string())
+            parts.append(self.clip.model.config.to_json_string())
             parts.append(str(float(sum(p.detach().double().sum() for p in self.clip.parameters()))))
         parts.append(str(float(sum(p.detach().double().sum() for p in self.codec.parameters()))))
         return hashlib.sha1("\n".join(parts).encode()).hexdigest()

@@ -77,7 +77,7 @@ def train(stage: int, data_dir: str | Path, out_dir: str | Path, steps: int, *, 
     entries = stage_entries(read_manifest(data_dir), stage)
     if clip is None and any(e["task"] != "tts" for e in entries):
         raise ValueError(f"stage {stage} has video entries: a CLIP vision model is required")
-    video_dim = clip.config.hidden_size if clip is not None else (model_config or {}).get("video_dim", 1024)
+    video_dim = clip.dim if clip is not None else (model_config or {}).get("video_dim", 1024)
     model, tokenizer = _model_and_tokenizer(out, entries, init_from, model_config, codec.codebook_size,
                                             codec.sample_rate / codec.hop_length, video_dim, vocab_size)
     cfg = model.config
