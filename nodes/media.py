@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import torch
 
-from ..compat import InputImpl, Types, folder_paths, io, ui
+from ..compat import InputImpl, Types, folder_paths, io, model_management, ui
 from ..media import MediaError
 from ..media.audio_io import convert_channels, from_comfy_audio, load_audio, probe_audio, resample, to_comfy_audio
 from ..media.decode import (
@@ -616,6 +616,8 @@ def preview_video(video, node: str = "Preview Video (Soundstage)"):
     path, file, subfolder = save_path("soundstage_preview", "mp4", folder)
     try:
         video.save_to(path)
+    except model_management.InterruptProcessingException:
+        raise
     except Exception as exc:  # the VIDEO's own writer: report it against this node's input
         raise ValueError(f"{node}: input 'video': cannot write a preview ({exc})") from exc
     return ui.SavedResult(file, subfolder, io.FolderType.temp)

@@ -9,8 +9,9 @@ from ..compat import comfy_utils, model_management
 def step_callback(total: int, preview: Callable[[int], None] | None = None) -> Callable[[int, int], None]:
     """``callback(step, total)`` for ``models/`` samplers.
 
-    Raises ComfyUI's ``InterruptProcessingException`` (a BaseException) between steps when the user
-    cancels, so a sampler stops at a step boundary and nothing half-written is returned.
+    Raises ComfyUI's ``InterruptProcessingException`` between steps when the user cancels, so a sampler
+    stops at a step boundary and nothing half-written is returned. It is an ``Exception`` in ComfyUI:
+    no broad ``except`` may sit between a sampler and the node.
     """
     bar = comfy_utils.ProgressBar(total)
 

@@ -69,15 +69,23 @@ def test_run_reports_runtime_errors_with_exit_code_2(tmp_path, capsys):
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.flac"))
 
 
+def _python_m_soundstage(args: list[str]) -> list[str]:
+    """`python -m soundstage ARGS` for THIS tree: an installed copy may be another checkout."""
+    boot = ("import importlib.util, runpy, sys; "
+            f"spec = importlib.util.spec_from_file_location('soundstage', {str(REPO / '__init__.py')!r}, "
+            f"submodule_search_locations=[{str(REPO)!r}]); "
+            "m = importlib.util.module_from_spec(spec); sys.modules['soundstage'] = m; spec.loader.exec_module(m); "
+            f"sys.argv = ['soundstage', *{args!r}]; runpy.run_module('soundstage', run_name='__main__')")
+    return [sys.executable, "-c", boot]
+
+
 @needs_espeak
 def test_main_job_writes_the_delivery_file(tmp_path):
     """The README's main job: the bundled example runs headless and writes a multi-track mp4."""
-    probe = subprocess.run([sys.executable, "-c", "import soundstage"], cwd=tmp_path, capture_output=True)
-    if probe.returncode:
-        pytest.skip("the package is not installed: run `pip install -e .` (the README's set-up does)")
     out = tmp_path / "output"
-    proc = subprocess.run([sys.executable, "-m", "soundstage", "run", str(MAIN_WORKFLOW), "--output-dir", str(out),
-                           "--set", "1.seconds=1.5", "--set", "1.size=64"], cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(_python_m_soundstage(["run", str(MAIN_WORKFLOW), "--output-dir", str(out),
+                                                "--set", "1.seconds=1.5", "--set", "1.size=64"]),
+                          cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = list(out.rglob("*.mp4"))
     assert len(files) == 1
@@ -87,6 +95,13 @@ def test_main_job_writes_the_delivery_file(tmp_path):
         titles = [s.metadata.get("title") or s.metadata.get("handler_name") for s in c.streams.audio]
         assert titles == ["Mix", "Dialogue", "Effects", "Music", "M&E"]
         assert abs(float(c.duration) / 1e6 - 1.5) < 0.1
+        video = c.streams.video[0]
+        assert (video.width, video.height) == (64, 64)
+        assert sum(1 for _ in c.decode(video=0)) == round(1.5 * float(video.average_rate))
+        for i in range(len(c.streams.audio)):  # every stem spans the clip
+            c.seek(0)
+            stream = c.streams.audio[i]
+            assert abs(sum(f.samples for f in c.decode(audio=i)) / stream.rate - 1.5) < 0.05, stream.metadata
     report = json.loads(proc.stdout)["outputs"]["4"]["text"][0]
     assert "av_align" in report
 

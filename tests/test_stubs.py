@@ -132,9 +132,10 @@ def test_node_output_from_tuple_and_dict():
     assert io.NodeOutput.from_dict({"result": (1, 2), "ui": {"text": ["x"]}}).ui == {"text": ["x"]}
 
 
-def test_interrupt_exception_is_not_an_exception():
-    assert issubclass(model_management.InterruptProcessingException, BaseException)
-    assert not issubclass(model_management.InterruptProcessingException, Exception)
+def test_interrupt_exception_is_an_exception_as_in_comfyui():
+    # comfy/model_management.py: `class InterruptProcessingException(Exception)`; a stub that made it a
+    # BaseException would hide a node's `except Exception` that swallows cancellation in real ComfyUI.
+    assert issubclass(model_management.InterruptProcessingException, Exception)
     model_management.interrupt_current_processing(True)
     assert model_management.processing_interrupted()
     with pytest.raises(model_management.InterruptProcessingException):

@@ -7,8 +7,9 @@ import threading
 import torch
 
 
-class InterruptProcessingException(BaseException):
-    """Raised to stop a run; a BaseException so a node's ``except Exception`` cannot swallow it."""
+class InterruptProcessingException(Exception):
+    """Raised to stop a run. An ``Exception`` as in ComfyUI's own comfy/model_management.py, so a node's
+    ``except Exception`` swallows it here exactly as it would in ComfyUI, and tests can catch that."""
 
 
 _interrupt_lock = threading.RLock()

@@ -6,9 +6,16 @@
    (:func:`effective_latent_mask`: |E(masked) - E(black)| > 0.1).
 3. Re-generate the half in the other language: noise only the masked video tokens, all the audio
    (:func:`inpainting_states`), and denoise with :func:`..sampler.euler_sample`.
+4. Inpaint the half a second time with a nonsense letter-spelling prompt (lip augmentation,
+   :func:`lip_augmentation_prompt`) and merge: audio of pass 1, video of pass 2 (:func:`merge_passes`).
+
+The end-to-end pair builder is :mod:`.datagen_pairs`; the dataset-folder builder :mod:`.datagen_folder`.
 """
 from __future__ import annotations
 
+import random
+import string
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -24,6 +31,20 @@ def language_switch_prompt(scene: str, lang_a: str, line_a: str, lang_b: str, li
     """One clip in which the speaker switches language half-way (paper 3.2)."""
     return (f"{scene.strip()} The speaker first says in {lang_a}: \"{line_a.strip()}\" "
             f"Then, without pausing, the speaker switches to {lang_b} and says: \"{line_b.strip()}\"")
+
+
+def dialogue_prompt(scene: str, language: str, line: str) -> str:
+    """The prompt of one half in one language: the pass-1 inpainting prompt and the pair's caption."""
+    return f"{scene.strip()} The speaker says in {language}: \"{line.strip()}\"".strip()
+
+
+def lip_augmentation_prompt(scene: str, seed: int, letters: int = 5) -> str:
+    """Nonsense letter-by-letter speech for the second inpainting pass (paper 3.2 / A.1: "she is
+    speaking 'A..B..C'"), which exaggerates articulation so the lips move visibly differently."""
+    if letters < 1:
+        raise ValueError(f"letters must be >= 1, got {letters}")
+    chosen = random.Random(seed).choices(string.ascii_uppercase, k=letters)
+    return f"{scene.strip()} The speaker is slowly spelling out letters, clearly articulating each one: \"{'..'.join(chosen)}\"".strip()
 
 
 def effective_latent_mask(
@@ -74,18 +95,60 @@ def inpainting_states(
     fps: float,
     video_noise: torch.Tensor,
     audio_noise: torch.Tensor,
+    audio_mask: torch.Tensor | None = None,
 ) -> tuple[TokenState, TokenState]:
-    """Token states that regenerate only the masked video tokens and the whole audio (paper A.1)."""
+    """Token states that regenerate only the masked video tokens and the audio (paper A.1).
+
+    ``audio_mask`` [T] bool picks the audio latent frames to regenerate (default: all of them);
+    when a whole language-switch clip is inpainted, it is the half being re-spoken.
+    """
     b, c, f, h, w = video_latent.shape
     v_clean = patchify_video(video_latent)
     v_mask = latent_mask.reshape(1, f * h * w, 1).to(v_clean.dtype).expand(b, -1, -1)
     a_clean = patchify_audio(audio_latent)
-    a_mask = torch.ones(b, a_clean.shape[1], 1, dtype=a_clean.dtype, device=a_clean.device)
+    t = a_clean.shape[1]
+    if audio_mask is None:
+        a_mask = torch.ones(b, t, 1, dtype=a_clean.dtype, device=a_clean.device)
+    else:
+        a_mask = audio_mask.reshape(1, t, 1).to(a_clean).expand(b, -1, -1)
     video = TokenState(video_noise * v_mask + v_clean * (1 - v_mask), v_clean, v_mask,
                        video_positions(f, h, w, fps, batch=b, device=v_clean.device), f * h * w)
-    audio = TokenState(audio_noise, a_clean, a_mask, audio_positions(a_clean.shape[1], batch=b, device=a_clean.device),
-                       a_clean.shape[1])
+    audio = TokenState(audio_noise * a_mask + a_clean * (1 - a_mask), a_clean, a_mask,
+                       audio_positions(t, batch=b, device=a_clean.device), t)
     return video, audio
+
+
+def audio_span_mask(frames: int, start_s: float, end_s: float) -> torch.Tensor:
+    """Bool [frames]: audio latent frames whose time span overlaps ``[start_s, end_s)``."""
+    bounds = audio_positions(frames)[0, 0]
+    return (bounds[:, 1] > start_s) & (bounds[:, 0] < end_s)
+
+
+@dataclass
+class InpaintResult:
+    """One inpainting pass over a half: normalised latents of the half as re-generated."""
+
+    video: torch.Tensor  # [1, C, f, h, w]
+    audio: torch.Tensor  # [1, C, t, m]
+    prompt: str
+
+
+@dataclass
+class MergedContext:
+    """The training context of a pair: lip-augmented video with the correctly translated audio."""
+
+    video: torch.Tensor
+    audio: torch.Tensor
+    video_prompt: str
+    audio_prompt: str
+
+
+def merge_passes(translated: InpaintResult, augmented: InpaintResult) -> MergedContext:
+    """Paper A.1: "The audio from the first inpainting pass and the video from the second pass are
+    merged to form a context video"; their asynchrony is what modality isolation absorbs (3.3)."""
+    if translated.video.shape != augmented.video.shape or translated.audio.shape != augmented.audio.shape:
+        raise ValueError("the two inpainting passes must cover the same half (latent shapes differ)")
+    return MergedContext(augmented.video, translated.audio, augmented.prompt, translated.prompt)
 
 
 def split_frames(frames: int) -> Sequence[slice]:

@@ -83,16 +83,16 @@ class GemmaEncoder:
 
 
 def load_gemma(path: str | Path, *, dtype: torch.dtype = torch.bfloat16, device="cpu") -> GemmaEncoder:
-    """A Gemma-3 folder in Hugging Face layout (config.json, tokenizer, weights)."""
+    """A Gemma-3 folder in Hugging Face layout (config.json, tokenizer, weights); never the Hub."""
     from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoTokenizer
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: expected a Gemma-3 folder with config.json (Hugging Face layout)")
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    config = AutoConfig.from_pretrained(str(path))
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     loader = AutoModelForImageTextToText if getattr(config, "vision_config", None) is not None else AutoModel
-    model = loader.from_pretrained(str(path), dtype=dtype).to(device).eval().requires_grad_(False)
+    model = loader.from_pretrained(str(path), dtype=dtype, local_files_only=True).to(device).eval().requires_grad_(False)
     return GemmaEncoder(tokenizer, model)
 
 
