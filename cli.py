@@ -156,6 +156,11 @@ def cmd_synth(args) -> int:
     return int(module.main(args) or 0)
 
 
+def cmd_dubbing_data(args) -> int:
+    module = importlib.import_module(".models.just_dub_it.datagen_folder", _package())
+    return int(module.main(args) or 0)
+
+
 def cmd_eval(args) -> int:
     module = importlib.import_module(".metrics.cli", _package())
     return int(module.main(args) or 0)
@@ -206,6 +211,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=128)
     synth.add_argument("--fps", type=int, default=25)
     synth.set_defaults(func=cmd_synth)
+
+    dub_data = sub.add_parser("dubbing-data", help="build JUST-DUB-IT training pairs from language-switching clips")
+    if bool(argv) and argv[0] == "dubbing-data":  # heavy imports only when asked, as for `train`
+        importlib.import_module(".models.just_dub_it.datagen_folder", _package()).add_arguments(dub_data)
+    dub_data.set_defaults(func=cmd_dubbing_data)
 
     ev = sub.add_parser("eval", help="score predicted clips against references")
     ev.add_argument("--pred", required=True)

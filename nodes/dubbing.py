@@ -30,7 +30,7 @@ from ..models.just_dub_it.av_codec import (
 )
 from ..models.just_dub_it.bundle import load_ltx2_parts
 from ..models.just_dub_it.lora import Lora, loras_merged, read_lora
-from ..models.just_dub_it.memory import Fp8Linear, store_fp8
+from ..models.just_dub_it.memory import Fp8Linear, ltx2_block_swap, store_fp8
 from ..models.common.checkpoint import load_file, safetensors_metadata
 from ..models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1, dub_stage2
 from ..models.just_dub_it.upsampler import load_latent_upsampler, upsample_latent
@@ -99,22 +99,30 @@ class DubbedLatents:
 # --------------------------------------------------------------------------- plain functions
 
 
-def load_ltx2_av(path: str, precision: str, weight_storage: str = "default",
-                 node: str = "Load LTX-2 AV Model") -> LTX2AVModel:
+def load_ltx2_av(path: str, precision: str, weight_storage: str = "default", block_swap: bool = False,
+                 resident_blocks: int = 0, node: str = "Load LTX-2 AV Model") -> LTX2AVModel:
     placement = Placement.auto(precision)
+    if weight_storage not in ("default", "fp8_e4m3fn"):
+        raise ValueError(f"{node}: input 'weight_storage': unknown value {weight_storage!r}")
     with node_errors(node, "ckpt_name"):
         parts = load_ltx2_parts(path, dtype=placement.dtype)
     if weight_storage == "fp8_e4m3fn":
         store_fp8(parts.transformer.transformer)  # ~19 GB of block weights instead of ~38 GB in bf16
-    elif weight_storage != "default":
-        raise ValueError(f"{node}: input 'weight_storage': unknown value {weight_storage!r}")
     name = Path(path).name
 
-    def handle(module, kind):
-        return None if module is None else ModelHandle(module, placement, info={"kind": kind, "file": name})
+    def handle(module, kind, placer=None):
+        return None if module is None else ModelHandle(module, placement, info={"kind": kind, "file": name},
+                                                       placer=placer)
 
+    swap = None
+    if block_swap:
+        blocks = len(parts.transformer.transformer.transformer_blocks)
+        if not 0 <= resident_blocks <= blocks:
+            raise ValueError(f"{node}: input 'resident_blocks': must be 0..{blocks}, got {resident_blocks}")
+        # Streams the blocks itself, so the transformer is never handed whole to a model manager.
+        swap = ltx2_block_swap(parts.transformer, placement.device, resident_blocks, place=False)
     return LTX2AVModel(
-        transformer=handle(parts.transformer, "ltx2_transformer"),
+        transformer=handle(parts.transformer, "ltx2_transformer", swap),
         connectors=handle(parts.connectors, "ltx2_text_connectors"),
         video_vae=handle(parts.video_vae, "ltx2_video_vae"),
         audio_vae=handle(parts.audio_vae, "ltx2_audio_vae"),
@@ -292,16 +300,23 @@ class LoadLTX2AVModel(io.ComfyNode):
                 io.Combo.Input("precision", options=PRECISIONS, default="auto",
                                tooltip="Weight dtype; auto = bf16 on GPU, fp32 on CPU."),
                 io.Combo.Input("weight_storage", options=["default", "fp8_e4m3fn"], default="default",
-                               tooltip="fp8_e4m3fn stores the transformer blocks' linear weights in 8 bits (per-row scales), "
-                                       "halving their memory; LoRAs then run unmerged beside them."),
+                               tooltip="fp8_e4m3fn stores the transformer blocks' linear weights in 8 bits (one scale "
+                                       "per tensor), halving their memory; LoRAs then run unmerged beside them."),
+                io.Boolean.Input("block_swap", default=False, optional=True,
+                                 tooltip="Keep only 'resident_blocks' transformer blocks on the GPU and stream the "
+                                         "others from CPU memory, prefetching the next block while one runs "
+                                         "(with fp8 storage: the under-24 GB mode)."),
+                io.Int.Input("resident_blocks", default=0, min=0, max=128, step=1, optional=True,
+                             tooltip="With block_swap: transformer blocks kept on the GPU (more = faster, more VRAM; "
+                                     "LTX-2 19B has 48)."),
             ],
             outputs=[LTX2Model.Output(display_name="model")],
         )
 
     @classmethod
-    def execute(cls, ckpt_name, precision, weight_storage) -> io.NodeOutput:
+    def execute(cls, ckpt_name, precision, weight_storage, block_swap=False, resident_blocks=0) -> io.NodeOutput:
         path = resolve_model("soundstage_ltx2", ckpt_name, "Load LTX-2 AV Model", "ckpt_name")
-        return io.NodeOutput(load_ltx2_av(path, precision, weight_storage))
+        return io.NodeOutput(load_ltx2_av(path, precision, weight_storage, block_swap, resident_blocks))
 
 
 class DubbingLoraLoader(io.ComfyNode):

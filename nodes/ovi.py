@@ -5,7 +5,6 @@ VAE + BigVGAN codec nodes.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +14,7 @@ from ..models.common.device import Placement, best_device, resolve_dtype
 from ..models.common.images import center_crop_to_aspect, resize_images
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
 from ..models.ovi.long_clip import sample_ovi_long, stitch_audio, stitch_frames
-from ..models.ovi.memory import BlockSwap, cast_non_fp8_, fp8_blocks_
+from ..models.ovi.memory import BlockSwap, cast_non_fp8_, fp8_blocks_, ovi_block_swap
 from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
 from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, MODEL_VARIANTS, Umt5TextEncoder,
                                build_prompt, load_tokenizer, load_umt5)
@@ -46,7 +45,6 @@ class LoadedOvi:
     handle: ModelHandle
     offload: str
     resident_blocks: int
-    swap: BlockSwap | None = None
 
     @property
     def module(self) -> torch.nn.Module:
@@ -56,20 +54,12 @@ class LoadedOvi:
     def device(self) -> torch.device:
         return self.handle.device
 
-    @contextmanager
+    @property
+    def swap(self) -> BlockSwap | None:
+        return self.handle.placer if isinstance(self.handle.placer, BlockSwap) else None
+
     def use(self):
-        if self.offload != "block_swap":
-            with self.handle.use() as module:
-                yield module
-            return
-        # Block swap places weights itself: a model manager would load every block at once.
-        for part in (self.module.video_model, self.module.audio_model):
-            for name, child in part.named_children():
-                if name != "blocks":
-                    child.to(self.device)  # embeddings and heads stay on the device; blocks stream per forward
-        if self.swap is None:
-            self.swap = BlockSwap(self.module, self.device, self.resident_blocks)
-        yield self.module
+        return self.handle.use()
 
 
 def load_ovi_model(ckpt_name: str, precision: str, offload: str, resident_blocks: int, num_heads: int,
@@ -88,7 +78,12 @@ def load_ovi_model(ckpt_name: str, precision: str, offload: str, resident_blocks
         raise ValueError(f"{node}: input 'resident_blocks': must be 0..{model.num_blocks}, got {resident_blocks}")
     # fp8 blocks keep their storage dtype when moved; everything else computes in bf16.
     placement = Placement(device, dtype, cast_dtype=not fp8)
-    return LoadedOvi(ModelHandle(model, placement, info={"kind": "ovi_fusion"}), offload, resident_blocks)
+    info = {"kind": "ovi_fusion"}
+    if offload == "block_swap":
+        # Block swap places the weights itself: a model manager would load every block at once.
+        swap = ovi_block_swap(model, device, resident_blocks, place=False)
+        return LoadedOvi(ModelHandle(model, placement, info=info, placer=swap), offload, resident_blocks)
+    return LoadedOvi(ModelHandle(model, placement, info=info), offload, resident_blocks)
 
 
 class LoadOviModel(io.ComfyNode):

@@ -62,9 +62,11 @@ def test_batched_cfg_equals_two_passes(model, ctx):
     vs, as_ = dub_stage1(model, ctx, pos, neg, steps=3, seed=7, batch_cfg=False)
     torch.testing.assert_close(vb, vs, rtol=0, atol=1e-4)
     torch.testing.assert_close(ab, as_, rtol=0, atol=1e-4)
-    # Negative prompt of another length falls back to two passes.
-    v, _ = dub_stage1(model, ctx, pos, _text(2, length=6), steps=2, seed=7)
-    assert torch.isfinite(v).all()
+    # Negative prompt of another length falls back to two passes: the same numbers as asking for them.
+    v, a = dub_stage1(model, ctx, pos, _text(2, length=6), steps=2, seed=7)
+    v2, a2 = dub_stage1(model, ctx, pos, _text(2, length=6), steps=2, seed=7, batch_cfg=False)
+    assert torch.isfinite(v).all() and torch.equal(v, v2) and torch.equal(a, a2)
+    assert (v - dub_stage1(model, ctx, pos, _text(2), steps=2, seed=7)[0]).abs().max() > 1e-4  # the negative counts
 
 
 def test_raising_callback_interrupts(model, ctx):

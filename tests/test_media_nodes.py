@@ -319,3 +319,20 @@ def test_interrupting_a_mux_leaves_no_file(dirs, monkeypatch):
         model_management.interrupt_current_processing(False)
     assert 5 < calls["n"] < 30  # stopped mid-way, not after the whole encode
     assert not list((dirs["output"] / "deliveries").glob("*.mp4"))
+
+
+def test_preview_video_lets_cancellation_through(dirs):
+    """Cancelling while a VIDEO writes itself stops the run; any other writer failure names node and input."""
+    from soundstage.compat import model_management
+
+    class Writer:
+        def __init__(self, error):
+            self.error = error
+
+        def save_to(self, path, **_):
+            raise self.error
+
+    with pytest.raises(model_management.InterruptProcessingException):
+        nodes.preview_video(Writer(model_management.InterruptProcessingException()))
+    with pytest.raises(ValueError, match="Preview Video \\(Soundstage\\): input 'video': cannot write"):
+        nodes.preview_video(Writer(OSError("disk full")))

@@ -30,7 +30,10 @@ def test_lip_sync_offset_and_confidence(clip):
     bad = sync.lip_sync(mouth, delayed(clip.stems["speech"], sr), sr, fps)
     assert abs(good.offset_frames) <= 1
     assert abs(bad.offset_frames - SHIFT_S * fps) <= 1  # reports the 200 ms shift within a frame
-    assert good.distance < bad.distance + 0.05 or abs(bad.offset_frames) > 3
+    # Read at lag 0 (what a viewer sees), the shifted speech no longer follows the mouth.
+    at_zero = lambda r: float(r.correlation[r.lags == 0][0])  # noqa: E731
+    assert at_zero(good) > 0.5 > at_zero(bad) + 0.3
+    assert good.confidence > 0.3 and good.distance < 0.5  # a real peak, not noise
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])

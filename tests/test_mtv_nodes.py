@@ -121,6 +121,10 @@ def test_workflow_runs_headless_with_tiny_weights(tmp_path):
         frames = sum(1 for _ in c.decode(video=0))
         assert frames == 36
         assert len(c.streams.audio) == 1
+        c.seek(0)
+        rate = c.streams.audio[0].rate
+        seconds_of_audio = sum(f.samples for f in c.decode(audio=0)) / rate
+    assert abs(seconds_of_audio - seconds) < 0.05, seconds_of_audio  # the mixture rides along, whole
     images = result.values["15"][0]
     assert images.shape == (36, 32, 48, 3) and 0 <= images.min() and images.max() <= 1
     assert images.std() > 1e-3  # not a blank video

@@ -214,6 +214,12 @@ def test_workflow_runs_headless(models_dir, tmp_path, name):
         frames = [f for f in c.decode(video=0)]
         assert len(frames) == 5 and (vs.width, vs.height) == (32, 32)
         assert c.streams.audio, "the clip has no audio track"
+        rate = c.streams.audio[0].rate
+        c.seek(0)
+        samples = sum(f.samples for f in c.decode(audio=0))
+    # MMAudio's 16 kHz codec: 512 samples per audio latent (31.25 latents/s), 8 latents generated.
+    assert rate == 16000, rate
+    assert abs(samples - TINY_WIDGETS["5.audio_length"] * 512) <= 1024, samples  # AAC frames: 1024 samples
 
 
 def _to_wan_layout(sd: dict) -> dict:

@@ -190,7 +190,10 @@ class BlockSwap:
         self.detach_hooks()
         for i, unit in enumerate(self.units):
             self._hooks.append(unit[0].register_forward_pre_hook(lambda mod, args, i=i: self.enter(i)))
-            self._hooks.append(unit[-1].register_forward_hook(lambda mod, args, out, i=i: self.exit(i)))
+            # always_call: a forward that raises still drops its device copies (a LoRA unmerge after
+            # the error must edit the stored weights, not a stale copy).
+            self._hooks.append(unit[-1].register_forward_hook(lambda mod, args, out, i=i: self.exit(i),
+                                                              always_call=True))
         return self
 
     def detach_hooks(self) -> None:

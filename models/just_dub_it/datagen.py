@@ -88,6 +88,17 @@ def lip_masks(frames: torch.Tensor, dilate: int = 8) -> torch.Tensor:
     return out
 
 
+def hold_missing_masks(masks: torch.Tensor) -> torch.Tensor:
+    """[F, H, W]: frames where no lips were found take the mask of the nearest frame that has one
+    (a closed or turned mouth still has to be regenerated, or its tokens would pin the motion)."""
+    found = masks.flatten(1).any(dim=1).nonzero().flatten()
+    if found.numel() == 0 or found.numel() == masks.shape[0]:
+        return masks
+    frames = torch.arange(masks.shape[0], device=masks.device)
+    nearest = found[(frames[:, None] - found[None, :]).abs().argmin(dim=1)]
+    return masks[nearest]
+
+
 def inpainting_states(
     video_latent: torch.Tensor,
     audio_latent: torch.Tensor,

@@ -1,88 +1,63 @@
-"""Memory modes for the 18.9B LTX-2 transformer: fp8 weight storage and transformer-block swapping.
+"""Memory modes for the 18.9B LTX-2 transformer (issue 7): the shared fp8 storage and block swap,
+wired to diffusers' ``transformer_blocks`` (one swap unit per block, driven by forward hooks).
 
-* :func:`store_fp8` keeps every block's linear weights in float8 (e4m3, one scale per output row)
-  and dequantises a layer just before its matmul: about half the bf16 weight memory.
-* :class:`BlockSwap` keeps all but the first ``resident`` blocks on the offload device and moves
-  each one to the compute device only for its own forward.
-Together they target a < 24 GB mode (issue 7). LoRAs on fp8 layers run unmerged (x A^T B^T),
-so stacking and unloading stay exact.
+fp8 layers keep LoRAs unmerged beside the weights (x A^T B^T), so stacking and unloading stay exact.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-FP8 = torch.float8_e4m3fn
-FP8_MAX = torch.finfo(FP8).max
+from ..common.block_swap import BlockSwap
+from ..common.fp8 import Fp8Linear, linears_to_fp8_, tensor_bytes
+
+__all__ = ["BlockSwap", "Fp8Linear", "ltx2_block_swap", "resident_weight_bytes", "store_fp8", "weight_bytes"]
+
+weight_bytes = tensor_bytes
 
 
-class Fp8Linear(nn.Module):
-    """A linear layer whose weight is stored as float8 with a per-row scale."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        w = linear.weight.detach().float()
-        scale = (w.abs().amax(dim=1, keepdim=True) / FP8_MAX).clamp_min(1e-12)
-        # Held as raw bytes so Module.to(dtype) (device placement) never upcasts it.
-        self.register_buffer("weight_fp8", (w / scale).to(FP8).view(torch.uint8))
-        self.register_buffer("scale", scale)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-        self.compute_dtype = linear.weight.dtype
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.loras: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (down [r,in], up [out,r], scale)
-
-    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
-        return (self.weight_fp8.view(FP8).to(torch.float32) * self.scale).to(dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        out = F.linear(x, self.dequantized(x.dtype), bias)
-        for down, up, scale in self.loras:
-            out = out + scale * F.linear(F.linear(x, down.to(x)), up.to(x))
-        return out
+def store_fp8(model: nn.Module, *, scope: str = "transformer_blocks", fp8_matmul: bool = False) -> int:
+    """The linears under ``scope`` to fp8 storage (compute follows the input dtype); returns the count."""
+    return linears_to_fp8_(model.get_submodule(scope), fp8_matmul=fp8_matmul)
 
 
-def store_fp8(model: nn.Module, *, scope: str = "transformer_blocks") -> int:
-    """Replace the linears under ``scope`` by :class:`Fp8Linear`; returns how many were replaced."""
-    root = model.get_submodule(scope)
-    targets = [(name, m) for name, m in root.named_modules() if isinstance(m, nn.Linear)]
-    for name, linear in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = root.get_submodule(parent_name) if parent_name else root
-        setattr(parent, child, Fp8Linear(linear))
-    return len(targets)
+def _diffusers_model(model: nn.Module) -> nn.Module:
+    return getattr(model, "transformer", model)  # InContextTransformer wraps the diffusers model
 
 
-def weight_bytes(model: nn.Module) -> int:
-    tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+def ltx2_block_swap(model: nn.Module, device: torch.device | str, resident: int = 0, *,
+                    prefetch: bool = True, place: bool = True) -> BlockSwap:
+    """A :class:`BlockSwap` over ``transformer_blocks`` hooked into their forwards."""
+    root = _diffusers_model(model)
+    swap = BlockSwap(root, list(root.transformer_blocks), device, resident, prefetch=prefetch)
+    if place:
+        swap.place()
+    return swap.attach_hooks()
 
 
-class BlockSwap:
-    """Forward hooks that stream transformer blocks to ``device`` one at a time."""
+def resident_weight_bytes(model: nn.Module, resident: int | None = None) -> int:
+    """Device weight bytes while sampling (everything, or with block swap: non-block weights,
+    ``resident`` blocks and the two streamed in flight). Works on a meta-device model."""
+    root = _diffusers_model(model)
+    if resident is None:
+        return tensor_bytes(root)
+    return BlockSwap(root, list(root.transformer_blocks), "meta", resident).resident_bytes()
 
-    def __init__(self, blocks: nn.ModuleList, device: torch.device | str, resident: int = 0,
-                 offload: torch.device | str = "cpu"):
-        self.device, self.offload = torch.device(device), torch.device(offload)
-        self.swapped = list(blocks)[resident:]
-        for block in list(blocks)[:resident]:
-            block.to(self.device)
-        self.handles = []
-        self.moves = 0
-        for block in self.swapped:
-            block.to(self.offload)
-            self.handles.append(block.register_forward_pre_hook(self._load))
-            self.handles.append(block.register_forward_hook(self._unload))
 
-    def _load(self, block, args):
-        block.to(self.device, non_blocking=True)
-        self.moves += 1
+def estimate_resident_bytes(native_config: dict, *, fp8: bool, resident: int | None,
+                            dtype: torch.dtype = torch.bfloat16) -> int:
+    """Device weight bytes of the LTX-2 transformer at ``native_config`` in a memory mode, computed
+    on the meta device (nothing allocated)."""
+    from .config import diffusers_transformer_kwargs
+    from .transformer import build_transformer
 
-    def _unload(self, block, args, output):
-        block.to(self.offload, non_blocking=True)
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in dtype: diffusers warns on a later .to(dtype)
+    try:
+        with torch.device("meta"):
+            model = build_transformer(diffusers_transformer_kwargs(native_config))
+    finally:
+        torch.set_default_dtype(previous)
+    if fp8:
+        store_fp8(model)
+    return resident_weight_bytes(model, resident)

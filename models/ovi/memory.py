@@ -58,3 +58,16 @@ def resident_weight_bytes(model: nn.Module, resident: int | None = None) -> int:
     if resident is None:
         return tensor_bytes(model)
     return BlockSwap(model, _units(model), "meta", resident).resident_bytes()
+
+
+def estimate_resident_bytes(config, *, fp8: bool, resident: int | None, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Device weight bytes of the fusion model at ``config`` in a memory mode, computed on the meta
+    device (nothing allocated): ``dtype`` weights or fp8 blocks, everything resident or block swap."""
+    from .fusion import OviFusion
+
+    with torch.device("meta"):
+        model = OviFusion(config).to(dtype)
+    if fp8:
+        fp8_blocks_(model, compute_dtype=dtype)
+        cast_non_fp8_(model, dtype)
+    return resident_weight_bytes(model, resident)

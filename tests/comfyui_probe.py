@@ -1,0 +1,41 @@
+"""Run inside a real ComfyUI checkout (cwd): load the pack with ComfyUI's own loader, then validate
+and execute an API prompt with ComfyUI's executor. Prints one JSON line. Used by test_in_comfyui.py."""
+import asyncio
+import json
+import os
+import sys
+
+pack, prompt_path, output_dir = sys.argv[1:4]
+sys.path.insert(0, os.getcwd())
+from comfy.cli_args import args  # noqa: E402
+
+args.cpu = True
+import execution  # noqa: E402
+import folder_paths  # noqa: E402
+import nodes  # noqa: E402
+
+folder_paths.set_output_directory(output_dir)
+loaded = asyncio.run(nodes.load_custom_node(pack))
+ours = sorted(k for k in nodes.NODE_CLASS_MAPPINGS if k.startswith("Soundstage"))
+
+
+class Server:
+    client_id = last_node_id = last_prompt_id = None
+    errors: list = []
+
+    def send_sync(self, event, data, sid=None):
+        if event in ("execution_error", "execution_interrupted"):
+            Server.errors.append({"event": event, "data": {k: str(v) for k, v in data.items()}})
+
+    def queue_updated(self):
+        pass
+
+
+prompt = json.load(open(prompt_path))
+valid = asyncio.run(execution.validate_prompt("probe", prompt, None))
+result = {"loaded": loaded, "nodes": ours, "valid": valid[0], "validation": valid[1] if not valid[0] else None}
+if valid[0]:
+    executor = execution.PromptExecutor(Server())
+    executor.execute(prompt, "probe", {}, valid[2])
+    result.update(success=executor.success, outputs=executor.history_result["outputs"], errors=Server.errors)
+print(json.dumps(result, default=str))
