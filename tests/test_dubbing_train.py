@@ -96,3 +96,14 @@ def test_train_saves_a_comfyui_lora_that_reproduces_the_adapter(tmp_path):
             got = _fixed_loss(base, sample, cfg)
         plain = _fixed_loss(base, sample, cfg)
     assert abs(got - want) < 1e-4 and abs(plain - want) > 1e-4
+
+
+def test_target_audio_enters_the_audio_loss():
+    """The audio branch must learn the target's audio, not plain noise: the flow-matching target of
+    the audio tokens is eps - x0 with x0 the target audio latent itself."""
+    model = load_transformer(*random_native_checkpoint(seed=0))
+    cfg = DubbingLoraConfig()
+    sample = _sample()
+    logs = [dubbing_loss(model, s, cfg, torch.Generator().manual_seed(1), sigma=0.5, first_frame=False)[1]
+            for s in (sample, {**sample, "target_audio": sample["target_audio"] * 3.0})]
+    assert abs(logs[0]["audio_loss"] - logs[1]["audio_loss"]) > 1e-3 * logs[0]["audio_loss"]

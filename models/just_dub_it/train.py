@@ -24,7 +24,7 @@ from typing import Iterator
 import torch
 
 from ..common.checkpoint import load_file, safetensors_metadata
-from .in_context import audio_state, patchify_video, video_state
+from .in_context import audio_state, patchify_audio, patchify_video, video_state
 from .transformer import TRANSFORMER_PREFIX, InContextTransformer, diffusers_to_native_key, load_transformer
 
 TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0", "net.0.proj", "net.2")  # configs/justdubit.yaml
@@ -115,7 +115,7 @@ def dubbing_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     dev = next(model.parameters()).device
     x0_video = patchify_video(sample["target_video"]).to(dev)
-    x0_audio = audio_state(sample["target_audio"]).clean[:, : sample["target_audio"].shape[2]].to(dev)
+    x0_audio = patchify_audio(sample["target_audio"]).to(dev)
     # Context appended after the target, as at inference; positions are shared, so this equals
     # ltx_trainer's reference-first order up to a permutation of the tokens.
     v = video_state(sample["ref_video"].to(dev), fps)
