@@ -4,8 +4,10 @@
 2. For each half, find the lips (:func:`lip_masks`, MediaPipe face mesh) and turn the pixel mask
    into the *effective* latent mask, the full extent the VAE spreads it to
    (:func:`effective_latent_mask`: |E(masked) - E(black)| > 0.1).
-3. Re-generate the half in the other language: noise only the masked video tokens, all the audio
-   (:func:`inpainting_states`), and denoise with :func:`..sampler.euler_sample`.
+3. Re-generate the half in the other language: noise only the masked video tokens and the half's
+   audio (:func:`inpainting_states`, :func:`audio_span_mask`), and denoise with
+   :func:`..sampler.euler_sample`; the other half stays clean in the sequence, so the voice and
+   phonetics of the target language condition the result (paper 3.2, Fig. 2 and 3).
 4. Inpaint the half a second time with a nonsense letter-spelling prompt (lip augmentation,
    :func:`lip_augmentation_prompt`) and merge: audio of pass 1, video of pass 2 (:func:`merge_passes`).
 

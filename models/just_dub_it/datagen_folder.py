@@ -41,6 +41,7 @@ SYNTHWORLD_FORMAT = "soundstage-synthworld/1"
 LANGUAGE_NAMES = {"en": "English", "fr": "French", "es": "Spanish", "de": "German", "it": "Italian", "ru": "Russian",
                   "el": "Greek"}  # the paper's seven languages (A.1)
 SYNTHWORLD_MOUTH_RGB = (150, 30, 40)  # synthworld.render.MOUTH
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def synthworld_lip_masks(frames: torch.Tensor, tolerance: float = 60.0, dilate: int = 2) -> torch.Tensor:
@@ -132,11 +133,13 @@ def load_datagen_models(ckpt: str | Path, text_encoder: str | Path, *, max_token
 
 def build_dataset(clips_dir: str | Path, out_dir: str | Path, models: DatagenModels, cfg: DatagenConfig | None = None,
                   *, lip_mask_fn: LipMaskFn | None = None, limit: int = 0, keep_unmasked: bool = False,
-                  log: Callable[[str], None] = print) -> list[Path]:
+                  quality: bool = False, min_qd: float = 0.0, log: Callable[[str], None] = print) -> list[Path]:
     """Two pairs per clip into ``out_dir`` plus ``index.json`` (each pair's description).
 
     A half where no lips were found is skipped unless ``keep_unmasked``: its context video would be
-    its target video, the lip copy-paste the paper's quality control (A.1) filters out.
+    its target video, the lip copy-paste the paper's quality control (A.1) filters out. With
+    ``quality`` each pair is scored (LMD, MAR diversity, QD; MediaPipe) and, when ``min_qd`` > 0,
+    kept only if its QD reaches it (an unscorable pair, no face found, is then dropped too).
     """
     cfg = cfg or DatagenConfig()
     out = Path(out_dir)
@@ -153,6 +156,15 @@ def build_dataset(clips_dir: str | Path, out_dir: str | Path, models: DatagenMod
             except NoLipsFound as exc:
                 log(f"{exc}: skipped")
                 continue
+            if quality or min_qd > 0:
+                from .datagen_quality import pair_quality
+
+                scores = pair_quality(pair.frames["context"], pair.frames["target"])
+                pair.meta["quality"] = {k: None if v != v else v for k, v in scores.items()}  # NaN is not JSON
+                qd = scores["qd"]
+                if min_qd > 0 and not qd >= min_qd:  # NaN (no face) fails too
+                    log(f"{clip.name} half {half}: QD {qd:.4g} below {min_qd}: skipped")
+                    continue
             path = save_pair(pair, out / f"{clip.name}_half{half}.safetensors")
             written.append(path)
             index.append({"file": path.name, **pair.meta})
@@ -178,17 +190,21 @@ def add_arguments(p) -> None:
     p.add_argument("--lip-masks", choices=["auto", "mediapipe", "synthworld"], default="auto")
     p.add_argument("--tau", type=float, default=DatagenConfig.tau, help="effective latent mask threshold (paper A.1)")
     p.add_argument("--keep-unmasked", action="store_true", help="keep halves where no lips were found")
+    p.add_argument("--quality", action="store_true", help="score LMD / MAR diversity / QD per pair (MediaPipe)")
+    p.add_argument("--min-qd", type=float, default=0.0, help="drop pairs whose QD score is below this (implies --quality)")
     p.add_argument("--limit", type=int, default=0, help="at most this many clips (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=sorted(PRECISIONS), default="bf16", help="weights and activations")
 
 
 def main(args) -> int:
-    models = load_datagen_models(args.ckpt, args.text_encoder, max_tokens=args.max_tokens, device=args.device)
+    models = load_datagen_models(args.ckpt, args.text_encoder, max_tokens=args.max_tokens, device=args.device,
+                                 dtype=PRECISIONS[args.precision])
     cfg = DatagenConfig(steps=args.steps, cfg=args.cfg, negative_prompt=args.negative_prompt, width=args.width,
                         height=args.height, tau=args.tau, seed=args.seed)
     masks = {"auto": None, "mediapipe": lip_masks, "synthworld": synthworld_lip_masks}[args.lip_masks]
     written = build_dataset(args.clips, args.out, models, cfg, lip_mask_fn=masks, limit=args.limit,
-                            keep_unmasked=args.keep_unmasked)
+                            keep_unmasked=args.keep_unmasked, quality=args.quality, min_qd=args.min_qd)
     print(json.dumps({"pairs": len(written), "out": str(args.out)}))
     return 0

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+import zlib
+from typing import Callable
 
 import torch
 
@@ -98,8 +99,10 @@ class DatagenConfig:
 
 @dataclass
 class Pair:
-    tensors: dict[str, torch.Tensor]
+    tensors: dict[str, torch.Tensor]  # what is saved (the trainer's keys)
     meta: dict = field(default_factory=dict)
+    # Not saved: the half's pixels, uint8 [f, H, W, 3], "target" and "context" (for quality control).
+    frames: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
 # ---- clip geometry ----------------------------------------------------------------------------
@@ -127,6 +130,12 @@ def _span(s: slice, fps: float) -> tuple[float, float]:
     return s.start / fps, s.stop / fps
 
 
+def _seed(base: int, clip: str, half: int, what: str) -> int:
+    """Distinct, reproducible draws per clip, half and pass (the same seed must not give every clip
+    the same noise or the same spelled letters)."""
+    return (base * 1_000_003 + zlib.crc32(f"{clip}/{half}/{what}".encode())) % 2**63
+
+
 # ---- codec helpers ----------------------------------------------------------------------------
 
 def vae_rate_window(models: DatagenModels, waveform: torch.Tensor, sample_rate: int, start_frame: int, frames: int,
@@ -134,7 +143,7 @@ def vae_rate_window(models: DatagenModels, waveform: torch.Tensor, sample_rate: 
     """The samples under ``frames`` video frames from ``start_frame``, at the audio VAE's rate, with an
     exact sample count, so original and re-generated audio of a half give latents of one length."""
     rate = int(models.audio_vae.config.sample_rate)
-    wav = waveform.float()
+    wav = waveform.float().cpu()  # the mel front end (av_codec.waveform_to_mel) runs on the CPU
     if sample_rate != rate:
         wav = torchaudio.functional.resample(wav, sample_rate, rate)
     start, n = round(start_frame * rate / fps), round(frames * rate / fps)
@@ -199,13 +208,18 @@ def inpaint(models: DatagenModels, video_latent: torch.Tensor, audio_latent: tor
 
 
 def _half_of(models: DatagenModels, video_latent: torch.Tensor, audio_latent: torch.Tensor, s: slice, fps: float,
-             size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+             size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Latents of one half of an inpainted clip, re-encoded from its decoded pixels and samples
-    (the halves do not sit on latent-frame boundaries of the whole clip)."""
+    (the halves do not sit on latent-frame boundaries of the whole clip), and its uint8 frames."""
     frames = decode_video(models.video_vae, video_latent)[s]  # [f, H, W, 3]
     wav, rate = decode_audio(models.audio_vae, models.vocoder, audio_latent)
     window = vae_rate_window(models, wav, rate, s.start, s.stop - s.start, fps)
-    return encode_av(models, fit_frames(frames, *size), window)
+    video, audio = encode_av(models, fit_frames(frames, *size), window)
+    return video, audio, _uint8(frames)
+
+
+def _uint8(frames: torch.Tensor) -> torch.Tensor:
+    return (frames.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 
 
 # ---- pairs ------------------------------------------------------------------------------------
@@ -246,15 +260,16 @@ def build_pair(models: DatagenModels, clip: SwitchClip, half: int, cfg: DatagenC
 
     this, other = clip.halves[half], clip.halves[1 - half]
     translated_prompt = dialogue_prompt(clip.scene, other.language, this.translation)
-    letters = max(1, round(cfg.letters_per_second * (end - start)))
-    augmented_prompt = lip_augmentation_prompt(clip.scene, cfg.seed * 2 + half, letters)
-    passes = []
+    letters = max(3, round(cfg.letters_per_second * (end - start)))  # at least the paper's "A..B..C"
+    augmented_prompt = lip_augmentation_prompt(clip.scene, _seed(cfg.seed, clip.name, half, "letters"), letters)
+    passes, pass_frames = [], []
     for i, prompt in enumerate((translated_prompt, augmented_prompt)):
         v, a = inpaint(models, full_video, full_audio, latent_mask, audio_mask, clip.fps, prompt, cfg,
-                       seed=cfg.seed * 4 + half * 2 + i,
+                       seed=_seed(cfg.seed, clip.name, half, f"pass{i + 1}"),
                        callback=_steps_callback(callback, _step_offset + i * cfg.steps, total_steps))
-        hv, ha = _half_of(models, v, a, s, clip.fps, (h, w))
+        hv, ha, frames = _half_of(models, v, a, s, clip.fps, (h, w))
         passes.append(InpaintResult(hv, ha, prompt))
+        pass_frames.append(frames)
     context = merge_passes(*passes)
 
     target_video, target_audio = encode_av(
@@ -275,7 +290,8 @@ def build_pair(models: DatagenModels, clip: SwitchClip, half: int, cfg: DatagenC
         "masked_video_tokens": int(latent_mask.sum()), "masked_audio_frames": int(audio_mask.sum()),
         "steps": cfg.steps, "cfg": cfg.cfg, "seed": cfg.seed,
     }
-    return Pair({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}, meta)
+    return Pair({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}, meta,
+                {"target": _uint8(frames_hw[s]), "context": pass_frames[1]})  # context video = pass 2
 
 
 def build_pairs(models: DatagenModels, clip: SwitchClip, cfg: DatagenConfig | None = None, *,
@@ -302,6 +318,3 @@ def text_encoder_fn(encoder, connectors, max_tokens: int) -> TextEncodeFn:
 
     return lambda prompts: encode_prompts(encoder, connectors, list(prompts), max_tokens)
 
-
-def pair_names(clip: SwitchClip) -> Sequence[str]:
-    return [f"{clip.name}_half{h}.safetensors" for h in (0, 1)]
