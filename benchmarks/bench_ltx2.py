@@ -76,19 +76,45 @@ def inputs(native, preset: str, batch: int, device: str, dtype: torch.dtype):
     return args, v.latent.shape[1], a.latent.shape[1]
 
 
+def memory_table(residents=(0, 8, 16, 24, 32, 48)) -> list[dict]:
+    """Device weight GiB of the 19B transformer per memory mode, from a meta-device model."""
+    from soundstage.models.just_dub_it.config import LTX2_19B_NATIVE_CONFIG
+    from soundstage.models.just_dub_it.memory import estimate_resident_bytes
+
+    cfg = dict(LTX2_19B_NATIVE_CONFIG)
+    rows = [{"mode": m, "resident": "all", "gib": estimate_resident_bytes(cfg, fp8=m == "fp8", resident=None) / 2 ** 30}
+            for m in ("bf16", "fp8")]
+    for fp8 in (False, True):
+        for k in residents:
+            rows.append({"mode": ("fp8" if fp8 else "bf16") + " + block swap", "resident": k,
+                         "gib": estimate_resident_bytes(cfg, fp8=fp8, resident=k) / 2 ** 30})
+    return rows
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--cfg-batch", action="store_true", help="cond + uncond in one batch-2 forward")
-    ap.add_argument("--fp8", action="store_true", help="store block weights in float8 (e4m3, per-row scales)")
+    ap.add_argument("--fp8", action="store_true", help="store block weights in float8 (e4m3, one scale per tensor)")
+    ap.add_argument("--fp8-matmul", action="store_true",
+                    help="with --fp8: block matmuls in fp8 (torch._scaled_mm) on GPUs that have it")
     ap.add_argument("--block-swap", type=int, default=-1, metavar="RESIDENT",
                     help="keep RESIDENT blocks on the device and stream the rest from CPU (-1: off)")
+    ap.add_argument("--no-prefetch", action="store_true",
+                    help="with --block-swap: copy each streamed block when it runs instead of during its predecessor")
+    ap.add_argument("--memory-table", action="store_true",
+                    help="print device weight GiB per memory mode at the 19B config (meta device) and exit")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     args = ap.parse_args(argv)
     _import_pack()
+    if args.memory_table:
+        rows = memory_table()
+        for r in rows:
+            print(f"{r['mode']:<22} resident {str(r['resident']):>4}: {r['gib']:6.2f} GiB")
+        return {"memory_table": rows}
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
         args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
     ]
@@ -97,17 +123,11 @@ def main(argv=None) -> dict:
     if args.fp8:
         from soundstage.models.just_dub_it.memory import store_fp8
 
-        store_fp8(model.transformer)
+        store_fp8(model.transformer, fp8_matmul=args.fp8_matmul)
     if swap:
-        from soundstage.models.just_dub_it.memory import BlockSwap
+        from soundstage.models.just_dub_it.memory import ltx2_block_swap
 
-        blocks = model.transformer.transformer_blocks
-        for name, child in model.transformer.named_children():
-            if name != "transformer_blocks":
-                child.to(args.device)
-        model.transformer.scale_shift_table.data = model.transformer.scale_shift_table.data.to(args.device)
-        model.transformer.audio_scale_shift_table.data = model.transformer.audio_scale_shift_table.data.to(args.device)
-        BlockSwap(blocks, args.device, resident=args.block_swap)
+        ltx2_block_swap(model, args.device, resident=args.block_swap, prefetch=not args.no_prefetch)
     batch = 2 if args.cfg_batch else 1
     fwd_args, nv, na = inputs(native, args.preset, batch, args.device, dtype)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
@@ -124,7 +144,8 @@ def main(argv=None) -> dict:
     per_forward = (time.perf_counter() - t0) / args.iters
     result = {
         "preset": args.preset, "device": args.device, "dtype": str(dtype), "cfg_batch": args.cfg_batch,
-        "fp8": args.fp8, "block_swap_resident": args.block_swap if swap else None,
+        "fp8": args.fp8, "fp8_matmul": args.fp8 and args.fp8_matmul,
+        "block_swap_resident": args.block_swap if swap else None, "prefetch": swap and not args.no_prefetch,
         "video_tokens": nv, "audio_tokens": na,
         "seconds_per_forward_call": round(per_forward, 4),
         "seconds_per_cfg_step": round(per_forward if args.cfg_batch else 2 * per_forward, 4),

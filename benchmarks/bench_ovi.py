@@ -4,6 +4,7 @@
     python benchmarks/bench_ovi.py --shape engine       # GPU: 704x704, 121 frames (15,004 + 157 tokens),
                                                         # 512 text tokens, full-size random weights, bf16
     python benchmarks/bench_ovi.py --shape engine --fp8 --block-swap 10   # the 24 GB-card mode
+    python benchmarks/bench_ovi.py --memory-table       # weight bytes per mode at the real config (meta, no GPU)
 
 Reports seconds per forward (positive + SLG-negative batched as one forward of batch 2, and the
 two passes run separately), seconds per sampling step and peak memory. Weights are random: speed
@@ -32,7 +33,7 @@ if __package__ in (None, ""):
     spec.loader.exec_module(module)
 
 from soundstage.models.ovi.fusion import FusionConfig, OviFusion  # noqa: E402
-from soundstage.models.ovi.memory import BlockSwap, fp8_blocks_  # noqa: E402
+from soundstage.models.ovi.memory import estimate_resident_bytes, fp8_blocks_, ovi_block_swap  # noqa: E402
 from soundstage.models.ovi.sampler import OviConditioning, OviSampling, guided_velocity  # noqa: E402
 from soundstage.models.ovi.tiny import randomize_, tiny_fusion_config  # noqa: E402
 from soundstage.models.ovi.tower import audio_config, video_config  # noqa: E402
@@ -44,7 +45,7 @@ SHAPES = {
 }
 
 
-def build(shape: str, device, dtype, fp8: bool, swap: int | None, fp8_matmul: str = "none"):
+def build(shape: str, device, dtype, fp8: bool, swap: int | None, fp8_matmul: str = "none", prefetch: bool = True):
     if shape == "tiny":
         cfg = tiny_fusion_config(dim=32, heads=2, layers=2, ffn=64, text_len=16, text_dim=32)
     else:
@@ -61,11 +62,7 @@ def build(shape: str, device, dtype, fp8: bool, swap: int | None, fp8_matmul: st
     if fp8:
         fp8_blocks_(model, compute_dtype=torch.bfloat16, fp8_matmul=fp8_matmul)
     if swap is not None:
-        for part in (model.video_model, model.audio_model):
-            for name, child in part.named_children():
-                if name != "blocks":
-                    child.to(device)
-        BlockSwap(model, device, resident=swap)
+        ovi_block_swap(model, device, resident=swap, prefetch=prefetch)  # places the non-block weights too
     else:
         model.to(device)
     return model, cfg
@@ -86,6 +83,18 @@ def timed(fn, device, repeat: int) -> float:
     return (time.perf_counter() - t0) / repeat
 
 
+def memory_table(residents=(0, 5, 10, 15, 20, 30)) -> list[dict]:
+    """Device weight GiB of the released config per memory mode, from a meta-device model."""
+    cfg = FusionConfig(video=video_config(), audio=audio_config())
+    rows = [{"mode": "bf16", "resident": "all", "gib": estimate_resident_bytes(cfg, fp8=False, resident=None) / 2 ** 30},
+            {"mode": "fp8", "resident": "all", "gib": estimate_resident_bytes(cfg, fp8=True, resident=None) / 2 ** 30}]
+    for fp8 in (False, True):
+        for k in residents:
+            rows.append({"mode": ("fp8" if fp8 else "bf16") + " + block swap", "resident": k,
+                         "gib": estimate_resident_bytes(cfg, fp8=fp8, resident=k) / 2 ** 30})
+    return rows
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
@@ -96,15 +105,24 @@ def main(argv=None) -> dict:
                     help="with --fp8: also run these block matmuls in fp8 (torch._scaled_mm)")
     ap.add_argument("--block-swap", type=int, default=None, metavar="RESIDENT",
                     help="stream fusion blocks from CPU, keeping RESIDENT blocks on the device")
+    ap.add_argument("--no-prefetch", action="store_true",
+                    help="with --block-swap: copy each streamed block when it runs instead of during its predecessor")
+    ap.add_argument("--memory-table", action="store_true",
+                    help="print device weight GiB per memory mode at the real config (meta device) and exit")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
+    if args.memory_table:
+        rows = memory_table()
+        for r in rows:
+            print(f"{r['mode']:<22} resident {str(r['resident']):>4}: {r['gib']:6.2f} GiB")
+        return {"memory_table": rows}
     device = torch.device(args.device)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
     s = SHAPES[args.shape]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    model, cfg = build(args.shape, device, dtype, args.fp8, args.block_swap, args.fp8_matmul)
+    model, cfg = build(args.shape, device, dtype, args.fp8, args.block_swap, args.fp8_matmul, not args.no_prefetch)
     g = torch.Generator().manual_seed(0)
     vid = torch.randn(cfg.video.in_dim, s["frames"], s["height"], s["width"], generator=g).to(device)
     aud = torch.randn(s["audio"], cfg.audio.in_dim, generator=g).to(device)
@@ -113,7 +131,7 @@ def main(argv=None) -> dict:
     t = torch.tensor([900], device=device)
     slg = min(11, cfg.video.num_layers - 1)
     results = {"shape": args.shape, "device": str(device), "dtype": str(dtype), "fp8": args.fp8, "fp8_matmul": args.fp8_matmul if args.fp8 else "none",
-               "block_swap": args.block_swap,
+               "block_swap": args.block_swap, "prefetch": args.block_swap is not None and not args.no_prefetch,
                "video_tokens": s["frames"] * (s["height"] // 2) * (s["width"] // 2), "audio_tokens": s["audio"]}
     with torch.no_grad():
         for batch in (True, False):

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 
 from ..compat import io, model_management
+from ..models.common.device import Placement
+from ..models.common.fp8 import tensor_bytes
 from ..models.common.images import resize_images
 from .common import compute_placement, optional_model_choices, seed_input
 from .errors import node_errors
@@ -70,6 +72,23 @@ def wav2vec_windows(audio: dict, wav2vec_path: str, fps: float, clip_length: int
         feats, _ = wav2vec_features(live, mono_16k(audio), fps=fps, clip_length=clip_length)
     feats.windows = feats.windows.float().cpu()
     return feats
+
+
+class _ProjectorStreaming:
+    """MTV's own placement (``MTVTransformer.place``): all but the audio projectors on the device."""
+
+    def __init__(self, model, projector_device: torch.device):
+        self.model, self.projector_device = model, projector_device
+
+    def place(self, device: torch.device) -> None:
+        self.model.place(device, projector_device=self.projector_device)
+
+    def release(self, offload: torch.device) -> None:
+        self.model.place(offload)
+
+    def resident_bytes(self) -> int:
+        streamed = sum(tensor_bytes(m) for name, m in self.model.audio.named_children() if name.startswith("audio_proj"))
+        return tensor_bytes(self.model) - streamed
 
 
 def _one_shot(module: torch.nn.Module) -> ModelHandle:
@@ -185,25 +204,21 @@ def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int,
         raise ValueError("SoundstageMTVSampler: input 'image' needs the 'vae' input to encode the keyframe")
     device = model_management.get_torch_device()
     offload = model_management.unet_offload_device()
-    # Own placement, not a ModelHandle: the three 1.2B-parameter projectors run once per chunk and are
-    # streamed in from the offload device, which a whole-module model manager cannot express.
-    model.place(device, projector_device=offload)
+    # Self-placing: the three 1.2B-parameter projectors run once per chunk and are streamed in from
+    # the offload device, which a whole-module model manager cannot express.
+    handle = ModelHandle(model, Placement(device, loaded.dtype, offload=offload), placer=_ProjectorStreaming(model, offload))
     total = num_chunks(control.num_frames or control.vocal.shape[0], (conf.latent_frames - 1) * 4 + 1) * steps
-    try:
-        with (vae.use() if vae is not None else nullcontext()) as live_vae:
-            image_latents = None
-            if image is not None:
-                frame = resize_images(image[:1], conf.latent_height * 8, conf.latent_width * 8)
-                image_latents = encode_frames(live_vae, frame, torch.Generator().manual_seed(seed))
-            chunks = sample_mtv(
-                model, context, control, latent_height=conf.latent_height, latent_width=conf.latent_width,
-                steps=steps, guidance=cfg, seed=seed, image_latents=image_latents,
-                carry=reencode_tail(live_vae, seed=seed) if live_vae is not None else None,
-                callback=step_callback(total),
-            )
-    finally:
-        model.place(offload)
-        model_management.soft_empty_cache()
+    with handle.use(), (vae.use() if vae is not None else nullcontext()) as live_vae:
+        image_latents = None
+        if image is not None:
+            frame = resize_images(image[:1], conf.latent_height * 8, conf.latent_width * 8)
+            image_latents = encode_frames(live_vae, frame, torch.Generator().manual_seed(seed))
+        chunks = sample_mtv(
+            model, context, control, latent_height=conf.latent_height, latent_width=conf.latent_width,
+            steps=steps, guidance=cfg, seed=seed, image_latents=image_latents,
+            carry=reencode_tail(live_vae, seed=seed) if live_vae is not None else None,
+            callback=step_callback(total),
+        )
     samples = torch.cat([c.permute(0, 2, 1, 3, 4) for c in chunks]).float().cpu()  # [chunks, C, T, h, w]
     return {"samples": samples, "mtv_num_frames": control.num_frames, "mtv_fps": control.fps}
 

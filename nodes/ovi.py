@@ -103,7 +103,8 @@ class LoadOviModel(io.ComfyNode):
                                 "also run in fp8 (Ada/Hopper GPUs; slightly less accurate)."),
                 io.Combo.Input("offload", options=list(OFFLOAD), default="none",
                                tooltip="block_swap: keep only 'resident_blocks' fusion blocks on the GPU and stream "
-                                       "the others from CPU memory each step (for 24 GB cards)."),
+                                       "the others from pinned CPU memory, copying the next block while one runs (with fp8_e4m3: "
+                                       "the 24 GB-card mode)."),
                 io.Int.Input("resident_blocks", default=0, min=0, max=64, step=1,
                              tooltip="With block_swap: fusion blocks kept on the GPU (more = faster, more VRAM)."),
                 io.Int.Input("num_heads", default=0, min=0, max=256, step=1,

@@ -169,7 +169,8 @@ def test_golden_chain_from_vae_latent(golden_dir, path):
     h = _constructor(meta)
     vae = load_mel_vae({k: t for k, t in v.items() if not k.startswith(("input.", "output."))})
     voc = load_bigvgan({k: t for k, t in b.items() if not k.startswith(("input.", "output."))},
-                       upsample_rates=tuple(h["upsample_rates"]))
+                       upsample_rates=tuple(h["upsample_rates"]),
+                       resblock_dilation_sizes=tuple(tuple(d) for d in h["resblock_dilation_sizes"]))
     with torch.no_grad():
         wav = voc(vae.decode(v["input.latent"]))
     assert float((wav - b["output.wav"]).abs().max()) <= meta["tolerance"]["wav"]

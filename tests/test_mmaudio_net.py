@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -34,6 +35,10 @@ def test_golden_velocity_and_sampling(golden_dir, path):
     assert net.config.v2 == ctor["v2"] and net.config.depth == ctor["depth"]
     assert net.config.fused_depth == ctor["fused_depth"] and net.config.num_heads == ctor["num_heads"]
     b, n = inp["latent"].shape[:2]
+    # Sampling settings come from the fixture: steps from the recorded states, CFG from the call it describes.
+    steps = out["sample_states"].shape[0]
+    found = re.search(r"ode_wrapper\(t, x, cond, empty, ([\d.]+)\)", meta["forward_call"].get("sampling", ""))
+    cfg = float(found.group(1)) if found else 4.5
     lens = dict(clip_len=inp["clip_f"].shape[1], sync_len=inp["sync_f"].shape[1])
     with torch.no_grad():
         cond = net.encode_conditions(batch=b, latent_len=n, clip_f=inp["clip_f"], sync_f=inp["sync_f"], text_f=inp["text_f"])
@@ -48,18 +53,18 @@ def test_golden_velocity_and_sampling(golden_dir, path):
             states.append((step, total))
 
         # Separate passes as the reference runs them, and the batched (cond+uncond) pass.
-        x = sample(net, cond, empty, inp["noise"], num_steps=4, cfg_scale=4.5, callback=record, batched_cfg=False)
-        xb = sample(net, cond, empty, inp["noise"], num_steps=4, cfg_scale=4.5, batched_cfg=True)
+        x = sample(net, cond, empty, inp["noise"], num_steps=steps, cfg_scale=cfg, callback=record, batched_cfg=False)
+        xb = sample(net, cond, empty, inp["noise"], num_steps=steps, cfg_scale=cfg, batched_cfg=True)
         got["sample_normalized"] = x
         got["sample_latent"] = net.unnormalize(x)
         # The network input at each step: recompute with return_states through the generic sampler.
         from soundstage.models.common.flow_matching import cfg_combine, euler_sample
 
         ones = torch.ones(b)
-        fn = lambda t, z: cfg_combine(net.predict_flow(z, t * ones, cond), net.predict_flow(z, t * ones, empty), 4.5)  # noqa: E731
-        _, st = euler_sample(fn, inp["noise"], num_steps=4, return_states=True)
+        fn = lambda t, z: cfg_combine(net.predict_flow(z, t * ones, cond), net.predict_flow(z, t * ones, empty), cfg)  # noqa: E731
+        _, st = euler_sample(fn, inp["noise"], num_steps=steps, return_states=True)
         got["sample_states"] = torch.stack(st)
-    assert states == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert states == [(i, steps) for i in range(1, steps + 1)]
     for name, ref in out.items():
         tol = meta["tolerance"][name]
         err = (got[name].float() - ref).abs().max().item()

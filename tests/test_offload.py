@@ -171,6 +171,41 @@ def test_block_swap_prefetch_uses_a_side_stream_only_on_cuda(monkeypatch):
     assert swap._staged == {}
 
 
+def test_cuda_prefetch_branch_orders_copies_with_events(monkeypatch):
+    """The CUDA branch with stand-in streams/events: every prefetched unit is waited for before it is
+    installed, and its copies are recorded on the compute stream (so the allocator cannot reuse them early)."""
+    log = []
+
+    class Event:
+        def record(self, stream):
+            log.append(("record", stream))
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def wait_event(self, event):
+            log.append(("wait", self.name))
+
+    compute, side = Stream("compute"), Stream("side")
+    recorded = []
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: __import__("contextlib").nullcontext())
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: compute)
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda t, s: recorded.append(s), raising=False)
+    model = _stack(7, n=3)
+    x = torch.randn(2, 16)
+    want = model(x)
+    swap = BlockSwap(model, list(model.blocks), CPU, resident=1)
+    monkeypatch.setattr(swap, "_is_cuda", lambda: True)
+    monkeypatch.setattr(swap, "_side_stream", lambda: side)
+    model.block_context = swap.around
+    assert torch.equal(model(x), want)
+    assert log == [("record", side), ("wait", "compute"), ("record", side), ("wait", "compute")]
+    per_unit = len(list(model.blocks[1].parameters())) + len(list(model.blocks[1].buffers()))
+    assert recorded == [compute] * (2 * per_unit) and swap.prefetched == 2
+
+
 def test_hook_exit_runs_when_a_block_raises():
     model = _stack(3, n=2)
     swap = BlockSwap(model, list(model.blocks), CPU, resident=0).attach_hooks()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from soundstage.compat import folder_paths, io
+from soundstage.compat import io
 from soundstage.models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
 from soundstage.models.ovi.tiny import tiny_fusion, tiny_umt5_state_dict, write_tiny_tokenizer
 from soundstage.models.ovi.video_vae import build_wan_vae, decode_video, encode_image, load_wan_vae
@@ -158,42 +158,19 @@ def test_wan_vae_round_trip_normalisation(models_dir):
     assert out.shape == (1, 1, 32, 48, 3)
 
 
-class _LoadImage(io.ComfyNode):
-    """Minimal stand-in for core LoadImage, used only while the headless runner lacks one."""
-
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return io.Schema(node_id="LoadImage", display_name="Load Image", category="image",
-                         inputs=[io.Combo.Input("image", options=sorted(p.name for p in Path(
-                             folder_paths.get_input_directory()).glob("*.png")), upload=io.UploadType.image)],
-                         outputs=[io.Image.Output("IMAGE_OUT", display_name="IMAGE"), io.Mask.Output("MASK")])
-
-    @classmethod
-    def execute(cls, image) -> io.NodeOutput:
-        import numpy as np
-        from PIL import Image
-
-        arr = np.asarray(Image.open(Path(folder_paths.get_input_directory()) / image).convert("RGB"), dtype=np.float32)
-        img = torch.from_numpy(arr / 255.0)[None]
-        return io.NodeOutput(img, torch.zeros(img.shape[:3]))
-
-
-def _runner_or_skip(needs: set[str]):
-    runner = pytest.importorskip("soundstage.headless.runner")
+def _runner(needs: set[str]):
+    from soundstage.headless import runner
     from soundstage.headless.registry import core_nodes
 
+    # The workflows need these core stand-ins: losing one is a failure, not a reason to skip.
     missing = needs - set(core_nodes())
-    extra = []
-    if missing == {"LoadImage"}:
-        extra, missing = [_LoadImage], set()
-    if missing:
-        pytest.skip(f"headless core stand-ins not available yet: {sorted(missing)}")
-    return runner, extra
+    assert not missing, f"headless core stand-ins missing: {sorted(missing)}"
+    return runner
 
 
 @pytest.mark.parametrize("name", ["t2av_ovi", "i2av_ovi"])
 def test_workflow_runs_headless(models_dir, tmp_path, name):
-    runner_mod, extra_nodes = _runner_or_skip({"CreateVideo", "SaveVideo"} | ({"LoadImage"} if name == "i2av_ovi" else set()))
+    runner_mod = _runner({"CreateVideo", "SaveVideo"} | ({"LoadImage"} if name == "i2av_ovi" else set()))
     import av
     import numpy as np
 
@@ -204,8 +181,7 @@ def test_workflow_runs_headless(models_dir, tmp_path, name):
 
         Image.fromarray((np.random.default_rng(0).random((40, 56, 3)) * 255).astype("uint8")).save(inp / "ovi_start.png")
         overrides.update({"15.width": 32, "15.height": 32})
-    r = runner_mod.Runner(input_dir=inp, output_dir=out, models_dir=models_dir, nodes=extra_nodes or None,
-                          include_pack=True)
+    r = runner_mod.Runner(input_dir=inp, output_dir=out, models_dir=models_dir)
     r.run(REPO / "workflows" / f"{name}.json", overrides=overrides)
     files = sorted(p for p in out.rglob("*") if p.suffix in (".mp4", ".mkv", ".webm", ".mov"))
     assert files, "SaveVideo wrote no file"

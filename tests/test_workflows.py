@@ -40,3 +40,13 @@ def test_ui_api_round_trip(path, registry):
     again = ui_to_api(api_to_ui(prompt, registry), registry)
     strip = lambda p: {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in p.items()}
     assert strip(again) == strip(prompt)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_every_workflow_has_a_headless_run_test(path):
+    # Each bundled example is run by some test through the headless runner (which then checks its files);
+    # a new workflow without one fails here instead of shipping untested.
+    tests = Path(__file__).resolve().parent
+    runs_it = [t.name for t in tests.glob("test_*.py") if t.name != Path(__file__).name
+               and path.stem in (text := t.read_text()) and ("Runner(" in text or '["run", ' in text)]
+    assert runs_it, f"no test runs workflows/{path.name} headless"

@@ -7,6 +7,8 @@ Weights that are already e4m3 (a released fp8 file) are kept bit for bit with a 
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,7 +48,12 @@ def fp8_matmul_supported(device: torch.device | str) -> bool:
     device = torch.device(device)
     if device.type != "cuda" or not hasattr(torch, "_scaled_mm") or not torch.cuda.is_available():
         return False
-    return torch.cuda.get_device_capability(device) >= (8, 9)
+    return _cuda_has_fp8(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_has_fp8(index: int) -> bool:
+    return torch.cuda.get_device_capability(index) >= (8, 9)
 
 
 def scaled_fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,

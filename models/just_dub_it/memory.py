@@ -28,8 +28,8 @@ def _diffusers_model(model: nn.Module) -> nn.Module:
 def ltx2_block_swap(model: nn.Module, device: torch.device | str, resident: int = 0, *,
                     prefetch: bool = True, place: bool = True) -> BlockSwap:
     """A :class:`BlockSwap` over ``transformer_blocks`` hooked into their forwards."""
-    root = _diffusers_model(model)
-    swap = BlockSwap(root, list(root.transformer_blocks), device, resident, prefetch=prefetch)
+    # The whole module is placed (wrapper tensors included); only the diffusers blocks stream.
+    swap = BlockSwap(model, list(_diffusers_model(model).transformer_blocks), device, resident, prefetch=prefetch)
     if place:
         swap.place()
     return swap.attach_hooks()

@@ -1,0 +1,143 @@
+"""Static rules the whole pack keeps: layer boundaries, safe loading, no network, no swallowed cancellation,
+no machine-specific paths. Each reads the shipped source, so a new file is checked without a test change."""
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SKIP_DIRS = {"tests", ".git", "build", "dist", "__pycache__", "node_modules"}
+
+
+def _shipped(*top: str, suffix: str = ".py") -> list[Path]:
+    roots = [REPO / t for t in top] if top else [REPO]
+    files = []
+    for root in roots:
+        for p in ([root] if root.is_file() else root.rglob(f"*{suffix}")):
+            if not SKIP_DIRS & set(p.relative_to(REPO).parts):
+                files.append(p)
+    return sorted(files)
+
+
+@lru_cache(maxsize=None)
+def _tree(path: Path) -> ast.AST:
+    return ast.parse(path.read_text())
+
+
+def _calls(tree: ast.AST, attr: str):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
+            if name == attr:
+                yield node
+
+
+def _keyword(call: ast.Call, name: str):
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _where(path: Path, node: ast.AST) -> str:
+    return f"{path.relative_to(REPO)}:{node.lineno}"
+
+
+def test_library_layers_never_import_comfyui_or_the_node_layer():
+    # models/, media/ and metrics/ are pure PyTorch/NumPy: usable (and testable) without ComfyUI.
+    bad = []
+    for path in _shipped("models", "media", "metrics", "synthworld"):
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                top = mod.split(".")[0]
+                if top in ("comfy", "comfy_api", "folder_paths") or (
+                        node.level >= 2 and top in ("nodes", "headless", "compat")):
+                    bad.append(_where(path, node))
+            elif isinstance(node, ast.Import):
+                if any(a.name.split(".")[0] in ("comfy", "comfy_api", "folder_paths") for a in node.names):
+                    bad.append(_where(path, node))
+    assert not bad, bad
+
+
+def test_torch_load_is_always_weights_only():
+    bad = []
+    for path in _shipped():
+        for call in _calls(_tree(path), "load"):
+            f = call.func
+            if isinstance(f, ast.Attribute) and getattr(f.value, "id", None) == "torch":
+                flag = _keyword(call, "weights_only")
+                if not (isinstance(flag, ast.Constant) and flag.value is True):
+                    bad.append(_where(path, call))
+    assert not bad, f"torch.load without weights_only=True: {bad}"
+
+
+def test_hugging_face_loaders_never_reach_the_hub():
+    # Model files come from ComfyUI's model folders; a name that is not a folder must fail, not download.
+    bad = []
+    for path in _shipped():
+        tree = _tree(path)
+        for call in _calls(tree, "from_pretrained"):
+            flag = _keyword(call, "local_files_only")
+            if not (isinstance(flag, ast.Constant) and flag.value is True):
+                bad.append(_where(path, call))
+        for name in ("hf_hub_download", "snapshot_download", "urlopen"):
+            bad += [_where(path, c) for c in _calls(tree, name)]
+    assert not bad, f"possible network access: {bad}"
+
+
+def _catches_everything(handler: ast.ExceptHandler) -> bool:
+    t = handler.type
+    names = [t] if not isinstance(t, ast.Tuple) else list(t.elts)
+    return t is None or any(getattr(n, "id", getattr(n, "attr", None)) in ("Exception", "BaseException")
+                            for n in names)
+
+
+def _reraises(handler: ast.ExceptHandler) -> bool:
+    return bool(handler.body) and isinstance(handler.body[-1], ast.Raise) and handler.body[-1].exc is None
+
+
+# Load-time only (module import and schema checks), never around a node's execution.
+LOAD_TIME = {"nodes/extension.py"}
+
+
+def test_node_code_never_swallows_cancellation():
+    # ComfyUI's InterruptProcessingException is an Exception: a broad `except` in a node would turn a
+    # cancel into an error (or into nothing) unless the interruption is let through first.
+    bad = []
+    for path in _shipped("nodes"):
+        if str(path.relative_to(REPO)) in LOAD_TIME:
+            continue
+        for node in ast.walk(_tree(path)):
+            if not isinstance(node, ast.Try):
+                continue
+            for i, handler in enumerate(node.handlers):
+                if not _catches_everything(handler) or _reraises(handler):
+                    continue
+                earlier = node.handlers[:i]
+                lets_through = any("InterruptProcessingException" in ast.unparse(h.type or ast.Constant(None))
+                                   and _reraises(h) for h in earlier)
+                if not lets_through:
+                    bad.append(_where(path, handler))
+    assert not bad, f"broad except without letting InterruptProcessingException through: {bad}"
+
+
+def test_no_machine_specific_paths():
+    try:
+        tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout: the tracked files cannot be listed")
+    pattern = re.compile(r"(?<![\w.])(/work/|/home/[a-z]|/Users/[A-Za-z]|/mnt/[a-z]|[A-Z]:\\\\Users)")
+    bad = []
+    for name in tracked.splitlines():
+        path = REPO / name
+        if path.suffix not in (".py", ".md", ".json", ".toml", ".txt", ".js", ".cfg", ".yml", ".yaml") or \
+                not path.is_file() or name.startswith("tests/test_pack_hygiene"):
+            continue
+        for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if pattern.search(line):
+                bad.append(f"{name}:{i}: {line.strip()[:80]}")
+    assert not bad, bad
