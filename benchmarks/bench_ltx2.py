@@ -11,22 +11,19 @@ forward with context (diffusers, bf16), 39.1 GiB peak.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import runpy
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+# Benchmarks run as scripts, as modules and through runpy: load the helper by path in every case.
+ensure_pack = runpy.run_path(str(Path(__file__).with_name("_pack.py")))["ensure_pack"]
+
 
 def _import_pack():
-    if "soundstage" not in sys.modules:
-        root = Path(__file__).resolve().parents[1]
-        spec = importlib.util.spec_from_file_location("soundstage", root / "__init__.py", submodule_search_locations=[str(root)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["soundstage"] = module
-        spec.loader.exec_module(module)
+    ensure_pack()
 
 
 PRESETS = {

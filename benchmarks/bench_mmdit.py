@@ -12,7 +12,7 @@ Measures one full generation (25 Euler steps, CFG 4.5, cond+uncond batched into 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import runpy
 import json
 import statistics
 import sys
@@ -20,17 +20,10 @@ import time
 from pathlib import Path
 
 
-def _import_pack():
-    # The repository root is the package; load it as `soundstage` when run as a script.
-    if "soundstage" not in sys.modules:
-        root = Path(__file__).resolve().parents[1]
-        spec = importlib.util.spec_from_file_location("soundstage", root / "__init__.py", submodule_search_locations=[str(root)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["soundstage"] = mod
-        spec.loader.exec_module(mod)
+# Benchmarks run as scripts, as modules and through runpy: load the helper by path in every case.
+ensure_pack = runpy.run_path(str(Path(__file__).with_name("_pack.py")))["ensure_pack"]
 
-
-_import_pack()
+ensure_pack()
 
 import torch  # noqa: E402
 

@@ -10,8 +10,8 @@ projected once per chunk, as the sampler does; text is 226 x 4096 zeros-shaped f
 from __future__ import annotations
 
 import argparse
+import runpy
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -20,9 +20,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Benchmarks run as scripts, as modules and through runpy: load the helper by path in every case.
+ensure_pack = runpy.run_path(str(Path(__file__).with_name("_pack.py")))["ensure_pack"]
+
+
 def _import_pack():
-    sys.path.insert(0, str(REPO / "tests"))
-    import conftest  # noqa: F401  (registers the repo as the package ``soundstage``)
+    ensure_pack()
 
 
 def build(size: str, device: str, dtype: torch.dtype):

@@ -13,24 +13,17 @@ and memory do not depend on their values.
 from __future__ import annotations
 
 import argparse
+import runpy
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-if __package__ in (None, ""):
-    # Run as a script: make the repository importable as the package `soundstage`.
-    import importlib.util
+# Benchmarks run as scripts, as modules and through runpy: load the helper by path in every case.
+ensure_pack = runpy.run_path(str(Path(__file__).with_name("_pack.py")))["ensure_pack"]
 
-    repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("soundstage", repo / "__init__.py",
-                                                  submodule_search_locations=[str(repo)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["soundstage"] = module
-    spec.loader.exec_module(module)
+ensure_pack()
 
 from soundstage.models.ovi.fusion import FusionConfig, OviFusion  # noqa: E402
 from soundstage.models.ovi.memory import estimate_resident_bytes, fp8_blocks_, ovi_block_swap  # noqa: E402
