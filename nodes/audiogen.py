@@ -112,7 +112,8 @@ def encode_visual(encoders: Encoders, images: torch.Tensor, fps: float, duration
         raise ValueError(f"{node}: input 'fps' must be positive")
     length = images.shape[0] / fps
     if encoders.synchformer is not None and length < 0.64:
-        raise ValueError(f"{node}: the video is {length:.2f} s; Synchformer needs at least 0.64 s (16 frames at 25 fps)")
+        raise ValueError(f"{node}: input 'video'/'images' lasts {length:.2f} s; Synchformer needs at least 0.64 s "
+                         "(16 frames at 25 fps)")
     with ExitStack() as stack:
         stack.enter_context(encoders.using_clip())
         sync = stack.enter_context(encoders.synchformer.use()) if encoders.synchformer is not None else None

@@ -126,6 +126,9 @@ def test_errors_name_node_and_input(models_dir):
         nodes.sample_mmdit(mm, task="speech", duration=1.0, steps=1, cfg=1.0, seed=0, variations=1)
     with pytest.raises(ValueError, match="input 'duration'"):
         nodes.sample_mmdit(mm, task="audio", duration=0.0, steps=1, cfg=1.0, seed=0, variations=1)
+    short = torch.rand(10, 16, 16, 3)  # 0.4 s at 25 fps: shorter than one Synchformer segment
+    with pytest.raises(ValueError, match=r"MMDiT Visual Features: input 'video'/'images' lasts 0.40 s"):
+        nodes.encode_visual(nodes.Encoders(synchformer=object(), clip=None, clip_handle=None), short, 25.0, 0.0)
     with pytest.raises(FileNotFoundError, match="Load MMDiT Model: input 'model_name'"):
         nodes.LoadMMDiT.execute("missing.pth", "fp32")
     bad = Path(folder_paths.get_folder_paths("soundstage_mmaudio")[0]) / "broken.safetensors"

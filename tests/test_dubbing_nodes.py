@@ -70,6 +70,10 @@ def test_workflow_runs_headless_with_tiny_weights(tmp_path):
         assert (v.width, v.height) == (96, 64)
         assert sum(1 for _ in c.decode(video=0)) == 17
         assert len(c.streams.audio) == 1
+        c.seek(0)
+        rate = c.streams.audio[0].rate
+        in_file = sum(f.samples for f in c.decode(audio=0))
+    assert abs(in_file - 17 / 24 * rate) <= 1024, in_file  # the saved dub spans the clip (one AAC frame slack)
     audio = result.values["7"][1]
     assert audio["sample_rate"] == 24000
     # The dubbed audio lasts as long as the (trimmed) source clip.

@@ -141,3 +141,24 @@ def test_no_machine_specific_paths():
             if pattern.search(line):
                 bad.append(f"{name}:{i}: {line.strip()[:80]}")
     assert not bad, bad
+
+
+def test_every_node_input_documents_itself():
+    # The node rule: every widget has a tooltip; numbers also carry default, min, max and step.
+    from soundstage.nodes.extension import IMPORT_ERRORS, load_node_classes
+
+    classes = load_node_classes()
+    assert classes and not IMPORT_ERRORS, IMPORT_ERRORS
+    bad = []
+    for cls in classes:
+        schema = cls.GET_SCHEMA()
+        if not (schema.display_name and (schema.category or "").startswith("Soundstage/")):
+            bad.append((schema.node_id, "display_name/category"))
+        for inp in schema.inputs:
+            kind = inp.get_io_type()
+            needed = ("default", "min", "max", "step", "tooltip") if kind in ("INT", "FLOAT") else \
+                ("tooltip",) if kind in ("COMBO", "STRING", "BOOLEAN") else ()
+            missing = [a for a in needed if getattr(inp, a, None) is None or (a == "tooltip" and not inp.tooltip)]
+            if missing:
+                bad.append((schema.node_id, inp.id, missing))
+    assert not bad, bad
