@@ -154,10 +154,9 @@ def _linear_or_none(root: torch.nn.Module, path: str):
 
 def load_text_encoder(path: str, precision: str, max_tokens: int, node: str = "Load LTX-2 Text Encoder") -> GemmaTextEncoder:
     placement = Placement.auto(precision)
-    folder = Path(path).parent if Path(path).is_file() else Path(path)
     try:
-        encoder = load_gemma(folder, dtype=placement.dtype, device="cpu")
-    except (OSError, ValueError) as exc:
+        encoder = load_gemma(path, dtype=placement.dtype, device="cpu")
+    except (OSError, ValueError, ImportError) as exc:
         raise ValueError(f"{node}: input 'text_encoder': {exc}") from exc
     return GemmaTextEncoder(encoder, placement, max_tokens)
 
@@ -296,12 +295,14 @@ class LoadLTX2AVModel(io.ComfyNode):
                         "The config comes from the file's metadata.",
             inputs=[
                 io.Combo.Input("ckpt_name", options=model_choices("soundstage_ltx2"),
-                               tooltip="LTX-2 single file (models/soundstage/ltx2), e.g. ltx-2-19b-dev.safetensors."),
+                               tooltip="LTX-2 single file (models/soundstage/ltx2), e.g. ltx-2-19b-dev.safetensors or an fp8 "
+                                       "release (ComfyUI scaled fp8 / mixed precision, or plain float8_e4m3fn weights)."),
                 io.Combo.Input("precision", options=PRECISIONS, default="auto",
                                tooltip="Weight dtype; auto = bf16 on GPU, fp32 on CPU."),
                 io.Combo.Input("weight_storage", options=["default", "fp8_e4m3fn"], default="default",
                                tooltip="fp8_e4m3fn stores the transformer blocks' linear weights in 8 bits (one scale "
-                                       "per tensor), halving their memory; LoRAs then run unmerged beside them."),
+                                       "per tensor), halving their memory; LoRAs then run unmerged beside them. "
+                                       "An fp8 release (e.g. ltx-2-19b-dev-fp8) keeps its own fp8 weights and scales either way."),
                 io.Boolean.Input("block_swap", default=False, optional=True,
                                  tooltip="Keep only 'resident_blocks' transformer blocks on the GPU and stream the "
                                          "others from CPU memory, prefetching the next block while one runs "
@@ -350,10 +351,12 @@ class LoadLTX2TextEncoder(io.ComfyNode):
             node_id="SoundstageLoadLTX2TextEncoder",
             display_name="Load LTX-2 Text Encoder (Gemma-3)",
             category=CATEGORY,
-            description="Gemma-3 in Hugging Face layout (a folder under text_encoders with config.json, tokenizer and weights); pick any file inside it.",
+            description="Gemma-3 12B: ComfyUI's single file (text_encoders/gemma_3_12B_it.safetensors, bf16 or fp8 scaled; "
+                        "its tokenizer is stored inside) or a Hugging Face folder (config.json, tokenizer, weights; pick any file inside it).",
             inputs=[
                 io.Combo.Input("text_encoder", options=model_choices("text_encoders"),
-                               tooltip="A file inside the Gemma-3 folder (e.g. gemma-3-12b-it/model-00001-of-00005.safetensors)."),
+                               tooltip="gemma_3_12B_it.safetensors (ComfyUI), or a file inside a Hugging Face Gemma-3 folder "
+                                       "(e.g. gemma-3-12b-it/model-00001-of-00005.safetensors)."),
                 io.Combo.Input("precision", options=PRECISIONS, default="auto", tooltip="Gemma dtype while encoding."),
                 io.Int.Input("max_tokens", default=MAX_PROMPT_TOKENS, min=8, max=4096, step=8,
                              tooltip="Prompts are left-padded to this length; must be a multiple of the connectors' register count (128 for LTX-2)."),

@@ -1,5 +1,6 @@
 """Everything one LTX-2 single file holds, loaded together (transformer, text connectors,
-video VAE, audio VAE, vocoder); parts absent from the file stay ``None``."""
+video VAE, audio VAE, vocoder); parts absent from the file stay ``None``. bf16 and fp8 releases alike
+(see :mod:`.formats`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,8 +11,9 @@ import torch
 
 from ..common.checkpoint import load_file, safetensors_metadata
 from .codecs import AUDIO_VAE_PREFIX, VIDEO_VAE_PREFIX, VOCODER_PREFIX, load_audio_vae, load_video_vae, load_vocoder
+from .formats import read_fp8_layout
 from .text import load_text_connectors
-from .transformer import InContextTransformer, load_transformer
+from .transformer import FP8_BLOCKS_PREFIX, InContextTransformer, load_transformer
 
 
 @dataclass
@@ -28,9 +30,11 @@ def _has(checkpoint, prefix: str) -> bool:
 
 
 def load_ltx2_parts(path: str | Path, *, dtype: torch.dtype | None = None) -> LTX2Parts:
-    checkpoint = load_file(path)
     meta = safetensors_metadata(path) if str(path).endswith(".safetensors") else {}
-    parts = LTX2Parts(load_transformer(checkpoint, meta, dtype=dtype))
+    layout = read_fp8_layout(load_file(path), meta, context=f"LTX-2 checkpoint {Path(path).name}")
+    parts = LTX2Parts(load_transformer(layout, meta, dtype=dtype))
+    # An fp8 release may quantise connector/VAE layers too: those small parts are multiplied out.
+    checkpoint = layout.dequantized(dtype, skip=(FP8_BLOCKS_PREFIX,))
     if _has(checkpoint, "text_embedding_projection."):
         parts.connectors = load_text_connectors(checkpoint, meta, dtype=dtype)
     if _has(checkpoint, VIDEO_VAE_PREFIX):

@@ -16,6 +16,7 @@ from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
 
 from ..common.checkpoint import CheckpointError, build_and_load, rename_keys, select
 from .config import native_transformer_config
+from .gemma_file import is_hf_folder_file, load_gemma_single_file
 
 CONNECTOR_RENAMES = (
     (r"^model\.diffusion_model\.video_embeddings_connector\.", "video_connector."),
@@ -83,12 +84,18 @@ class GemmaEncoder:
 
 
 def load_gemma(path: str | Path, *, dtype: torch.dtype = torch.bfloat16, device="cpu") -> GemmaEncoder:
-    """A Gemma-3 folder in Hugging Face layout (config.json, tokenizer, weights); never the Hub."""
+    """Gemma-3 from a Hugging Face folder (config.json, tokenizer, model*.safetensors; the folder or any
+    file in it) or from one file in ComfyUI's layout (``gemma_3_12B_it.safetensors``); never the Hub."""
     from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoTokenizer
 
     path = Path(path)
+    if path.is_file() and not is_hf_folder_file(path):
+        return GemmaEncoder(*load_gemma_single_file(path, dtype=dtype, device=device))
+    if path.is_file():
+        path = path.parent
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: expected a Gemma-3 folder with config.json (Hugging Face layout)")
+        raise FileNotFoundError(f"{path}: expected a Gemma-3 folder with config.json (Hugging Face layout) "
+                                "or a single Gemma-3 .safetensors file (ComfyUI's gemma_3_12B_it.safetensors)")
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     loader = AutoModelForImageTextToText if getattr(config, "vision_config", None) is not None else AutoModel

@@ -14,15 +14,22 @@ from ..common.checkpoint import (
     CheckpointError,
     build_and_load,
     load_file,
+    load_strict,
+    meta_device,
     safetensors_metadata,
     select,
 )
+from ..common.fp8 import Fp8Linear
 from .attention_processor import CrossModalMasks, install_processors
 from .config import diffusers_transformer_kwargs, native_transformer_config
+from .formats import Fp8Layout, read_fp8_layout
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
 # Stored under the transformer prefix but belonging to the Gemma text connectors.
 CONNECTOR_PREFIXES = ("video_embeddings_connector.", "audio_embeddings_connector.")
+# fp8 weights of a released file stay in fp8 here (the scope of memory.store_fp8); elsewhere they are
+# multiplied out, so the small embedding/projection layers keep the compute dtype.
+FP8_BLOCKS_PREFIX = TRANSFORMER_PREFIX + "transformer_blocks."
 
 
 def transformer_state_dict(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -71,15 +78,59 @@ def build_transformer(kwargs: Mapping[str, Any]) -> LTX2VideoTransformer3DModel:
 
 
 def load_transformer(
-    checkpoint: Mapping[str, torch.Tensor],
+    checkpoint: Mapping[str, torch.Tensor] | Fp8Layout,
     metadata: Mapping[str, str] | None,
     *,
     dtype: torch.dtype | None = None,
 ) -> "InContextTransformer":
+    """bf16/fp32 files, and fp8 files (ComfyUI scaled fp8, mixed precision, plain e4m3 casts) whose
+    block weights are kept bit for bit as :class:`Fp8Linear` with the file's scales."""
     kwargs = diffusers_transformer_kwargs(native_transformer_config(metadata))
-    sd = transformer_state_dict(checkpoint)
-    model = build_and_load(lambda: build_transformer(kwargs), sd, context="LTX-2 transformer", dtype=dtype)
+    layout = checkpoint if isinstance(checkpoint, Fp8Layout) else read_fp8_layout(
+        checkpoint, metadata, context="LTX-2 transformer")
+    if not layout.quantized:
+        sd = transformer_state_dict(layout.tensors)
+        model = build_and_load(lambda: build_transformer(kwargs), sd, context="LTX-2 transformer", dtype=dtype)
+    else:
+        model = _load_fp8_transformer(layout, kwargs, dtype)
     return InContextTransformer(model.eval().requires_grad_(False))
+
+
+def _load_fp8_transformer(layout: Fp8Layout, kwargs, dtype: torch.dtype | None) -> LTX2VideoTransformer3DModel:
+    sd = transformer_state_dict(layout.dequantized(dtype, skip=(FP8_BLOCKS_PREFIX,)))
+    kept = {k: s for k, s in layout.scales.items() if k.startswith(FP8_BLOCKS_PREFIX)}
+    scales = transformer_state_dict(kept) if kept else {}
+    sd = {k: (v.to(dtype) if dtype is not None and k not in scales and v.is_floating_point() else v)
+          for k, v in sd.items()}
+    for key, scale in scales.items():
+        module = key[: -len(".weight")]
+        sd[module + ".weight_fp8"] = sd.pop(key).view(torch.uint8)
+        sd[module + ".weight_scale"] = scale
+    with meta_device():
+        model = build_transformer(kwargs)
+        _fp8_linears_(model, [k[: -len(".weight")] for k in scales], bias_dtype=dtype)
+    # dtype=None: the scales stay float32 (a bf16 scale would add up to 2^-9 relative error).
+    load_strict(model, sd, context="LTX-2 transformer (fp8)", dtype=None, assign=True)
+    return model
+
+
+def _fp8_linears_(model: nn.Module, names: list[str], *, bias_dtype: torch.dtype | None) -> None:
+    wrong = []
+    for name in names:
+        try:
+            linear = model.get_submodule(name)
+        except AttributeError:
+            continue  # no such module: load_strict names the file's key as unexpected
+        if not isinstance(linear, nn.Linear):
+            wrong.append(f"{name} ({type(linear).__name__})")
+            continue
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, Fp8Linear(
+            linear.in_features, linear.out_features, linear.bias is not None,
+            bias_dtype=bias_dtype or (linear.bias.dtype if linear.bias is not None else torch.float32)))
+    if wrong:
+        raise CheckpointError("LTX-2 transformer (fp8): fp8 weights for modules that are not linear layers: "
+                              + ", ".join(wrong))
 
 
 def load_transformer_file(path: str | Path, *, dtype: torch.dtype | None = None, device="cpu") -> "InContextTransformer":
