@@ -75,17 +75,13 @@ def inputs(native, preset: str, batch: int, device: str, dtype: torch.dtype):
 
 def memory_table(residents=(0, 8, 16, 24, 32, 48)) -> list[dict]:
     """Device weight GiB of the 19B transformer per memory mode, from a meta-device model."""
+    from functools import partial
+
+    from soundstage.models.common.block_swap import memory_modes
     from soundstage.models.just_dub_it.config import LTX2_19B_NATIVE_CONFIG
     from soundstage.models.just_dub_it.memory import estimate_resident_bytes
 
-    cfg = dict(LTX2_19B_NATIVE_CONFIG)
-    rows = [{"mode": m, "resident": "all", "gib": estimate_resident_bytes(cfg, fp8=m == "fp8", resident=None) / 2 ** 30}
-            for m in ("bf16", "fp8")]
-    for fp8 in (False, True):
-        for k in residents:
-            rows.append({"mode": ("fp8" if fp8 else "bf16") + " + block swap", "resident": k,
-                         "gib": estimate_resident_bytes(cfg, fp8=fp8, resident=k) / 2 ** 30})
-    return rows
+    return memory_modes(partial(estimate_resident_bytes, dict(LTX2_19B_NATIVE_CONFIG)), residents)
 
 
 def main(argv=None) -> dict:

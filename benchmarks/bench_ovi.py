@@ -78,14 +78,12 @@ def timed(fn, device, repeat: int) -> float:
 
 def memory_table(residents=(0, 5, 10, 15, 20, 30)) -> list[dict]:
     """Device weight GiB of the released config per memory mode, from a meta-device model."""
+    from functools import partial
+
+    from soundstage.models.common.block_swap import memory_modes
+
     cfg = FusionConfig(video=video_config(), audio=audio_config())
-    rows = [{"mode": "bf16", "resident": "all", "gib": estimate_resident_bytes(cfg, fp8=False, resident=None) / 2 ** 30},
-            {"mode": "fp8", "resident": "all", "gib": estimate_resident_bytes(cfg, fp8=True, resident=None) / 2 ** 30}]
-    for fp8 in (False, True):
-        for k in residents:
-            rows.append({"mode": ("fp8" if fp8 else "bf16") + " + block swap", "resident": k,
-                         "gib": estimate_resident_bytes(cfg, fp8=fp8, resident=k) / 2 ** 30})
-    return rows
+    return memory_modes(partial(estimate_resident_bytes, cfg), residents)
 
 
 def main(argv=None) -> dict:

@@ -56,9 +56,7 @@ def test_workflow_is_valid_ui_json():
     assert {"LoadVideo", "SoundstageLoadDualDub", "SoundstageDualDubVideoEncode", "SoundstageDualDubTextEncode",
             "SoundstageDualDubSpeakerPrompt", "SoundstageDualDubSampler", "SoundstageDualDubDecode",
             "SoundstageMixTracks", "SoundstageMux"} <= types
-    ids = {n["id"] for n in wf["nodes"]}
-    for _, src, _, dst, _, _ in wf["links"]:
-        assert src in ids and dst in ids
+    # link integrity of every workflow is checked in test_workflows.py
 
 
 def test_workflow_runs_headless_with_tiny_weights(tmp_path):

@@ -44,9 +44,7 @@ def test_workflow_is_valid_ui_json():
     types = {n["type"] for n in wf["nodes"]}
     assert {"LoadVideo", "SoundstageLoadLTX2AVModel", "SoundstageDubbingLoraLoader", "SoundstageEncodeDubbingContext",
             "SoundstageDubbingSampler", "SoundstageDecodeDubbedVideo", "SaveVideo"} <= types
-    ids = {n["id"] for n in wf["nodes"]}
-    for _, src, _, dst, _, _ in wf["links"]:
-        assert src in ids and dst in ids
+    # link integrity of every workflow is checked in test_workflows.py
 
 
 def test_workflow_runs_headless_with_tiny_weights(tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -201,3 +201,15 @@ class BlockSwap:
             h.remove()
         self._hooks.clear()
         self._restore_all()
+
+
+def memory_modes(estimate: Callable[..., int], residents: Sequence[int]) -> list[dict]:
+    """Device weight GiB per memory mode: ``estimate(fp8=..., resident=...)`` bytes (``resident=None``
+    = every block on the device) for bf16/fp8, fully resident and with each block-swap count."""
+    gib = 2 ** 30
+    rows = [{"mode": m, "resident": "all", "gib": estimate(fp8=m == "fp8", resident=None) / gib} for m in ("bf16", "fp8")]
+    for fp8 in (False, True):
+        for k in residents:
+            rows.append({"mode": ("fp8" if fp8 else "bf16") + " + block swap", "resident": k,
+                         "gib": estimate(fp8=fp8, resident=k) / gib})
+    return rows
