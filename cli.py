@@ -210,6 +210,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     synth.add_argument("--seconds", type=float, default=3.0)
     synth.add_argument("--size", type=int, default=128)
     synth.add_argument("--fps", type=int, default=25)
+    synth.add_argument("--samples", action="store_true",
+                       help="write the named sample inputs the example workflows load (e.g. into ComfyUI's input/)")
     synth.set_defaults(func=cmd_synth)
 
     dub_data = sub.add_parser("dubbing-data", help="build JUST-DUB-IT training pairs from language-switching clips")

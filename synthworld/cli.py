@@ -5,6 +5,12 @@ from .dataset import generate_dataset
 
 
 def main(args) -> int:
+    if getattr(args, "samples", False):
+        from .samples import write_workflow_samples
+
+        files = write_workflow_samples(args.out, seed=args.seed, seconds=args.seconds, size=args.size)
+        print(f"wrote {len(files)} sample inputs for the example workflows to {args.out}")
+        return 0
     manifest = generate_dataset(args.out, args.n, seed=args.seed, seconds=args.seconds, size=args.size, fps=args.fps)
     print(f"wrote {len(manifest['clips'])} clips and manifest.json to {args.out}")
     return 0

@@ -76,3 +76,23 @@ def test_dataset_pairs_and_files(tmp_path):
 
     info = probe_video(str(tmp_path / en["video"]))
     assert abs(info.duration - 1.5) < 0.1 and info.width == 64
+
+
+@needs_espeak
+def test_samples_cover_every_input_the_example_workflows_load(tmp_path):
+    from pathlib import Path
+
+    from soundstage.cli import main
+
+    assert main(["synth", "--samples", "--out", str(tmp_path), "--seconds", "1.0", "--size", "64"]) == 0
+    loaders = {"LoadVideo", "LoadAudio", "LoadImage", "SoundstageLoadVideo", "SoundstageLoadAudio"}
+    wanted = set()
+    for wf in (Path(__file__).resolve().parents[1] / "workflows").glob("*.json"):
+        for node in json.loads(wf.read_text())["nodes"]:
+            if node["type"] in loaders and node.get("widgets_values") and node["widgets_values"][0]:
+                wanted.add(node["widgets_values"][0])
+    present = {p.name for p in tmp_path.iterdir()}
+    assert wanted and wanted <= present, sorted(wanted - present)
+    from soundstage.media.decode import probe_video
+
+    assert probe_video(str(tmp_path / "dub_source.mp4")).width == 64

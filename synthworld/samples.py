@@ -1,0 +1,58 @@
+"""The sample inputs the example workflows load, made from the synthetic world.
+
+`python -m soundstage synth --samples input/` writes every file a bundled workflow names, so each
+example opens with its inputs in place (models aside). File names are the workflows' own.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .clip import ClipSpec, generate_clip, write_video
+
+
+def _save(path: Path, wave: np.ndarray, rate: int) -> None:
+    from ..media.save_audio import save_audio
+
+    fmt = {".wav": "wav_float", ".flac": "flac", ".mp3": "mp3"}[path.suffix]
+    save_audio(path, torch.from_numpy(np.ascontiguousarray(wave, np.float32))[None], rate, fmt)
+
+
+def write_workflow_samples(out: str | Path, *, seed: int = 0, seconds: float = 3.0, size: int = 128) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rate = 16000
+    en = generate_clip(ClipSpec(seed=seed, seconds=seconds, width=size, height=size, sample_rate=rate, speaker="spk1"))
+    # the same speaker on another line: a reference voice that is not the clip's own audio
+    ref = generate_clip(ClipSpec(seed=seed + 1, seconds=seconds, width=size, height=size, sample_rate=rate,
+                                 speaker="spk1", line=2, n_balls=0))
+    stems = en.stems
+    written = []
+
+    def video(name: str, audio: np.ndarray | None) -> None:
+        write_video(out / name, en.frames, en.spec.fps, audio, rate)
+        written.append(out / name)
+
+    def audio(name: str, wave: np.ndarray) -> None:
+        _save(out / name, wave, rate)
+        written.append(out / name)
+
+    for name in ("dualdub_input.mp4", "soundtrack_input.mp4", "talking_head_silent.mp4"):
+        video(name, None)  # silent video in, soundtrack out
+    for name in ("dub_source.mp4", "dub_clip.mp4"):
+        video(name, en.mix)
+    audio("reference_voice.wav", ref.stems["speech"])
+    audio("speech.wav", stems["speech"])
+    audio("dialogue.wav", stems["speech"])
+    audio("effects.flac", stems["effects"])
+    audio("music.mp3", stems["music"])
+    audio("mtv_mixture.wav", en.mix)
+    for stem in ("speech", "effects", "music"):
+        audio(f"mtv_{stem}.wav", stems[stem])
+    from PIL import Image
+
+    Image.fromarray(en.frames[0]).save(out / "ovi_start.png")
+    written.append(out / "ovi_start.png")
+    return written
