@@ -43,6 +43,16 @@ class _PlaceMethod:
         self.module.place(offload)
 
 
+class _Container(torch.nn.Module):
+    """What ComfyUI's patcher manages. The patcher sets attributes such as ``device`` on its model, and
+    transformers/diffusers models expose ``device`` as a read-only property, so they ride inside this
+    plain module (found by running the examples in a real ComfyUI)."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+
 class ModelHandle:
     """A module plus where it computes.
 
@@ -69,7 +79,8 @@ class ModelHandle:
             import comfy.model_patcher  # type: ignore
 
             self._patcher = comfy.model_patcher.ModelPatcher(
-                self.module, load_device=placement.device, offload_device=model_management.unet_offload_device()
+                _Container(self.module), load_device=placement.device,
+                offload_device=model_management.unet_offload_device(),
             )
 
     @property
@@ -94,7 +105,7 @@ class ModelHandle:
         if self._patcher is not None:
             model_management.load_models_gpu([self._patcher])
             try:
-                yield self._patcher.model
+                yield self._patcher.model.inner
             finally:
                 if self.offload_after_use:
                     self._release_from_comfy()

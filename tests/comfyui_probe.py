@@ -6,6 +6,8 @@ import os
 import sys
 
 pack, prompt_path, output_dir = sys.argv[1:4]
+input_dir = sys.argv[4] if len(sys.argv) > 4 else None
+models_dir = sys.argv[5] if len(sys.argv) > 5 else None
 sys.path.insert(0, os.getcwd())
 from comfy.cli_args import args  # noqa: E402
 
@@ -15,6 +17,15 @@ import folder_paths  # noqa: E402
 import nodes  # noqa: E402
 
 folder_paths.set_output_directory(output_dir)
+if input_dir:
+    folder_paths.set_input_directory(input_dir)
+if models_dir:  # before the pack registers its model folders under it; standard folders look there first
+    folder_paths.models_dir = models_dir
+    for name in list(folder_paths.folder_names_and_paths):
+        folder_paths.add_model_folder_path(name, os.path.join(models_dir, name), is_default=True)
+# ComfyUI's own audio/video nodes (LoadAudio, LoadVideo, SaveVideo ...) that the examples use.
+for extra in ("nodes_audio.py", "nodes_video.py"):
+    asyncio.run(nodes.load_custom_node(os.path.join(os.getcwd(), "comfy_extras", extra), module_parent="comfy_extras"))
 loaded = asyncio.run(nodes.load_custom_node(pack))
 ours = sorted(k for k in nodes.NODE_CLASS_MAPPINGS if k.startswith("Soundstage"))
 
@@ -37,5 +48,7 @@ result = {"loaded": loaded, "nodes": ours, "valid": valid[0], "validation": vali
 if valid[0]:
     executor = execution.PromptExecutor(Server())
     executor.execute(prompt, "probe", {}, valid[2])
-    result.update(success=executor.success, outputs=executor.history_result["outputs"], errors=Server.errors)
+    failures = [{"event": e, "data": {k: str(v)[:2000] for k, v in d.items()}} for e, d in executor.status_messages
+                if e in ("execution_error", "execution_interrupted")]
+    result.update(success=executor.success, outputs=executor.history_result["outputs"], errors=Server.errors + failures)
 print(json.dumps(result, default=str))

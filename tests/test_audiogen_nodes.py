@@ -142,7 +142,7 @@ def _runner():
     from soundstage.headless.registry import core_nodes
 
     # The workflows need these core stand-ins: losing one is a failure, not a reason to skip.
-    missing = {"CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "SaveAudioAdvanced"} - set(core_nodes())
+    missing = {"CreateVideo", "SaveVideo", "LoadVideo", "GetVideoComponents", "SaveAudio"} - set(core_nodes())
     assert not missing, f"headless core stand-ins missing: {sorted(missing)}"
     return runner
 
@@ -184,7 +184,7 @@ def test_workflow_runs_headless(models_dir, tmp_path, name):
             assert abs(samples - rate) <= 0.05 * rate + 1024, samples  # 1 s of generated audio, not more or less
     else:
         files = sorted(p for p in out.rglob("*") if p.suffix in (".flac", ".wav", ".mp3", ".opus"))
-        assert files, "SaveAudioAdvanced wrote no file"
+        assert files, "SaveAudio wrote no file"
         with av.open(str(files[0])) as c:
             stream = c.streams.audio[0]
             samples = sum(f.samples for f in c.decode(audio=0))

@@ -42,7 +42,7 @@ def test_cast_dtype_false_moves_without_casting():
 
 def test_offload_after_use_unloads_only_its_own_patcher_in_comfyui(monkeypatch):
     handle = ModelHandle(_module(), Placement(CPU, torch.float32), offload_after_use=True)
-    handle._patcher = types.SimpleNamespace(model=handle.module)  # as built inside ComfyUI
+    handle._patcher = types.SimpleNamespace(model=model_patch._Container(handle.module))  # as built inside ComfyUI
     unloaded = []
 
     class Loaded:
@@ -64,7 +64,7 @@ def test_offload_after_use_unloads_only_its_own_patcher_in_comfyui(monkeypatch):
 
 def test_comfyui_default_leaves_the_model_to_the_manager(monkeypatch):
     handle = ModelHandle(_module(), Placement(CPU, torch.float32))
-    handle._patcher = types.SimpleNamespace(model=handle.module)
+    handle._patcher = types.SimpleNamespace(model=model_patch._Container(handle.module))
     calls = []
     mm = model_patch.model_management
     monkeypatch.setattr(mm, "current_loaded_models", [], raising=False)
