@@ -10,12 +10,9 @@ import torch
 from torch import nn
 
 from ..common.attention import attention, merge_heads
+from ..common.modulation import modulate
 from .layers import ChannelLastConv1d, SwiGLU
 from .paapi import apply_rope
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
 
 
 def key_mask(valid: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common.attention import attention
+from ..common.modulation import modulate
 from .rope import RopeTable
 
 
@@ -79,10 +80,6 @@ class TokenGroups:
             return per_group
         reps = torch.tensor(self.counts, device=per_group.device)
         return per_group.repeat_interleave(reps, dim=1, output_size=sum(self.counts))
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
 
 
 class SelfAttention(nn.Module):
