@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = run(args.width, args.height, args.fps, args.seconds, args.audio_seconds, args.preset)
-    print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in results.items()}, indent=2))
+    print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in results.items()}))
     return results
 
 

@@ -134,7 +134,7 @@ def main(argv=None) -> dict:
     if device.type == "cuda":
         results["peak_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
     results["est_s_50_steps"] = 50 * min(results["s_per_step_batched"], results["s_per_step_separate"])
-    print(json.dumps(results, indent=1))
+    print(json.dumps(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return results
