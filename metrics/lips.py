@@ -5,6 +5,8 @@ mediapipe is optional (``pip install --no-deps mediapipe==0.10.21``); without it
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from .asr import MetricUnavailable
@@ -23,18 +25,24 @@ def _face_mesh():
     return mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, min_detection_confidence=0.1)
 
 
-def lip_landmarks(frames: np.ndarray) -> np.ndarray:
-    """``[N, len(LIP_POINTS), 2]`` pixel coordinates; NaN where no face was found."""
+def mesh_points(frames: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarray:
+    """``[N, len(groups), 2]`` pixel positions, each the mean of a group of face-mesh landmarks, from
+    [N, H, W, 3] uint8 (or 0..1) frames; NaN where no face was found."""
     u8 = frames if frames.dtype == np.uint8 else (np.clip(frames, 0, 1) * 255).astype(np.uint8)
-    out = np.full((len(u8), len(LIP_POINTS), 2), np.nan)
+    out = np.full((len(u8), len(groups), 2), np.nan)
     h, w = u8.shape[1:3]
     with _face_mesh() as mesh:
         for i, frame in enumerate(u8):
             res = mesh.process(np.ascontiguousarray(frame))
             if res.multi_face_landmarks:
                 lm = res.multi_face_landmarks[0].landmark
-                out[i] = [(lm[k].x * w, lm[k].y * h) for k in LIP_POINTS]
+                out[i] = [np.mean([(lm[k].x * w, lm[k].y * h) for k in ids], axis=0) for ids in groups]
     return out
+
+
+def lip_landmarks(frames: np.ndarray) -> np.ndarray:
+    """``[N, len(LIP_POINTS), 2]`` pixel coordinates; NaN where no face was found."""
+    return mesh_points(frames, [(k,) for k in LIP_POINTS])
 
 
 def mouth_aspect_ratio(landmarks: np.ndarray) -> np.ndarray:

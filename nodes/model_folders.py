@@ -19,6 +19,7 @@ FAMILIES = {
     "soundstage_ltx2": "soundstage/ltx2",
     "soundstage_mtv": "soundstage/mtv",
 }
+EXTRA_EXTENSIONS = {"soundstage_mtv": {".th"}}  # demucs packages: MTV's separator (MVSEP-CDX23)
 STANDARD = ("clip_vision", "text_encoders", "vae", "loras", "audio_encoders", "upscale_models", "latent_upscale_models")
 
 
@@ -28,7 +29,7 @@ def register_model_folders() -> None:
     for name, sub in FAMILIES.items():
         path = os.path.join(folder_paths.models_dir, *sub.split("/"))
         if name not in table:
-            table[name] = ([path], set(WEIGHT_EXTENSIONS))
+            table[name] = ([path], WEIGHT_EXTENSIONS | EXTRA_EXTENSIONS.get(name, set()))
         elif path not in table[name][0]:
             folder_paths.add_model_folder_path(name, path)
     for name in STANDARD:

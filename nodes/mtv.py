@@ -128,8 +128,12 @@ def build_control(speech, effects, music, speech_2=None):
     return AudioControl(**padded, num_frames=max(v.num_frames for v in present.values()), fps=rates.pop())
 
 
-def demix(mixture, speech, effects, music, separator_path: str | None):
-    """Connected stems win; missing ones come from the separator run on the mixture, else silence."""
+def demix(mixture, speech, effects, music, separator_path: str | list[str] | None, *, seed: int = 0):
+    """Connected stems win; missing ones come from the separator run on the mixture, else silence.
+
+    ``separator_path`` is one file or an ensemble (MTV's --high_quality: the three CDX23 packages,
+    averaged); separation reports progress per model segment and stops between segments on cancel.
+    """
     given = {"speech": speech, "effects": effects, "music": music}
     if all(v is not None for v in given.values()):
         return given
@@ -138,20 +142,31 @@ def demix(mixture, speech, effects, music, separator_path: str | None):
         if ref is None:
             raise ValueError("SoundstageMTVAudioDemix: input 'mixture': connect a mixture or the stems")
         return {k: v if v is not None else _silence_like(ref) for k, v in given.items()}
-    if separator_path is None:
-        from ..models.mtv.demix import EXPECTED_DEMUCS_FILE
+    from ..models.mtv.demix import CDX23_FILE, EXPECTED_DEMUCS_FILE
 
+    if separator_path is None:
         missing = [k for k, v in given.items() if v is None]
         raise ValueError(
             f"SoundstageMTVAudioDemix: input 'separator': stems {missing} are not connected and no separator "
-            f"is chosen; put {EXPECTED_DEMUCS_FILE} (torchaudio Hybrid Demucs) in the soundstage_mtv models "
-            "folder, or connect every stem"
+            f"is chosen; put {CDX23_FILE} (MVSEP-CDX23 HTDemucs, MTV's separator) or {EXPECTED_DEMUCS_FILE} "
+            "(torchaudio Hybrid Demucs) in the soundstage_mtv models folder, or connect every stem"
         )
-    from ..models.mtv.demix import load_hdemucs, separate, stems_from_sources
+    from ..models.mtv.demix import load_separators, separate_any, stems_from_sources
 
+    bar = None
+
+    def progress(done: int, total: int) -> None:  # the segment count is known once the shifts are drawn
+        nonlocal bar
+        bar = bar or step_callback(total)
+        bar(done, total)
+
+    paths = [separator_path] if isinstance(separator_path, str) else list(separator_path)
     wav, sr = mixture["waveform"][0].float(), int(mixture["sample_rate"])
-    with _one_shot(load_hdemucs(separator_path)).use() as model:
-        stems = stems_from_sources(separate(model, wav, sr))
+    with node_errors("SoundstageMTVAudioDemix", "separator", ValueError):
+        models = load_separators(paths)
+        with _one_shot(models).use() as live:
+            sources = separate_any(list(live), wav, sr, seed=seed, callback=progress)
+        stems = stems_from_sources(sources)
     out = {k: {"waveform": v[None].contiguous(), "sample_rate": sr} for k, v in stems.items()}
     return {k: given[k] if given[k] is not None else out[k] for k in given}
 
@@ -346,19 +361,26 @@ class MTVTextEncode(io.ComfyNode):
 
 
 class MTVAudioDemix(io.ComfyNode):
+    ENSEMBLE = "MVSEP-CDX23 ensemble of 3 (MTV --high_quality)"
+
     @classmethod
     def define_schema(cls):
-        from ..models.mtv.demix import EXPECTED_DEMUCS_FILE
+        from ..models.mtv.demix import CDX23_ENSEMBLE, CDX23_FILE, EXPECTED_DEMUCS_FILE
 
+        choices = cls.separator_choices()
         return io.Schema(
             node_id="SoundstageMTVAudioDemix",
             display_name="MTV Audio Demix",
             category=CATEGORY,
             description="Speech / effects / music stems: connected stems are used as given; missing ones "
-                        f"are separated from the mixture with a Hybrid Demucs file ({EXPECTED_DEMUCS_FILE}).",
+                        f"are separated from the mixture with MTV's MVSEP-CDX23 HTDemucs ({CDX23_FILE}) "
+                        f"or a torchaudio Hybrid Demucs file ({EXPECTED_DEMUCS_FILE}, no effects stem).",
             inputs=[
-                io.Combo.Input("separator", options=optional_model_choices("soundstage_mtv", NO_SEPARATOR),
-                               default=NO_SEPARATOR, tooltip=f"{EXPECTED_DEMUCS_FILE} in models/soundstage/mtv/."),
+                io.Combo.Input("separator", options=choices,
+                               default=CDX23_FILE if CDX23_FILE in choices else NO_SEPARATOR,
+                               tooltip=f"A file in models/soundstage/mtv/: {CDX23_FILE} (MVSEP-CDX23 dialog / "
+                                       f"effect / music, MTV's default) or {EXPECTED_DEMUCS_FILE}; '{cls.ENSEMBLE}' "
+                                       f"averages {', '.join(CDX23_ENSEMBLE)} (three times slower)."),
                 io.Audio.Input("mixture", optional=True, tooltip="The full soundtrack."),
                 io.Audio.Input("speech_stem", optional=True, tooltip="Speech stem (drives lip motion)."),
                 io.Audio.Input("effects_stem", optional=True, tooltip="Effects stem (drives event timing)."),
@@ -369,11 +391,18 @@ class MTVAudioDemix(io.ComfyNode):
         )
 
     @classmethod
+    def separator_choices(cls) -> list[str]:
+        return optional_model_choices("soundstage_mtv", NO_SEPARATOR) + [cls.ENSEMBLE]
+
+    @classmethod
     def execute(cls, separator, mixture=None, speech_stem=None, effects_stem=None, music_stem=None):
-        path = None
+        from ..models.mtv.demix import CDX23_ENSEMBLE
+
+        paths = None
         if separator != NO_SEPARATOR:
-            path = resolve_model("soundstage_mtv", separator, "SoundstageMTVAudioDemix", "separator")
-        out = demix(mixture, speech_stem, effects_stem, music_stem, path)
+            names = CDX23_ENSEMBLE if separator == cls.ENSEMBLE else (separator,)
+            paths = [resolve_model("soundstage_mtv", n, "SoundstageMTVAudioDemix", "separator") for n in names]
+        out = demix(mixture, speech_stem, effects_stem, music_stem, paths)
         return io.NodeOutput(out["speech"], out["effects"], out["music"])
 
 

@@ -1,6 +1,7 @@
 """Paired-data generation tools for JUST-DUB-IT training (paper 3.2 and A.1).
 
-1. Generate a language-switching clip with the base model (:func:`language_switch_prompt`).
+1. Generate a language-switching clip with the base model (:func:`language_switch_prompt`, the
+   paper A.1 timed prompt; :mod:`.datagen_generate` samples and writes the clips).
 2. For each half, find the lips (:func:`lip_masks`, MediaPipe face mesh) and turn the pixel mask
    into the *effective* latent mask, the full extent the VAE spreads it to
    (:func:`effective_latent_mask`: |E(masked) - E(black)| > 0.1).
@@ -29,10 +30,67 @@ EFFECTIVE_MASK_THRESHOLD = 0.1  # paper A.1, tau
 LIP_LANDMARKS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 
 
-def language_switch_prompt(scene: str, lang_a: str, line_a: str, lang_b: str, line_b: str) -> str:
-    """One clip in which the speaker switches language half-way (paper 3.2)."""
-    return (f"{scene.strip()} The speaker first says in {lang_a}: \"{line_a.strip()}\" "
-            f"Then, without pausing, the speaker switches to {lang_b} and says: \"{line_b.strip()}\"")
+PAUSE_SECONDS = 2.0  # paper A.1's example: [00:04–00:06] SILENT PAUSE between two 4 s segments
+
+
+@dataclass(frozen=True)
+class SwitchTiming:
+    """The timed segments of a paper A.1 prompt, in seconds: language A in ``[0, pause_start)``, a
+    SILENT PAUSE, language B in ``[pause_end, end)``."""
+
+    pause_start: float
+    pause_end: float
+    end: float
+
+    @classmethod
+    def for_duration(cls, duration: float, pause: float = PAUSE_SECONDS, first: float | None = None) -> "SwitchTiming":
+        """Segments of a ``duration``-second clip; language A gets ``first`` seconds (default: half the speech)."""
+        if pause < 0 or pause >= duration or (first is not None and not 0 < first < duration - pause):
+            raise ValueError(f"a {duration:.2f} s clip has no room for speech on both sides of a {pause:g} s pause"
+                             + ("" if first is None else f" after {first:g} s of the first language"))
+        first = (duration - pause) / 2 if first is None else first
+        return cls(first, first + pause, duration)
+
+    def switch_frame(self, fps: float) -> int:
+        """The frame in the middle of the pause: where the clip is cut into its two languages."""
+        return int(round((self.pause_start + self.pause_end) / 2 * fps, 6) + 0.5)  # a half frame rounds up
+
+
+def _timestamp(seconds: float) -> str:
+    """``MM:SS`` as in paper A.1, with tenths of a second only where the bound is not whole."""
+    tenths = int(round(seconds * 10, 6) + 0.5)  # half a tenth rounds up, as the switch frame does
+    minutes, rest = divmod(tenths, 600)
+    text = f"{minutes:02d}:{rest // 10:02d}"
+    return f"{text}.{rest % 10}" if rest % 10 else text
+
+
+def _segment(start: float, end: float, *parts: str) -> str:
+    body = " ".join(p.strip() for p in parts if p and p.strip())
+    return f"At [{_timestamp(start)}–{_timestamp(end)}]: {body}"  # paper A.1 writes the range with an en dash
+
+
+def language_switch_prompt(scene: str, lang_a: str, line_a: str, lang_b: str, line_b: str, *,
+                           timing: SwitchTiming | None = None, speaker: str = "The speaker",
+                           actions: Sequence[str] = ("", "", "")) -> str:
+    """One clip in which the speaker switches language (paper 3.2).
+
+    With ``timing`` it is paper A.1's structured prompt: ``scene``, then "At [00:00–00:04]:
+    <action> <speaker> speaks in A, saying: "..." At [00:04–00:06]: SILENT PAUSE. <action> At
+    [00:06–00:10]: <action> <speaker> speaks in B, saying: "..."``; ``actions`` are what the
+    speaker does in the three segments. Without it, an untimed switch half-way.
+    """
+    if timing is None:
+        return (f"{scene.strip()} The speaker first says in {lang_a}: \"{line_a.strip()}\" "
+                f"Then, without pausing, the speaker switches to {lang_b} and says: \"{line_b.strip()}\"")
+    if len(actions) != 3:
+        raise ValueError(f"actions: one per segment (first language, pause, second language), got {len(actions)}")
+    who = speaker.strip() or "The speaker"
+    return " ".join([
+        scene.strip(),
+        _segment(0.0, timing.pause_start, actions[0], f"{who} speaks in {lang_a}, saying: \"{line_a.strip()}\""),
+        _segment(timing.pause_start, timing.pause_end, "SILENT PAUSE.", actions[1]),
+        _segment(timing.pause_end, timing.end, actions[2], f"{who} speaks in {lang_b}, saying: \"{line_b.strip()}\""),
+    ]).strip()
 
 
 def dialogue_prompt(scene: str, language: str, line: str) -> str:
@@ -64,29 +122,22 @@ def effective_latent_mask(
 
 def lip_masks(frames: torch.Tensor, dilate: int = 8) -> torch.Tensor:
     """[F, H, W, 3] 0..1 frames -> [F, H, W] lip masks from MediaPipe face mesh (largest face)."""
-    try:
-        import mediapipe as mp  # optional: mediapipe==0.10.21 ships the face-mesh model
-    except ImportError as exc:
-        raise ImportError("lip masks need MediaPipe: pip install mediapipe==0.10.21") from exc
     import numpy as np
     from PIL import Image, ImageDraw
 
+    from ...metrics.lips import mesh_points  # optional: mediapipe==0.10.21 ships the face-mesh model
+
     f, h, w, _ = frames.shape
+    points = mesh_points(frames.float().numpy(), [(j,) for j in LIP_LANDMARKS])
     out = torch.zeros(f, h, w)
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1) as mesh:
-        for i in range(f):
-            rgb = (frames[i].clamp(0, 1) * 255).byte().numpy()
-            result = mesh.process(rgb)
-            if not result.multi_face_landmarks:
-                continue
-            lm = result.multi_face_landmarks[0].landmark
-            pts = [(lm[j].x * w, lm[j].y * h) for j in LIP_LANDMARKS]
-            img = Image.new("L", (w, h), 0)
-            ImageDraw.Draw(img).polygon(pts, fill=255)
-            mask = torch.from_numpy(np.array(img) > 0).float()
-            if dilate:
-                mask = torch.nn.functional.max_pool2d(mask[None, None], 2 * dilate + 1, 1, dilate)[0, 0]
-            out[i] = mask
+    for i, pts in enumerate(points):
+        if np.isnan(pts).any():
+            continue
+        img = Image.new("L", (w, h), 0)
+        ImageDraw.Draw(img).polygon([tuple(p) for p in pts], fill=255)
+        out[i] = torch.from_numpy(np.array(img) > 0).float()
+    if dilate:
+        out = torch.nn.functional.max_pool2d(out[:, None], 2 * dilate + 1, 1, dilate)[:, 0]
     return out
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .datagen import lip_masks
+from .datagen_filters import LipQualityFilter, PairFilter, load_filters, screen_pair
 from .datagen_pairs import (
     DatagenConfig,
     DatagenModels,
@@ -133,20 +134,24 @@ def load_datagen_models(ckpt: str | Path, text_encoder: str | Path, *, max_token
 
 def build_dataset(clips_dir: str | Path, out_dir: str | Path, models: DatagenModels, cfg: DatagenConfig | None = None,
                   *, lip_mask_fn: LipMaskFn | None = None, limit: int = 0, keep_unmasked: bool = False,
-                  quality: bool = False, min_qd: float = 0.0, log: Callable[[str], None] = print) -> list[Path]:
+                  quality: bool = False, min_qd: float = 0.0, filters: Sequence[PairFilter] = (),
+                  log: Callable[[str], None] = print) -> list[Path]:
     """Two pairs per clip into ``out_dir`` plus ``index.json`` (each pair's description).
 
     A half where no lips were found is skipped unless ``keep_unmasked``: its context video would be
     its target video, the lip copy-paste the paper's quality control (A.1) filters out. With
     ``quality`` each pair is scored (LMD, MAR diversity, QD; MediaPipe) and, when ``min_qd`` > 0,
-    kept only if its QD reaches it (an unscorable pair, no face found, is then dropped too).
+    kept only if its QD reaches it (an unscorable pair, no face found, is then dropped too). Then
+    ``filters`` (:func:`.datagen_filters.load_filters`: Whisper, ArcFace, Qwen2-VL) score the pair
+    in turn, and the first that rejects it drops it.
     """
     cfg = cfg or DatagenConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clips, default_masks = switch_clips(clips_dir)
     masks = lip_mask_fn or default_masks
-    written, index = [], []
+    checks = ([LipQualityFilter(min_qd if min_qd > 0 else None)] if quality or min_qd > 0 else []) + list(filters)
+    written, index, dropped = [], [], 0
     for i, clip in enumerate(clips):
         if limit and i >= limit:
             break
@@ -156,23 +161,20 @@ def build_dataset(clips_dir: str | Path, out_dir: str | Path, models: DatagenMod
             except NoLipsFound as exc:
                 log(f"{exc}: skipped")
                 continue
-            if quality or min_qd > 0:
-                from .datagen_quality import pair_quality
-
-                scores = pair_quality(pair.frames["context"], pair.frames["target"])
-                pair.meta["quality"] = {k: None if v != v else v for k, v in scores.items()}  # NaN is not JSON
-                qd = scores["qd"]
-                if min_qd > 0 and not qd >= min_qd:  # NaN (no face) fails too
-                    log(f"{clip.name} half {half}: QD {qd:.4g} below {min_qd}: skipped")
-                    continue
+            rejected = screen_pair(checks, pair, clip, log)
+            if rejected:
+                log(f"{clip.name} half {half}: {rejected}: skipped")
+                dropped += 1
+                continue
             path = save_pair(pair, out / f"{clip.name}_half{half}.safetensors")
             written.append(path)
             index.append({"file": path.name, **pair.meta})
             log(f"{path.name}: {pair.meta['target_language']} target, {pair.meta['masked_video_tokens']} masked video tokens")
     (out / "index.json").write_text(json.dumps({"pairs": index}, indent=1))
     if not written:
-        raise FileNotFoundError(f"no pairs from {clips_dir}: no language-switching clips (synthworld manifest.json "
-                                "or *.switch.json), or no lips found in them")
+        why = (f"the filters dropped all {dropped} pair(s)" if dropped else "no language-switching clips (synthworld "
+               "manifest.json or *.switch.json), or no lips found in them")
+        raise FileNotFoundError(f"no pairs from {clips_dir}: {why}")
     return written
 
 
@@ -192,6 +194,17 @@ def add_arguments(p) -> None:
     p.add_argument("--keep-unmasked", action="store_true", help="keep halves where no lips were found")
     p.add_argument("--quality", action="store_true", help="score LMD / MAR diversity / QD per pair (MediaPipe)")
     p.add_argument("--min-qd", type=float, default=0.0, help="drop pairs whose QD score is below this (implies --quality)")
+    p.add_argument("--whisper-model", default=None, metavar="DIR",
+                   help="faster-whisper (CTranslate2) model folder, multilingual, for the Whisper check of every "
+                        "language (default: the bundled tiny.en, English halves only)")
+    p.add_argument("--max-wer", type=float, default=None,
+                   help="drop pairs whose target half's WER (CER for unspaced scripts) is above this")
+    p.add_argument("--arcface", default=None, metavar="PATH",
+                   help="insightface arcface_torch backbone.pth: score ID-SIM of context vs target faces")
+    p.add_argument("--min-id-sim", type=float, default=None, help="drop pairs whose ID-SIM is below this")
+    p.add_argument("--qwen2-vl", default=None, metavar="DIR",
+                   help="Qwen2-VL folder (Hugging Face layout): score P(yes) that the target half shows the scene")
+    p.add_argument("--min-semantic", type=float, default=None, help="drop pairs whose Qwen2-VL P(yes) is below this")
     p.add_argument("--limit", type=int, default=0, help="at most this many clips (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -199,12 +212,16 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
+    filters = load_filters(whisper_model=args.whisper_model, max_wer=args.max_wer, arcface=args.arcface,
+                           min_id_sim=args.min_id_sim, qwen2_vl=args.qwen2_vl, min_semantic=args.min_semantic,
+                           device=args.device, dtype=PRECISIONS[args.precision])
     models = load_datagen_models(args.ckpt, args.text_encoder, max_tokens=args.max_tokens, device=args.device,
                                  dtype=PRECISIONS[args.precision])
     cfg = DatagenConfig(steps=args.steps, cfg=args.cfg, negative_prompt=args.negative_prompt, width=args.width,
                         height=args.height, tau=args.tau, seed=args.seed)
     masks = {"auto": None, "mediapipe": lip_masks, "synthworld": synthworld_lip_masks}[args.lip_masks]
     written = build_dataset(args.clips, args.out, models, cfg, lip_mask_fn=masks, limit=args.limit,
-                            keep_unmasked=args.keep_unmasked, quality=args.quality, min_qd=args.min_qd)
+                            keep_unmasked=args.keep_unmasked, quality=args.quality, min_qd=args.min_qd,
+                            filters=filters)
     print(json.dumps({"pairs": len(written), "out": str(args.out)}))
     return 0
