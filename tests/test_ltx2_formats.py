@@ -187,7 +187,7 @@ def _is_block_linear(key: str, v: torch.Tensor) -> bool:
 
 
 def _quantise(sd: dict, style: str, also=()) -> dict:
-    """The tiny checkpoint as a released fp8 file in one of the three layouts."""
+    """The tiny checkpoint as a released fp8 file in one of the four layouts."""
     out = dict(sd)
     if style == "scaled_fp8":
         out["model.diffusion_model.scaled_fp8"] = torch.empty(0, dtype=FP8)
@@ -203,6 +203,11 @@ def _quantise(sd: dict, style: str, also=()) -> dict:
         if style == "scaled_fp8":
             out[layer + ".scale_weight"] = scale
             out[layer + ".scale_input"] = torch.ones(())
+        elif style == "ltx_core":  # Lightricks' releases: scalar scales, no format entry, e4m3 biases
+            out[layer + ".weight_scale"] = scale
+            out[layer + ".input_scale"] = torch.tensor(0.25)
+            if layer + ".bias" in sd and key not in also:
+                out[layer + ".bias"] = sd[layer + ".bias"].to(FP8)
         else:
             out[layer + ".weight_scale"] = scale
             out[layer + ".input_scale"] = torch.tensor(0.5)
@@ -215,7 +220,9 @@ def _dequantised(q: dict) -> dict:
     for key, v in q.items():
         if key.endswith(("scaled_fp8", ".scale_weight", ".weight_scale", ".scale_input", ".input_scale", ".comfy_quant")):
             continue
-        if v.dtype == FP8:
+        if v.dtype == FP8 and key.endswith(".bias"):
+            v = v.float()
+        elif v.dtype == FP8:
             layer = key[: -len(".weight")]
             scale = q.get(layer + ".scale_weight", q.get(layer + ".weight_scale", torch.ones(())))
             v = v.float() * scale
@@ -238,7 +245,7 @@ def tiny_ltx2():
     return sd, meta, full
 
 
-@pytest.mark.parametrize("style", ["scaled_fp8", "comfy_quant", "plain"])
+@pytest.mark.parametrize("style", ["scaled_fp8", "comfy_quant", "ltx_core", "plain"])
 def test_fp8_release_keeps_its_bytes_and_matches_the_dequantised_model(tiny_ltx2, style):
     sd, meta, full = tiny_ltx2
     proj_out = "model.diffusion_model.proj_out.weight"  # outside the blocks: multiplied out on load
@@ -250,6 +257,8 @@ def test_fp8_release_keeps_its_bytes_and_matches_the_dequantised_model(tiny_ltx2
     assert torch.equal(layer.weight_fp8, q[key + ".weight"].view(torch.uint8))  # bit for bit
     scale = q.get(key + ".scale_weight", q.get(key + ".weight_scale", torch.ones(())))
     assert layer.weight_scale.dtype == torch.float32 and torch.equal(layer.weight_scale, scale)
+    if style == "ltx_core":  # the e4m3 bias comes back as its exact float value
+        assert q[key + ".bias"].dtype == FP8 and torch.equal(layer.bias, q[key + ".bias"].float())
     assert not isinstance(model.transformer.proj_out, Fp8Linear)
     assert model.transformer.proj_out.weight.dtype == torch.float32
 

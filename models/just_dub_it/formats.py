@@ -8,7 +8,10 @@ comfy/ops.py ``mixed_precision_ops`` define the first two):
   (and optionally ``<layer>.scale_input``) beside each e4m3 ``<layer>.weight``;
 * ComfyUI mixed precision (newer): ``<layer>.weight_scale`` / ``<layer>.input_scale`` with the layer's
   format in a ``<layer>.comfy_quant`` uint8 JSON tensor or the header metadata ``_quantization_metadata``;
-* a plain cast: e4m3 ``.weight`` tensors and no scales (scale 1).
+* Lightricks' own releases (ltx-core ``quantization/fp8_scaled_mm.py``): ``<layer>.weight_scale`` and
+  ``<layer>.input_scale`` scalars beside e4m3 weights, with no per-layer format entry;
+* a plain cast: e4m3 ``.weight`` tensors and no scales (scale 1). ltx-core's ``fp8_cast`` policy
+  casts the block biases to e4m3 as well; such biases are read back as plain casts.
 
 Input scales only matter to an fp8 GEMM that reuses a calibrated activation scale; our fp8 storage
 quantises activations per call (or not at all), so they are dropped.
@@ -92,7 +95,9 @@ def read_fp8_layout(checkpoint: Mapping[str, torch.Tensor], metadata: Mapping[st
 
     scales = {}
     for key, value in tensors.items():
-        if value.dtype == FP8:
+        if value.dtype == FP8 and key.endswith(".bias") and key[: -len(".bias")] + ".weight" not in file_scales:
+            tensors[key] = value.float()  # a plain e4m3 cast of a small vector: nothing to keep in fp8
+        elif value.dtype == FP8:
             if not key.endswith(".weight"):
                 problems.append(f"{key}: float8_e4m3fn tensor that is not a layer weight")
                 continue
