@@ -2,6 +2,7 @@
 
     python benchmarks/bench_mtv.py                      # tiny model on CPU (smoke run)
     python benchmarks/bench_mtv.py --size full --device cuda --steps 50   # 49 x 480 x 720, bf16
+    python benchmarks/bench_mtv.py --size full --device cuda --fp8 --fp8-matmul   # fp8 block GEMMs
 
 The full size uses random weights at the real CogVideoX-5B-I2V + MST-ControlNet shapes (no
 checkpoint needed): the cost of a step does not depend on the weight values. Audio features are
@@ -56,14 +57,19 @@ def main() -> None:
     ap.add_argument("--cfg", type=float, default=3.5)
     ap.add_argument("--resident-projectors", action="store_true",
                     help="keep the 3 audio projectors (3.7B parameters) on the GPU instead of streaming them")
+    ap.add_argument("--fp8", action="store_true", help="backbone block linears stored in fp8 e4m3 (bf16 compute)")
+    ap.add_argument("--fp8-matmul", action="store_true", help="with --fp8: fp8 GEMMs too (Ada/Hopper)")
     args = ap.parse_args()
     _import_pack()
+    from soundstage.models.mtv.memory import store_fp8
     from soundstage.models.mtv.sampler import AudioControl, sample_mtv
 
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
     steps = args.steps or (50 if args.device.startswith("cuda") else 3)
     t0 = time.perf_counter()
     model, w2v_layers, w2v_width = build(args.size, args.device, dtype)
+    if args.fp8:
+        store_fp8(model, fp8_matmul=args.fp8_matmul)
     build_s = time.perf_counter() - t0
     c = model.config
     g = torch.Generator().manual_seed(0)
@@ -92,7 +98,7 @@ def main() -> None:
     report = {
         "size": args.size, "device": args.device, "dtype": str(dtype).replace("torch.", ""), "steps": steps,
         "frames": (c.latent_frames - 1) * 4 + 1, "height": c.latent_height * 8, "width": c.latent_width * 8,
-        "cfg_batched": args.cfg != 1.0, "params_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 3), "build_s": round(build_s, 2), "first_step_s": round(times[0], 3),
+        "cfg_batched": args.cfg != 1.0, "fp8": args.fp8, "fp8_matmul": args.fp8 and args.fp8_matmul, "params_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 3), "build_s": round(build_s, 2), "first_step_s": round(times[0], 3),
         "s_per_step": round(sum(steady) / len(steady), 4), "total_s": round(sum(times), 2),
     }
     if args.device.startswith("cuda"):

@@ -46,12 +46,13 @@ group() {
       bench ltx2-real-cfg-batch bench_ltx2.py --preset real --device cuda --cfg-batch
       bench ltx2-real-fp8-swap bench_ltx2.py --preset real --device cuda --fp8 --block-swap 16 ;;
     mtv)  # issue 8: <= 60 s for 50 steps at 49x480x720; < 24 GB
-      bench mtv-full bench_mtv.py --size full --device cuda ;;
+      bench mtv-full bench_mtv.py --size full --device cuda
+      bench mtv-full-fp8-fast bench_mtv.py --size full --device cuda --fp8 --fp8-matmul ;;
     smoke)  # the same scripts at tiny sizes on the CPU: proves this file works before GPU time is spent
       bench smoke-mmdit bench_mmdit.py --preset tiny --steps 2 --repeats 1 --warmup 0
       bench smoke-ovi bench_ovi.py --device cpu --repeat 1
       bench smoke-ltx2 bench_ltx2.py --preset tiny --device cpu --warmup 0 --iters 1
-      bench smoke-mtv bench_mtv.py --size tiny --device cpu --steps 2 ;;
+      bench smoke-mtv bench_mtv.py --size tiny --device cpu --steps 2 --fp8 ;;
     all) for g in cuda-tests mmdit ovi ltx2 mtv; do group "$g"; done ;;
     *) echo "unknown group '$1' (smoke, cuda-tests, mmdit, ovi, ltx2, mtv, all)" >&2; exit 2 ;;
   esac

@@ -28,6 +28,8 @@ VAE = io.Custom("SOUNDSTAGE_COGVIDEOX_VAE")
 FEATURES = io.Custom("SOUNDSTAGE_MTV_AUDIO_FEATURES")
 CONTROL = io.Custom("SOUNDSTAGE_MTV_CONTROL")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# ComfyUI's own weight_dtype names (UNETLoader): fp8 storage computed in bf16; _fast also runs fp8 GEMMs.
+FP8_WEIGHT_DTYPES = ("fp8_e4m3fn", "fp8_e4m3fn_fast")
 NO_SEPARATOR = "none (use connected stems)"
 
 
@@ -38,11 +40,15 @@ class LoadedMTV:
 
 
 # ---- plain functions (testable without a graph) ---------------------------------------------------
-def load_mtv(path: str, dtype: torch.dtype) -> LoadedMTV:
+def load_mtv(path: str, weight_dtype: str = "bfloat16") -> LoadedMTV:
     from ..models.common.checkpoint import safetensors_metadata
     from ..models.mtv.convert import read_official_checkpoint
     from ..models.mtv.transformer import MTVTransformer
 
+    from ..models.mtv.memory import store_fp8
+
+    fp8 = weight_dtype in FP8_WEIGHT_DTYPES
+    dtype = torch.bfloat16 if fp8 else DTYPES[weight_dtype]
     size = {}
     if path.endswith(".safetensors"):
         meta = safetensors_metadata(path)
@@ -51,6 +57,8 @@ def load_mtv(path: str, dtype: torch.dtype) -> LoadedMTV:
     model = MTVTransformer.from_official_state_dict(
         read_official_checkpoint(path), dtype=dtype, context=f"MTV checkpoint {Path(path).name}", **size
     )
+    if fp8:
+        store_fp8(model, fp8_matmul=weight_dtype.endswith("_fast"))
     return LoadedMTV(model=model.requires_grad_(False), dtype=dtype)
 
 
@@ -270,8 +278,11 @@ class MTVLoadModel(io.ComfyNode):
             inputs=[
                 io.Combo.Input("ckpt_name", options=model_choices("soundstage_mtv"),
                                tooltip="From models/soundstage/mtv/."),
-                io.Combo.Input("weight_dtype", options=list(DTYPES), default="bfloat16",
-                               tooltip="bfloat16 as the official inference (bf16: True)."),
+                io.Combo.Input("weight_dtype", options=[*DTYPES, *FP8_WEIGHT_DTYPES], default="bfloat16",
+                               tooltip="bfloat16 as the official inference (bf16: True). fp8_e4m3fn: the 42 "
+                                       "backbone blocks' linear weights stored in 8 bits (one scale per tensor), "
+                                       "computed in bf16. fp8_e4m3fn_fast: their matmuls also run in fp8 on "
+                                       "Ada/Hopper GPUs (faster, slightly less accurate)."),
             ],
             outputs=[MODEL.Output("mtv_model", display_name="mtv_model")],
         )
@@ -279,7 +290,7 @@ class MTVLoadModel(io.ComfyNode):
     @classmethod
     def execute(cls, ckpt_name, weight_dtype):
         path = resolve_model("soundstage_mtv", ckpt_name, "SoundstageMTVLoadModel", "ckpt_name")
-        return io.NodeOutput(load_mtv(path, DTYPES[weight_dtype]))
+        return io.NodeOutput(load_mtv(path, weight_dtype))
 
 
 class CogVideoXVAELoader(io.ComfyNode):

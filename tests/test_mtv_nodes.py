@@ -148,3 +148,21 @@ def test_wav2vec_node_function_reads_hf_folder(golden_dir, path, tmp_path):
     ref = t["output.features_windowed"]
     assert (feats.windows - ref).abs().max().item() <= meta["tolerance"]["features_windowed"]
     assert feats.num_frames == -(-t["input.wav"].shape[0] * int(meta["inputs"]["fps"]) // 16000)
+
+
+def test_load_model_fp8_weight_dtypes(tmp_path):
+    from soundstage.models.common.fp8 import Fp8Linear
+    from soundstage.models.mtv.convert import save_converted
+    from soundstage.models.mtv.tiny import tiny_mtv
+    from soundstage.nodes.mtv import MTVLoadModel, load_mtv
+
+    options = MTVLoadModel.define_schema().inputs[1].options
+    assert {"bfloat16", "fp8_e4m3fn", "fp8_e4m3fn_fast"} <= set(options)
+    path = tmp_path / "mtv_tiny.safetensors"
+    save_converted(tiny_mtv(seed=1), path)
+    for name, fast in (("fp8_e4m3fn", False), ("fp8_e4m3fn_fast", True)):
+        loaded = load_mtv(str(path), name)
+        layers = [m for m in loaded.model.modules() if isinstance(m, Fp8Linear)]
+        assert loaded.dtype == torch.bfloat16 and layers and all(m.fp8_matmul is fast for m in layers)
+    plain = load_mtv(str(path), "float32")
+    assert plain.dtype == torch.float32 and not any(isinstance(m, Fp8Linear) for m in plain.model.modules())

@@ -165,3 +165,23 @@ def test_projectors_can_live_off_the_compute_device():
     assert fresh.audio.audio_proj.proj1.weight.is_meta and fresh.audio.audio_proj_effect.conv1.weight.is_meta
     assert not fresh.audio.layers[0].audio_attn.query.weight.is_meta
     assert not fresh.backbone.proj_out.weight.is_meta
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_fp8_backbone_storage_keeps_the_video(fast):
+    """fp8 e4m3 block weights (one scale per tensor) change a 3-step video by fp8 rounding only;
+    ``fast`` asks for fp8 GEMMs, which fall back to the same dequantised matmul off Ada/Hopper GPUs."""
+    from soundstage.models.common.fp8 import Fp8Linear, tensor_bytes
+    from soundstage.models.mtv.memory import store_fp8
+
+    full = tiny_mtv(seed=3)
+    fp8 = tiny_mtv(seed=3)
+    n = store_fp8(fp8, fp8_matmul=fast)
+    linears = [m for m in fp8.backbone.transformer_blocks.modules() if isinstance(m, Fp8Linear)]
+    assert n == len(linears) > 0 and not any(isinstance(m, Fp8Linear) for m in fp8.audio.modules())
+    assert tensor_bytes(fp8.backbone.transformer_blocks) < 0.5 * tensor_bytes(full.backbone.transformer_blocks)
+    ctl = _control(49, 49)
+    want = sample_mtv(full, _ctx(), ctl, latent_height=H, latent_width=W, steps=3, seed=5)[0]
+    got = sample_mtv(fp8, _ctx(), ctl, latent_height=H, latent_width=W, steps=3, seed=5)[0]
+    rel = ((got - want).norm() / want.norm()).item()
+    assert 0 < rel < 0.05, rel  # rounded, not broken
