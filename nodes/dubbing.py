@@ -41,6 +41,7 @@ from .model_patch import ModelHandle
 from .progress import step_callback
 
 CATEGORY = "Soundstage/JUST-DUB-IT"
+WEIGHT_STORAGE = ("default", "fp8_e4m3fn", "fp8_e4m3fn_fast")  # ComfyUI's weight_dtype names
 PRECISIONS = ["auto", "bf16", "fp16", "fp32"]
 # JUST-DUB-IT's default negative prompt is LTX-2's long list; this is its gist.
 DEFAULT_NEGATIVE = ("blurry, low quality, distorted face, mismatched lip sync, silent or muted audio, "
@@ -102,12 +103,12 @@ class DubbedLatents:
 def load_ltx2_av(path: str, precision: str, weight_storage: str = "default", block_swap: bool = False,
                  resident_blocks: int = 0, node: str = "Load LTX-2 AV Model") -> LTX2AVModel:
     placement = Placement.auto(precision)
-    if weight_storage not in ("default", "fp8_e4m3fn"):
+    if weight_storage not in WEIGHT_STORAGE:
         raise ValueError(f"{node}: input 'weight_storage': unknown value {weight_storage!r}")
     with node_errors(node, "ckpt_name"):
         parts = load_ltx2_parts(path, dtype=placement.dtype)
-    if weight_storage == "fp8_e4m3fn":
-        store_fp8(parts.transformer.transformer)  # ~19 GB of block weights instead of ~38 GB in bf16
+    if weight_storage != "default":  # ~19 GB of block weights instead of ~38 GB in bf16
+        store_fp8(parts.transformer.transformer, fp8_matmul=weight_storage.endswith("_fast"))
     name = Path(path).name
 
     def handle(module, kind, placer=None):
@@ -299,10 +300,12 @@ class LoadLTX2AVModel(io.ComfyNode):
                                        "release (ComfyUI scaled fp8 / mixed precision, or plain float8_e4m3fn weights)."),
                 io.Combo.Input("precision", options=PRECISIONS, default="auto",
                                tooltip="Weight dtype; auto = bf16 on GPU, fp32 on CPU."),
-                io.Combo.Input("weight_storage", options=["default", "fp8_e4m3fn"], default="default",
+                io.Combo.Input("weight_storage", options=list(WEIGHT_STORAGE), default="default",
                                tooltip="fp8_e4m3fn stores the transformer blocks' linear weights in 8 bits (one scale "
                                        "per tensor), halving their memory; LoRAs then run unmerged beside them. "
-                                       "An fp8 release (e.g. ltx-2-19b-dev-fp8) keeps its own fp8 weights and scales either way."),
+                                       "An fp8 release (e.g. ltx-2-19b-dev-fp8) keeps its own fp8 weights and scales either way. "
+                                       "fp8_e4m3fn_fast also runs the blocks' matmuls in fp8 on Ada/Hopper GPUs "
+                                       "(faster, slightly less accurate)."),
                 io.Boolean.Input("block_swap", default=False, optional=True,
                                  tooltip="Keep only 'resident_blocks' transformer blocks on the GPU and stream the "
                                          "others from CPU memory, prefetching the next block while one runs "

@@ -363,3 +363,21 @@ def test_model_node_loads_a_scaled_fp8_release(tmp_path):
     save_file({k: v.contiguous() for k, v in q.items()}, str(tmp_path / "bad.safetensors"), metadata=meta)
     with pytest.raises(ValueError, match="Load LTX-2 AV Model.*ckpt_name.*to_q.weight: scale of shape"):
         load_ltx2_av(str(tmp_path / "bad.safetensors"), "fp32")
+
+
+@pytest.mark.parametrize("style", [None, "ltx_core"])
+def test_fast_fp8_storage_turns_on_fp8_gemms_for_every_block_layer(tiny_ltx2, style):
+    """``fp8_e4m3fn_fast`` (the loader's weight_storage): bf16 files are quantised and fp8 releases keep
+    their bytes, and in both every block linear asks for the fp8 GEMM; nothing outside the blocks does."""
+    from soundstage.models.just_dub_it.memory import store_fp8
+    from soundstage.nodes.dubbing import WEIGHT_STORAGE
+
+    assert "fp8_e4m3fn_fast" in WEIGHT_STORAGE
+    sd, meta, _ = tiny_ltx2
+    model = load_transformer(sd if style is None else _quantise(sd, style), meta).transformer
+    converted = store_fp8(model, fp8_matmul=True)
+    in_blocks = [m for m in model.transformer_blocks.modules() if isinstance(m, Fp8Linear)]
+    assert in_blocks and all(m.fp8_matmul for m in in_blocks)
+    assert (converted == len(in_blocks)) == (style is None)  # a release's layers were fp8 already
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.transformer_blocks.modules())
+    assert not isinstance(model.proj_out, Fp8Linear)
