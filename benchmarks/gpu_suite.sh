@@ -34,7 +34,7 @@ group() {
   case $1 in
     cuda-tests)
       nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$results/gpu.txt"
-      timeout "$per_run" python3 -m pytest -q -p no:cacheprovider tests/test_offload.py 2>&1 | tee "$results/cuda-tests.log" ;;
+      timeout "$per_run" python3 -m pytest -q -p no:cacheprovider tests/test_offload.py tests/test_cuda_graph.py 2>&1 | tee "$results/cuda-tests.log" ;;
     mmdit)  # issue 5: <= 0.6 s for 8 s of audio at 1.55B (stretch 0.4 s); the large_44k_v2 time for reference
       bench mmdit-omni-graph bench_mmdit.py --preset audiogen_omni --device cuda --dtype bf16 --seconds 8 --steps 25 --cfg 4.5 --cuda-graph
       bench mmdit-omni-eager bench_mmdit.py --preset audiogen_omni --device cuda --dtype bf16 --seconds 8 --steps 25 --cfg 4.5

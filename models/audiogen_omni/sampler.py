@@ -1,11 +1,14 @@
 """Sampling an MMDiT: Euler flow matching with CFG, seeds, variations and variable duration."""
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from ..common.cuda_graph import GraphCache, weight_addresses
 from ..common.flow_matching import StepCallback, cfg_combine, euler_sample
 from .mmdit import MMDiT, Conditions
 
@@ -37,10 +40,12 @@ def sample(
     callback: Optional[StepCallback] = None,
     batched_cfg: bool = True,
     timesteps: Optional[torch.Tensor] = None,
+    cuda_graph: bool = False,
 ) -> torch.Tensor:
     """Normalised latents after ``num_steps`` Euler steps from ``noise`` (t: 0 -> 1).
 
     With ``batched_cfg`` the conditional and unconditional passes share one forward of batch 2B.
+    ``cuda_graph`` (CUDA, batched CFG) replays that forward from a captured CUDA graph each step.
     """
     b, n = noise.shape[:2]
     guided = uncond is not None and cfg_scale >= 1.0
@@ -62,7 +67,33 @@ def sample(
             return v
         return cfg_combine(v, net.predict_flow(xin, tb, uncond, latent_mask, rots).float(), cfg_scale)
 
+    if cuda_graph and pair is not None and noise.is_cuda:
+        velocity = _graphed_velocity(net, pair, mask2, rots, cfg_scale, noise)
     return euler_sample(velocity, noise.float(), num_steps=num_steps, timesteps=timesteps, callback=callback)
+
+
+_GRAPHS: "weakref.WeakKeyDictionary[MMDiT, GraphCache]" = weakref.WeakKeyDictionary()
+
+
+def _graphed_velocity(net: MMDiT, pair: Conditions, mask2, rots, cfg_scale: float, noise: torch.Tensor):
+    """The batched-CFG velocity as a replayed CUDA graph. The conditions and mask are graph inputs,
+    so one capture serves every generation of the same shapes until the weights move."""
+    b, dtype = noise.shape[0], net.dtype
+    names = [f.name for f in dataclasses.fields(Conditions) if isinstance(getattr(pair, f.name), torch.Tensor)]
+    inputs = [getattr(pair, n) for n in names] + ([] if mask2 is None else [mask2])
+
+    def step(t, x, *tensors):
+        cond = dataclasses.replace(pair, **dict(zip(names, tensors)))
+        xin = x.to(dtype)
+        v = net.predict_flow(torch.cat([xin, xin]), t.expand(2 * b), cond, tensors[-1] if mask2 is not None else None,
+                             rots).float()
+        return cfg_combine(v[:b], v[b:], cfg_scale)
+
+    t0 = torch.zeros((), device=noise.device)
+    key = (tuple(names), tuple((a.shape, a.dtype) for a in [noise, *inputs]), pair.text_rope_from, float(cfg_scale),
+           weight_addresses(net))
+    graph = _GRAPHS.setdefault(net, GraphCache()).get(key, step, t0, noise.float(), *inputs)
+    return lambda t, x: graph(t, x, *inputs)
 
 
 @torch.no_grad()
@@ -85,6 +116,7 @@ def generate(
     latent_len: Optional[int] = None,
     callback: Optional[StepCallback] = None,
     batched_cfg: bool = True,
+    cuda_graph: bool = False,
 ) -> SampleResult:
     """Generate ``variations`` latents for one set of conditions (any subset may be None)."""
     device = net.latent_mean.device
@@ -107,7 +139,7 @@ def generate(
         batched_cfg = False  # e.g. a T5 prompt longer than the empty string: run the passes separately
     noise = initial_noise(variations, n, net.config.latent_dim, seed, device)
     x = sample(net, cond.expand(variations), uncond, noise, num_steps=num_steps, cfg_scale=cfg_scale,
-               latent_mask=latent_mask, callback=callback, batched_cfg=batched_cfg)
+               latent_mask=latent_mask, callback=callback, batched_cfg=batched_cfg, cuda_graph=cuda_graph)
     # Un-normalised in float32 even for a bf16 network: the VAE sees full-precision latents.
     latent = x.float() * net.latent_std.float() + net.latent_mean.float()
     return SampleResult(latent,
