@@ -27,7 +27,10 @@ def best_device() -> torch.device:
 def default_dtype(device: torch.device) -> torch.dtype:
     """bf16 on GPUs that support it, fp32 on CPU (CPU bf16 matmuls are slow and less accurate)."""
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # Native bf16 (Ampere and newer, ROCm) of this device: torch.cuda.is_bf16_supported() asks about
+        # the current device and also says yes on older GPUs, where bf16 is only emulated (slow).
+        native = bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
+        return torch.bfloat16 if native else torch.float16
     return torch.float32
 
 

@@ -48,6 +48,8 @@ def fp8_matmul_supported(device: torch.device | str) -> bool:
     device = torch.device(device)
     if device.type != "cuda" or not hasattr(torch, "_scaled_mm") or not torch.cuda.is_available():
         return False
+    if torch.version.hip:  # ROCm reports gfx9xx as 9.x, but MI300 GEMMs take e4m3fnuz, not the e4m3fn stored here
+        return False
     return _cuda_has_fp8(device.index if device.index is not None else torch.cuda.current_device())
 
 
@@ -61,7 +63,8 @@ def scaled_fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch
     """``x @ (weight * weight_scale).T + bias`` with x quantised per call to e4m3 and an fp8 GEMM
     (float32 accumulation). ``weight`` is e4m3 [out, in]."""
     shape = x.shape
-    xq, xs = quantize_fp8(x.reshape(-1, shape[-1]))
+    # _scaled_mm needs a row-major mat1; a strided x (e.g. a transposed view) would quantise column-major.
+    xq, xs = quantize_fp8(x.reshape(-1, shape[-1]).contiguous())
     out = torch._scaled_mm(xq, weight.t(), scale_a=xs, scale_b=weight_scale.float(),
                            bias=None if bias is None else bias.to(out_dtype), out_dtype=out_dtype)
     return out.reshape(*shape[:-1], weight.shape[0])
@@ -117,7 +120,10 @@ class Fp8Linear(nn.Module):
         return dequantize_fp8(self.weight, self.weight_scale, dtype)
 
     def _use_fp8_matmul(self, x: torch.Tensor) -> bool:
+        # _scaled_mm has no backward and the activations are quantised detached: an input that needs a
+        # gradient takes the dequantised product, or nothing upstream of this layer would train.
         return (self.fp8_matmul and x.dtype in (torch.bfloat16, torch.float16)
+                and not (x.requires_grad and torch.is_grad_enabled())
                 and self.in_features % _SCALED_MM_ALIGN == 0 and self.out_features % _SCALED_MM_ALIGN == 0
                 and fp8_matmul_supported(x.device))
 
