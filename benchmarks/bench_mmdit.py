@@ -7,6 +7,7 @@
 Measures one full generation (25 Euler steps, CFG 4.5, cond+uncond batched into one forward) of
 ``--seconds`` of audio, excluding condition encoding (cached per clip) and the VAE/vocoder.
 ``--cuda-graph`` captures the whole 25-step loop as one CUDA graph (no host work per step);
+``--step-graph`` replays one step's forward per step, as the MMDiT Sampler node's ``cuda_graph`` does;
 ``--compile`` runs the velocity through torch.compile first.
 """
 from __future__ import annotations
@@ -78,7 +79,9 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager/aot_eager to debug)")
     ap.add_argument("--compile-mode", default=None, help="e.g. max-autotune-no-cudagraphs")
-    ap.add_argument("--cuda-graph", action="store_true")
+    ap.add_argument("--cuda-graph", action="store_true", help="the whole 25-step loop as one CUDA graph")
+    ap.add_argument("--step-graph", action="store_true",
+                    help="the MMDiT Sampler node's cuda_graph: one step's forward replayed per step")
     ap.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
     a = ap.parse_args(argv)
     if a.threads:
@@ -101,7 +104,8 @@ def main(argv=None) -> int:
 
     def run(x0):
         with torch.no_grad():
-            return sample(net, cond, uncond, x0, num_steps=a.steps, cfg_scale=a.cfg, batched_cfg=True, timesteps=ts)
+            return sample(net, cond, uncond, x0, num_steps=a.steps, cfg_scale=a.cfg, batched_cfg=True, timesteps=ts,
+                          cuda_graph=a.step_graph)
 
     step = run
     if a.cuda_graph:
@@ -136,7 +140,7 @@ def main(argv=None) -> int:
     report = {
         "preset": a.preset, "params": params, "device": torch.cuda.get_device_name() if "cuda" in a.device else "cpu",
         "dtype": a.dtype, "seconds_audio": a.seconds, "latent_frames": n, "steps": a.steps, "cfg": a.cfg,
-        "batch": a.batch, "compile": a.compile, "cuda_graph": a.cuda_graph,
+        "batch": a.batch, "compile": a.compile, "cuda_graph": a.cuda_graph, "step_graph": a.step_graph,
         "median_s": statistics.median(times), "min_s": min(times), "finite": ok,
     }
     print(json.dumps(report))

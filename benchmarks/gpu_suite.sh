@@ -37,6 +37,7 @@ group() {
       timeout "$per_run" python3 -m pytest -q -p no:cacheprovider tests/test_offload.py tests/test_cuda_graph.py 2>&1 | tee "$results/cuda-tests.log" ;;
     mmdit)  # issue 5: <= 0.6 s for 8 s of audio at 1.55B (stretch 0.4 s); the large_44k_v2 time for reference
       bench mmdit-omni-graph bench_mmdit.py --preset audiogen_omni --device cuda --dtype bf16 --seconds 8 --steps 25 --cfg 4.5 --cuda-graph
+      bench mmdit-omni-step-graph bench_mmdit.py --preset audiogen_omni --device cuda --dtype bf16 --seconds 8 --steps 25 --cfg 4.5 --step-graph
       bench mmdit-omni-eager bench_mmdit.py --preset audiogen_omni --device cuda --dtype bf16 --seconds 8 --steps 25 --cfg 4.5
       bench mmdit-large44k-v2 bench_mmdit.py --preset large_44k_v2 --device cuda --dtype bf16 --seconds 8 --steps 25 --cfg 4.5 --cuda-graph ;;
     ovi)  # issue 6: <= 0.45 s per forward at the engine shape; a mode peaking <= 22 GiB

@@ -72,6 +72,8 @@ def sample(
     return euler_sample(velocity, noise.float(), num_steps=num_steps, timesteps=timesteps, callback=callback)
 
 
+# One graph per network; its memory pool (one forward's activations) is held while cached, also
+# while a model manager has the weights offloaded: a recapture replaces it when anything changed.
 _GRAPHS: "weakref.WeakKeyDictionary[MMDiT, GraphCache]" = weakref.WeakKeyDictionary()
 
 
@@ -93,7 +95,8 @@ def _graphed_velocity(net: MMDiT, pair: Conditions, mask2, rots, cfg_scale: floa
     key = (tuple(names), tuple((a.shape, a.dtype) for a in [noise, *inputs]), pair.text_rope_from, float(cfg_scale),
            weight_addresses(net))
     graph = _GRAPHS.setdefault(net, GraphCache()).get(key, step, t0, noise.float(), *inputs)
-    return lambda t, x: graph(t, x, *inputs)
+    graph.load(2, inputs)  # this run's conditions, once; each step then sets only t and x
+    return graph
 
 
 @torch.no_grad()

@@ -36,9 +36,14 @@ class StepGraph:
         with torch.cuda.graph(self.graph):
             self.static_out = fn(*self.static_args)
 
-    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
-        for static, value in zip(self.static_args, args):
+    def load(self, first: int, values: list[torch.Tensor]) -> None:
+        """Set the args from index ``first`` on without replaying (inputs fixed for a whole run)."""
+        for static, value in zip(self.static_args[first:], values):
             static.copy_(value)
+
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        """Replay with the leading args set to ``args``; the others keep their loaded values."""
+        self.load(0, list(args))
         self.graph.replay()
         return self.static_out
 
