@@ -212,7 +212,7 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
     positive = TextContext(video_ctx[:1], audio_ctx[:1])
     negative_ctx = TextContext(video_ctx[1:], audio_ctx[1:]) if cfg != 1.0 else None
     callback = step_callback(steps)
-    with model.transformer.use() as t, loras_merged(t.transformer, model.loras):
+    with model.transformer.use() as t, loras_merged(t.transformer, model.loras, device=model.transformer.device):
         device = next(t.parameters()).device
         ctx = clip.context
         on_device = DubbingContext(ctx.video_latent.to(device), ctx.audio_latent.to(device), ctx.fps,
@@ -254,7 +254,7 @@ def refine_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, upsampler: ModelH
         raise ValueError(f"{node}: input 'upsampler': upsampled latent {tuple(upscaled.shape)} does not match the "
                          f"2x context {tuple(big.context.video_latent.shape)}")
     callback = step_callback(2)
-    with model.transformer.use() as t, loras_merged(t.transformer, model.loras):
+    with model.transformer.use() as t, loras_merged(t.transformer, model.loras, device=model.transformer.device):
         device = next(t.parameters()).device
         ctx = big.context
         on_device = DubbingContext(ctx.video_latent.to(device), ctx.audio_latent.to(device), ctx.fps,

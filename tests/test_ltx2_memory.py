@@ -96,6 +96,16 @@ def test_fp8_linear_adds_the_lora_delta_exactly():
     unmerge_lora(merged)
     torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.dequantized(torch.float32), layer.bias))
 
+    # Beside a streamed (CPU-stored) layer the pair lives on the compute device, not copied in per call;
+    # the same LoRA stacked twice at one strength unmerges entry by entry.
+    lora = lora_from_state_dict({"transformer_blocks.0.0.lora_A.weight": a, "transformer_blocks.0.0.lora_B.weight": b})
+    first, second = merge_lora(holder, lora, 0.3, device="meta"), merge_lora(holder, lora, 0.3)
+    assert [e[0].device.type for e in layer.loras] == ["meta", "cpu"]
+    unmerge_lora(first)
+    assert len(layer.loras) == 1 and layer.loras[0][0].device.type == "cpu"
+    unmerge_lora(second)
+    assert layer.loras == []
+
 
 def test_block_swap_with_fp8_and_lora_matches_resident():
     from soundstage.models.just_dub_it.lora import lora_from_state_dict, loras_merged

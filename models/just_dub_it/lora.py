@@ -102,12 +102,18 @@ def _linear(model: nn.Module, path: str) -> nn.Module:
 class MergedLora:
     lora: Lora
     strength: float
-    modules: list[tuple[nn.Linear, LoraPair]] = field(default_factory=list)
+    # (layer, pair, the entry run beside an fp8 layer or None where the delta went into the weight)
+    modules: list[tuple[nn.Module, LoraPair, tuple | None]] = field(default_factory=list)
 
 
 @torch.no_grad()
-def merge_lora(model: nn.Module, lora: Lora, strength: float = 1.0) -> MergedLora:
-    """``W += strength * B @ A`` for every pair (after checking every target first)."""
+def merge_lora(model: nn.Module, lora: Lora, strength: float = 1.0, *,
+               device: torch.device | str | None = None) -> MergedLora:
+    """``W += strength * B @ A`` for every pair (after checking every target first).
+
+    fp8 layers run the pair beside their weight instead, from ``device`` (default: where the layer's
+    weight is): the compute device, so a block-swapped layer does not copy it in on every call.
+    """
     targets = []
     for path, pair in lora.pairs.items():
         linear = _linear(model, path)
@@ -118,22 +124,23 @@ def merge_lora(model: nn.Module, lora: Lora, strength: float = 1.0) -> MergedLor
         targets.append((linear, pair))
     merged = MergedLora(lora, strength)
     for linear, pair in targets:
+        entry = None
         if isinstance(linear, Fp8Linear):  # fp8 weights cannot absorb a delta: run it beside them
-            linear.loras.append((pair.down, pair.up, strength * pair.scale))
+            dev = device or linear.weight_fp8.device
+            entry = (pair.down.to(dev), pair.up.to(dev), strength * pair.scale)
+            linear.loras.append(entry)
         else:
             w = linear.weight
             w.copy_((w.float() + strength * pair.delta(device=w.device)).to(w.dtype))
-        merged.modules.append((linear, pair))
+        merged.modules.append((linear, pair, entry))
     return merged
 
 
 @torch.no_grad()
 def unmerge_lora(merged: MergedLora) -> None:
-    for linear, pair in merged.modules:
-        if isinstance(linear, Fp8Linear):
-            entry = (pair.down, pair.up, merged.strength * pair.scale)
-            i = next(i for i, e in enumerate(linear.loras) if e[0] is entry[0] and e[2] == entry[2])
-            linear.loras.pop(i)  # one entry: the same LoRA may be stacked twice
+    for linear, pair, entry in merged.modules:
+        if entry is not None:
+            linear.loras.pop(next(i for i, e in enumerate(linear.loras) if e is entry))  # this merge's, not a twin's
             continue
         w = linear.weight
         w.copy_((w.float() - merged.strength * pair.delta(device=w.device)).to(w.dtype))
@@ -141,13 +148,14 @@ def unmerge_lora(merged: MergedLora) -> None:
 
 
 @contextmanager
-def loras_merged(model: nn.Module, loras: Sequence[tuple[Lora, float]]) -> Iterator[None]:
+def loras_merged(model: nn.Module, loras: Sequence[tuple[Lora, float]], *,
+                 device: torch.device | str | None = None) -> Iterator[None]:
     """Stack several LoRAs for the duration of a sampling run; the model is restored afterwards."""
     applied = []
     try:
         for lora, strength in loras:
             if strength != 0.0:
-                applied.append(merge_lora(model, lora, strength))
+                applied.append(merge_lora(model, lora, strength, device=device))
         yield
     finally:
         for merged in reversed(applied):
