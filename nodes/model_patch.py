@@ -103,7 +103,10 @@ class ModelHandle:
                 yield module
             return
         if self._patcher is not None:
-            model_management.load_models_gpu([self._patcher])
+            # Whole or not at all: a partial (lowvram) load moves only the modules that fit and leaves
+            # the rest to comfy ops' weight casting, which plain torch modules lack, and it never moves
+            # modules holding only buffers (fp8 layers without bias); either would mix devices.
+            model_management.load_models_gpu([self._patcher], force_full_load=True)
             try:
                 yield self._patcher.model.inner
             finally:

@@ -56,7 +56,7 @@ def test_offload_after_use_unloads_only_its_own_patcher_in_comfyui(monkeypatch):
     loaded = [other, Loaded(handle._patcher)]
     mm = model_patch.model_management
     monkeypatch.setattr(mm, "current_loaded_models", loaded, raising=False)
-    monkeypatch.setattr(mm, "load_models_gpu", lambda models: loaded.append(Loaded(models[0])), raising=False)
+    monkeypatch.setattr(mm, "load_models_gpu", lambda models, **kw: loaded.append(Loaded(models[0])), raising=False)
     with handle.use() as live:
         assert live is handle.module and len(loaded) == 3
     assert unloaded == [handle._patcher, handle._patcher] and loaded == [other]
@@ -68,7 +68,8 @@ def test_comfyui_default_leaves_the_model_to_the_manager(monkeypatch):
     calls = []
     mm = model_patch.model_management
     monkeypatch.setattr(mm, "current_loaded_models", [], raising=False)
-    monkeypatch.setattr(mm, "load_models_gpu", lambda models: calls.append(models), raising=False)
+    monkeypatch.setattr(mm, "load_models_gpu", lambda models, **kw: calls.append((models, kw)), raising=False)
     with handle.use():
         pass
-    assert calls == [[handle._patcher]] and mm.current_loaded_models == []
+    # never a partial (lowvram) load: plain modules cannot compute with weights left on the CPU
+    assert calls == [([handle._patcher], {"force_full_load": True})] and mm.current_loaded_models == []
