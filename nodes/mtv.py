@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..compat import io, model_management
+from ..compat import io, model_management, ui
 from ..models.common.device import Placement
 from ..models.common.fp8 import tensor_bytes
 from ..models.common.images import resize_images
@@ -343,7 +343,8 @@ class MTVTextTemplate(io.ComfyNode):
 
         lines = [line for line in people.splitlines() if line.strip()]
         with node_errors("SoundstageMTVTextTemplate", "active_speaker", ValueError):
-            return io.NodeOutput(build_prompt(scene, lines, active_speaker))
+            prompt = build_prompt(scene, lines, active_speaker)
+        return io.NodeOutput(prompt, ui=ui.PreviewText(prompt))
 
 
 class MTVTextEncode(io.ComfyNode):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..compat import io
+from ..compat import io, ui
 from ..models.common.device import Placement, best_device, resolve_dtype
 from ..models.common.images import center_crop_to_aspect, resize_images
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
@@ -161,8 +161,9 @@ class OviPromptBuilder(io.ComfyNode):
 
     @classmethod
     def execute(cls, video_prompt, speech, audio_caption, model_variant, video_negative, audio_negative) -> io.NodeOutput:
-        return io.NodeOutput(*ovi_prompt(video_prompt, speech, audio_caption, model_variant, video_negative,
-                                         audio_negative))
+        prompt, video_neg, audio_neg = ovi_prompt(video_prompt, speech, audio_caption, model_variant, video_negative,
+                                                  audio_negative)
+        return io.NodeOutput(prompt, video_neg, audio_neg, ui=ui.PreviewText(prompt))  # the text the model will read
 
 
 # ----------------------------------------------------------------------------- text

@@ -166,3 +166,13 @@ def test_load_model_fp8_weight_dtypes(tmp_path):
         assert loaded.dtype == torch.bfloat16 and layers and all(m.fp8_matmul is fast for m in layers)
     plain = load_mtv(str(path), "float32")
     assert plain.dtype == torch.float32 and not any(isinstance(m, Fp8Linear) for m in plain.model.modules())
+
+
+def test_text_template_node_shows_its_prompt():
+    from soundstage.nodes.mtv import MTVTextTemplate
+
+    out = MTVTextTemplate.execute("A quiet street.", "a man\n\n", 0)
+    assert out.args == ("No conversation. Scene Description: A quiet street.",)
+    assert out.ui.as_dict() == {"text": out.args}
+    with pytest.raises(ValueError, match="SoundstageMTVTextTemplate.*active_speaker"):
+        MTVTextTemplate.execute("x", "a\nb", 3)

@@ -70,6 +70,7 @@ def test_prompt_builder_node():
                                          "blur", "hiss")
     assert out.args[0] == "Two friends at a cafe. <S>Hi!<E> <S>How are you?<E> <AUDCAP>Chatter.<ENDAUDCAP>"
     assert out.args[1:] == ("blur", "hiss")
+    assert out.ui.as_dict() == {"text": (out.args[0],)}  # the built prompt shows on the node
     with pytest.raises(ValueError, match="Ovi Prompt Builder: input 'video_prompt'"):
         nodes.ovi_prompt("", "", "", "720x720_5s", "", "")
 
