@@ -10,7 +10,6 @@ import os
 import random
 from io import BytesIO
 
-import av
 import numpy as np
 import torch
 
@@ -129,6 +128,8 @@ class AudioSaveHelper:
                     import torchaudio
 
                     waveform = torchaudio.functional.resample(waveform, audio["sample_rate"], sample_rate)
+            import av  # only for writing audio: the stubs import without PyAV
+
             buffer = BytesIO()
             container = av.open(buffer, mode="w", format=format)
             for key, value in metadata.items():

@@ -16,9 +16,15 @@ from enum import Enum
 from fractions import Fraction
 from typing import IO, Optional, Union
 
-import av
 import numpy as np
 import torch
+
+
+def _av():
+    """PyAV, imported on first use: the stubs (and the nodes importing them) load without it."""
+    import av
+
+    return av
 
 
 class VideoCodec(str, Enum):
@@ -87,7 +93,7 @@ class VideoInput(ABC):
         return self.get_components().frame_rate
 
     def get_container_format(self) -> str:
-        with av.open(self.get_stream_source(), mode="r") as container:
+        with _av().open(self.get_stream_source(), mode="r") as container:
             return container.format.name
 
 
@@ -101,14 +107,14 @@ def _decode(container) -> VideoComponents:
     video_stream = next(s for s in container.streams if s.type == "video")
     audio_stream = next((s for s in reversed(container.streams.audio) if s.codec_context is not None), None)
     streams = [video_stream] + ([audio_stream] if audio_stream is not None else [])
-    resampler = av.audio.resampler.AudioResampler(format="fltp") if audio_stream is not None else None
+    resampler = _av().audio.resampler.AudioResampler(format="fltp") if audio_stream is not None else None
     frames, audio_frames = [], []
     image_format, scale = None, False
     for packet in container.demux(*streams):
         if packet.stream.type == "video":
             try:
                 decoded = packet.decode()
-            except av.error.InvalidDataError:
+            except _av().error.InvalidDataError:
                 continue
             for frame in decoded:
                 if image_format is None:
@@ -145,23 +151,23 @@ class VideoFromFile(VideoInput):
         return _rewind(self.__file)
 
     def get_dimensions(self) -> tuple[int, int]:
-        with av.open(_rewind(self.__file), mode="r") as container:
+        with _av().open(_rewind(self.__file), mode="r") as container:
             for stream in container.streams:
                 if stream.type == "video":
                     return stream.width, stream.height
         raise ValueError(f"No video stream found in file '{self.__file}'")
 
     def get_duration(self) -> float:
-        with av.open(_rewind(self.__file), mode="r") as container:
+        with _av().open(_rewind(self.__file), mode="r") as container:
             if container.duration is not None:
-                return float(container.duration / av.time_base)
+                return float(container.duration / _av().time_base)
             stream = next((s for s in container.streams if s.type == "video"), None)
             if stream is not None and stream.frames and stream.average_rate:
                 return float(stream.frames / stream.average_rate)
         return super().get_duration()
 
     def get_frame_count(self) -> int:
-        with av.open(_rewind(self.__file), mode="r") as container:
+        with _av().open(_rewind(self.__file), mode="r") as container:
             stream = next((s for s in container.streams if s.type == "video"), None)
             if stream is None:
                 raise ValueError(f"No video stream found in file '{self.__file}'")
@@ -170,7 +176,7 @@ class VideoFromFile(VideoInput):
             return sum(1 for _ in container.decode(stream))
 
     def get_frame_rate(self) -> Fraction:
-        with av.open(_rewind(self.__file), mode="r") as container:
+        with _av().open(_rewind(self.__file), mode="r") as container:
             stream = next((s for s in container.streams if s.type == "video"), None)
             if stream is None:
                 raise ValueError(f"No video stream found in file '{self.__file}'")
@@ -179,18 +185,18 @@ class VideoFromFile(VideoInput):
             return Fraction(1)
 
     def get_container_format(self) -> str:
-        with av.open(_rewind(self.__file), mode="r") as container:
+        with _av().open(_rewind(self.__file), mode="r") as container:
             return container.format.name
 
     def get_components(self) -> VideoComponents:
-        with av.open(_rewind(self.__file), mode="r") as container:
+        with _av().open(_rewind(self.__file), mode="r") as container:
             if not any(s.type == "video" for s in container.streams):
                 raise ValueError(f"No video stream found in file '{self.__file}'")
             return _decode(container)
 
     def save_to(self, path: str | io.BytesIO, format: VideoContainer = VideoContainer.AUTO,
                 codec: VideoCodec = VideoCodec.AUTO, metadata: Optional[dict] = None):
-        with av.open(_rewind(self.__file), mode="r") as container:
+        with _av().open(_rewind(self.__file), mode="r") as container:
             container_format = container.format.name
             video_encoding = container.streams.video[0].codec.name if len(container.streams.video) else None
             reuse_streams = True
@@ -206,7 +212,7 @@ class VideoFromFile(VideoInput):
             if isinstance(path, io.BytesIO):
                 open_kwargs["format"] = container_format.split(",")[0] if format == VideoContainer.AUTO else str(
                     VideoContainer(format).value)
-            with av.open(path, **open_kwargs) as output:
+            with _av().open(path, **open_kwargs) as output:
                 for key, value in container.metadata.items():
                     if metadata is None or key not in metadata:
                         output.metadata[key] = value
@@ -242,7 +248,7 @@ class VideoFromComponents(VideoInput):
         if isinstance(path, io.BytesIO) or (isinstance(format, VideoContainer) and format != VideoContainer.AUTO):
             extra_kwargs["format"] = "mp4"
         images = self.__components.images
-        with av.open(path, mode="w", options={"movflags": "use_metadata_tags"}, **extra_kwargs) as output:
+        with _av().open(path, mode="w", options={"movflags": "use_metadata_tags"}, **extra_kwargs) as output:
             for key, value in (metadata or {}).items():
                 output.metadata[key] = json.dumps(value)
             # ComfyUI rounds the rate to 1/1000 so float-derived fractions stay encodable.
@@ -259,14 +265,14 @@ class VideoFromComponents(VideoInput):
                 audio_stream = output.add_stream("aac", rate=audio_sample_rate)
             for frame in images:
                 img = (frame * 255).clamp(0, 255).byte().cpu().numpy()
-                vframe = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+                vframe = _av().VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
                 output.mux(video_stream.encode(vframe))
             output.mux(video_stream.encode(None))
             if audio_stream is not None:
                 waveform = audio["waveform"]
                 waveform = waveform[:, :, :math.ceil((audio_sample_rate / frame_rate) * images.shape[0])]
                 layout = "mono" if waveform.shape[1] == 1 else "stereo"
-                aframe = av.AudioFrame.from_ndarray(
+                aframe = _av().AudioFrame.from_ndarray(
                     waveform.movedim(2, 1).reshape(1, -1).float().cpu().numpy(), format="flt", layout=layout)
                 aframe.sample_rate = audio_sample_rate
                 aframe.pts = 0
