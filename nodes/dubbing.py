@@ -18,6 +18,7 @@ from .common import seed_input
 from .errors import node_errors
 from ..compat import InputImpl, Types, io
 from ..models.common.device import Placement
+from ..models.common.vae_tiling import vae_tiling
 from ..models.just_dub_it.av_codec import (
     decode_audio,
     decode_video,
@@ -268,11 +269,11 @@ def _to(text: TextContext | None, device) -> TextContext | None:
     return None if text is None else TextContext(text.video.to(device), text.audio.to(device))
 
 
-def decode_dubbed(model: LTX2AVModel, latents: DubbedLatents, node: str = "Decode Dubbed Video"):
+def decode_dubbed(model: LTX2AVModel, latents: DubbedLatents, tiled: bool = False, node: str = "Decode Dubbed Video"):
     vae = model.require("video_vae", node, "model")
     avae = model.require("audio_vae", node, "model")
     voc = model.require("vocoder", node, "model")
-    with vae.use() as v:
+    with vae.use() as v, vae_tiling(v, tiled):
         frames = decode_video(v, latents.video)[: latents.frames].cpu()
     with avae.use() as a, voc.use() as vo:
         wav, rate = decode_audio(a, vo, latents.audio)
@@ -439,13 +440,14 @@ class DecodeDubbedVideo(io.ComfyNode):
             display_name="Decode Dubbed Video",
             category=CATEGORY,
             description="Video VAE + audio VAE + vocoder -> the dubbed VIDEO with its new audio, as long as the source clip.",
-            inputs=[LTX2Model.Input("model"), DubLatents.Input("latents")],
+            inputs=[LTX2Model.Input("model"), DubLatents.Input("latents"),
+                    io.Boolean.Input("tiled", default=False, optional=True, tooltip="Decode in overlapping spatial tiles (diffusers' tiled decoding): far less memory for long or large videos, faint seams possible.")],
             outputs=[io.Video.Output(display_name="video"), io.Audio.Output(display_name="audio")],
         )
 
     @classmethod
-    def execute(cls, model, latents) -> io.NodeOutput:
-        video, audio = decode_dubbed(model, latents)
+    def execute(cls, model, latents, tiled=False) -> io.NodeOutput:
+        video, audio = decode_dubbed(model, latents, tiled)
         return io.NodeOutput(video, audio)
 
 

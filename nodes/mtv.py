@@ -14,6 +14,7 @@ import torch
 
 from ..compat import io, model_management, ui
 from ..models.common.device import Placement
+from ..models.common.vae_tiling import vae_tiling
 from ..models.common.fp8 import tensor_bytes
 from ..models.common.images import resize_images
 from .common import compute_placement, optional_model_choices, seed_input
@@ -246,12 +247,12 @@ def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int,
     return {"samples": samples, "mtv_num_frames": control.num_frames, "mtv_fps": control.fps}
 
 
-def decode_video(vae: ModelHandle, latent: dict) -> torch.Tensor:
+def decode_video(vae: ModelHandle, latent: dict, tiled: bool = False) -> torch.Tensor:
     from ..models.mtv.sampler import assemble_chunks
     from ..models.mtv.vae import decode_frames
 
     samples = latent["samples"]
-    with vae.use() as live:
+    with vae.use() as live, vae_tiling(live, tiled):
         frames = [decode_frames(live, samples[i:i + 1].permute(0, 2, 1, 3, 4)) for i in range(samples.shape[0])]
     return assemble_chunks(frames, int(latent.get("mtv_num_frames", 0)))
 
@@ -510,13 +511,14 @@ class CogVideoXVAEDecode(io.ComfyNode):
             inputs=[
                 VAE.Input("vae", tooltip="From Load CogVideoX VAE."),
                 io.Latent.Input("latent", tooltip="From Audio-Sync Video Sampler."),
+                io.Boolean.Input("tiled", default=False, optional=True, tooltip="Decode in overlapping spatial tiles (diffusers' tiled decoding): far less memory for long or large videos, faint seams possible."),
             ],
             outputs=[io.Image.Output("images", display_name="images")],
         )
 
     @classmethod
-    def execute(cls, vae, latent):
-        return io.NodeOutput(decode_video(vae, latent))
+    def execute(cls, vae, latent, tiled=False):
+        return io.NodeOutput(decode_video(vae, latent, tiled))
 
 
 NODES = [

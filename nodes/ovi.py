@@ -14,6 +14,7 @@ from ..models.common.device import Placement, best_device, resolve_dtype
 from ..models.common.images import center_crop_to_aspect, resize_images
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
 from ..models.ovi.long_clip import sample_ovi_long, stitch_audio, stitch_frames
+from ..models.common.vae_tiling import vae_tiling
 from ..models.ovi.memory import BlockSwap, cast_non_fp8_, fp8_blocks_, ovi_block_swap
 from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
 from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, MODEL_VARIANTS, Umt5TextEncoder,
@@ -442,9 +443,7 @@ def wan_decode(vae: ModelHandle, latent: dict, tiled: bool = False, node: str = 
     z_dim = vae.module.config.z_dim
     if z.dim() != 5 or z.shape[1] != z_dim:
         raise ValueError(f"{node}: input 'latent': expected [B, {z_dim}, F, H, W], got {tuple(z.shape)}")
-    with vae.use() as module:
-        # diffusers' spatial tiling (256 px tiles, blended seams) bounds decoder memory on 24 GB cards.
-        module.enable_tiling() if tiled else module.disable_tiling()
+    with vae.use() as module, vae_tiling(module, tiled):
         frames = decode_video(module, z)
     if latent.get("ovi_chunks"):
         return stitch_frames(list(frames))

@@ -176,3 +176,26 @@ def test_text_template_node_shows_its_prompt():
     assert out.ui.as_dict() == {"text": out.args}
     with pytest.raises(ValueError, match="SoundstageMTVTextTemplate.*active_speaker"):
         MTVTextTemplate.execute("x", "a\nb", 3)
+
+
+def test_vae_decode_tiled_goes_through_tiles_and_leaves_the_vae_as_it_was():
+    from diffusers import AutoencoderKLCogVideoX
+
+    from soundstage.models.common.device import Placement
+    from soundstage.models.mtv.tiny import tiny_vae_config
+    from soundstage.nodes.model_patch import ModelHandle
+    from soundstage.nodes.mtv import decode_video
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLCogVideoX(**tiny_vae_config()).eval()
+    # 32 px tiles overlapping by a quarter: smaller than the 48x64 frames, and sizes the tiles add up to
+    vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=32, tile_overlap_factor_height=0.25,
+                      tile_overlap_factor_width=0.25)
+    vae.disable_tiling()
+    handle = ModelHandle(vae, Placement(torch.device("cpu"), torch.float32))
+    latent = {"samples": torch.randn(1, 4, 2, 6, 8, generator=torch.Generator().manual_seed(1)), "mtv_num_frames": 5}
+    whole = decode_video(handle, latent)
+    tiled = decode_video(handle, latent, tiled=True)
+    assert tiled.shape == whole.shape == (5, 48, 64, 3)
+    assert (tiled - whole).abs().max() > 0 and not vae.use_tiling  # tiles were used, then the setting came back
+    torch.testing.assert_close(decode_video(handle, latent), whole, rtol=0, atol=0)
