@@ -1,103 +1,165 @@
-"""FLOPs of one generation at each issue's target shape, counted on the meta device (no GPU, no memory).
+"""FLOPs and activation memory of each issue's target shape, measured without a GPU.
 
-    python benchmarks/roofline.py                      # all four targets
-    python benchmarks/roofline.py --peak-tflops 790    # the bf16 dense matmul rate to bound against
+    python benchmarks/roofline.py                      # all four targets (about 3 minutes)
+    python benchmarks/roofline.py ovi --peak-tflops 790
 
-Runs the same model code the GPU benchmarks time, at the released sizes, under
-``torch.utils.flop_counter.FlopCounterMode`` with meta tensors: every matmul, convolution and
-attention FLOP of our implementation is counted from shapes alone. Dividing by a peak rate gives
-the time no implementation of this arithmetic can beat; the target divided into it is the fraction
-of that peak (model FLOPs utilisation) a run must reach. 790 TFLOP/s is what an H100 SXM sustains on
-an 8192^3 bf16 matmul (the spec sheet's 989 is not reached in practice).
+The same model code the GPU benchmarks time runs at the released sizes on fake tensors (shapes
+and dtypes only, nothing allocated). ``FlopCounterMode`` counts every matmul, convolution and
+attention FLOP; torch's ``MemTracker`` follows every activation's lifetime to give a forward's
+activation peak (attention as the fused kernels run it: no L x L matrix). FLOPs over a peak rate
+is the time no implementation of this arithmetic can beat (790 TFLOP/s: what an H100 SXM sustains
+on an 8192^3 bf16 matmul), and the target divided into it is the share of that peak a run must
+sustain. Weights per memory mode plus the activation peak estimate each mode's peak VRAM, before
+the CUDA context, cuBLAS workspaces and allocator slack (typically another 1-2 GiB). Cross-check:
+Ovi in bf16 comes out at 25.1 GiB for a batch-2 forward; the reference code peaks at 24.2 GiB.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import runpy
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.distributed._tools.mem_tracker import MemTracker
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 ensure_pack = runpy.run_path(str(Path(__file__).with_name("_pack.py")))["ensure_pack"]
 ensure_pack()
 
 BENCH = Path(__file__).parent
-META = torch.device("meta")
 BF16 = torch.bfloat16
+GIB = 2 ** 30
 
 
 def _bench(name: str) -> dict:
     return runpy.run_path(str(BENCH / f"bench_{name}.py"))
 
 
-def _count(fn) -> float:
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+@contextmanager
+def _building_in(dtype: torch.dtype):
+    """Modules built inside get ``dtype`` parameters (``.to()`` cannot convert fake parameters)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _measure(fn, model: torch.nn.Module) -> tuple[float, float]:
+    """(FLOPs, activation peak bytes) of ``fn()`` under no_grad; each module may run once per pass."""
+    # Counted with the math attention, whose matmuls have FLOP formulas (the fused CPU kernel has
+    # none); the memory pass keeps the fused kernel, which, as on a GPU, never holds an L x L matrix.
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():
         fn()
-    return counter.get_total_flops()
+    for p in model.parameters():
+        p.requires_grad_(True)  # MemTracker hooks every parameter; fake tensors, so no cost
+    tracker = MemTracker()
+    with torch.no_grad(), tracker:
+        fn()
+    peak = next(iter(tracker.get_tracker_snapshot("peak").values()))
+    act = peak["Total"] - sum(v for k, v in peak.items() if getattr(k, "name", "") in ("PARAM", "BUFFER"))
+    return counter.get_total_flops(), act
+
+
+def _gib(module: torch.nn.Module) -> float:
+    from soundstage.models.common.fp8 import tensor_bytes
+
+    return tensor_bytes(module) / GIB
+
+
+def _modes(table: list[dict], picks: dict[str, tuple[str, object]]) -> dict[str, float]:
+    """Weight GiB of the named memory modes from a benchmark's ``memory_table`` rows."""
+    rows = {(r["mode"], r["resident"]): r["gib"] for r in table}
+    return {name: rows[key] for name, key in picks.items()}
 
 
 def mmdit() -> dict:
     """Issue 5: 8 s of audio at the 1.55B AudioGen-Omni size, 25 Euler steps, CFG batched (batch 2)."""
-    b = _bench("mmdit")
+    from soundstage.models.audiogen_omni.mmdit import MMDiT
     from soundstage.models.audiogen_omni.presets import PRESETS
     from soundstage.models.audiogen_omni.sampler import sample
-    from soundstage.models.common.flow_matching import euler_timesteps
 
-    net = b["build"](PRESETS["audiogen_omni"], META, BF16)
-    cond, uncond, n = b["conditions"](net, 8.0, 1, META)
-    noise = torch.randn(1, n, net.config.latent_dim, device=META)
-    steps = 25
-    flops = _count(lambda: sample(net, cond, uncond, noise, num_steps=steps, cfg_scale=4.5, batched_cfg=True,
-                                  timesteps=euler_timesteps(steps).to(META)))
-    return {"target": "mmdit 8 s, 25 steps, CFG", "unit": "generation", "tflop": flops / 1e12, "target_s": 0.6}
+    with _building_in(BF16):
+        net = MMDiT(PRESETS["audiogen_omni"]).eval()
+    cond, uncond, n = _bench("mmdit")["conditions"](net, 8.0, 1, "cpu")
+    noise = torch.randn(1, n, net.config.latent_dim)
+    steps, weights = 25, _gib(net)
+    flops, act = _measure(lambda: sample(net, cond, uncond, noise, num_steps=1, cfg_scale=4.5, batched_cfg=True), net)
+    return {"target": "mmdit 8 s, 25 steps, CFG", "unit": "generation", "tflop": steps * flops / 1e12,
+            "target_s": 0.6, "activations_gib": act / GIB, "weights_gib": lambda: {"bf16": weights}}
 
 
 def ovi() -> dict:
-    """Issue 6: one forward at the engine's 704x704x121 shape (positive pass; the SLG pass skips 1 of 30 blocks)."""
+    """Issue 6: one batch-2 forward (positive + SLG negative) at the engine's 704x704x121 shape."""
     b = _bench("ovi")
     from soundstage.models.ovi.fusion import FusionConfig, OviFusion
     from soundstage.models.ovi.tower import audio_config, video_config
 
     cfg = FusionConfig(video=video_config(), audio=audio_config())
-    with torch.device(META):
-        model = OviFusion(cfg).to(BF16).eval()
+    with _building_in(BF16):
+        model = OviFusion(cfg).eval()
     s = b["SHAPES"]["engine"]
-    vid = torch.randn(1, cfg.video.in_dim, s["frames"], s["height"], s["width"], device=META)
-    aud = torch.randn(1, s["audio"], cfg.audio.in_dim, device=META)
-    text = torch.randn(1, s["text"], cfg.video.text_dim, device=META, dtype=BF16)
-    flops = _count(lambda: model(vid, aud, torch.tensor([900], device=META), text, text))
-    return {"target": "ovi engine shape", "unit": "forward", "tflop": flops / 1e12, "target_s": 0.45}
+    vid = torch.randn(2, cfg.video.in_dim, s["frames"], s["height"], s["width"])
+    aud = torch.randn(2, s["audio"], cfg.audio.in_dim)
+    text = torch.randn(2, s["text"], cfg.video.text_dim, dtype=BF16)
+    flops, act = _measure(lambda: model(vid, aud, torch.tensor([900, 900]), text, text), model)
+    weights = lambda: _modes(b["memory_table"](), {"bf16": ("bf16", "all"), "fp8": ("fp8", "all"),  # noqa: E731
+                                                   "fp8 + block swap 10": ("fp8 + block swap", 10)})
+    return {"target": "ovi engine shape", "unit": "forward", "tflop": flops / 2 / 1e12, "target_s": 0.45,
+            "activations_gib": act / GIB, "weights_gib": weights, "peak_target_gib": 22.0}
 
 
 def ltx2() -> dict:
-    """Issue 7: one forward of the 19B LTX-2 at JUST-DUB-IT's stage-1 in-context shape."""
+    """Issue 7: the 19B LTX-2 at JUST-DUB-IT's stage-1 in-context shape, cond + uncond batched."""
     b = _bench("ltx2")
-    model, native = b["build"]("real", BF16, META)
-    args, _, _ = b["inputs"](native, "real", 1, META, BF16)
-    flops = _count(lambda: model(*args))
-    return {"target": "ltx2 in-context 512x768x121", "unit": "forward", "tflop": flops / 1e12, "target_s": 0.75}
+    model, native = b["build"]("real", BF16, "cpu")
+    args, _, _ = b["inputs"](native, "real", 2, "cpu", BF16)
+    flops, act = _measure(lambda: model(*args), model)
+    weights = lambda: _modes(b["memory_table"](), {"bf16": ("bf16", "all"), "fp8": ("fp8", "all"),  # noqa: E731
+                                                   "fp8 + block swap 16": ("fp8 + block swap", 16)})
+    return {"target": "ltx2 in-context 512x768x121", "unit": "forward", "tflop": flops / 2 / 1e12,
+            "target_s": 0.75, "activations_gib": act / GIB, "weights_gib": weights, "peak_target_gib": 24.0}
 
 
 def mtv() -> dict:
     """Issue 8: 50 steps at 49x480x720 with CFG batched (batch 2); audio projected once per chunk."""
     from soundstage.models.mtv.audio_modules import MSTConfig
+    from soundstage.models.mtv.memory import store_fp8
     from soundstage.models.mtv.transformer import BackboneConfig, MTVTransformer
 
-    with torch.device(META):
-        model = MTVTransformer(BackboneConfig(), MSTConfig()).to(BF16).eval()
+    with _building_in(BF16):
+        model = MTVTransformer(BackboneConfig(), MSTConfig()).eval()
     c, steps, batch = model.config, 50, 2
     frames = (c.latent_frames - 1) * 4 + 1
-    feats = {k: torch.randn(batch, frames, 5, 12, 768, device=META) for k in ("vocal", "effect", "music")}
-    shape = (batch, c.latent_frames, c.out_channels, c.latent_height, c.latent_width)
-    latents, image = torch.randn(shape, device=META), torch.randn(shape, device=META)
-    context = torch.randn(batch, c.text_length, c.text_embed_dim, device=META, dtype=BF16)
+    projectors = {"vocal": model.audio.audio_proj, "effect": model.audio.audio_proj_effect,
+                  "music": model.audio.audio_proj_music}
     tokens = {}
-    audio = _count(lambda: tokens.update(model.project_audio(feats, META)))
-    step = _count(lambda: model(latents, context, torch.full((batch,), 900, device=META), tokens, image_latents=image))
+
+    def project():  # what MTVTransformer.project_audio runs, without moving the projectors
+        for stream, proj in projectors.items():
+            tokens[stream] = proj(torch.randn(batch, frames, 5, 12, 768, dtype=BF16))
+
+    shape = (batch, c.latent_frames, c.out_channels, c.latent_height, c.latent_width)
+    latents, image = torch.randn(shape), torch.randn(shape)
+    context = torch.randn(batch, c.text_length, c.text_embed_dim, dtype=BF16)
+    audio, _ = _measure(project, model)
+    step, act = _measure(lambda: model(latents, context, torch.full((batch,), 900), tokens, image_latents=image), model)
+
+    def weights() -> dict[str, float]:  # the three audio projectors are streamed in once per chunk
+        with torch.device("meta"):
+            m = MTVTransformer(BackboneConfig(), MSTConfig()).to(BF16)
+        streamed = sum(_gib(p) for n, p in m.audio.named_children() if n.startswith("audio_proj"))
+        out = {"bf16": _gib(m) - streamed}
+        store_fp8(m)
+        return {**out, "fp8": _gib(m) - streamed}
+
     return {"target": "mtv 49x480x720, 50 steps, CFG", "unit": "generation", "tflop": (audio + steps * step) / 1e12,
-            "target_s": 60.0}
+            "target_s": 60.0, "activations_gib": act / GIB, "weights_gib": weights, "peak_target_gib": 24.0}
 
 
 TARGETS = {"mmdit": mmdit, "ovi": ovi, "ltx2": ltx2, "mtv": mtv}
@@ -113,13 +175,23 @@ def main(argv=None) -> list[dict]:
         ap.error(f"unknown targets {unknown}; choose from {', '.join(TARGETS)}")
     rows = []
     for name in a.targets or TARGETS:
-        row = TARGETS[name]()
-        if row["tflop"] is not None:
-            row["bound_s"] = row["tflop"] / a.peak_tflops
-            row["mfu_needed"] = row["bound_s"] / row["target_s"]
-        rows.append({"name": name, **{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}})
+        with FakeTensorMode():
+            row = TARGETS[name]()
+        row["weights_gib"] = row["weights_gib"]()  # meta-device tables, outside the fake mode
+        row["bound_s"] = row["tflop"] / a.peak_tflops
+        row["share_of_peak_needed"] = row["bound_s"] / row["target_s"]
+        row["peak_gib_estimate"] = {mode: w + row["activations_gib"] for mode, w in row.pop("weights_gib").items()}
+        rows.append({"name": name, **_rounded(row)})
         print(json.dumps(rows[-1]))
     return rows
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return round(value, 4 if value < 10 else 1)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
 if __name__ == "__main__":
