@@ -313,7 +313,8 @@ class LoadLTX2AVModel(io.ComfyNode):
                                          "(with fp8 storage: the under-24 GB mode)."),
                 io.Int.Input("resident_blocks", default=0, min=0, max=128, step=1, optional=True,
                              tooltip="With block_swap: transformer blocks kept on the GPU (more = faster, more VRAM; "
-                                     "LTX-2 19B has 48)."),
+                                     "LTX-2 19B has 48). Estimated peaks for a 512x768, 121-frame dub: fp8 with 16 "
+                                     "resident ~15 GiB; fp8 without block swap ~26 GiB (benchmarks/roofline.py)."),
             ],
             outputs=[LTX2Model.Output(display_name="model")],
         )

@@ -107,7 +107,9 @@ class LoadOviModel(io.ComfyNode):
                                        "the others from pinned CPU memory, copying the next block while one runs (with fp8_e4m3: "
                                        "the 24 GB-card mode)."),
                 io.Int.Input("resident_blocks", default=0, min=0, max=64, step=1,
-                             tooltip="With block_swap: fusion blocks kept on the GPU (more = faster, more VRAM)."),
+                             tooltip="With block_swap: fusion blocks kept on the GPU (more = faster, more VRAM; Ovi has "
+                                     "30). Estimated peaks at 704x704, 121 frames: fp8 with 10 resident ~9 GiB, all "
+                                     "30 ~15 GiB (benchmarks/roofline.py)."),
                 io.Int.Input("num_heads", default=0, min=0, max=256, step=1,
                              tooltip="Attention heads; 0 = dim / 128 as in the released models."),
                 io.Int.Input("text_len", default=WAN_TEXT_LEN, min=1, max=4096, step=1,
