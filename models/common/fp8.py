@@ -146,15 +146,22 @@ def linears_to_fp8_(root: nn.Module, *, compute_dtype: torch.dtype | None = None
                     fp8_matmul=False) -> int:
     """Replace every nn.Linear under ``root`` by :class:`Fp8Linear` in place; returns the count.
 
-    ``fp8_matmul``: a bool, or a predicate on the Linear's path under ``root`` choosing which layers
-    also quantise their activations.
+    ``fp8_matmul``: a bool, or a predicate on the layer's path under ``root`` choosing which layers
+    also quantise their activations; it applies as well to layers already in fp8 (an fp8 release).
     """
-    targets = [(name, m) for name, m in root.named_modules() if isinstance(m, nn.Linear)]
+    def fast(name: str) -> bool:
+        return fp8_matmul(name) if callable(fp8_matmul) else bool(fp8_matmul)
+
+    targets = []
+    for name, m in root.named_modules():
+        if isinstance(m, Fp8Linear):
+            m.fp8_matmul = fast(name)
+        elif isinstance(m, nn.Linear):
+            targets.append((name, m))
     for name, linear in targets:
         parent_name, _, child = name.rpartition(".")
         parent = root.get_submodule(parent_name) if parent_name else root
-        fast = fp8_matmul(name) if callable(fp8_matmul) else bool(fp8_matmul)
-        setattr(parent, child, Fp8Linear.from_linear(linear, compute_dtype=compute_dtype, fp8_matmul=fast))
+        setattr(parent, child, Fp8Linear.from_linear(linear, compute_dtype=compute_dtype, fp8_matmul=fast(name)))
     return len(targets)
 
 

@@ -17,16 +17,8 @@ weight_bytes = tensor_bytes
 
 
 def store_fp8(model: nn.Module, *, scope: str = "transformer_blocks", fp8_matmul: bool = False) -> int:
-    """The linears under ``scope`` to fp8 storage (compute follows the input dtype); returns the count.
-
-    ``fp8_matmul`` also turns on fp8 GEMMs for the layers an fp8 release already stores in fp8."""
-    root = model.get_submodule(scope)
-    count = linears_to_fp8_(root, fp8_matmul=fp8_matmul)
-    if fp8_matmul:
-        for layer in root.modules():
-            if isinstance(layer, Fp8Linear):
-                layer.fp8_matmul = True
-    return count
+    """The linears under ``scope`` to fp8 storage (compute follows the input dtype); returns the count."""
+    return linears_to_fp8_(model.get_submodule(scope), fp8_matmul=fp8_matmul)
 
 
 def _diffusers_model(model: nn.Module) -> nn.Module:
