@@ -15,9 +15,9 @@ EXIT_OK, EXIT_INVALID, EXIT_RUNTIME = 0, 1, 2
 
 # `train <name>` entries: each module exposes add_arguments(parser) and main(args) -> int.
 TRAINERS = {
-    "dualdub": ".models.dualdub.train",
-    "audiogen": ".models.audiogen_omni.train",
-    "dubbing-lora": ".models.just_dub_it.train",
+    "dualdub": ".training.dualdub.train",
+    "audiogen": ".training.audiogen_omni.train",
+    "dubbing-lora": ".training.just_dub_it.train",
 }
 
 
@@ -157,12 +157,12 @@ def cmd_synth(args) -> int:
 
 
 def cmd_dubbing_data(args) -> int:
-    module = importlib.import_module(".models.just_dub_it.datagen_folder", _package())
+    module = importlib.import_module(".training.just_dub_it.datagen_folder", _package())
     return int(module.main(args) or 0)
 
 
 def cmd_dubbing_clips(args) -> int:
-    module = importlib.import_module(".models.just_dub_it.datagen_generate", _package())
+    module = importlib.import_module(".training.just_dub_it.datagen_generate", _package())
     return int(module.main(args) or 0)
 
 
@@ -221,12 +221,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     dub_data = sub.add_parser("dubbing-data", help="build JUST-DUB-IT training pairs from language-switching clips")
     if bool(argv) and argv[0] == "dubbing-data":  # heavy imports only when asked, as for `train`
-        importlib.import_module(".models.just_dub_it.datagen_folder", _package()).add_arguments(dub_data)
+        importlib.import_module(".training.just_dub_it.datagen_folder", _package()).add_arguments(dub_data)
     dub_data.set_defaults(func=cmd_dubbing_data)
 
     dub_clips = sub.add_parser("dubbing-clips", help="generate language-switching clips with the base LTX-2 model")
     if bool(argv) and argv[0] == "dubbing-clips":
-        importlib.import_module(".models.just_dub_it.datagen_generate", _package()).add_arguments(dub_clips)
+        importlib.import_module(".training.just_dub_it.datagen_generate", _package()).add_arguments(dub_clips)
     dub_clips.set_defaults(func=cmd_dubbing_clips)
 
     ev = sub.add_parser("eval", help="score predicted clips against references")

@@ -35,7 +35,7 @@ PRESETS = {
 
 def build(preset: str, dtype: torch.dtype, device: str):
     from soundstage.models.just_dub_it.config import LTX2_19B_NATIVE_CONFIG, diffusers_transformer_kwargs
-    from soundstage.models.just_dub_it.tiny import TINY_NATIVE_CONFIG
+    from soundstage.testing.just_dub_it import TINY_NATIVE_CONFIG
     from soundstage.models.just_dub_it.transformer import InContextTransformer, build_transformer
 
     native = LTX2_19B_NATIVE_CONFIG if preset == "real" else TINY_NATIVE_CONFIG

@@ -31,7 +31,7 @@ def _import_pack():
 
 def build(size: str, device: str, dtype: torch.dtype):
     from soundstage.models.mtv.audio_modules import MSTConfig
-    from soundstage.models.mtv.tiny import tiny_mtv
+    from soundstage.testing.mtv import tiny_mtv
     from soundstage.models.mtv.transformer import BackboneConfig, MTVTransformer
 
     if size == "tiny":

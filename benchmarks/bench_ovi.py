@@ -28,7 +28,7 @@ ensure_pack()
 from soundstage.models.ovi.fusion import FusionConfig, OviFusion  # noqa: E402
 from soundstage.models.ovi.memory import estimate_resident_bytes, fp8_blocks_, ovi_block_swap  # noqa: E402
 from soundstage.models.ovi.sampler import OviConditioning, OviSampling, guided_velocity  # noqa: E402
-from soundstage.models.ovi.tiny import randomize_, tiny_fusion_config  # noqa: E402
+from soundstage.testing.ovi import randomize_, tiny_fusion_config  # noqa: E402
 from soundstage.models.ovi.tower import audio_config, video_config  # noqa: E402
 
 # 704x704 at 16x VAE -> 44x44 latent, 31 latent frames; tokens 31 * 22 * 22 = 15,004 (+157 audio).

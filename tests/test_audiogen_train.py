@@ -7,10 +7,10 @@ import json
 import torch
 from safetensors.torch import save_file
 
-from soundstage.models.audiogen_omni import train as tr
+from soundstage.training.audiogen_omni import train as tr
 from soundstage.models.audiogen_omni.loader import load_mmdit
 from soundstage.models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
-from soundstage.models.common.trainer import TrainConfig
+from soundstage.training.trainer import TrainConfig
 
 
 CFG = MMDiTConfig(latent_dim=4, clip_dim=6, sync_dim=6, text_dim=8, hidden_dim=32, depth=2, fused_depth=1,
@@ -76,7 +76,7 @@ def test_cli_entry_on_manifest(tmp_path):
 def test_prepare_raw_folder_then_train_step(tmp_path):
     from media_factory import make_audio, make_video
 
-    from soundstage.models.audiogen_omni.prepare import FeatureExtractors, prepare_folder
+    from soundstage.training.audiogen_omni.prepare import FeatureExtractors, prepare_folder
     from soundstage.models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
     from soundstage.models.common.codecs.mel import MEL_16K, LogMel
     from soundstage.models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig

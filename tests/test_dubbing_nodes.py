@@ -16,7 +16,7 @@ WORKFLOW = REPO / "workflows" / "dub_video.json"
 def _write_tiny_models(models: Path) -> dict:
     from safetensors.torch import save_file
 
-    from soundstage.models.just_dub_it.tiny import write_tiny_gemma, write_tiny_single_file
+    from soundstage.testing.just_dub_it import write_tiny_gemma, write_tiny_single_file
 
     (models / "soundstage" / "ltx2").mkdir(parents=True)
     write_tiny_single_file(models / "soundstage" / "ltx2" / "ltx2_tiny.safetensors", seed=4)
@@ -81,7 +81,7 @@ def test_workflow_runs_headless_with_tiny_weights(tmp_path):
 def test_lora_loader_stacks_without_touching_the_shared_model(tmp_path):
     from safetensors.torch import save_file
 
-    from soundstage.models.just_dub_it.tiny import write_tiny_single_file
+    from soundstage.testing.just_dub_it import write_tiny_single_file
     from soundstage.nodes.dubbing import add_lora, load_ltx2_av
 
     path = write_tiny_single_file(tmp_path / "m.safetensors", seed=1)
@@ -102,7 +102,7 @@ def test_lora_loader_stacks_without_touching_the_shared_model(tmp_path):
 
 def test_encode_context_needs_audio(tmp_path):
     from soundstage.compat import InputImpl, Types
-    from soundstage.models.just_dub_it.tiny import write_tiny_single_file
+    from soundstage.testing.just_dub_it import write_tiny_single_file
     from soundstage.nodes.dubbing import encode_context, load_ltx2_av
 
     model = load_ltx2_av(str(write_tiny_single_file(tmp_path / "m.safetensors")), "fp32")

@@ -6,7 +6,7 @@ import json
 import torch
 
 from soundstage.models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage2
-from soundstage.models.just_dub_it.tiny import random_native_checkpoint, write_tiny_upsampler
+from soundstage.testing.just_dub_it import random_native_checkpoint, write_tiny_upsampler
 from soundstage.models.just_dub_it.transformer import load_transformer
 from soundstage.models.just_dub_it.upsampler import load_latent_upsampler, upsampler_kwargs
 
@@ -49,7 +49,7 @@ def test_upsampler_loads_from_metadata_and_doubles_space(tmp_path):
 
 def test_refine_node_function_runs_end_to_end(tmp_path):
     from soundstage.compat import InputImpl, Types
-    from soundstage.models.just_dub_it.tiny import write_tiny_gemma, write_tiny_single_file
+    from soundstage.testing.just_dub_it import write_tiny_gemma, write_tiny_single_file
     from soundstage.nodes.dubbing import (
         decode_dubbed, encode_context, load_ltx2_av, load_text_encoder, load_upsampler, refine_dubbing, sample_dubbing,
     )

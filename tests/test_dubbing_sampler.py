@@ -9,7 +9,7 @@ from soundstage.models.just_dub_it.pipeline import DubbingContext, TextContext, 
 from soundstage.models.just_dub_it.sampler import euler_sample
 from soundstage.models.just_dub_it.in_context import audio_state, add_noise
 from soundstage.models.just_dub_it.schedule import check_resolution, latent_frames, ltx2_sigmas, valid_frame_count
-from soundstage.models.just_dub_it.tiny import random_native_checkpoint
+from soundstage.testing.just_dub_it import random_native_checkpoint
 from soundstage.models.just_dub_it.transformer import load_transformer
 
 

@@ -6,8 +6,8 @@ from peft import set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 from soundstage.models.just_dub_it.lora import loras_merged, read_lora
-from soundstage.models.just_dub_it.tiny import random_native_checkpoint
-from soundstage.models.just_dub_it.train import (
+from soundstage.testing.just_dub_it import random_native_checkpoint
+from soundstage.training.just_dub_it.train import (
     DubbingLoraConfig,
     add_lora_adapters,
     dubbing_loss,

@@ -13,7 +13,7 @@ from soundstage.models.common.fp8 import FP8, FP8_MAX, Fp8Linear
 from soundstage.models.just_dub_it.bundle import load_ltx2_parts
 from soundstage.models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1
 from soundstage.models.just_dub_it.text import gemma_hidden_states, load_gemma
-from soundstage.models.just_dub_it.tiny import random_native_checkpoint, write_tiny_single_file
+from soundstage.testing.just_dub_it import random_native_checkpoint, write_tiny_single_file
 from soundstage.models.just_dub_it.transformer import load_transformer
 
 BLOCKS = "model.diffusion_model.transformer_blocks."

@@ -8,7 +8,7 @@ import json
 from soundstage.models.just_dub_it.memory import (Fp8Linear, estimate_resident_bytes, ltx2_block_swap, store_fp8,
                                                  weight_bytes)
 from soundstage.models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1
-from soundstage.models.just_dub_it.tiny import random_native_checkpoint
+from soundstage.testing.just_dub_it import random_native_checkpoint
 from soundstage.models.just_dub_it.transformer import load_transformer
 
 
@@ -143,7 +143,7 @@ def test_real_19b_config_memory_modes(golden_dir):
 def test_loader_node_block_swap_is_self_placing_and_keeps_results(tmp_path):
     import pytest
 
-    from soundstage.models.just_dub_it.tiny import write_tiny_single_file
+    from soundstage.testing.just_dub_it import write_tiny_single_file
     from soundstage.nodes.dubbing import load_ltx2_av
 
     path = str(write_tiny_single_file(tmp_path / "m.safetensors", seed=1))

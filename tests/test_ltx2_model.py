@@ -9,7 +9,7 @@ import torch
 from soundstage.models.common.checkpoint import CheckpointError, compare_keys, meta_device, model_shapes
 from soundstage.models.just_dub_it.config import diffusers_transformer_kwargs, native_transformer_config
 from soundstage.models.just_dub_it.lora import lora_from_state_dict, loras_merged, merge_lora
-from soundstage.models.just_dub_it.tiny import TINY_NATIVE_CONFIG, random_native_checkpoint
+from soundstage.testing.just_dub_it import TINY_NATIVE_CONFIG, random_native_checkpoint
 from soundstage.models.just_dub_it.transformer import build_transformer, load_transformer, transformer_state_dict
 
 

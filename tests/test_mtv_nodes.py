@@ -64,7 +64,7 @@ def _write_tiny_models(models: Path) -> dict:
     from diffusers import AutoencoderKLCogVideoX
 
     from soundstage.models.mtv.convert import save_converted
-    from soundstage.models.mtv.tiny import (
+    from soundstage.testing.mtv import (
         tiny_mtv, tiny_t5_state_dict, tiny_vae_config, tiny_wav2vec_ctc_state_dict, write_tiny_tokenizer,
     )
 
@@ -153,7 +153,7 @@ def test_wav2vec_node_function_reads_hf_folder(golden_dir, path, tmp_path):
 def test_load_model_fp8_weight_dtypes(tmp_path):
     from soundstage.models.common.fp8 import Fp8Linear
     from soundstage.models.mtv.convert import save_converted
-    from soundstage.models.mtv.tiny import tiny_mtv
+    from soundstage.testing.mtv import tiny_mtv
     from soundstage.nodes.mtv import MTVLoadModel, load_mtv
 
     options = MTVLoadModel.define_schema().inputs[1].options
@@ -182,7 +182,7 @@ def test_vae_decode_tiled_goes_through_tiles_and_leaves_the_vae_as_it_was():
     from diffusers import AutoencoderKLCogVideoX
 
     from soundstage.models.common.device import Placement
-    from soundstage.models.mtv.tiny import tiny_vae_config
+    from soundstage.testing.mtv import tiny_vae_config
     from soundstage.nodes.model_patch import ModelHandle
     from soundstage.nodes.mtv import decode_video
 

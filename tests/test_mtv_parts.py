@@ -43,7 +43,7 @@ def test_separate_keeps_mono_and_rate():
 
 def test_t5_encoding_pads_to_226_without_mask(tmp_path):
     from soundstage.models.mtv.text import encode_prompts, load_t5_encoder, load_tokenizer
-    from soundstage.models.mtv.tiny import tiny_t5_state_dict, write_tiny_tokenizer
+    from soundstage.testing.mtv import tiny_t5_state_dict, write_tiny_tokenizer
 
     model = load_t5_encoder(tiny_t5_state_dict(d_model=16))
     tok = load_tokenizer(write_tiny_tokenizer(tmp_path / "tokenizer.json"))
@@ -56,7 +56,7 @@ def test_t5_encoding_pads_to_226_without_mask(tmp_path):
 
 def test_t5_strict_load_names_missing_key():
     from soundstage.models.mtv.text import load_t5_encoder
-    from soundstage.models.mtv.tiny import tiny_t5_state_dict
+    from soundstage.testing.mtv import tiny_t5_state_dict
 
     sd = tiny_t5_state_dict(d_model=16)
     sd.pop("encoder.block.1.layer.1.DenseReluDense.wo.weight")
@@ -67,7 +67,7 @@ def test_t5_strict_load_names_missing_key():
 def test_vae_config_from_weights_and_sat_layout_refused():
     from diffusers import AutoencoderKLCogVideoX
 
-    from soundstage.models.mtv.tiny import tiny_vae_config
+    from soundstage.testing.mtv import tiny_vae_config
     from soundstage.models.mtv.vae import encode_frames, load_cogvideox_vae, vae_config_from_state_dict
 
     ref = AutoencoderKLCogVideoX(**tiny_vae_config())

@@ -13,7 +13,7 @@ from soundstage.models.mtv.sampler import (
     num_chunks,
     sample_mtv,
 )
-from soundstage.models.mtv.tiny import tiny_mtv
+from soundstage.testing.mtv import tiny_mtv
 
 H, W = 4, 6
 

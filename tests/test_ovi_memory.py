@@ -9,7 +9,7 @@ from soundstage.models.common.fp8 import Fp8Linear
 from soundstage.models.ovi.fusion import FusionConfig
 from soundstage.models.ovi.memory import (FP8_DTYPE, cast_non_fp8_, estimate_resident_bytes, fp8_blocks_,
                                           ovi_block_swap)
-from soundstage.models.ovi.tiny import tiny_fusion
+from soundstage.testing.ovi import tiny_fusion
 from soundstage.models.ovi.tower import audio_config, video_config
 
 GIB = 2 ** 30

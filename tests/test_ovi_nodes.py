@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from soundstage.compat import io
 from soundstage.models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
-from soundstage.models.ovi.tiny import tiny_fusion, tiny_umt5_state_dict, write_tiny_tokenizer
+from soundstage.testing.ovi import tiny_fusion, tiny_umt5_state_dict, write_tiny_tokenizer
 from soundstage.models.ovi.video_vae import build_wan_vae, decode_video, encode_image, load_wan_vae
 from soundstage.nodes import ovi as nodes
 from helpers import runner_folders, temporary_models_dir, write_codec_files

@@ -6,7 +6,7 @@ import torch
 
 from soundstage.models.common.unipc import FlowUniPCMultistep, wan_flow_schedule
 from soundstage.models.ovi.sampler import OviConditioning, OviSampling, initial_noise, sample_ovi
-from soundstage.models.ovi.tiny import tiny_fusion
+from soundstage.testing.ovi import tiny_fusion
 
 
 SHAPE = dict(latent_frames=2, latent_height=4, latent_width=4, audio_length=9)

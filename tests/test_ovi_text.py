@@ -7,7 +7,7 @@ import torch
 from soundstage.models.common.checkpoint import CheckpointError
 from soundstage.models.ovi.text import (Umt5TextEncoder, build_prompt, clean_whitespace, format_for_variant,
                                         load_tokenizer, load_umt5, to_hf_umt5)
-from soundstage.models.ovi.tiny import tiny_umt5_state_dict, write_tiny_tokenizer
+from soundstage.testing.ovi import tiny_umt5_state_dict, write_tiny_tokenizer
 
 
 def test_prompt_builder_formats_per_variant():

@@ -1,7 +1,7 @@
 """The shared accelerate trainer: loss falls, checkpoints resume bit-exactly."""
 import torch
 
-from soundstage.models.common.trainer import TrainConfig, Trainer, lr_lambda
+from soundstage.training.trainer import TrainConfig, Trainer, lr_lambda
 
 
 def _data(n=64, seed=0):

@@ -42,12 +42,12 @@ from typing import Any, Callable
 
 import torch
 
-from .av_codec import decode_audio, decode_video, fit_waveform
+from ...models.just_dub_it.av_codec import decode_audio, decode_video, fit_waveform
 from .datagen import PAUSE_SECONDS, SwitchTiming, language_switch_prompt
 from .datagen_folder import LANGUAGE_NAMES, PRECISIONS, load_datagen_models
 from .datagen_pairs import DatagenConfig, DatagenModels, SwitchHalf, half_slices, inpaint
-from .in_context import VIDEO_SCALE_FACTORS
-from .schedule import (
+from ...models.just_dub_it.in_context import VIDEO_SCALE_FACTORS
+from ...models.just_dub_it.schedule import (
     DEFAULT_CFG,
     DEFAULT_STEPS,
     VIDEO_FPS_CHOICES,

@@ -26,7 +26,7 @@ import torch
 
 import torchaudio
 
-from .av_codec import decode_audio, decode_video, encode_audio, encode_video, fit_frames, waveform_to_mel
+from ...models.just_dub_it.av_codec import decode_audio, decode_video, encode_audio, encode_video, fit_frames, waveform_to_mel
 from .datagen import (
     EFFECTIVE_MASK_THRESHOLD,
     InpaintResult,
@@ -40,10 +40,10 @@ from .datagen import (
     merge_passes,
     split_frames,
 )
-from .in_context import unpatchify_audio, unpatchify_video
-from .sampler import cfg_combine, euler_sample
-from .schedule import DEFAULT_CFG, DEFAULT_STEPS, ltx2_sigmas, valid_frame_count
-from .transformer import InContextTransformer
+from ...models.just_dub_it.in_context import unpatchify_audio, unpatchify_video
+from ...models.just_dub_it.sampler import cfg_combine, euler_sample
+from ...models.just_dub_it.schedule import DEFAULT_CFG, DEFAULT_STEPS, ltx2_sigmas, valid_frame_count
+from ...models.just_dub_it.transformer import InContextTransformer
 
 # prompts [B] -> (video context, audio context), each [B, L, caption_channels] after the connectors
 TextEncodeFn = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]
@@ -314,7 +314,7 @@ def save_pair(pair: Pair, path: str | Path) -> Path:
 
 def text_encoder_fn(encoder, connectors, max_tokens: int) -> TextEncodeFn:
     """Gemma + the checkpoint's connectors as a :data:`TextEncodeFn`."""
-    from .text import encode_prompts
+    from ...models.just_dub_it.text import encode_prompts
 
     return lambda prompts: encode_prompts(encoder, connectors, list(prompts), max_tokens)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from .config import LTX2_19B_NATIVE_CONFIG, diffusers_transformer_kwargs
-from .transformer import build_transformer, diffusers_to_native_key, transformer_state_dict
+from ..models.just_dub_it.config import LTX2_19B_NATIVE_CONFIG, diffusers_transformer_kwargs
+from ..models.just_dub_it.transformer import build_transformer, diffusers_to_native_key, transformer_state_dict
 
 TINY_NATIVE_CONFIG: dict[str, Any] = {
     **LTX2_19B_NATIVE_CONFIG,
@@ -107,7 +107,7 @@ def random_native_codecs(seed: int = 0) -> tuple[dict[str, torch.Tensor], dict]:
     from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video
     from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
 
-    from .codecs import audio_vae_state_dict, video_vae_state_dict, vocoder_state_dict
+    from ..models.just_dub_it.codecs import audio_vae_state_dict, video_vae_state_dict, vocoder_state_dict
 
     g = torch.Generator().manual_seed(seed)
     video = AutoencoderKLLTX2Video(**TINY_VIDEO_VAE)
@@ -144,7 +144,7 @@ def random_native_connectors(native_config: dict[str, Any] | None = None, gemma_
     """Tiny text connectors + projection under their native single-file keys."""
     from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
 
-    from .text import connector_kwargs, connector_state_dict
+    from ..models.just_dub_it.text import connector_kwargs, connector_state_dict
 
     native_config = dict(TINY_NATIVE_CONFIG if native_config is None else native_config)
     meta = {"config": json.dumps({"transformer": native_config})}

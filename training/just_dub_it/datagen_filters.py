@@ -209,7 +209,7 @@ def load_filters(*, whisper_model: str | Path | None = None, max_wer: float | No
         model = None if whisper_model is None else load_whisper_folder(whisper_model, device)
         filters.append(WhisperFilter(max_wer, model))
     if arcface is not None:
-        from ..common.arcface import load_arcface
+        from ...models.common.arcface import load_arcface
 
         filters.append(IdentityFilter(load_arcface(arcface, device), min_id_sim))
     if qwen2_vl is not None:

@@ -20,8 +20,8 @@ from typing import Iterable, Iterator, Optional
 
 import torch
 
-from ..common.flow_matching import flow_matching_loss, interpolate, sample_t
-from .mmdit import MMDiT, MMDiTConfig
+from ...models.common.flow_matching import flow_matching_loss, interpolate, sample_t
+from ...models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
 
 MODALITIES = ("clip", "sync", "text", "lyrics")
 
@@ -149,7 +149,7 @@ def batches(items: list, net: MMDiT, batch_size: int, seed: int = 0) -> Iterator
 
 def train(net: MMDiT, data: Iterable[Batch], cfg, *, dropout: DropoutConfig = DropoutConfig(), ema_decay: float = 0.999):
     """Run the shared trainer; returns (trainer, ema)."""
-    from ..common.trainer import Trainer
+    from ..trainer import Trainer
 
     ema = EMA(net, ema_decay)
     trainer = Trainer(net, make_loss_fn(dropout, seed=cfg.seed), cfg,
@@ -179,14 +179,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def prepare_from_args(args) -> None:
-    from ..common.checkpoint import load_file
-    from ..common.codecs.mel import LogMel, mel_config_for
-    from ..common.codecs.mmaudio_vae import load_mel_vae
-    from .lyrics import LyricsTokenizer
+    from ...models.common.checkpoint import load_file
+    from ...models.common.codecs.mel import LogMel, mel_config_for
+    from ...models.common.codecs.mmaudio_vae import load_mel_vae
+    from ...models.audiogen_omni.lyrics import LyricsTokenizer
     from .prepare import FeatureExtractors, prepare_folder
-    from .synchformer import load_synchformer
-    from .text import T5TextEncoder
-    from .visual import load_clip_encoder
+    from ...models.audiogen_omni.synchformer import load_synchformer
+    from ...models.audiogen_omni.text import T5TextEncoder
+    from ...models.audiogen_omni.visual import load_clip_encoder
 
     if not args.vae:
         raise SystemExit("train audiogen: the data folder has raw.jsonl but no manifest.jsonl; give --vae to cache features")
@@ -202,8 +202,8 @@ def prepare_from_args(args) -> None:
 
 
 def main(args) -> int:
-    from ..common.trainer import TrainConfig
-    from .loader import load_mmdit, save_mmdit
+    from ..trainer import TrainConfig
+    from ...models.audiogen_omni.loader import load_mmdit, save_mmdit
 
     if args.init:
         net, _ = load_mmdit(args.init)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .audio_modules import MSTConfig
-from .transformer import BackboneConfig, MTVTransformer
+from ..models.mtv.audio_modules import MSTConfig
+from ..models.mtv.transformer import BackboneConfig, MTVTransformer
 
 
 def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:

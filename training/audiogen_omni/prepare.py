@@ -14,10 +14,10 @@ from typing import Optional
 
 import torch
 
-from .lyrics import LyricsTokenizer
-from .text import T5TextEncoder
-from .visual import ClipFrameEncoder, extract_visual_features
-from .synchformer import Synchformer
+from ...models.audiogen_omni.lyrics import LyricsTokenizer
+from ...models.audiogen_omni.text import T5TextEncoder
+from ...models.audiogen_omni.visual import ClipFrameEncoder, extract_visual_features
+from ...models.audiogen_omni.synchformer import Synchformer
 
 
 @dataclass
@@ -35,7 +35,7 @@ class FeatureExtractors:
 def clip_features(entry: dict, folder: Path, ex: FeatureExtractors) -> dict[str, torch.Tensor]:
     from ...media.audio_io import load_audio
     from ...media.decode import decode_video
-    from ..common.codecs.mel import prepare_waveform
+    from ...models.common.codecs.mel import prepare_waveform
 
     cfg = ex.mel.config
     src = folder / (entry.get("audio") or entry["video"])

@@ -119,8 +119,8 @@ def switch_clips(folder: str | Path) -> tuple[Iterator[SwitchClip], LipMaskFn]:
 
 def load_datagen_models(ckpt: str | Path, text_encoder: str | Path, *, max_tokens: int, device: str = "cpu",
                         dtype: torch.dtype | None = None) -> DatagenModels:
-    from .bundle import load_ltx2_parts
-    from .text import load_gemma
+    from ...models.just_dub_it.bundle import load_ltx2_parts
+    from ...models.just_dub_it.text import load_gemma
 
     parts = load_ltx2_parts(ckpt, dtype=dtype)
     missing = [n for n in ("connectors", "video_vae", "audio_vae", "vocoder") if getattr(parts, n) is None]

@@ -23,9 +23,9 @@ from typing import Iterator
 
 import torch
 
-from ..common.checkpoint import load_file, safetensors_metadata
-from .in_context import audio_state, patchify_audio, patchify_video, video_state
-from .transformer import TRANSFORMER_PREFIX, InContextTransformer, diffusers_to_native_key, load_transformer
+from ...models.common.checkpoint import load_file, safetensors_metadata
+from ...models.just_dub_it.in_context import audio_state, patchify_audio, patchify_video, video_state
+from ...models.just_dub_it.transformer import TRANSFORMER_PREFIX, InContextTransformer, diffusers_to_native_key, load_transformer
 
 TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0", "net.0.proj", "net.2")  # configs/justdubit.yaml
 AUDIO_PARAM_PATTERNS = (r"audio_attn", r"audio_ff")  # learning_rate_groups in configs/justdubit.yaml
@@ -181,7 +181,7 @@ class LatentPairs:
 
 def train(ckpt: str, data: str, out: str, *, steps: int = 2000, rank: int = 128, cfg: DubbingLoraConfig | None = None,
           fps: float = 25.0, mixed_precision: str = "bf16", save_every: int = 250, seed: int = 42) -> dict:
-    from ..common.trainer import Trainer, TrainConfig
+    from ..trainer import Trainer, TrainConfig
 
     cfg = cfg or DubbingLoraConfig(rank=rank)
     model = load_transformer(load_file(ckpt), safetensors_metadata(ckpt) if ckpt.endswith(".safetensors") else {})

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .fusion import FusionConfig, OviFusion
-from .tower import audio_config, video_config
+from ..models.ovi.fusion import FusionConfig, OviFusion
+from ..models.ovi.tower import audio_config, video_config
 
 
 def tiny_fusion_config(dim: int = 32, heads: int = 2, layers: int = 2, ffn: int = 64, freq_dim: int = 16,

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .in_context import TokenState, audio_positions, patchify_audio, patchify_video, video_positions
+from ...models.just_dub_it.in_context import TokenState, audio_positions, patchify_audio, patchify_video, video_positions
 
 EFFECTIVE_MASK_THRESHOLD = 0.1  # paper A.1, tau
 # MediaPipe face-mesh landmark indices of the outer lip contour.

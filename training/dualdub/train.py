@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from ..common.trainer import Trainer, TrainConfig
-from .config import DualDubConfig, V2A_PROMPT
+from ..trainer import Trainer, TrainConfig
+from ...models.dualdub.config import DualDubConfig, V2A_PROMPT
 from .data import IGNORE, Batches, Encoders, prepare_clip, read_manifest, stage_entries
-from .io import load_dualdub, save_dualdub
-from .model import DualDub, stream_loss
-from .text import load_tokenizer, train_bpe
+from ...models.dualdub.io import load_dualdub, save_dualdub
+from ...models.dualdub.model import DualDub, stream_loss
+from ...models.dualdub.text import load_tokenizer, train_bpe
 
 log = logging.getLogger("soundstage.train.dualdub")
 
@@ -66,8 +66,8 @@ def train(stage: int, data_dir: str | Path, out_dir: str | Path, steps: int, *, 
           stop_at: int | None = None, resume: bool = True) -> dict:
     """Train one curriculum stage. ``codec`` is a WavTokenizer (or a path to its ``.ckpt``),
     ``clip`` a CLIPVisionModel (or path); both stay frozen. Returns history and checkpoint path."""
-    from ..common.codecs.wavtokenizer import load_wavtokenizer
-    from .vision import load_clip_vision
+    from ...models.common.codecs.wavtokenizer import load_wavtokenizer
+    from ...models.dualdub.vision import load_clip_vision
 
     data_dir, out = Path(data_dir), Path(out_dir)
     if isinstance(codec, (str, Path)):

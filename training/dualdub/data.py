@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import STAGE_TASKS, V2A_PROMPT
+from ...models.dualdub.config import STAGE_TASKS, V2A_PROMPT
 
 IGNORE = -100
 
@@ -117,7 +117,7 @@ def prepare_clip(entry: dict, data_dir: Path, enc: Encoders, cache_dir: Path | N
     """Media -> tensors for one manifest entry, cached as safetensors keyed by the entry and encoders."""
     from safetensors.torch import load_file, save_file
 
-    from .vision import encode_video
+    from ...models.dualdub.vision import encode_video
 
     key = hashlib.sha1((json.dumps(entry, sort_keys=True) + fingerprint).encode()).hexdigest()[:16]
     cached = cache_dir / f"{key}.safetensors" if cache_dir else None
@@ -163,7 +163,7 @@ def _stream(codes: torch.Tensor | None, length: int, bos: int, eos: int, pad: in
 def collate(clips: list[dict[str, torch.Tensor]], cfg, *, speaker_seconds: float, sample_rate: int,
             rng: random.Random) -> dict:
     """Clip tensors -> one padded batch (text/video/stream masks, loss targets, speaker crops)."""
-    from .speaker import reference_crop
+    from ...models.dualdub.speaker import reference_crop
 
     b = len(clips)
     lt = max(len(c["text_ids"]) for c in clips)
