@@ -18,8 +18,8 @@ import torch
 from ..compat import io
 from ..models.audiogen_omni.loader import load_mmdit_state_dict
 from ..models.audiogen_omni.lyrics import LyricsTokenizer
-from ..models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
-from ..models.audiogen_omni.sampler import DEFAULT_CFG, DEFAULT_STEPS, generate
+from ..models.audiogen_omni.mmdit import MMDiTConfig
+from ..models.audiogen_omni.sampler import DEFAULT_CFG, DEFAULT_STEPS
 from ..models.audiogen_omni.synchformer import load_synchformer
 from ..models.audiogen_omni.text import T5TextEncoder
 from ..models.audiogen_omni.visual import (
@@ -27,6 +27,7 @@ from ..models.audiogen_omni.visual import (
 )
 from ..models.common.checkpoint import load_file, safetensors_metadata
 from ..models.common.device import Placement
+from ..pipelines.audiogen_omni import TASKS, check_visual_input, generate_latent
 from .common import (
     audio_latent, find_in_model_folders, model_folder_roots, optional_model_choices, precision_input, seed_input,
 )
@@ -37,7 +38,6 @@ from .progress import step_callback
 
 CATEGORY = "Soundstage/AudioGen-Omni"
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
-TASKS = ["audio", "speech", "song"]
 LANGUAGES = ["auto", "en-us", "cmn", "yue", "ja", "ko", "ru", "de", "fr", "es", "it", "pt", "ar", "hi"]
 
 MMDiTModel = io.Custom("SOUNDSTAGE_MMDIT")
@@ -106,14 +106,7 @@ def load_visual_encoders(synchformer_path: Optional[str], clip_path: Optional[st
 
 def encode_visual(encoders: Encoders, images: torch.Tensor, fps: float, duration: float,
                   node: str = "MMDiT Visual Features") -> dict:
-    if images is None or images.dim() != 4 or images.shape[0] == 0:
-        raise ValueError(f"{node}: input 'video'/'images' holds no frames")
-    if fps <= 0:
-        raise ValueError(f"{node}: input 'fps' must be positive")
-    length = images.shape[0] / fps
-    if encoders.synchformer is not None and length < 0.64:
-        raise ValueError(f"{node}: input 'video'/'images' lasts {length:.2f} s; Synchformer needs at least 0.64 s "
-                         "(16 frames at 25 fps)")
+    check_visual_input(images, fps, encoders.synchformer is not None, node)
     with ExitStack() as stack:
         stack.enter_context(encoders.using_clip())
         sync = stack.enter_context(encoders.synchformer.use()) if encoders.synchformer is not None else None
@@ -173,64 +166,14 @@ def encode_lyrics(text: str, language: str, tokenizer_name: str, node: str = "MM
 def sample_mmdit(model: ModelHandle, *, task: str, duration: float, steps: int, cfg: float, seed: int, variations: int,
                  visual: Optional[dict] = None, text: Optional[dict] = None, lyrics: Optional[dict] = None,
                  cuda_graph: bool = False, node: str = "MMDiT Sampler") -> dict:
-    if task not in TASKS:
-        raise ValueError(f"{node}: input 'task' must be one of {TASKS}")
-    if duration <= 0:
-        if visual is None:
-            raise ValueError(f"{node}: input 'duration' must be > 0 when no visual features are connected")
-        duration = visual["duration_s"]
-    if visual is not None:
-        duration = min(duration, visual["duration_s"])
-    net: MMDiT = model.module
-    cfgm = net.config
-    if task in ("speech", "song") and lyrics is None:
-        raise ValueError(f"{node}: task '{task}' needs the 'lyrics' input (a transcript or lyrics)")
-    if lyrics is not None and task == "audio":
-        lyrics = None  # general audio: the lyrics stream stays at its learned empty feature
-    if lyrics is not None and not cfgm.lyrics_vocab:
-        raise ValueError(f"{node}: input 'lyrics': this {model.info.get('preset')} model has no lyrics/transcript stream "
-                         "(MMAudio checkpoints generate general audio only; use task 'audio')")
-    if lyrics is not None and int(lyrics["ids"].max()) >= cfgm.lyrics_vocab:
-        raise ValueError(f"{node}: input 'lyrics': token ids exceed the model's vocabulary ({cfgm.lyrics_vocab}); "
-                         "use the tokenizer the model was trained with")
-    clip_f = sync_f = None
-    n = net.latent_len_for(duration)
-    if visual is not None:
-        if visual.get("clip") is not None:
-            clip_f = visual["clip"][:, : max(1, int(duration * 8))]
-            if clip_f.shape[-1] != cfgm.clip_dim:
-                raise ValueError(f"{node}: input 'visual_features': CLIP features are {clip_f.shape[-1]}-d, the model "
-                                 f"expects {cfgm.clip_dim}-d")
-        if visual.get("sync") is not None:
-            # Keep the 16-frame/stride-8 segments inside the requested duration (8 tokens each).
-            segments = max(1, int((duration * 25 - 16) // 8 + 1))
-            sync_f = visual["sync"][:, : 8 * segments]
-            if sync_f.shape[-1] != cfgm.sync_dim:
-                raise ValueError(f"{node}: input 'visual_features': Synchformer features are {sync_f.shape[-1]}-d, the "
-                                 f"model expects {cfgm.sync_dim}-d")
-    text_f = text_mask = neg = neg_mask = None
-    if text is not None:
-        text_f, text_mask, neg, neg_mask = text["features"], text["mask"], text["negative"], text["negative_mask"]
-        width = (text_f if text_f is not None else neg).shape[-1] if (text_f is not None or neg is not None) else cfgm.text_dim
-        if width != cfgm.text_dim:
-            raise ValueError(f"{node}: input 'text': features are {width}-d, the model expects {cfgm.text_dim}-d "
-                             f"({'T5' if cfgm.lyrics_dim else 'CLIP'} text for this model)")
-    callback = step_callback(steps)
-    with model.use() as live, torch.no_grad():
-        dev = live.latent_mean.device
-        lyrics_f = lyrics_mask = None
-        if lyrics is not None:
-            ids = torch.zeros(1, n, dtype=torch.long)
-            seq = lyrics["ids"][:n]
-            ids[0, : len(seq)] = seq  # padded to the frame budget (paper 3.2)
-            lyrics_f, lyrics_mask = live.encode_lyrics(ids.to(dev))
-        to = lambda x: None if x is None else x.to(dev)  # noqa: E731
-        res = generate(live, duration_s=duration, seed=seed, variations=variations, num_steps=steps, cfg_scale=cfg,
-                       clip_f=to(clip_f), sync_f=to(sync_f), text_f=to(text_f), text_mask=to(text_mask),
-                       negative_text_f=to(neg), negative_text_mask=to(neg_mask),
-                       lyrics_f=lyrics_f, lyrics_mask=lyrics_mask, callback=callback, cuda_graph=cuda_graph)
-    return audio_latent(res.latent.transpose(1, 2).float().cpu(), sample_rate=cfgm.sample_rate,
-                        latent_hop_length=cfgm.samples_per_latent, duration_s=duration)
+    with model.use() as live:
+        latent, duration = generate_latent(live, task=task, duration=duration, steps=steps, cfg=cfg, seed=seed,
+                                           variations=variations, visual=visual, text=text, lyrics=lyrics,
+                                           cuda_graph=cuda_graph, callback=step_callback(steps),
+                                           preset=model.info.get("preset"), node=node)
+    cfgm = model.module.config
+    return audio_latent(latent, sample_rate=cfgm.sample_rate, latent_hop_length=cfgm.samples_per_latent,
+                        duration_s=duration)
 
 
 # --------------------------------------------------------------------------- nodes

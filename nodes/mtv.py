@@ -16,7 +16,8 @@ from ..compat import io, model_management, ui
 from ..models.common.device import Placement
 from ..models.common.vae_tiling import vae_tiling
 from ..models.common.fp8 import tensor_bytes
-from ..models.common.images import resize_images
+from ..pipelines import mtv as pipeline
+from ..pipelines.mtv import DTYPES, FP8_WEIGHT_DTYPES, build_control
 from .common import compute_placement, optional_model_choices, seed_input
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
@@ -28,9 +29,6 @@ MODEL = io.Custom("SOUNDSTAGE_MTV_MODEL")
 VAE = io.Custom("SOUNDSTAGE_COGVIDEOX_VAE")
 FEATURES = io.Custom("SOUNDSTAGE_MTV_AUDIO_FEATURES")
 CONTROL = io.Custom("SOUNDSTAGE_MTV_CONTROL")
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-# ComfyUI's own weight_dtype names (UNETLoader): fp8 storage computed in bf16; _fast also runs fp8 GEMMs.
-FP8_WEIGHT_DTYPES = ("fp8_e4m3fn", "fp8_e4m3fn_fast")
 NO_SEPARATOR = "none (use connected stems)"
 
 
@@ -42,45 +40,14 @@ class LoadedMTV:
 
 # ---- plain functions (testable without a graph) ---------------------------------------------------
 def load_mtv(path: str, weight_dtype: str = "bfloat16") -> LoadedMTV:
-    from ..models.common.checkpoint import safetensors_metadata
-    from ..models.mtv.convert import read_official_checkpoint
-    from ..models.mtv.transformer import MTVTransformer
-
-    from ..models.mtv.memory import store_fp8
-
-    fp8 = weight_dtype in FP8_WEIGHT_DTYPES
-    dtype = torch.bfloat16 if fp8 else DTYPES[weight_dtype]
-    size = {}
-    if path.endswith(".safetensors"):
-        meta = safetensors_metadata(path)
-        if "latent_height" in meta and "latent_width" in meta:
-            size = {"latent_height": int(meta["latent_height"]), "latent_width": int(meta["latent_width"])}
-    model = MTVTransformer.from_official_state_dict(
-        read_official_checkpoint(path), dtype=dtype, context=f"MTV checkpoint {Path(path).name}", **size
-    )
-    if fp8:
-        store_fp8(model, fp8_matmul=weight_dtype.endswith("_fast"))
-    return LoadedMTV(model=model.requires_grad_(False), dtype=dtype)
-
-
-def mono_16k(audio: dict) -> torch.Tensor:
-    import torchaudio.functional as AF
-
-    wav = audio["waveform"][0].float().mean(dim=0)
-    sr = int(audio["sample_rate"])
-    return AF.resample(wav, sr, 16000) if sr != 16000 else wav
+    model, dtype = pipeline.load_mtv(path, weight_dtype)
+    return LoadedMTV(model=model, dtype=dtype)
 
 
 def wav2vec_windows(audio: dict, wav2vec_path: str, fps: float, clip_length: int):
-    from ..models.common.checkpoint import load_file
-    from ..models.mtv.wav2vec_features import load_wav2vec, wav2vec_features
-
-    model = load_wav2vec(load_file(wav2vec_path), _beside_config(wav2vec_path),
-                         context=f"wav2vec2 {Path(wav2vec_path).name}")
+    model = pipeline.load_wav2vec_model(wav2vec_path)
     with _one_shot(model).use() as live:
-        feats, _ = wav2vec_features(live, mono_16k(audio), fps=fps, clip_length=clip_length)
-    feats.windows = feats.windows.float().cpu()
-    return feats
+        return pipeline.wav2vec_windows(audio, live, fps, clip_length)
 
 
 class _ProjectorStreaming:
@@ -106,62 +73,11 @@ def _one_shot(module: torch.nn.Module) -> ModelHandle:
     return ModelHandle(module, compute_placement(dtype), offload_after_use=True)
 
 
-def _beside_config(weights_path: str):
-    """An HF ``config.json`` next to the weights (the repo layout); else sizes are read from the shapes."""
-    import json
-
-    from transformers import Wav2Vec2Config
-
-    path = Path(weights_path).parent / "config.json"
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text())
-    if data.get("model_type") != "wav2vec2":
-        return None
-    return Wav2Vec2Config(**{k: v for k, v in data.items() if k not in ("transformers_version", "torch_dtype")})
-
-
-def build_control(speech, effects, music, speech_2=None):
-    from ..models.mtv.sampler import AudioControl
-
-    streams = {"vocal": speech, "effect": effects, "music": music, "vocal_1": speech_2}
-    present = {k: v for k, v in streams.items() if v is not None}
-    rates = {v.fps for v in present.values()}
-    if len(rates) != 1:
-        raise ValueError(f"SoundstageMTVControlNet: input features use different fps {sorted(rates)}")
-    length = max(v.windows.shape[0] for v in present.values())
-    padded = {}
-    for k, v in present.items():
-        w = v.windows
-        padded[k] = torch.cat([w, w.new_zeros(length - w.shape[0], *w.shape[1:])]) if w.shape[0] < length else w
-    return AudioControl(**padded, num_frames=max(v.num_frames for v in present.values()), fps=rates.pop())
+def _one_shot_use(module: torch.nn.Module):
+    return _one_shot(module).use()
 
 
 def demix(mixture, speech, effects, music, separator_path: str | list[str] | None, *, seed: int = 0):
-    """Connected stems win; missing ones come from the separator run on the mixture, else silence.
-
-    ``separator_path`` is one file or an ensemble (MTV's --high_quality: the three CDX23 packages,
-    averaged); separation reports progress per model segment and stops between segments on cancel.
-    """
-    given = {"speech": speech, "effects": effects, "music": music}
-    if all(v is not None for v in given.values()):
-        return given
-    if mixture is None:
-        ref = next((v for v in given.values() if v is not None), None)
-        if ref is None:
-            raise ValueError("SoundstageMTVAudioDemix: input 'mixture': connect a mixture or the stems")
-        return {k: v if v is not None else _silence_like(ref) for k, v in given.items()}
-    from ..models.mtv.demix import CDX23_FILE, EXPECTED_DEMUCS_FILE
-
-    if separator_path is None:
-        missing = [k for k, v in given.items() if v is None]
-        raise ValueError(
-            f"SoundstageMTVAudioDemix: input 'separator': stems {missing} are not connected and no separator "
-            f"is chosen; put {CDX23_FILE} (MVSEP-CDX23 HTDemucs, MTV's separator) or {EXPECTED_DEMUCS_FILE} "
-            "(torchaudio Hybrid Demucs) in the soundstage_mtv models folder, or connect every stem"
-        )
-    from ..models.mtv.demix import load_separators, separate_any, stems_from_sources
-
     bar = None
 
     def progress(done: int, total: int) -> None:  # the segment count is known once the shifts are drawn
@@ -169,23 +85,13 @@ def demix(mixture, speech, effects, music, separator_path: str | list[str] | Non
         bar = bar or step_callback(total)
         bar(done, total)
 
-    paths = [separator_path] if isinstance(separator_path, str) else list(separator_path)
-    wav, sr = mixture["waveform"][0].float(), int(mixture["sample_rate"])
-    with node_errors("SoundstageMTVAudioDemix", "separator", ValueError):
-        models = load_separators(paths)
-        with _one_shot(models).use() as live:
-            sources = separate_any(list(live), wav, sr, seed=seed, callback=progress)
-        stems = stems_from_sources(sources)
-    out = {k: {"waveform": v[None].contiguous(), "sample_rate": sr} for k, v in stems.items()}
-    return {k: given[k] if given[k] is not None else out[k] for k in given}
-
-
-def _silence_like(audio: dict) -> dict:
-    return {"waveform": torch.zeros_like(audio["waveform"]), "sample_rate": audio["sample_rate"]}
+    return pipeline.demix(mixture, speech, effects, music, separator_path, seed=seed, place=_one_shot_use,
+                          callback=progress,
+                          errors=lambda: node_errors("SoundstageMTVAudioDemix", "separator", ValueError))
 
 
 def encode_text(text: str, encoder_path: str) -> list:
-    from ..models.mtv.text import encode_prompts, find_tokenizer, load_t5_encoder, load_tokenizer
+    from ..models.mtv.text import find_tokenizer
 
     try:
         tokenizer_path = find_tokenizer(encoder_path)
@@ -193,11 +99,8 @@ def encode_text(text: str, encoder_path: str) -> list:
         tokenizer_path = _comfy_t5_tokenizer()
         if tokenizer_path is None:
             raise
-    tokenizer = load_tokenizer(tokenizer_path)
     dtype = torch.bfloat16 if model_management.get_torch_device().type == "cuda" else torch.float32
-    with _one_shot(load_t5_encoder(encoder_path, dtype=dtype)).use() as model:
-        context = encode_prompts(model, tokenizer, [text]).cpu()
-    return [[context, {}]]
+    return pipeline.encode_text(text, encoder_path, tokenizer_path, dtype, place=_one_shot_use)
 
 
 def _comfy_t5_tokenizer() -> Path | None:
@@ -212,18 +115,8 @@ def _comfy_t5_tokenizer() -> Path | None:
 
 def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int, cfg: float,
                  vae: ModelHandle | None = None, image=None):
-    from ..models.mtv.sampler import num_chunks, sample_mtv
-    from ..models.mtv.text import fit_text_length
-    from ..models.mtv.vae import encode_frames, reencode_tail
-
     model = loaded.model
-    conf = model.config
-    context = fit_text_length(positive[0][0].float(), conf.text_length)
-    if context.shape[-1] != conf.text_embed_dim:
-        raise ValueError(
-            f"SoundstageMTVSampler: input 'positive': text features are {context.shape[-1]}-wide, the model "
-            f"expects {conf.text_embed_dim} (T5-v1.1-XXL)"
-        )
+    context = pipeline.text_context(model, positive)
     if image is not None and vae is None:
         raise ValueError("SoundstageMTVSampler: input 'image' needs the 'vae' input to encode the keyframe")
     device = model_management.get_torch_device()
@@ -231,30 +124,15 @@ def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int,
     # Self-placing: the three 1.2B-parameter projectors run once per chunk and are streamed in from
     # the offload device, which a whole-module model manager cannot express.
     handle = ModelHandle(model, Placement(device, loaded.dtype, offload=offload), placer=_ProjectorStreaming(model, offload))
-    total = num_chunks(control.num_frames or control.vocal.shape[0], (conf.latent_frames - 1) * 4 + 1) * steps
+    total = pipeline.total_steps(model, control, steps)
     with handle.use(), (vae.use() if vae is not None else nullcontext()) as live_vae:
-        image_latents = None
-        if image is not None:
-            frame = resize_images(image[:1], conf.latent_height * 8, conf.latent_width * 8)
-            image_latents = encode_frames(live_vae, frame, torch.Generator().manual_seed(seed))
-        chunks = sample_mtv(
-            model, context, control, latent_height=conf.latent_height, latent_width=conf.latent_width,
-            steps=steps, guidance=cfg, seed=seed, image_latents=image_latents,
-            carry=reencode_tail(live_vae, seed=seed) if live_vae is not None else None,
-            callback=step_callback(total),
-        )
-    samples = torch.cat([c.permute(0, 2, 1, 3, 4) for c in chunks]).float().cpu()  # [chunks, C, T, h, w]
-    return {"samples": samples, "mtv_num_frames": control.num_frames, "mtv_fps": control.fps}
+        return pipeline.sample_latents(model, context, control, seed=seed, steps=steps, cfg=cfg, vae=live_vae,
+                                       image=image, callback=step_callback(total))
 
 
 def decode_video(vae: ModelHandle, latent: dict, tiled: bool = False) -> torch.Tensor:
-    from ..models.mtv.sampler import assemble_chunks
-    from ..models.mtv.vae import decode_frames
-
-    samples = latent["samples"]
     with vae.use() as live, vae_tiling(live, tiled):
-        frames = [decode_frames(live, samples[i:i + 1].permute(0, 2, 1, 3, 4)) for i in range(samples.shape[0])]
-    return assemble_chunks(frames, int(latent.get("mtv_num_frames", 0)))
+        return pipeline.decode_latents(live, latent)
 
 
 def load_vae(path: str, dtype_name: str) -> ModelHandle:
