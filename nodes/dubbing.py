@@ -19,23 +19,15 @@ from .errors import node_errors
 from ..compat import InputImpl, Types, io
 from ..models.common.device import Placement
 from ..models.common.vae_tiling import vae_tiling
-from ..models.just_dub_it.av_codec import (
-    decode_audio,
-    decode_video,
-    encode_audio,
-    encode_video,
-    fit_frames,
-    fit_waveform,
-    h264_roundtrip,
-    waveform_to_mel,
-)
+from ..models.just_dub_it.av_codec import decode_audio, decode_video, fit_waveform
 from ..models.just_dub_it.bundle import load_ltx2_parts
 from ..models.just_dub_it.lora import Lora, loras_merged, read_lora
 from ..models.just_dub_it.memory import Fp8Linear, ltx2_block_swap, store_fp8
 from ..models.common.checkpoint import load_file, safetensors_metadata
-from ..models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1, dub_stage2
+from ..pipelines.just_dub_it import (DubbingContext, TextContext, clip_geometry, dub, encode_clip_audio,
+                                     encode_clip_video, refine)
 from ..models.just_dub_it.upsampler import load_latent_upsampler, upsample_latent
-from ..models.just_dub_it.schedule import DEFAULT_CFG, DEFAULT_STEPS, valid_frame_count
+from ..models.just_dub_it.schedule import DEFAULT_CFG, DEFAULT_STEPS
 from ..models.just_dub_it.text import MAX_PROMPT_TOKENS, encode_prompts, load_gemma
 from .model_folders import model_choices, resolve_model
 from .model_patch import ModelHandle
@@ -168,29 +160,17 @@ def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, he
     comps = video.get_components()
     images = comps.images
     fps = float(Fraction(comps.frame_rate))
-    if images.shape[0] == 0:
-        raise ValueError(f"{node}: input 'video': the VIDEO has no frames")
-    count = images.shape[0] if max_frames <= 0 else min(images.shape[0], max_frames)
-    frames = valid_frame_count(count)  # the causal VAE takes 8k+1 frames (paper 4 / ltx_core)
-    h = height or images.shape[1] // 32 * 32
-    w = width or images.shape[2] // 32 * 32
-    if h < 64 or w < 64 or h % 32 or w % 32:
-        raise ValueError(f"{node}: inputs 'width'/'height': {w}x{h} must be multiples of 32, at least 64")
+    frames, w, h = clip_geometry(images, max_frames, width, height, node)
     source_audio = audio if audio is not None else comps.audio
     if source_audio is None:
         raise ValueError(f"{node}: input 'audio': the VIDEO has no audio track; connect the source speech")
-    pixels = fit_frames(images[:frames], h, w)
     vae = model.require("video_vae", node, "model")
     avae = model.require("audio_vae", node, "model")
     with vae.use() as v:
-        video_latent = encode_video(v, pixels)
-        # The clean first frame is encoded alone, as an image (JUST-DUB-IT's image conditioning).
-        first = encode_video(v, fit_frames(h264_roundtrip(images[0].float().cpu(), image_crf)[None], h, w))
-    wav = source_audio["waveform"][0].float()
-    wav = fit_waveform(wav, int(source_audio["sample_rate"]), frames / fps)
+        video_latent, first = encode_clip_video(v, images, frames, w, h, image_crf)
     with avae.use() as a:
-        audio_latent = encode_audio(a, waveform_to_mel(wav, int(source_audio["sample_rate"]), a))
-    ctx = DubbingContext(video_latent.cpu(), audio_latent.cpu(), fps, first.cpu())
+        audio_latent = encode_clip_audio(a, source_audio, frames / fps)
+    ctx = DubbingContext(video_latent, audio_latent, fps, first)
     return EncodedClip(ctx, frames, fps, (w, h), {"source_frames": int(images.shape[0]), "image_crf": image_crf},
                        (video, audio))
 
@@ -214,13 +194,8 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
     negative_ctx = TextContext(video_ctx[1:], audio_ctx[1:]) if cfg != 1.0 else None
     callback = step_callback(steps)
     with model.transformer.use() as t, loras_merged(t.transformer, model.loras, device=model.transformer.device):
-        device = next(t.parameters()).device
-        ctx = clip.context
-        on_device = DubbingContext(ctx.video_latent.to(device), ctx.audio_latent.to(device), ctx.fps,
-                                   None if ctx.first_frame_latent is None else ctx.first_frame_latent.to(device))
-        video, audio = dub_stage1(t, on_device, _to(positive, device), _to(negative_ctx, device),
-                                  steps=steps, cfg=cfg, seed=seed, callback=callback)
-    return DubbedLatents(video.float().cpu(), audio.float().cpu(), clip.frames, clip.fps)
+        video, audio = dub(t, clip.context, positive, negative_ctx, steps=steps, cfg=cfg, seed=seed, callback=callback)
+    return DubbedLatents(video, audio, clip.frames, clip.fps)
 
 
 def load_upsampler(path: str, precision: str, node: str = "Load LTX-2 Latent Upsampler") -> ModelHandle:
@@ -256,17 +231,9 @@ def refine_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, upsampler: ModelH
                          f"2x context {tuple(big.context.video_latent.shape)}")
     callback = step_callback(2)
     with model.transformer.use() as t, loras_merged(t.transformer, model.loras, device=model.transformer.device):
-        device = next(t.parameters()).device
-        ctx = big.context
-        on_device = DubbingContext(ctx.video_latent.to(device), ctx.audio_latent.to(device), ctx.fps,
-                                   ctx.first_frame_latent.to(device))
-        refined = dub_stage2(t, on_device, upscaled.to(device), latents.audio.to(device),
-                             _to(TextContext(video_ctx, audio_ctx), device), seed=seed, callback=callback)
-    return DubbedLatents(refined.float().cpu(), latents.audio, latents.frames, latents.fps)
-
-
-def _to(text: TextContext | None, device) -> TextContext | None:
-    return None if text is None else TextContext(text.video.to(device), text.audio.to(device))
+        refined = refine(t, big.context, upscaled, latents.audio, TextContext(video_ctx, audio_ctx), seed=seed,
+                         callback=callback)
+    return DubbedLatents(refined, latents.audio, latents.frames, latents.fps)
 
 
 def decode_dubbed(model: LTX2AVModel, latents: DubbedLatents, tiled: bool = False, node: str = "Decode Dubbed Video"):

@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from soundstage.models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage2
+from soundstage.pipelines.just_dub_it import DubbingContext, TextContext, dub_stage2
 from soundstage.testing.just_dub_it import random_native_checkpoint, write_tiny_upsampler
 from soundstage.models.just_dub_it.transformer import load_transformer
 from soundstage.models.just_dub_it.upsampler import load_latent_upsampler, upsampler_kwargs

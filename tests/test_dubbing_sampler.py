@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from soundstage.models.just_dub_it.in_context import audio_positions, video_positions
-from soundstage.models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1
+from soundstage.pipelines.just_dub_it import DubbingContext, TextContext, dub_stage1
 from soundstage.models.just_dub_it.sampler import euler_sample
 from soundstage.models.just_dub_it.in_context import audio_state, add_noise
 from soundstage.models.just_dub_it.schedule import check_resolution, latent_frames, ltx2_sigmas, valid_frame_count

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from soundstage.models.common.checkpoint import CheckpointError
 from soundstage.models.common.fp8 import FP8, FP8_MAX, Fp8Linear
 from soundstage.models.just_dub_it.bundle import load_ltx2_parts
-from soundstage.models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1
+from soundstage.pipelines.just_dub_it import DubbingContext, TextContext, dub_stage1
 from soundstage.models.just_dub_it.text import gemma_hidden_states, load_gemma
 from soundstage.testing.just_dub_it import random_native_checkpoint, write_tiny_single_file
 from soundstage.models.just_dub_it.transformer import load_transformer

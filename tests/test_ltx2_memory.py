@@ -7,7 +7,7 @@ import json
 
 from soundstage.models.just_dub_it.memory import (Fp8Linear, estimate_resident_bytes, ltx2_block_swap, store_fp8,
                                                  weight_bytes)
-from soundstage.models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1
+from soundstage.pipelines.just_dub_it import DubbingContext, TextContext, dub_stage1
 from soundstage.testing.just_dub_it import random_native_checkpoint
 from soundstage.models.just_dub_it.transformer import load_transformer
 

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from .in_context import (
+from ..models.just_dub_it.in_context import (
     TokenState,
     add_noise,
     audio_positions,
@@ -19,9 +19,9 @@ from .in_context import (
     unpatchify_video,
     video_state,
 )
-from .sampler import cfg_combine, euler_sample
-from .schedule import DEFAULT_CFG, DEFAULT_STEPS, ltx2_sigmas, stage2_sigmas
-from .transformer import InContextTransformer
+from ..models.just_dub_it.sampler import cfg_combine, euler_sample
+from ..models.just_dub_it.schedule import DEFAULT_CFG, DEFAULT_STEPS, ltx2_sigmas, stage2_sigmas
+from ..models.just_dub_it.transformer import InContextTransformer
 
 
 @dataclass
@@ -168,3 +168,71 @@ def dub_stage2(
     video, _ = euler_sample([video, audio], sigmas, denoise, callback)
     _, c, f, h, w = ctx.video_latent.shape
     return unpatchify_video(video.target(), f, h, w)
+
+
+# ---- the clip in, the dubbed latents out (what the nodes and a script call) ----------------------
+MIN_SIDE, SIDE_MULTIPLE = 64, 32  # LTX-2 VAE 32x spatial compression
+
+
+def clip_geometry(images: torch.Tensor, max_frames: int, width: int, height: int,
+                  node: str = "Encode Dubbing Context") -> tuple[int, int, int]:
+    """(frames, width, height) the clip is encoded at: 8k+1 frames, sides multiples of 32 (0 = the source's)."""
+    from ..models.just_dub_it.schedule import valid_frame_count
+
+    if images.shape[0] == 0:
+        raise ValueError(f"{node}: input 'video': the VIDEO has no frames")
+    count = images.shape[0] if max_frames <= 0 else min(images.shape[0], max_frames)
+    frames = valid_frame_count(count)  # the causal VAE takes 8k+1 frames (paper 4 / ltx_core)
+    h = height or images.shape[1] // SIDE_MULTIPLE * SIDE_MULTIPLE
+    w = width or images.shape[2] // SIDE_MULTIPLE * SIDE_MULTIPLE
+    if h < MIN_SIDE or w < MIN_SIDE or h % SIDE_MULTIPLE or w % SIDE_MULTIPLE:
+        raise ValueError(f"{node}: inputs 'width'/'height': {w}x{h} must be multiples of 32, at least 64")
+    return frames, w, h
+
+
+def encode_clip_video(video_vae, images: torch.Tensor, frames: int, width: int, height: int, image_crf: int = 29):
+    """Normalised latents of the clip and of its first frame alone, re-encoded as an H.264 still
+    (JUST-DUB-IT's image conditioning): ([1, C, F, h, w], [1, C, 1, h, w]) on CPU."""
+    from ..models.just_dub_it.av_codec import encode_video, fit_frames, h264_roundtrip
+
+    pixels = fit_frames(images[:frames], height, width)
+    video_latent = encode_video(video_vae, pixels)
+    first = encode_video(video_vae, fit_frames(h264_roundtrip(images[0].float().cpu(), image_crf)[None], height, width))
+    return video_latent.cpu(), first.cpu()
+
+
+def encode_clip_audio(audio_vae, audio: dict, seconds: float) -> torch.Tensor:
+    """The source speech (core AUDIO) fitted to the clip's length, as a normalised audio latent on CPU."""
+    from ..models.just_dub_it.av_codec import encode_audio, fit_waveform, waveform_to_mel
+
+    rate = int(audio["sample_rate"])
+    wav = fit_waveform(audio["waveform"][0].float(), rate, seconds)
+    return encode_audio(audio_vae, waveform_to_mel(wav, rate, audio_vae)).cpu()
+
+
+def context_to(ctx: DubbingContext, device) -> DubbingContext:
+    first = None if ctx.first_frame_latent is None else ctx.first_frame_latent.to(device)
+    return DubbingContext(ctx.video_latent.to(device), ctx.audio_latent.to(device), ctx.fps, first)
+
+
+def text_to(text: TextContext | None, device) -> TextContext | None:
+    return None if text is None else TextContext(text.video.to(device), text.audio.to(device))
+
+
+def dub(transformer: InContextTransformer, context: DubbingContext, positive: TextContext,
+        negative: TextContext | None = None, *, steps: int = DEFAULT_STEPS, cfg: float = DEFAULT_CFG, seed: int = 0,
+        callback: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 1 on the transformer's device: (video latent, audio latent) float on CPU."""
+    device = next(transformer.parameters()).device
+    video, audio = dub_stage1(transformer, context_to(context, device), text_to(positive, device),
+                              text_to(negative, device), steps=steps, cfg=cfg, seed=seed, callback=callback)
+    return video.float().cpu(), audio.float().cpu()
+
+
+def refine(transformer: InContextTransformer, context_2x: DubbingContext, upscaled_video: torch.Tensor,
+           audio_latent: torch.Tensor, text: TextContext, *, seed: int = 0, callback: Callable | None = None):
+    """Stage 2 on the transformer's device (2x context, 2x-upsampled stage-1 video, audio frozen): video on CPU."""
+    device = next(transformer.parameters()).device
+    refined = dub_stage2(transformer, context_to(context_2x, device), upscaled_video.to(device),
+                         audio_latent.to(device), text_to(text, device), seed=seed, callback=callback)
+    return refined.float().cpu()
