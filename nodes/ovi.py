@@ -13,10 +13,12 @@ from ..compat import io, ui
 from ..models.common.device import Placement, best_device, resolve_dtype
 from ..models.common.images import center_crop_to_aspect, resize_images
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
-from ..models.ovi.long_clip import sample_ovi_long, stitch_audio, stitch_frames
+from ..models.ovi.long_clip import stitch_audio, stitch_frames
 from ..models.common.vae_tiling import vae_tiling
 from ..models.ovi.memory import BlockSwap, cast_non_fp8_, fp8_blocks_, ovi_block_swap
-from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
+from ..models.ovi.sampler import OviSampling
+from ..pipelines import ovi as pipeline
+from ..pipelines.ovi import check_pixel_size
 from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, MODEL_VARIANTS, Umt5TextEncoder,
                                build_prompt, load_tokenizer, load_umt5)
 from ..models.ovi.video_vae import decode_video, encode_image, load_wan_vae
@@ -34,8 +36,6 @@ WanVAE = io.Custom("SOUNDSTAGE_WAN_VAE")
 PRECISIONS = ("auto", "bf16", "fp32", "fp8_e4m3", "fp8_e4m3_fast")
 OFFLOAD = ("none", "block_swap")
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model")  # google/umt5-xxl (Wan2.2-TI2V-5B ships it under google/)
-VAE_SPATIAL = 16  # Wan2.2 VAE: 16x spatial, 4x temporal
-PIXEL_MULTIPLE = 32  # VAE 16x times the (2, 2) patch; Ovi snaps sizes to multiples of 32
 
 
 # ----------------------------------------------------------------------------- model
@@ -262,52 +262,34 @@ class OviTextEncode(io.ComfyNode):
 
 
 # ----------------------------------------------------------------------------- sampler
-def _check_pixel_size(width: int, height: int, node: str) -> None:
-    for name, v in (("width", width), ("height", height)):
-        if v % PIXEL_MULTIPLE:
-            raise ValueError(f"{node}: input '{name}': must be a multiple of {PIXEL_MULTIPLE}, got {v}")
-
-
-def _sampling_inputs(ovi: LoadedOvi, conditioning: dict, width: int, height: int, slg_layer: int,
-                     image_latent: dict | None, node: str):
-    _check_pixel_size(width, height, node)
-    if slg_layer >= ovi.module.num_blocks:
-        raise ValueError(f"{node}: input 'slg_layer': the model has {ovi.module.num_blocks} blocks (0 disables SLG)")
-    img = None
-    if image_latent is not None:
-        img = image_latent["samples"]
-        if img.dim() != 5 or img.shape[0] != 1:
-            raise ValueError(f"{node}: input 'image_latent': expected [1, C, 1, H, W], got {tuple(img.shape)}")
-        img = img[0, :, :1]
-        height, width = img.shape[-2] * VAE_SPATIAL, img.shape[-1] * VAE_SPATIAL
-    cond = OviConditioning(conditioning["positive"], conditioning["video_negative"],
-                           conditioning["audio_negative"], img)
-    return cond, height // VAE_SPATIAL, width // VAE_SPATIAL
+def _image(image_latent: dict | None):
+    return None if image_latent is None else image_latent["samples"]
 
 
 def ovi_sample(ovi: LoadedOvi, conditioning: dict, width: int, height: int, latent_frames: int, audio_length: int,
                steps: int, shift: float, video_cfg: float, audio_cfg: float, slg_layer: int, seed: int,
                batch_cfg: bool, image_latent: dict | None = None, node: str = "Ovi Sampler"):
-    cond, lh, lw = _sampling_inputs(ovi, conditioning, width, height, slg_layer, image_latent, node)
     s = OviSampling(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg, slg_layer=slg_layer,
                     seed=seed, batch_cfg=batch_cfg)
+    pipeline.sampling_inputs(ovi.module.num_blocks, conditioning, width, height, slg_layer, _image(image_latent), node)
     with ovi.use() as model, node_errors(node, "image_latent", ValueError):
-        video, audio = sample_ovi(model, cond, latent_frames=latent_frames, latent_height=lh, latent_width=lw,
-                                  audio_length=audio_length, sampling=s, device=ovi.device,
-                                  callback=step_callback(steps))
+        video, audio = pipeline.generate(model, conditioning, width=width, height=height, latent_frames=latent_frames,
+                                         audio_length=audio_length, sampling=s, image_latent=_image(image_latent),
+                                         device=ovi.device, callback=step_callback(steps), node=node)
     return {"samples": video[None]}, audio_latent(audio.T[None])
 
 
 def ovi_sample_long(ovi: LoadedOvi, conditioning: dict, chunks: int, width: int, height: int, latent_frames: int,
                     audio_length: int, steps: int, shift: float, video_cfg: float, audio_cfg: float, slg_layer: int,
                     seed: int, batch_cfg: bool, image_latent: dict | None = None, node: str = "Ovi Long Clip Sampler"):
-    cond, lh, lw = _sampling_inputs(ovi, conditioning, width, height, slg_layer, image_latent, node)
     s = OviSampling(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg, slg_layer=slg_layer,
                     seed=seed, batch_cfg=batch_cfg)
+    pipeline.sampling_inputs(ovi.module.num_blocks, conditioning, width, height, slg_layer, _image(image_latent), node)
     with ovi.use() as model:
-        parts = sample_ovi_long(model, cond, chunks=chunks, latent_frames=latent_frames, latent_height=lh,
-                                latent_width=lw, audio_length=audio_length, sampling=s, device=ovi.device,
-                                callback=step_callback(chunks * steps))
+        parts = pipeline.generate_long(model, conditioning, chunks=chunks, width=width, height=height,
+                                       latent_frames=latent_frames, audio_length=audio_length, sampling=s,
+                                       image_latent=_image(image_latent), device=ovi.device,
+                                       callback=step_callback(chunks * steps), node=node)
     overlap = parts[-1].audio_overlap if chunks > 1 else 0
     video = {"samples": torch.stack([p.video for p in parts]), "ovi_chunks": True}
     audio = audio_latent(torch.stack([p.audio.T for p in parts]), ovi_chunks=True, ovi_audio_overlap=overlap)
@@ -472,7 +454,7 @@ class WanVAEDecode(io.ComfyNode):
 
 def wan_encode_first_frame(vae: ModelHandle, image: torch.Tensor, width: int, height: int,
                            node: str = "Wan VAE Encode") -> dict:
-    _check_pixel_size(width, height, node)
+    check_pixel_size(width, height, node)
     # Centre-crop to the target aspect, then resize (Ovi resizes the first frame to the model's area).
     img = resize_images(center_crop_to_aspect(image[:1].float(), width / height), height, width)
     with vae.use() as module:

@@ -1,0 +1,63 @@
+"""Ovi: one prompt (and optionally a first frame) -> video latent + audio latent in one pass
+(twin DiTs with blockwise fusion). Plain tensors in and out; the Wan2.2 VAE and the MMAudio
+16 kHz mel VAE + BigVGAN decode them (``models/ovi/video_vae.py``, ``models/common/codecs``)."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from ..models.ovi.long_clip import sample_ovi_long
+from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
+
+VAE_SPATIAL = 16  # Wan2.2 VAE: 16x spatial, 4x temporal
+PIXEL_MULTIPLE = 32  # VAE 16x times the (2, 2) patch; Ovi snaps sizes to multiples of 32
+
+
+def check_pixel_size(width: int, height: int, node: str = "Ovi Sampler") -> None:
+    for name, v in (("width", width), ("height", height)):
+        if v % PIXEL_MULTIPLE:
+            raise ValueError(f"{node}: input '{name}': must be a multiple of {PIXEL_MULTIPLE}, got {v}")
+
+
+def sampling_inputs(num_blocks: int, conditioning: dict, width: int, height: int, slg_layer: int,
+                    image_latent: Optional[torch.Tensor] = None, node: str = "Ovi Sampler"):
+    """Checked conditioning and latent size: (OviConditioning, latent height, latent width).
+
+    ``conditioning``: {"positive", "video_negative", "audio_negative"} text features; ``image_latent``
+    the Wan VAE latent of a first frame [1, C, 1, H, W] (its size then wins over width/height).
+    """
+    check_pixel_size(width, height, node)
+    if slg_layer >= num_blocks:
+        raise ValueError(f"{node}: input 'slg_layer': the model has {num_blocks} blocks (0 disables SLG)")
+    img = None
+    if image_latent is not None:
+        img = image_latent
+        if img.dim() != 5 or img.shape[0] != 1:
+            raise ValueError(f"{node}: input 'image_latent': expected [1, C, 1, H, W], got {tuple(img.shape)}")
+        img = img[0, :, :1]
+        height, width = img.shape[-2] * VAE_SPATIAL, img.shape[-1] * VAE_SPATIAL
+    cond = OviConditioning(conditioning["positive"], conditioning["video_negative"],
+                           conditioning["audio_negative"], img)
+    return cond, height // VAE_SPATIAL, width // VAE_SPATIAL
+
+
+def generate(model, conditioning: dict, *, width: int, height: int, latent_frames: int, audio_length: int,
+             sampling: OviSampling, image_latent: Optional[torch.Tensor] = None, device=None,
+             callback: Optional[Callable] = None, node: str = "Ovi Sampler"):
+    """One clip: (video latent [C, F, h, w], audio latent [T, C])."""
+    cond, lh, lw = sampling_inputs(model.num_blocks, conditioning, width, height, sampling.slg_layer, image_latent, node)
+    device = device if device is not None else next(model.parameters()).device
+    return sample_ovi(model, cond, latent_frames=latent_frames, latent_height=lh, latent_width=lw,
+                      audio_length=audio_length, sampling=sampling, device=device, callback=callback)
+
+
+def generate_long(model, conditioning: dict, *, chunks: int, width: int, height: int, latent_frames: int,
+                  audio_length: int, sampling: OviSampling, image_latent: Optional[torch.Tensor] = None, device=None,
+                  callback: Optional[Callable] = None, node: str = "Ovi Long Clip Sampler"):
+    """``chunks`` clips continued from each other's tails (``models/ovi/long_clip.py``)."""
+    cond, lh, lw = sampling_inputs(model.num_blocks, conditioning, width, height, sampling.slg_layer, image_latent, node)
+    device = device if device is not None else next(model.parameters()).device
+    return sample_ovi_long(model, cond, chunks=chunks, latent_frames=latent_frames, latent_height=lh,
+                           latent_width=lw, audio_length=audio_length, sampling=sampling, device=device,
+                           callback=callback)
