@@ -17,10 +17,10 @@ from ..models.common.codecs.wavtokenizer import load_wavtokenizer
 from ..models.common.device import Placement
 from ..models.dualdub.config import V2A_PROMPT
 from ..models.dualdub.io import load_dualdub
-from ..models.dualdub.sampler import STREAMS_FOR_TASK, SamplingOptions, generate, steps_for_duration
-from ..models.dualdub.speaker import reference_crop
-from ..models.dualdub.text import encode_text
-from ..models.dualdub.vision import encode_video, load_clip_vision
+from ..models.dualdub.sampler import SamplingOptions, steps_for_duration
+from ..pipelines import dualdub as pipeline
+from ..pipelines.dualdub import TASKS
+from ..models.dualdub.vision import load_clip_vision
 from .model_folders import model_choices, resolve_model
 from .model_patch import ModelHandle
 from .progress import step_callback
@@ -34,7 +34,6 @@ DualDubText = io.Custom("SOUNDSTAGE_DUALDUB_TEXT")
 DualDubSpeaker = io.Custom("SOUNDSTAGE_DUALDUB_SPEAKER")
 DualDubTokens = io.Custom("SOUNDSTAGE_DUALDUB_TOKENS")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-TASKS = tuple(STREAMS_FOR_TASK)
 
 
 @dataclass
@@ -99,13 +98,9 @@ class LoadDualDub(io.ComfyNode):
 # ----------------------------------------------------------------------------- video
 def dualdub_video_encode(clip: ModelHandle, video, node: str = "DualDub Video Encode") -> dict:
     components = video.get_components()
-    frames = components.images
-    fps = float(Fraction(components.frame_rate))
-    if frames.shape[0] == 0 or fps <= 0:
-        raise ValueError(f"{node}: input 'video': the video has no frames")
     with clip.use() as tower:
-        feats, times = encode_video(tower, frames, fps, stride=3)
-    return {"features": feats.cpu(), "times": times, "seconds": frames.shape[0] / fps}
+        return pipeline.video_features(tower, components.images, float(Fraction(components.frame_rate)), node)
+
 
 
 class DualDubVideoEncode(io.ComfyNode):
@@ -128,14 +123,8 @@ class DualDubVideoEncode(io.ComfyNode):
 
 # ----------------------------------------------------------------------------- text
 def dualdub_text_encode(dualdub: LoadedDualDub, text: str, node: str = "DualDub Text Encode") -> dict:
-    text = text.strip()
-    if not text:
-        raise ValueError(f"{node}: input 'text': enter the transcript to speak (V2A uses '{V2A_PROMPT}')")
-    try:
-        ids = encode_text(dualdub.tokenizer, text, dualdub.handle.module.config.text_vocab_size)
-    except ValueError as exc:
-        raise ValueError(f"{node}: input 'text': {exc}") from exc
-    return {"ids": ids, "text": text}
+    return pipeline.text_ids(dualdub.tokenizer, text, dualdub.handle.module.config.text_vocab_size, node)
+
 
 
 class DualDubTextEncode(io.ComfyNode):
@@ -162,21 +151,11 @@ class DualDubTextEncode(io.ComfyNode):
 # ----------------------------------------------------------------------------- speaker
 def dualdub_speaker_prompt(dualdub: LoadedDualDub, audio: dict | None, seconds: float,
                            node: str = "DualDub Speaker Prompt") -> dict:
-    cfg = dualdub.handle.module.config
     if audio is None:
-        return {"embedding": torch.zeros(1, cfg.speaker_dim)}
-    import torchaudio.functional as AF
+        return pipeline.speaker_embedding(dualdub.handle.module, None, seconds, node)
+    with dualdub.handle.use() as model:
+        return pipeline.speaker_embedding(model, audio, seconds, node)
 
-    wave, rate = audio["waveform"], int(audio["sample_rate"])
-    if wave.dim() != 3 or wave.shape[-1] == 0:
-        raise ValueError(f"{node}: input 'reference': expected a non-empty AUDIO waveform [B, C, T]")
-    mono = wave[0].float().mean(0)
-    if rate != cfg.codec_sample_rate:
-        mono = AF.resample(mono, rate, cfg.codec_sample_rate)
-    ref = reference_crop(mono, cfg.codec_sample_rate, seconds)
-    with dualdub.handle.use() as model, torch.no_grad():
-        emb = model.speaker_encoder(ref[None].to(dualdub.handle.device))
-    return {"embedding": emb.float().cpu()}
 
 
 class DualDubSpeakerPrompt(io.ComfyNode):
@@ -208,30 +187,15 @@ def dualdub_sample(dualdub: LoadedDualDub, text: dict, task: str, duration: floa
                    video: dict | None = None, speaker: dict | None = None,
                    node: str = "DualDub AR LM Sampler") -> dict:
     cfg = dualdub.handle.module.config
-    if task in ("v2a", "v2st") and video is None:
-        raise ValueError(f"{node}: input 'video_features': task {task} needs video features")
     seconds = duration if duration > 0 else (video["seconds"] if video is not None else 0.0)
-    if seconds <= 0:
-        raise ValueError(f"{node}: input 'duration': set a duration (there is no video to take it from)")
-    steps = steps_for_duration(seconds, cfg.token_rate)
-    if task == "v2a":  # paper 3.4: V2A is always prompted with this text
-        text = {"ids": encode_text(dualdub.tokenizer, V2A_PROMPT, cfg.text_vocab_size), "text": V2A_PROMPT}
     options = SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p,
-                              repetition_penalty=repetition_penalty, seed=seed,
-                              min_steps=0 if allow_early_end else steps)
+                              repetition_penalty=repetition_penalty, seed=seed)
+    callback = step_callback(steps_for_duration(seconds, cfg.token_rate)) if seconds > 0 else None
     with dualdub.handle.use() as model:
-        dev = dualdub.handle.device
-        use_speaker = speaker is not None and task != "v2a"  # paper 3.4: V2A uses a zero speaker
-        cond = model.conditions(
-            text_ids=text["ids"].to(dev),
-            speaker=speaker["embedding"].to(dev) if use_speaker else None,
-            video=video["features"].to(dev) if video is not None and task != "tts" else None,
-            video_times=video["times"].to(dev) if video is not None and task != "tts" else None,
-        )
-        out = generate(model, cond, steps, task=task, options=options, callback=step_callback(steps))
-    return {"audio": out.audio[0].cpu(), "speech": out.speech[0].cpu(),
-            "audio_length": int(out.audio_lengths[0]), "speech_length": int(out.speech_lengths[0]),
-            "task": task, "seconds": seconds, "token_rate": cfg.token_rate}
+        return pipeline.generate_tokens(model, dualdub.tokenizer, text, task=task, duration=duration, options=options,
+                                        allow_early_end=allow_early_end, video=video, speaker=speaker,
+                                        callback=callback, node=node)
+
 
 
 class DualDubSampler(io.ComfyNode):
@@ -276,23 +240,10 @@ class DualDubSampler(io.ComfyNode):
 
 # ----------------------------------------------------------------------------- decode
 def dualdub_decode(codec: ModelHandle, tokens: dict, node: str = "DualDub Codec Decode") -> tuple[dict, dict]:
-    """Both streams -> two AUDIO dicts of the same length (a stream that ended early, or that the task
-    does not produce, is silence after its last token)."""
-    with codec.use() as model, torch.no_grad():
-        rate = model.sample_rate
-        total = max(int(round(tokens["seconds"] * rate)), 1)
-        tracks = []
-        for name in ("audio", "speech"):
-            n = tokens[f"{name}_length"]
-            wave = torch.zeros(total)
-            if n > 0:
-                codes = tokens[name][:n].to(codec.device)
-                if int(codes.max()) >= model.codebook_size:
-                    raise ValueError(f"{node}: input 'tokens': {name} codes exceed the codec's codebook")
-                decoded = model.decode_codes(codes[None]).float().cpu()[0]
-                wave[: min(total, decoded.shape[-1])] = decoded[:total]
-            tracks.append({"waveform": wave.view(1, 1, -1).contiguous(), "sample_rate": rate})
-    return tracks[0], tracks[1]
+    """Both streams -> two AUDIO dicts of the same length (silence after a stream's last token)."""
+    with codec.use() as model:
+        return pipeline.decode_tokens(model, tokens, node)
+
 
 
 class DualDubDecode(io.ComfyNode):
