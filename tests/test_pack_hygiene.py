@@ -63,6 +63,80 @@ def test_library_layers_never_import_comfyui_or_the_node_layer():
     assert not bad, bad
 
 
+# The layers, bottom up: media/ is a leaf; models/ (networks, samplers, loaders, codecs) is a leaf too;
+# metrics/ may use both; one pipeline per system stands on them; nodes/ (ComfyUI adapters) and the
+# training layer stand on the pipelines. Every arrow points down; a package absent here is not checked.
+ALLOWED_IMPORTS = {
+    "media": set(),
+    "models": set(),
+    "metrics": {"media", "models"},
+    "synthworld": {"media"},
+    "pipelines": {"media", "models", "metrics"},
+    "training": {"pipelines", "media", "models", "metrics"},
+    "testing": {"pipelines", "models"},
+    "nodes": {"pipelines", "media", "models", "metrics", "synthworld", "compat"},
+}
+SYSTEMS = ("dualdub", "audiogen_omni", "ovi", "just_dub_it", "mtv")
+
+
+def _pack_imports(path: Path):
+    """(top-level pack package, line) of every import of the pack in ``path``, function-level ones included."""
+    parts = path.relative_to(REPO).parts
+    package = list(parts[:-1])
+    for node in ast.walk(_tree(path)):
+        targets = []
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                if node.level - 1 > len(package):
+                    continue
+                base = package[: len(package) - node.level + 1]
+                dotted = base + (node.module.split(".") if node.module else [])
+                targets.append(dotted or [a.name for a in node.names][:1])
+            elif (node.module or "").startswith("soundstage."):
+                targets.append(node.module.split(".")[1:])
+        elif isinstance(node, ast.Import):
+            targets += [a.name.split(".")[1:] for a in node.names if a.name.startswith("soundstage.")]
+        for dotted in targets:
+            if dotted and dotted[0] != parts[0]:
+                yield dotted[0], node
+
+
+def test_every_layer_arrow_points_down():
+    bad = []
+    for layer, allowed in ALLOWED_IMPORTS.items():
+        for path in _shipped(layer):
+            bad += [f"{_where(path, node)} imports {top}" for top, node in _pack_imports(path) if top not in allowed]
+    assert not bad, bad
+
+
+def test_each_system_has_its_pipeline_and_models_hold_no_entry_points():
+    missing = [s for s in SYSTEMS if not (REPO / "pipelines" / f"{s}.py").is_file()]
+    assert not missing, f"systems without a pipeline module: {missing}"
+    bad = []
+    for path in _shipped("models", "pipelines"):
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.FunctionDef) and node.name in ("main", "add_arguments"):
+                bad.append(_where(path, node))
+            elif isinstance(node, ast.Compare) and "__main__" in ast.unparse(node):
+                bad.append(_where(path, node))
+            elif isinstance(node, ast.Call) and (ast.unparse(node.func) == "Trainer" or
+                                                 ast.unparse(node.func).endswith(".backward") or
+                                                 ast.unparse(node.func).startswith("torch.optim.")):
+                bad.append(_where(path, node))
+    assert not bad, f"training loops or command-line entry points outside training/: {bad}"
+
+
+def test_node_modules_hold_no_sampling_loop():
+    # nodes/ adapt (types, handles, progress, UI); the sampling itself is a pipeline call.
+    samplers = {"generate", "sample_ovi", "sample_ovi_long", "sample_mtv", "dub_stage1", "dub_stage2", "euler_sample"}
+    bad = []
+    for path in _shipped("nodes"):
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in samplers:
+                bad.append(_where(path, node))
+    assert not bad, bad
+
+
 def test_torch_load_is_always_weights_only():
     bad = []
     for path in _shipped():
