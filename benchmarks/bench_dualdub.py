@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     if args.size == "tiny":
-        cfg = config.DualDubConfig.tiny(token_rate=args.token_rate)
+        from soundstage.testing.dualdub import tiny_config
+
+        cfg = tiny_config(token_rate=args.token_rate)
     else:
         cfg = config.DualDubConfig(token_rate=args.token_rate)
     torch.manual_seed(0)

@@ -6,7 +6,8 @@ import torch
 
 from soundstage.models.common.checkpoint import CheckpointError
 from soundstage.models.dualdub.aligner import AlignerCache
-from soundstage.models.dualdub.config import V2A_PROMPT, DualDubConfig
+from soundstage.testing.dualdub import tiny_config
+from soundstage.models.dualdub.config import V2A_PROMPT
 from soundstage.models.dualdub.io import load_dualdub, save_dualdub
 from soundstage.models.dualdub.model import DualDub
 from soundstage.models.dualdub.sampler import (
@@ -23,7 +24,7 @@ from soundstage.models.dualdub.text import encode_text, load_tokenizer, tokenize
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    cfg = DualDubConfig.tiny(aligner_layers=2)
+    cfg = tiny_config(aligner_layers=2)
     return DualDub(cfg).eval()
 
 

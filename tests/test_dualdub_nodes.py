@@ -11,7 +11,7 @@ from media_factory import make_audio, make_video
 from test_dualdub_train import tiny_clip_folder, tiny_codec
 
 from soundstage.media.audio_io import probe_audio
-from soundstage.models.dualdub.config import DualDubConfig
+from soundstage.testing.dualdub import tiny_config
 from soundstage.models.dualdub.io import save_dualdub
 from soundstage.models.dualdub.model import DualDub
 from soundstage.models.dualdub.text import train_bpe
@@ -41,7 +41,7 @@ def _write_models(models: Path) -> dict:
     tiny_clip_folder(models / "clip_vision" / "clip_tiny")
     tok = train_bpe(["look out the train is coming", "hello there"], vocab_size=280)
     torch.manual_seed(0)
-    cfg = DualDubConfig.tiny(codebook_size=codec.codebook_size, token_rate=codec.sample_rate / codec.hop_length,
+    cfg = tiny_config(codebook_size=codec.codebook_size, token_rate=codec.sample_rate / codec.hop_length,
                              video_dim=16, text_vocab_size=tok.get_vocab_size())
     save_dualdub(models / "soundstage" / "dualdub" / "dd_tiny.safetensors", DualDub(cfg), tok)
     return {"2.ckpt_name": "dd_tiny.safetensors", "2.codec_name": "wt_tiny.ckpt",
@@ -91,7 +91,7 @@ def test_sampler_node_function_validates_inputs(tmp_path):
     from soundstage.models.common.device import Placement
 
     tok = train_bpe(["some words"], vocab_size=270)
-    model = DualDub(DualDubConfig.tiny(text_vocab_size=tok.get_vocab_size()))
+    model = DualDub(tiny_config(text_vocab_size=tok.get_vocab_size()))
     dd = LoadedDualDub(ModelHandle(model, Placement(torch.device("cpu"), torch.float32)), tok)
     with pytest.raises(ValueError, match="DualDub Text Encode: input 'text'"):
         dualdub_text_encode(dd, "   ")

@@ -9,7 +9,7 @@ import torch
 from media_factory import make_audio, make_video
 
 from soundstage.models.common.codecs.wavtokenizer import WavTokenizer, WavTokenizerConfig
-from soundstage.models.dualdub.config import DualDubConfig
+from soundstage.testing.dualdub import tiny_config
 from soundstage.training.dualdub.data import read_audio, read_manifest, read_video, stage_entries
 from soundstage.models.dualdub.io import load_dualdub
 from soundstage.training.dualdub.train import train
@@ -88,7 +88,7 @@ def test_media_readers_and_clip_one_frame_in_three(dataset):
 def test_curriculum_stage_trains_loss_falls_and_resumes(dataset, tmp_path):
     root, clip_dir = dataset
     codec = tiny_codec()
-    model_config = asdict(DualDubConfig.tiny())
+    model_config = asdict(tiny_config())
     common = dict(codec=codec, clip=clip_dir, model_config=model_config, batch_size=3, lr=3e-3, vocab_size=280)
     # Stage 3 uses all three corpora; stop half-way, then resume to the end.
     out = tmp_path / "stage3"
@@ -110,7 +110,7 @@ def test_curriculum_stage_trains_loss_falls_and_resumes(dataset, tmp_path):
 def test_next_stage_starts_from_previous_and_cli(dataset, tmp_path):
     root, clip_dir = dataset
     codec = tiny_codec()
-    one = train(1, root, tmp_path / "s1", 3, codec=codec, clip=clip_dir, model_config=asdict(DualDubConfig.tiny()),
+    one = train(1, root, tmp_path / "s1", 3, codec=codec, clip=clip_dir, model_config=asdict(tiny_config()),
                 batch_size=2, vocab_size=280)
     two = train(2, root, tmp_path / "s2", 2, codec=codec, clip=clip_dir, init_from=one["checkpoint"], batch_size=2)
     m1, t1 = load_dualdub(one["checkpoint"])

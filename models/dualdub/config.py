@@ -11,14 +11,6 @@ TASKS = ("v2a", "tts", "v2st")
 STAGE_TASKS = {1: ("v2a",), 2: ("v2a", "tts"), 3: ("v2a", "tts", "v2st")}
 
 
-def tiny_lm_config(hidden: int = 32, layers: int = 2, heads: int = 2, kv_heads: int = 1) -> dict:
-    return {
-        "model_type": "qwen2", "hidden_size": hidden, "num_hidden_layers": layers,
-        "num_attention_heads": heads, "num_key_value_heads": kv_heads, "intermediate_size": hidden * 2,
-        "max_position_embeddings": 4096, "rope_theta": 10000.0, "vocab_size": 1,
-    }
-
-
 @dataclass
 class DualDubConfig:
     codebook_size: int = 4096          # WavTokenizer codes; both tracks share the codec (paper 3.2)
@@ -68,10 +60,3 @@ class DualDubConfig:
     @classmethod
     def from_json(cls, text: str) -> "DualDubConfig":
         return cls(**json.loads(text))
-
-    @classmethod
-    def tiny(cls, **overrides) -> "DualDubConfig":
-        base = dict(codebook_size=16, token_rate=25.0, text_vocab_size=300, video_dim=16, aligner_heads=2,
-                    speaker_dim=8, speaker_channels=16, speaker_heads=2, n_mels=16, lm=tiny_lm_config())
-        base.update(overrides)
-        return cls(**base)
