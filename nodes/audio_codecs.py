@@ -17,8 +17,7 @@ from ..models.common.checkpoint import load_file
 from ..models.common.codecs.bigvgan import load_bigvgan
 from ..models.common.codecs.mel import MEL_16K, MEL_44K, LogMel, MelConfig, mel_config_for, prepare_waveform
 from ..models.common.codecs.mmaudio_vae import MelVAE, load_mel_vae
-from ..models.common.device import Placement
-from .common import audio_latent, precision_input, seed_input
+from .common import audio_latent, check_names, placement_for, seed_input, weight_dtype_input
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
 from .model_patch import ModelHandle
@@ -26,7 +25,6 @@ from .progress import step_callback
 
 CATEGORY = "Soundstage/Audio Codecs"
 CODEC_FOLDERS = ("soundstage_mmaudio", "vae")  # MMAudio ext_weights first, then the standard vae folder
-PRECISIONS = ["fp32", "bf16", "fp16", "auto"]
 FRONT_ENDS = {"mmaudio_16k (80 mels, log10)": MEL_16K, "mmaudio_44k (128 mels, ln)": MEL_44K}
 
 AudioVAE = io.Custom("SOUNDSTAGE_AUDIO_VAE")
@@ -62,7 +60,7 @@ def resolve_codec_file(name: str, node: str, input_name: str) -> str:
 
 
 def load_audio_vae(path: str, precision: str, node: str = "Load Mel-VAE") -> AudioVAEModel:
-    placement = Placement.auto(precision)
+    placement = placement_for(precision)
     with node_errors(node, "vae_name", ValueError):
         vae = load_mel_vae(load_file(path), dtype=placement.dtype, context=f"{node}: {Path(path).name}")
         mel = mel_config_for(vae.config.mel_bins)
@@ -71,7 +69,7 @@ def load_audio_vae(path: str, precision: str, node: str = "Load Mel-VAE") -> Aud
 
 
 def load_vocoder(path: str, precision: str, node: str = "Load Vocoder") -> ModelHandle:
-    placement = Placement.auto(precision)
+    placement = placement_for(precision)
     with node_errors(node, "vocoder_name"):
         model = load_bigvgan(load_file(path), dtype=placement.dtype, context=f"{node}: {Path(path).name}")
     return ModelHandle(model, placement, info={"kind": "bigvgan", "config": model.config, "file": Path(path).name})
@@ -149,8 +147,8 @@ def vocode(vocoder: ModelHandle, mel: dict, node: str = "Vocoder") -> dict:
 
 
 def _precision_input() -> io.Combo.Input:
-    return precision_input(PRECISIONS, "fp32",
-                           "Compute precision. fp32 is exact and cheap for these small models; auto = bf16/fp16 on GPU.")
+    return weight_dtype_input("Compute precision. fp32 is exact and cheap for these small models; default = "
+                              "bf16/fp16 on GPU.", default="fp32")
 
 
 class LoadMelVAE(io.ComfyNode):
@@ -170,6 +168,10 @@ class LoadMelVAE(io.ComfyNode):
             ],
             outputs=[AudioVAE.Output(display_name="audio_vae")],
         )
+
+    @classmethod
+    def validate_inputs(cls, precision=None):
+        return check_names(precision=precision)
 
     @classmethod
     def execute(cls, vae_name: str, precision: str = "fp32") -> io.NodeOutput:
@@ -194,6 +196,10 @@ class LoadVocoder(io.ComfyNode):
             ],
             outputs=[Vocoder.Output(display_name="vocoder")],
         )
+
+    @classmethod
+    def validate_inputs(cls, precision=None):
+        return check_names(precision=precision)
 
     @classmethod
     def execute(cls, vocoder_name: str, precision: str = "fp32") -> io.NodeOutput:

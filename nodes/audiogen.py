@@ -26,10 +26,10 @@ from ..models.audiogen_omni.visual import (
     CLIP_ARCHS, ClipFrameEncoder, clip_text_features, extract_visual_features, load_clip_encoder, open_clip_from_config,
 )
 from ..models.common.checkpoint import load_file, safetensors_metadata
-from ..models.common.device import Placement
 from ..pipelines.audiogen_omni import TASKS, check_visual_input, generate_latent
 from .common import (
-    audio_latent, find_in_model_folders, model_folder_roots, optional_model_choices, precision_input, seed_input,
+    audio_latent, check_names, find_in_model_folders, model_folder_roots, optional_model_choices, placement_for,
+    seed_input, weight_dtype_input,
 )
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
@@ -37,7 +37,6 @@ from .model_patch import HandledEncoder, ModelHandle
 from .progress import step_callback
 
 CATEGORY = "Soundstage/AudioGen-Omni"
-PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 LANGUAGES = ["auto", "en-us", "cmn", "yue", "ja", "ko", "ru", "de", "fr", "es", "it", "pt", "ar", "hi"]
 
 MMDiTModel = io.Custom("SOUNDSTAGE_MMDIT")
@@ -63,7 +62,7 @@ class Encoders:
 
 
 def load_mmdit_model(path: str, precision: str, node: str = "Load MMDiT Model") -> ModelHandle:
-    placement = Placement.auto(precision)
+    placement = placement_for(precision)
     config = None
     if path.endswith(".safetensors"):
         meta = safetensors_metadata(path)
@@ -78,7 +77,7 @@ def load_mmdit_model(path: str, precision: str, node: str = "Load MMDiT Model") 
 
 def load_visual_encoders(synchformer_path: Optional[str], clip_path: Optional[str], clip_arch: str, precision: str,
                          node: str = "Load MMDiT Visual Encoders") -> Encoders:
-    placement = Placement.auto(precision)
+    placement = placement_for(precision)
     sync = clip = None
     if synchformer_path:
         sd = load_file(synchformer_path)
@@ -126,7 +125,7 @@ def load_t5(name: str, precision: str, max_length: int, node: str = "Load T5 Tex
     config = find_in_model_folders("text_encoders", os.path.join(name, "config.json"))
     if config is None:
         raise ValueError(f"{node}: input 't5_name': no folder '{name}' with config.json under text_encoders")
-    placement = Placement.auto(precision)
+    placement = placement_for(precision)
     t5 = T5TextEncoder.from_folder(os.path.dirname(config), dtype=placement.dtype, max_length=max_length)
     return HandledEncoder(t5, ModelHandle(t5.model, placement, info={"kind": "t5"}))
 
@@ -180,7 +179,7 @@ def sample_mmdit(model: ModelHandle, *, task: str, duration: float, steps: int, 
 
 
 def _precision() -> io.Combo.Input:
-    return precision_input(PRECISIONS, "auto", "Weights dtype; auto = bf16 on recent GPUs, fp32 on CPU.")
+    return weight_dtype_input("Weights dtype; default = bf16 on recent GPUs, fp32 on CPU.")
 
 
 class LoadMMDiT(io.ComfyNode):
@@ -201,7 +200,11 @@ class LoadMMDiT(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model_name: str, precision: str = "auto") -> io.NodeOutput:
+    def validate_inputs(cls, precision=None):
+        return check_names(precision=precision)
+
+    @classmethod
+    def execute(cls, model_name: str, precision: str = "default") -> io.NodeOutput:
         path = resolve_model("soundstage_mmaudio", model_name, "Load MMDiT Model", "model_name")
         return io.NodeOutput(load_mmdit_model(path, precision))
 
@@ -227,7 +230,11 @@ class LoadMMDiTVisualEncoders(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, synchformer_name: str, clip_name: str, clip_arch: str, precision: str = "auto") -> io.NodeOutput:
+    def validate_inputs(cls, precision=None):
+        return check_names(precision=precision)
+
+    @classmethod
+    def execute(cls, synchformer_name: str, clip_name: str, clip_arch: str, precision: str = "default") -> io.NodeOutput:
         node = "Load MMDiT Visual Encoders"
         sync = None if synchformer_name == "none" else resolve_model("soundstage_mmaudio", synchformer_name, node,
                                                                      "synchformer_name")
@@ -282,7 +289,11 @@ class LoadT5(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, t5_name: str, max_length: int = 77, precision: str = "auto") -> io.NodeOutput:
+    def validate_inputs(cls, precision=None):
+        return check_names(precision=precision)
+
+    @classmethod
+    def execute(cls, t5_name: str, max_length: int = 77, precision: str = "default") -> io.NodeOutput:
         return io.NodeOutput(load_t5(t5_name, precision, max_length))
 
 

@@ -6,7 +6,8 @@ import os
 import torch
 
 from ..compat import folder_paths, io, model_management
-from ..models.common.device import Placement
+from ..models.common.device import (FP8_WEIGHT_DTYPES, OFFLOAD_MODES, WEIGHT_DTYPES, Placement, canonical_name,
+                                     resolve_dtype)
 from .model_folders import model_choices, register_model_folders
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF  # ComfyUI's seed widgets span the full uint64 range
@@ -23,8 +24,26 @@ def audio_latent(samples: torch.Tensor, **fields) -> dict:
     return {"samples": samples.contiguous(), "type": "audio", **fields}
 
 
-def precision_input(options, default: str, tooltip: str, name: str = "precision") -> io.Combo.Input:
-    return io.Combo.Input(name, options=list(options), default=default, tooltip=tooltip)
+def weight_dtype_input(tooltip: str, *, name: str = "precision", fp8: bool = False, default: str = "default",
+                       optional: bool = False) -> io.Combo.Input:
+    """The pack's one weight-dtype combo: ComfyUI's names (`default` = the compute device's best dtype)."""
+    options = [*WEIGHT_DTYPES, *(FP8_WEIGHT_DTYPES if fp8 else ())]
+    return io.Combo.Input(name, options=options, default=default, tooltip=tooltip, optional=optional)
+
+
+def offload_input(tooltip: str, *, optional: bool = False) -> io.Combo.Input:
+    return io.Combo.Input("offload", options=list(OFFLOAD_MODES), default="none", tooltip=tooltip,
+                          optional=optional)
+
+
+def check_names(**values) -> bool | str:
+    """``validate_inputs`` of a loader: today's weight-dtype/offload names or the older ones saved workflows
+    carry (mapped by :func:`canonical_name`); ComfyUI then skips its own combo check for these inputs."""
+    known = {*WEIGHT_DTYPES, *FP8_WEIGHT_DTYPES, *OFFLOAD_MODES}
+    for name, value in values.items():
+        if value is not None and canonical_name(value) not in known:
+            return f"input '{name}': unknown value {value!r}"
+    return True
 
 
 def optional_model_choices(folder: str, none_label: str) -> list[str]:
@@ -48,7 +67,17 @@ def find_in_model_folders(folder: str, relative: str) -> str | None:
     return None
 
 
+def compute_device() -> torch.device:
+    """The device ComfyUI chose for models (headless: the runner's choice, else the best one present)."""
+    return model_management.get_torch_device()
+
+
 def compute_placement(dtype: torch.dtype, offload: torch.device | None = None) -> Placement:
-    """ComfyUI's compute device (the runner's headless) for a module of ``dtype``."""
-    return Placement(model_management.get_torch_device(), dtype,
+    """ComfyUI's compute device for a module of ``dtype``."""
+    return Placement(compute_device(), dtype,
                      offload if offload is not None else model_management.unet_offload_device())
+
+
+def placement_for(weight_dtype: str = "default", offload: torch.device | None = None) -> Placement:
+    """ComfyUI's compute device with a weight-dtype name (today's or a legacy one) resolved on it."""
+    return compute_placement(resolve_dtype(weight_dtype, compute_device()), offload)

@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import torch
 
-from .common import seed_input
+from .common import check_names, placement_for, seed_input, weight_dtype_input
 from .errors import node_errors
 from ..compat import io
 from ..models.common.codecs.wavtokenizer import load_wavtokenizer
@@ -33,7 +33,6 @@ DualDubVideo = io.Custom("SOUNDSTAGE_DUALDUB_VIDEO")
 DualDubText = io.Custom("SOUNDSTAGE_DUALDUB_TEXT")
 DualDubSpeaker = io.Custom("SOUNDSTAGE_DUALDUB_SPEAKER")
 DualDubTokens = io.Custom("SOUNDSTAGE_DUALDUB_TOKENS")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -45,7 +44,7 @@ class LoadedDualDub:
 # ----------------------------------------------------------------------------- loader
 def load_dualdub_parts(ckpt_name: str, codec_name: str, clip_name: str, precision: str,
                        node: str = "Load DualDub"):
-    placement = Placement.auto(precision)
+    placement = placement_for(precision)
     with node_errors(node, "ckpt_name", OSError):
         model, tokenizer = load_dualdub(resolve_model("soundstage_dualdub", ckpt_name, node, "ckpt_name"))
     with node_errors(node, "codec_name", OSError):
@@ -83,12 +82,15 @@ class LoadDualDub(io.ComfyNode):
                                tooltip="WavTokenizer .ckpt the model was trained with (40 or 75 tokens/s, 24 kHz)."),
                 io.Combo.Input("clip_name", options=model_choices("clip_vision"),
                                tooltip="CLIP vision model (Hugging Face folder or single file)."),
-                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
-                               tooltip="LM precision; auto = bf16 on GPU, fp32 on CPU."),
+                weight_dtype_input("LM precision; default = bf16 on GPU, fp32 on CPU."),
             ],
             outputs=[DualDubModel.Output("dualdub"), WavTokenizerCodec.Output("codec"),
                      ClipVisionHF.Output("clip_vision")],
         )
+
+    @classmethod
+    def validate_inputs(cls, precision=None):
+        return check_names(precision=precision)
 
     @classmethod
     def execute(cls, ckpt_name, codec_name, clip_name, precision) -> io.NodeOutput:

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from .common import seed_input
+from .common import check_names, offload_input, placement_for, seed_input, weight_dtype_input
 from .errors import node_errors
 from ..compat import InputImpl, Types, io
-from ..models.common.device import Placement
+from ..models.common.device import FP8_WEIGHT_DTYPES, OFFLOAD_MODES, canonical_name
 from ..models.common.vae_tiling import vae_tiling
 from ..models.just_dub_it.av_codec import decode_audio, decode_video, fit_waveform
 from ..models.just_dub_it.bundle import load_ltx2_parts
@@ -34,8 +34,7 @@ from .model_patch import ModelHandle
 from .progress import step_callback
 
 CATEGORY = "Soundstage/JUST-DUB-IT"
-WEIGHT_STORAGE = ("default", "fp8_e4m3fn", "fp8_e4m3fn_fast")  # ComfyUI's weight_dtype names
-PRECISIONS = ["auto", "bf16", "fp16", "fp32"]
+WEIGHT_STORAGE = ("default", *FP8_WEIGHT_DTYPES)  # ComfyUI's weight_dtype names
 # JUST-DUB-IT's default negative prompt is LTX-2's long list; this is its gist.
 DEFAULT_NEGATIVE = ("blurry, low quality, distorted face, mismatched lip sync, silent or muted audio, "
                     "distorted voice, robotic voice, background noise, incorrect dialogue")
@@ -67,8 +66,11 @@ class LTX2AVModel:
 
 @dataclass
 class GemmaTextEncoder:
+    """Gemma-3 (tokenizer + network) and the handle that places the network while it encodes, so
+    ComfyUI's model manager sees its ~24 GB like any other model's."""
+
     encoder: Any
-    placement: Placement
+    handle: ModelHandle
     max_tokens: int
 
 
@@ -93,9 +95,12 @@ class DubbedLatents:
 # --------------------------------------------------------------------------- plain functions
 
 
-def load_ltx2_av(path: str, precision: str, weight_storage: str = "default", block_swap: bool = False,
+def load_ltx2_av(path: str, precision: str, weight_storage: str = "default", offload: str = "none",
                  resident_blocks: int = 0, node: str = "Load LTX-2 AV Model") -> LTX2AVModel:
-    placement = Placement.auto(precision)
+    placement = placement_for(precision)
+    weight_storage, offload = canonical_name(weight_storage), canonical_name(offload)
+    if offload not in OFFLOAD_MODES:
+        raise ValueError(f"{node}: input 'offload': unknown value {offload!r}")
     if weight_storage not in WEIGHT_STORAGE:
         raise ValueError(f"{node}: input 'weight_storage': unknown value {weight_storage!r}")
     with node_errors(node, "ckpt_name"):
@@ -109,7 +114,7 @@ def load_ltx2_av(path: str, precision: str, weight_storage: str = "default", blo
                                                        placer=placer)
 
     swap = None
-    if block_swap:
+    if offload == "block_swap":
         blocks = len(parts.transformer.transformer.transformer_blocks)
         if not 0 <= resident_blocks <= blocks:
             raise ValueError(f"{node}: input 'resident_blocks': must be 0..{blocks}, got {resident_blocks}")
@@ -147,12 +152,15 @@ def _linear_or_none(root: torch.nn.Module, path: str):
 
 
 def load_text_encoder(path: str, precision: str, max_tokens: int, node: str = "Load LTX-2 Text Encoder") -> GemmaTextEncoder:
-    placement = Placement.auto(precision)
+    placement = placement_for(precision)
     try:
         encoder = load_gemma(path, dtype=placement.dtype, device="cpu")
     except (OSError, ValueError, ImportError) as exc:
         raise ValueError(f"{node}: input 'text_encoder': {exc}") from exc
-    return GemmaTextEncoder(encoder, placement, max_tokens)
+    # Used once per run and large: released right after each use, as umt5-xxl is.
+    handle = ModelHandle(encoder.model, placement, info={"kind": "gemma3", "file": Path(path).name},
+                         offload_after_use=True)
+    return GemmaTextEncoder(encoder, handle, max_tokens)
 
 
 def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, height: int, max_frames: int,
@@ -181,15 +189,11 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
         raise ValueError(f"{node}: input 'prompt': describe the target dialogue (e.g. 'She says in Spanish: ...')")
     connectors = model.require("connectors", node, "model")
     prompts = [prompt, negative] if cfg != 1.0 else [prompt]
-    text.encoder.model.to(text.placement.device, text.placement.dtype)
-    try:
-        with connectors.use() as c:
-            try:
-                video_ctx, audio_ctx = encode_prompts(text.encoder, c, prompts, text.max_tokens)
-            except ValueError as exc:
-                raise ValueError(f"{node}: input 'text_encoder': {exc}") from exc
-    finally:
-        text.encoder.model.to("cpu")
+    with text.handle.use(), connectors.use() as c:
+        try:
+            video_ctx, audio_ctx = encode_prompts(text.encoder, c, prompts, text.max_tokens)
+        except ValueError as exc:
+            raise ValueError(f"{node}: input 'text_encoder': {exc}") from exc
     positive = TextContext(video_ctx[:1], audio_ctx[:1])
     negative_ctx = TextContext(video_ctx[1:], audio_ctx[1:]) if cfg != 1.0 else None
     callback = step_callback(steps)
@@ -199,7 +203,7 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
 
 
 def load_upsampler(path: str, precision: str, node: str = "Load LTX-2 Latent Upsampler") -> ModelHandle:
-    placement = Placement.auto(precision)
+    placement = placement_for(precision)
     with node_errors(node, "upscale_model"):
         meta = safetensors_metadata(path) if path.endswith(".safetensors") else {}
         module = load_latent_upsampler(load_file(path), meta, dtype=placement.dtype)
@@ -218,12 +222,8 @@ def refine_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, upsampler: ModelH
     big = encode_context(model, video, audio, 2 * w, 2 * h, clip.frames, clip.info.get("image_crf", 29), node=node)
     connectors = model.require("connectors", node, "model")
     vae = model.require("video_vae", node, "model")
-    text.encoder.model.to(text.placement.device, text.placement.dtype)
-    try:
-        with connectors.use() as c:
-            video_ctx, audio_ctx = encode_prompts(text.encoder, c, [prompt], text.max_tokens)
-    finally:
-        text.encoder.model.to("cpu")
+    with text.handle.use(), connectors.use() as c:
+        video_ctx, audio_ctx = encode_prompts(text.encoder, c, [prompt], text.max_tokens)
     with upsampler.use() as up, vae.use() as v:
         upscaled = upsample_latent(up, v, latents.video.to(upsampler.device)).cpu()
     if upscaled.shape != big.context.video_latent.shape:
@@ -266,20 +266,18 @@ class LoadLTX2AVModel(io.ComfyNode):
                 io.Combo.Input("ckpt_name", options=model_choices("soundstage_ltx2"),
                                tooltip="LTX-2 single file (models/soundstage/ltx2), e.g. ltx-2-19b-dev.safetensors or an fp8 "
                                        "release (ComfyUI scaled fp8 / mixed precision, or plain float8_e4m3fn weights)."),
-                io.Combo.Input("precision", options=PRECISIONS, default="auto",
-                               tooltip="Weight dtype; auto = bf16 on GPU, fp32 on CPU."),
+                weight_dtype_input("Weight dtype; default = bf16 on GPU, fp32 on CPU."),
                 io.Combo.Input("weight_storage", options=list(WEIGHT_STORAGE), default="default",
                                tooltip="fp8_e4m3fn stores the transformer blocks' linear weights in 8 bits (one scale "
                                        "per tensor), halving their memory; LoRAs then run unmerged beside them. "
                                        "An fp8 release (e.g. ltx-2-19b-dev-fp8) keeps its own fp8 weights and scales either way. "
                                        "fp8_e4m3fn_fast also runs the blocks' matmuls in fp8 on Ada/Hopper GPUs "
                                        "(faster, slightly less accurate)."),
-                io.Boolean.Input("block_swap", default=False, optional=True,
-                                 tooltip="Keep only 'resident_blocks' transformer blocks on the GPU and stream the "
-                                         "others from CPU memory, prefetching the next block while one runs "
-                                         "(with fp8 storage: the under-24 GB mode)."),
+                offload_input("block_swap keeps only 'resident_blocks' transformer blocks on the GPU and streams "
+                              "the others from CPU memory, prefetching the next block while one runs (with fp8 "
+                              "storage: the under-24 GB mode).", optional=True),
                 io.Int.Input("resident_blocks", default=0, min=0, max=128, step=1, optional=True,
-                             tooltip="With block_swap: transformer blocks kept on the GPU (more = faster, more VRAM; "
+                             tooltip="With offload block_swap: transformer blocks kept on the GPU (more = faster, more VRAM; "
                                      "LTX-2 19B has 48). Estimated peaks for a 512x768, 121-frame dub: fp8 with 16 "
                                      "resident ~15 GiB; fp8 without block swap ~26 GiB (benchmarks/roofline.py)."),
             ],
@@ -287,9 +285,13 @@ class LoadLTX2AVModel(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, ckpt_name, precision, weight_storage, block_swap=False, resident_blocks=0) -> io.NodeOutput:
+    def validate_inputs(cls, precision=None, weight_storage=None, offload=None):
+        return check_names(precision=precision, weight_storage=weight_storage, offload=offload)
+
+    @classmethod
+    def execute(cls, ckpt_name, precision, weight_storage, offload="none", resident_blocks=0) -> io.NodeOutput:
         path = resolve_model("soundstage_ltx2", ckpt_name, "Load LTX-2 AV Model", "ckpt_name")
-        return io.NodeOutput(load_ltx2_av(path, precision, weight_storage, block_swap, resident_blocks))
+        return io.NodeOutput(load_ltx2_av(path, precision, weight_storage, offload, resident_blocks))
 
 
 class DubbingLoraLoader(io.ComfyNode):
@@ -329,12 +331,16 @@ class LoadLTX2TextEncoder(io.ComfyNode):
                 io.Combo.Input("text_encoder", options=model_choices("text_encoders"),
                                tooltip="gemma_3_12B_it.safetensors (ComfyUI), or a file inside a Hugging Face Gemma-3 folder "
                                        "(e.g. gemma-3-12b-it/model-00001-of-00005.safetensors)."),
-                io.Combo.Input("precision", options=PRECISIONS, default="auto", tooltip="Gemma dtype while encoding."),
+                weight_dtype_input("Gemma dtype while encoding."),
                 io.Int.Input("max_tokens", default=MAX_PROMPT_TOKENS, min=8, max=4096, step=8,
                              tooltip="Prompts are left-padded to this length; must be a multiple of the connectors' register count (128 for LTX-2)."),
             ],
             outputs=[TextEncoder.Output(display_name="text_encoder")],
         )
+
+    @classmethod
+    def validate_inputs(cls, precision=None):
+        return check_names(precision=precision)
 
     @classmethod
     def execute(cls, text_encoder, precision, max_tokens) -> io.NodeOutput:
@@ -430,10 +436,14 @@ class LoadLTX2LatentUpsampler(io.ComfyNode):
             inputs=[
                 io.Combo.Input("upscale_model", options=model_choices("latent_upscale_models"),
                                tooltip="e.g. ltx-2-spatial-upscaler-x2-1.0.safetensors (models/latent_upscale_models)."),
-                io.Combo.Input("precision", options=PRECISIONS, default="auto", tooltip="Weight dtype."),
+                weight_dtype_input("Weight dtype."),
             ],
             outputs=[Upsampler.Output(display_name="upsampler")],
         )
+
+    @classmethod
+    def validate_inputs(cls, precision=None):
+        return check_names(precision=precision)
 
     @classmethod
     def execute(cls, upscale_model, precision) -> io.NodeOutput:

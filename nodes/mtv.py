@@ -17,8 +17,8 @@ from ..models.common.device import Placement
 from ..models.common.vae_tiling import vae_tiling
 from ..models.common.fp8 import tensor_bytes
 from ..pipelines import mtv as pipeline
-from ..pipelines.mtv import DTYPES, FP8_WEIGHT_DTYPES, build_control
-from .common import compute_placement, optional_model_choices, seed_input
+from ..pipelines.mtv import build_control, mtv_dtype
+from .common import check_names, compute_placement, optional_model_choices, seed_input, weight_dtype_input
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
 from .model_patch import ModelHandle
@@ -39,7 +39,7 @@ class LoadedMTV:
 
 
 # ---- plain functions (testable without a graph) ---------------------------------------------------
-def load_mtv(path: str, weight_dtype: str = "bfloat16") -> LoadedMTV:
+def load_mtv(path: str, weight_dtype: str = "default") -> LoadedMTV:
     model, dtype = pipeline.load_mtv(path, weight_dtype)
     return LoadedMTV(model=model, dtype=dtype)
 
@@ -139,8 +139,9 @@ def load_vae(path: str, dtype_name: str) -> ModelHandle:
     from ..models.common.checkpoint import load_file
     from ..models.mtv.vae import load_cogvideox_vae
 
-    vae = load_cogvideox_vae(load_file(path), dtype=DTYPES[dtype_name])
-    placement = compute_placement(DTYPES[dtype_name], offload=model_management.vae_offload_device())
+    dtype = mtv_dtype(dtype_name)
+    vae = load_cogvideox_vae(load_file(path), dtype=dtype)
+    placement = compute_placement(dtype, offload=model_management.vae_offload_device())
     return ModelHandle(vae, placement, info={"kind": "cogvideox_vae"})
 
 
@@ -157,14 +158,18 @@ class MTVLoadModel(io.ComfyNode):
             inputs=[
                 io.Combo.Input("ckpt_name", options=model_choices("soundstage_mtv"),
                                tooltip="From models/soundstage/mtv/."),
-                io.Combo.Input("weight_dtype", options=[*DTYPES, *FP8_WEIGHT_DTYPES], default="bfloat16",
-                               tooltip="bfloat16 as the official inference (bf16: True). fp8_e4m3fn: the 42 "
-                                       "backbone blocks' linear weights stored in 8 bits (one scale per tensor), "
-                                       "computed in bf16. fp8_e4m3fn_fast: their matmuls also run in fp8 on "
-                                       "Ada/Hopper GPUs (faster, slightly less accurate)."),
+                weight_dtype_input("bf16 as the official inference (bf16: True; also what default means here). "
+                                   "fp8_e4m3fn: the 42 backbone blocks' linear weights stored in 8 bits (one scale "
+                                   "per tensor), computed in bf16. fp8_e4m3fn_fast: their matmuls also run in fp8 on "
+                                   "Ada/Hopper GPUs (faster, slightly less accurate).",
+                                   name="weight_dtype", fp8=True, default="bf16"),
             ],
             outputs=[MODEL.Output("mtv_model", display_name="mtv_model")],
         )
+
+    @classmethod
+    def validate_inputs(cls, weight_dtype=None):
+        return check_names(weight_dtype=weight_dtype)
 
     @classmethod
     def execute(cls, ckpt_name, weight_dtype):
@@ -182,11 +187,14 @@ class CogVideoXVAELoader(io.ComfyNode):
             description="diffusers-format CogVideoX VAE (AutoencoderKLCogVideoX) weights.",
             inputs=[
                 io.Combo.Input("vae_name", options=model_choices("vae"), tooltip="From models/vae/."),
-                io.Combo.Input("weight_dtype", options=list(DTYPES), default="bfloat16",
-                               tooltip="bfloat16 halves the VAE's memory."),
+                weight_dtype_input("bf16 halves the VAE's memory.", name="weight_dtype", default="bf16"),
             ],
             outputs=[VAE.Output("vae", display_name="vae")],
         )
+
+    @classmethod
+    def validate_inputs(cls, weight_dtype=None):
+        return check_names(weight_dtype=weight_dtype)
 
     @classmethod
     def execute(cls, vae_name, weight_dtype):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ..compat import io, ui
-from ..models.common.device import Placement, best_device, resolve_dtype
+from ..models.common.device import FP8_WEIGHT_DTYPES, Placement, canonical_name, resolve_dtype
 from ..models.common.images import center_crop_to_aspect, resize_images
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
 from ..models.ovi.long_clip import stitch_audio, stitch_frames
@@ -22,7 +22,8 @@ from ..pipelines.ovi import check_pixel_size
 from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, MODEL_VARIANTS, Umt5TextEncoder,
                                build_prompt, load_tokenizer, load_umt5)
 from ..models.ovi.video_vae import decode_video, encode_image, load_wan_vae
-from .common import audio_latent, find_in_model_folders, model_folder_roots, precision_input, seed_input
+from .common import (audio_latent, check_names, compute_device, find_in_model_folders, model_folder_roots,
+                     offload_input, placement_for, seed_input, weight_dtype_input)
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
 from .model_patch import HandledEncoder, ModelHandle
@@ -33,8 +34,6 @@ OviModel = io.Custom("SOUNDSTAGE_OVI_MODEL")
 OviTextEncoder = io.Custom("SOUNDSTAGE_UMT5")
 OviConditioningType = io.Custom("SOUNDSTAGE_OVI_CONDITIONING")
 WanVAE = io.Custom("SOUNDSTAGE_WAN_VAE")
-PRECISIONS = ("auto", "bf16", "fp32", "fp8_e4m3", "fp8_e4m3_fast")
-OFFLOAD = ("none", "block_swap")
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model")  # google/umt5-xxl (Wan2.2-TI2V-5B ships it under google/)
 
 
@@ -66,8 +65,9 @@ class LoadedOvi:
 def load_ovi_model(ckpt_name: str, precision: str, offload: str, resident_blocks: int, num_heads: int,
                    text_len: int, node: str = "Load Ovi Model") -> LoadedOvi:
     path = resolve_model("soundstage_ovi", ckpt_name, node, "ckpt_name")
-    device = best_device()
-    fp8 = precision.startswith("fp8_e4m3")
+    device = compute_device()
+    precision, offload = canonical_name(precision), canonical_name(offload)
+    fp8 = precision in FP8_WEIGHT_DTYPES
     dtype = torch.bfloat16 if fp8 else resolve_dtype(precision, device)
     with node_errors(node, "ckpt_name", OSError):
         # fp8: keep the file's dtypes so an fp8 release is not rounded twice, then quantise the rest.
@@ -98,14 +98,13 @@ class LoadOviModel(io.ComfyNode):
             inputs=[
                 io.Combo.Input("ckpt_name", options=model_choices("soundstage_ovi"),
                                tooltip="Fusion checkpoint in models/soundstage/ovi."),
-                precision_input(PRECISIONS, "auto",
-                                "auto: bf16 on GPU, fp32 on CPU. fp8_e4m3: block weights stored in fp8 (per-tensor "
-                                "scale), computed in bf16 - about half the memory. fp8_e4m3_fast: the FFN matmuls "
-                                "also run in fp8 (Ada/Hopper GPUs; slightly less accurate)."),
-                io.Combo.Input("offload", options=list(OFFLOAD), default="none",
-                               tooltip="block_swap: keep only 'resident_blocks' fusion blocks on the GPU and stream "
-                                       "the others from pinned CPU memory, copying the next block while one runs (with fp8_e4m3: "
-                                       "the 24 GB-card mode)."),
+                weight_dtype_input("default: bf16 on GPU, fp32 on CPU. fp8_e4m3fn: block weights stored in fp8 "
+                                   "(per-tensor scale), computed in bf16 - about half the memory. fp8_e4m3fn_fast: "
+                                   "the FFN matmuls also run in fp8 (Ada/Hopper GPUs; slightly less accurate).",
+                                   fp8=True),
+                offload_input("block_swap: keep only 'resident_blocks' fusion blocks on the GPU and stream the "
+                              "others from pinned CPU memory, copying the next block while one runs (with "
+                              "fp8_e4m3fn: the 24 GB-card mode)."),
                 io.Int.Input("resident_blocks", default=0, min=0, max=64, step=1,
                              tooltip="With block_swap: fusion blocks kept on the GPU (more = faster, more VRAM; Ovi has "
                                      "30). Estimated peaks at 704x704, 121 frames: fp8 with 10 resident ~9 GiB, all "
@@ -117,6 +116,10 @@ class LoadOviModel(io.ComfyNode):
             ],
             outputs=[OviModel.Output("ovi_model")],
         )
+
+    @classmethod
+    def validate_inputs(cls, precision=None, offload=None):
+        return check_names(precision=precision, offload=offload)
 
     @classmethod
     def execute(cls, ckpt_name, precision, offload, resident_blocks, num_heads, text_len) -> io.NodeOutput:
@@ -190,7 +193,7 @@ def resolve_tokenizer(name: str, node: str) -> str:
 def load_text_encoder(text_encoder: str, tokenizer: str, text_len: int, node: str = "Load umt5 (Ovi)"):
     weights = resolve_model("text_encoders", text_encoder, node, "text_encoder")
     tok_path = resolve_tokenizer(tokenizer, node)
-    placement = Placement.auto("auto")
+    placement = placement_for("default")
     with node_errors(node, "text_encoder", OSError):
         model = load_umt5(weights, dtype=placement.dtype)
     with node_errors(node, "tokenizer", OSError):
@@ -396,7 +399,7 @@ class OviStitchAudio(io.ComfyNode):
 # ----------------------------------------------------------------------------- Wan VAE
 def load_video_vae(vae_name: str, precision: str, node: str = "Load Wan2.2 VAE") -> ModelHandle:
     path = resolve_model("vae", vae_name, node, "vae_name")
-    placement = Placement.auto(precision)
+    placement = placement_for(precision)
     with node_errors(node, "vae_name", OSError):
         vae = load_wan_vae(path, dtype=placement.dtype)
     return ModelHandle(vae, placement, info={"kind": "wan22_vae"})
@@ -412,10 +415,14 @@ class LoadWanVAE(io.ComfyNode):
             description="Wan2.2 video VAE (z=48) in diffusers layout, for Ovi's video latents.",
             inputs=[
                 io.Combo.Input("vae_name", options=model_choices("vae"), tooltip="Wan2.2 VAE in models/vae."),
-                precision_input(["auto", "bf16", "fp32"], "auto", "auto: bf16 on GPU, fp32 on CPU."),
+                weight_dtype_input("default: bf16 on GPU, fp32 on CPU."),
             ],
             outputs=[WanVAE.Output("vae")],
         )
+
+    @classmethod
+    def validate_inputs(cls, precision=None):
+        return check_names(precision=precision)
 
     @classmethod
     def execute(cls, vae_name, precision) -> io.NodeOutput:

@@ -12,11 +12,10 @@ from typing import Callable, Optional
 import torch
 
 from ..media.mono import mono_at_rate
+from ..models.common.device import DTYPES, FP8_WEIGHT_DTYPES, canonical_name
 
 WAV2VEC_RATE = 16000  # wav2vec2-base-960h takes 16 kHz
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-# ComfyUI's own weight_dtype names (UNETLoader): fp8 storage computed in bf16; _fast also runs fp8 GEMMs.
-FP8_WEIGHT_DTYPES = ("fp8_e4m3fn", "fp8_e4m3fn_fast")
+MTV_DTYPE = torch.bfloat16  # the official inference runs in bf16 (bf16: True): what "default" means here
 
 Place = Callable[[torch.nn.Module], object]
 
@@ -25,15 +24,22 @@ def _here(module):
     return nullcontext(module)
 
 
-def load_mtv(path: str, weight_dtype: str = "bfloat16"):
+def mtv_dtype(weight_dtype: str) -> torch.dtype:
+    """The compute dtype of a weight-dtype name (fp8 storage computes in bf16)."""
+    name = canonical_name(weight_dtype)
+    return MTV_DTYPE if name == "default" or name in FP8_WEIGHT_DTYPES else DTYPES[name]
+
+
+def load_mtv(path: str, weight_dtype: str = "default"):
     """The MTV transformer from the official checkpoint or a converted .safetensors: (model, compute dtype)."""
     from ..models.common.checkpoint import safetensors_metadata
     from ..models.mtv.convert import read_official_checkpoint
     from ..models.mtv.memory import store_fp8
     from ..models.mtv.transformer import MTVTransformer
 
+    weight_dtype = canonical_name(weight_dtype)
     fp8 = weight_dtype in FP8_WEIGHT_DTYPES
-    dtype = torch.bfloat16 if fp8 else DTYPES[weight_dtype]
+    dtype = mtv_dtype(weight_dtype)
     size = {}
     if path.endswith(".safetensors"):
         meta = safetensors_metadata(path)

@@ -153,12 +153,23 @@ def test_build_on_meta_adopts_file_tensors():
     assert half.a.weight.dtype == torch.bfloat16
 
 
-def test_placement_dtypes():
-    p = Placement.auto("fp32", "cpu")
-    assert p.device.type == "cpu" and p.dtype == torch.float32
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+def test_placement_dtypes_and_one_vocabulary():
+    from soundstage.models.common.device import canonical_name
+    from soundstage.nodes.common import check_names, compute_device, placement_for
+
+    cpu = torch.device("cpu")
+    assert resolve_dtype("default", cpu) == torch.float32 and resolve_dtype("bf16", cpu) == torch.bfloat16
+    # Older saved workflows carry these: they map onto today's names.
+    assert resolve_dtype("auto", cpu) == torch.float32 and resolve_dtype("float16", cpu) == torch.float16
+    assert [canonical_name(v) for v in ("bfloat16", "fp8_e4m3", "fp8_e4m3_fast", True, False)] == \
+        ["bf16", "fp8_e4m3fn", "fp8_e4m3fn_fast", "block_swap", "none"]
+    assert check_names(precision="auto", offload=True) is True
+    assert "unknown value" in check_names(precision="fp7")
     with pytest.raises(ValueError, match="unknown precision"):
-        resolve_dtype("fp7", torch.device("cpu"))
+        resolve_dtype("fp7", cpu)
+    p = placement_for("fp32")  # the device ComfyUI chose (the runner's headless)
+    assert p.device == compute_device() and p.dtype == torch.float32
+    assert isinstance(p, Placement)
 
 
 def test_plain_data_globals_only_when_allowed(tmp_path):

@@ -148,7 +148,7 @@ def test_loader_node_block_swap_is_self_placing_and_keeps_results(tmp_path):
 
     path = str(write_tiny_single_file(tmp_path / "m.safetensors", seed=1))
     plain = load_ltx2_av(path, "fp32", "fp8_e4m3fn")
-    swapped = load_ltx2_av(path, "fp32", "fp8_e4m3fn", block_swap=True, resident_blocks=1)
+    swapped = load_ltx2_av(path, "fp32", "fp8_e4m3fn", offload="block_swap", resident_blocks=1)
     assert not plain.transformer.self_placing and swapped.transformer.self_placing
     assert swapped.connectors is not None and not swapped.connectors.self_placing  # only the transformer streams
     ctx, text = _ctx()
@@ -159,7 +159,7 @@ def test_loader_node_block_swap_is_self_placing_and_keeps_results(tmp_path):
     swap = swapped.transformer.placer
     assert torch.equal(got, want) and swap.loads == 2 * (len(t.transformer.transformer_blocks) - 1)
     with pytest.raises(ValueError, match="Load LTX-2 AV Model: input 'resident_blocks'"):
-        load_ltx2_av(path, "fp32", "default", block_swap=True, resident_blocks=99)
+        load_ltx2_av(path, "fp32", "default", offload="block_swap", resident_blocks=99)
 
 
 def test_benchmark_memory_flags_run_tiny():

@@ -157,7 +157,7 @@ def test_load_model_fp8_weight_dtypes(tmp_path):
     from soundstage.nodes.mtv import MTVLoadModel, load_mtv
 
     options = MTVLoadModel.define_schema().inputs[1].options
-    assert {"bfloat16", "fp8_e4m3fn", "fp8_e4m3fn_fast"} <= set(options)
+    assert {"bf16", "fp8_e4m3fn", "fp8_e4m3fn_fast"} <= set(options)
     path = tmp_path / "mtv_tiny.safetensors"
     save_converted(tiny_mtv(seed=1), path)
     for name, fast in (("fp8_e4m3fn", False), ("fp8_e4m3fn_fast", True)):

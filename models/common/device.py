@@ -5,23 +5,30 @@ ComfyUI's model manager instead, so both paths share one description of where we
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# One weight-dtype vocabulary for every loader: ComfyUI's own names (UNETLoader's weight_dtype, with its
+# "default" = the best dtype of the compute device). fp8 stores linears in e4m3 and computes in bf16;
+# "_fast" also runs those matmuls as fp8 GEMMs.
+WEIGHT_DTYPES = ("default", "bf16", "fp16", "fp32")
+FP8_WEIGHT_DTYPES = ("fp8_e4m3fn", "fp8_e4m3fn_fast")
+OFFLOAD_MODES = ("none", "block_swap")  # block_swap keeps `resident_blocks` on the device, streams the rest
+# Values older saved workflows carry, mapped onto the names above.
+LEGACY_NAMES = {
+    "auto": "default", "bfloat16": "bf16", "float16": "fp16", "float32": "fp32",
+    "fp8_e4m3": "fp8_e4m3fn", "fp8_e4m3_fast": "fp8_e4m3fn_fast", True: "block_swap", False: "none",
+}
 
 
-def best_device() -> torch.device:
-    wanted = os.environ.get("SOUNDSTAGE_DEVICE")
-    if wanted:
-        return torch.device(wanted)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+def canonical_name(value):
+    """A weight-dtype or offload value in today's vocabulary (older saved values mapped)."""
+    try:
+        return LEGACY_NAMES.get(value, value)
+    except TypeError:  # unhashable: not a name at all
+        return value
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -35,12 +42,13 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name in ("auto", "default", None):
+    name = canonical_name(name)
+    if name in ("default", None):
         return default_dtype(device)
     try:
         return DTYPES[name]
     except KeyError:
-        raise ValueError(f"unknown precision {name!r}; choose one of auto, {', '.join(DTYPES)}") from None
+        raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(WEIGHT_DTYPES)}") from None
 
 
 @dataclass(frozen=True)
@@ -52,11 +60,6 @@ class Placement:
     offload: torch.device = torch.device("cpu")
     # False for modules whose storage dtypes are chosen per tensor (fp8 blocks): they only move.
     cast_dtype: bool = True
-
-    @classmethod
-    def auto(cls, precision: str = "auto", device: str | None = None) -> "Placement":
-        dev = torch.device(device) if device else best_device()
-        return cls(device=dev, dtype=resolve_dtype(precision, dev))
 
     def load(self, module: torch.nn.Module) -> torch.nn.Module:
         if not self.cast_dtype:
