@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from ...models.common.device import DTYPES
 from .datagen import lip_masks
 from .datagen_filters import LipQualityFilter, PairFilter, load_filters, screen_pair
 from .datagen_pairs import (
@@ -42,7 +43,7 @@ SYNTHWORLD_FORMAT = "soundstage-synthworld/1"
 LANGUAGE_NAMES = {"en": "English", "fr": "French", "es": "Spanish", "de": "German", "it": "Italian", "ru": "Russian",
                   "el": "Greek"}  # the paper's seven languages (A.1)
 SYNTHWORLD_MOUTH_RGB = (150, 30, 40)  # synthworld.render.MOUTH
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = DTYPES  # the pack's one dtype table
 
 
 def synthworld_lip_masks(frames: torch.Tensor, tolerance: float = 60.0, dilate: int = 2) -> torch.Tensor:
