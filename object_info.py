@@ -1,16 +1,18 @@
 """The JSON that ComfyUI's ``/object_info`` serves for a node, built from its V1 view."""
 from __future__ import annotations
 
-import asyncio
 
 
 def pack_node_classes() -> dict[str, type]:
-    """Soundstage's own nodes by node id, as the ComfyUI entry point lists them."""
-    from . import comfy_entrypoint
+    """Soundstage's own nodes by node id, as the ComfyUI entry point lists them (the runner's one listing);
+    a pack that fails to load is an error here."""
+    from .headless.registry import pack_nodes
 
-    extension = asyncio.run(comfy_entrypoint())
-    nodes = asyncio.run(extension.get_node_list())
-    return {cls.GET_SCHEMA().node_id: cls for cls in nodes}
+    errors: list[str] = []
+    nodes = pack_nodes(errors)
+    if errors:
+        raise RuntimeError(errors[0])
+    return nodes
 
 
 def node_info(node_id: str, cls: type) -> dict:

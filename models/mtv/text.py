@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..common.checkpoint import CheckpointError, drop_prefixes, load_file, load_strict
+from ..common.t5 import encoder_sizes, encoder_state_dict, load_encoder, read_state_dict
 
 TEXT_LENGTH = 226
 COUNT_WORDS = ("No", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten")
@@ -43,35 +43,17 @@ def t5_config_from_state_dict(sd: Mapping[str, torch.Tensor]):
     """T5-v1.1 encoder sizes from the weights (gated-GELU FFN, eps 1e-6, 32 buckets / 128 distance)."""
     from transformers import T5Config
 
-    if "encoder.final_layer_norm.weight" not in sd:
-        raise CheckpointError("not a T5 encoder checkpoint (no encoder.final_layer_norm.weight)")
-    vocab, d_model = sd["shared.weight"].shape
-    layers = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.block."))
-    buckets, heads = sd["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].shape
-    inner = sd["encoder.block.0.layer.0.SelfAttention.q.weight"].shape[0]
-    gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in sd
-    d_ff = sd[f"encoder.block.0.layer.1.DenseReluDense.{'wi_0' if gated else 'wi'}.weight"].shape[0]
-    return T5Config(
-        vocab_size=vocab, d_model=d_model, d_kv=inner // heads, d_ff=d_ff, num_layers=layers, num_heads=heads,
-        relative_attention_num_buckets=buckets, feed_forward_proj="gated-gelu" if gated else "relu",
-        layer_norm_epsilon=1e-6,
-    )
+    sizes, gated = encoder_sizes(sd, "T5 encoder")
+    return T5Config(**sizes, feed_forward_proj="gated-gelu" if gated else "relu")
 
 
 def load_t5_encoder(source, dtype: torch.dtype | None = None, device="cpu"):
     """transformers ``T5EncoderModel`` from an HF-layout state dict or file (strict)."""
     from transformers import T5EncoderModel
 
-    sd = load_file(source) if isinstance(source, (str, Path)) else dict(source)
-    sd = dict(drop_prefixes(sd, ("decoder.", "lm_head.")))
-    if "shared.weight" not in sd and "encoder.embed_tokens.weight" in sd:
-        sd["shared.weight"] = sd["encoder.embed_tokens.weight"]
-    sd["encoder.embed_tokens.weight"] = sd["shared.weight"]
-    config = t5_config_from_state_dict(sd)
-    with torch.device("meta"):
-        model = T5EncoderModel(config)
-    load_strict(model, sd, context="T5 text encoder", dtype=dtype, assign=True)
-    return model.to(device).eval().requires_grad_(False)
+    sd = encoder_state_dict(read_state_dict(source))
+    return load_encoder(T5EncoderModel, t5_config_from_state_dict(sd), sd, context="T5 text encoder",
+                        dtype=dtype, device=device)
 
 
 def find_tokenizer(weights_path: str | Path) -> Path:

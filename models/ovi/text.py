@@ -12,7 +12,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..common.checkpoint import CheckpointError, drop_prefixes, load_file, load_strict, rename_keys
+from ..common.checkpoint import rename_keys
+from ..common.t5 import encoder_sizes, encoder_state_dict, load_encoder, read_state_dict
 
 # Checkpoint prompt formats (ovi/ovi_fusion_engine.py NAME_TO_MODEL_SPECS_MAP).
 MODEL_VARIANTS = ("720x720_5s", "960x960_5s", "960x960_10s")
@@ -75,42 +76,24 @@ def to_hf_umt5(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Either naming -> UMT5EncoderModel keys (decoder and LM head dropped; tied embeddings filled)."""
     if "token_embedding.weight" in sd:
         sd = rename_keys(sd, WAN_T5_TO_HF)
-    sd = drop_prefixes(sd, ("decoder.", "lm_head."))
-    sd = dict(sd)
-    if "shared.weight" not in sd and "encoder.embed_tokens.weight" in sd:
-        sd["shared.weight"] = sd["encoder.embed_tokens.weight"]
-    if "shared.weight" in sd:
-        sd["encoder.embed_tokens.weight"] = sd["shared.weight"]
-    return sd
+    return encoder_state_dict(sd)
 
 
 def umt5_config_from_state_dict(sd: Mapping[str, torch.Tensor]):
     from transformers import UMT5Config
 
-    if "encoder.final_layer_norm.weight" not in sd:
-        raise CheckpointError("not a umt5 encoder checkpoint (no final layer norm)")
-    vocab, d_model = sd["shared.weight"].shape
-    layers = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.block."))
-    buckets, heads = sd["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].shape
-    inner = sd["encoder.block.0.layer.0.SelfAttention.q.weight"].shape[0]
-    d_ff = sd["encoder.block.0.layer.1.DenseReluDense.wi_0.weight"].shape[0]
+    sizes, _ = encoder_sizes(sd, "umt5 encoder")
     # umt5-xxl: gated tanh-GELU FFN, no attention scaling, eps 1e-6, 128 max distance (Wan t5.py).
-    return UMT5Config(vocab_size=vocab, d_model=d_model, d_kv=inner // heads, d_ff=d_ff, num_layers=layers,
-                      num_heads=heads, relative_attention_num_buckets=buckets, feed_forward_proj="gated-gelu",
-                      dense_act_fn="gelu_new", is_gated_act=True, layer_norm_epsilon=1e-6)
+    return UMT5Config(**sizes, feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", is_gated_act=True)
 
 
 def load_umt5(source, dtype: torch.dtype | None = None, device="cpu"):
     """UMT5EncoderModel from an HF-format or Wan ``.pth`` state dict (strict)."""
     from transformers import UMT5EncoderModel
 
-    sd = load_file(source) if isinstance(source, (str, Path)) else dict(source)
-    sd = to_hf_umt5(sd)
-    config = umt5_config_from_state_dict(sd)
-    with torch.device("meta"):
-        model = UMT5EncoderModel(config)
-    load_strict(model, sd, context="umt5 text encoder", dtype=dtype, assign=True)
-    return model.to(device).eval().requires_grad_(False)
+    sd = to_hf_umt5(read_state_dict(source))
+    return load_encoder(UMT5EncoderModel, umt5_config_from_state_dict(sd), sd, context="umt5 text encoder",
+                        dtype=dtype, device=device)
 
 
 def load_tokenizer(path: str | Path):
