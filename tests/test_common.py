@@ -12,7 +12,7 @@ from soundstage.models.common.checkpoint import (
 )
 from soundstage.models.common.device import Placement, resolve_dtype
 from soundstage.models.common.modulation import AdaLNModulation, modulate
-from soundstage.models.common.rope import apply_rope, apply_rope_range, rope_angles, rope_angles_3d
+from soundstage.models.common.rope import inverse_frequencies
 
 
 def reference_attention(q, k, v, allowed):
@@ -47,30 +47,31 @@ def test_causal_mask_with_offset():
     assert m.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
 
 
-@pytest.mark.parametrize("pairing", ["interleaved", "half"])
-def test_rope_is_a_rotation_that_encodes_relative_position(pairing):
+def test_one_rope_frequency_table_serves_every_system():
+    from soundstage.models.audiogen_omni.paapi import apply_rope as mmaudio_rope, rope_rotations
+    from soundstage.models.mtv.rope import apply_rope as mtv_rope, rope_3d
+    from soundstage.models.ovi.rope import RopeTable, audio_angles, video_angles
+
+    inv = inverse_frequencies(16, dtype=torch.float64)
+    assert torch.allclose(inv, torch.tensor([10000.0 ** (-i / 8) for i in range(8)], dtype=torch.float64))
+    assert inverse_frequencies(9).shape == (4,)  # odd band: its last channel stays unrotated (SAT)
     torch.manual_seed(0)
-    q, k = torch.randn(16), torch.randn(16)
-    def score(pq, pk):
-        aq = rope_angles(torch.tensor([float(pq)]), 16)
-        ak = rope_angles(torch.tensor([float(pk)]), 16)
-        return (apply_rope(q[None], aq, pairing=pairing) * apply_rope(k[None], ak, pairing=pairing)).sum()
-    assert torch.allclose(score(3, 1), score(10, 8), atol=1e-5)  # depends on p_q - p_k only
-    assert not torch.allclose(score(3, 1), score(3, 2), atol=1e-3)
-    x = torch.randn(4, 10, 16)
-    y = apply_rope(x, rope_angles(torch.arange(10), 16), pairing=pairing)
-    assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+    q, k = torch.randn(24), torch.randn(24)
 
+    def relative(rotate):  # a rotation whose score depends on p_q - p_k only
+        def score(pq, pk):
+            return (rotate(q, pq) * rotate(k, pk)).sum()
+        assert torch.allclose(score(3, 1), score(10, 8), atol=1e-4)
+        assert not torch.allclose(score(3, 1), score(3, 2), atol=1e-3)
 
-def test_rope_scaling_partial_channels_and_ranges():
-    pos = torch.arange(6).float()
-    assert torch.allclose(rope_angles(pos * 2, 8), rope_angles(pos, 8, scale=2.0))
-    x = torch.randn(1, 9, 12)
-    y = apply_rope_range(x, rope_angles(torch.arange(4), 8), 2, 6)
-    assert torch.equal(y[:, :2], x[:, :2]) and torch.equal(y[:, 6:], x[:, 6:])  # text tokens untouched
-    assert torch.equal(y[:, 2:6, 8:], x[:, 2:6, 8:])  # channels past the rotary band untouched
-    assert not torch.allclose(y[:, 3:6, :8], x[:, 3:6, :8])
-    assert rope_angles_3d((2, 3, 4), (4, 6, 6)).shape == (24, 8)
+    relative(lambda x, p: mmaudio_rope(x.view(1, 1, 1, 24).expand(1, 1, p + 1, 24),
+                                       rope_rotations(p + 1, 24))[0, 0, p])
+    relative(lambda x, p: RopeTable(audio_angles(p + 1, 24, scale=1.0)).apply(
+        x.view(1, 1, 1, 24).expand(1, p + 1, 1, 24).contiguous())[0, p, 0])
+    cos, sin = rope_3d(12, 1, 1, 32)
+    q, k = q[:16].repeat(2), k[:16].repeat(2)
+    relative(lambda x, p: mtv_rope(x.view(1, 1, 1, 32), cos[p:p + 1], sin[p:p + 1])[0, 0, 0])
+    assert video_angles(2, 3, 4, 24).shape == (24, 12)
 
 
 def test_adaln_starts_as_identity_and_modulates():

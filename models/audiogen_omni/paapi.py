@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..common.rope import inverse_frequencies
+
 
 def rope_rotations(
     length: int, head_dim: int, *, theta: float = 10000.0, freq_scaling: float = 1.0, device=None
@@ -16,7 +18,7 @@ def rope_rotations(
     if head_dim % 2:
         raise ValueError(f"RoPE needs an even head dim, got {head_dim}")
     pos = torch.arange(length, dtype=torch.float32, device=device)
-    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
+    freqs = inverse_frequencies(head_dim, theta=theta, device=device)
     freqs = freqs * freq_scaling
     ang = pos[:, None] * freqs[None]
     cos, sin = torch.cos(ang), torch.sin(ang)

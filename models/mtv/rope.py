@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import torch
 
+from ..common.rope import inverse_frequencies
+
 
 def _axis_freqs(positions: torch.Tensor, dim: int, theta: float) -> torch.Tensor:
-    freqs = 1.0 / (theta ** (torch.arange(0, dim, 2)[: dim // 2].float() / dim))
+    freqs = inverse_frequencies(dim, theta=theta)
     return torch.repeat_interleave(positions[:, None] * freqs[None], 2, dim=-1)
 
 

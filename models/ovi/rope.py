@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from ..common.rope import inverse_frequencies
+
 THETA = 10000.0
 # Audio latent frames (157 per 5 s) map onto video latent frames (31 per 5 s): 31/157, paper 4.1.
 AUDIO_TEMPORAL_SCALE = 0.19676
@@ -21,7 +23,7 @@ def band_sizes(head_dim: int) -> tuple[int, int, int]:
 
 
 def _angles(positions: torch.Tensor, dim: int, scale: float = 1.0) -> torch.Tensor:
-    inv = 1.0 / torch.pow(THETA, torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    inv = inverse_frequencies(dim, theta=THETA, dtype=torch.float64)
     return torch.outer(positions.to(torch.float64), scale * inv)
 
 
