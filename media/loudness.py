@@ -15,7 +15,6 @@ from .errors import MediaError
 from .windows import sliding_mean, sliding_min
 
 GATE_BLOCK_S = 0.4  # BS.1770 gating block
-MIN_LUFS, MAX_LUFS = -70.0, 0.0
 MAX_GAIN_DB = 60.0
 
 
@@ -43,17 +42,6 @@ def integrated_loudness(wave: torch.Tensor, sample_rate: int) -> float:
         wave = wave.repeat(1, math.ceil(block / wave.shape[-1]))[:, :block]
     value = float(AF.loudness(wave.to(torch.float32), sample_rate))
     return value if math.isfinite(value) else float("-inf")
-
-
-def normalize_loudness(wave: torch.Tensor, sample_rate: int, target_lufs: float) -> tuple[torch.Tensor, float]:
-    """Scale to ``target_lufs``; returns (audio, gain dB applied). Silence is returned unchanged."""
-    if not MIN_LUFS <= target_lufs <= MAX_LUFS:
-        raise MediaError(f"target loudness must be in [{MIN_LUFS}, {MAX_LUFS}] LUFS, got {target_lufs}")
-    measured = integrated_loudness(wave, sample_rate)
-    if not math.isfinite(measured):
-        return wave, 0.0
-    gain_db = max(-MAX_GAIN_DB, min(MAX_GAIN_DB, target_lufs - measured))
-    return wave * db_to_gain(gain_db), gain_db
 
 
 def oversampling_factor(sample_rate: int) -> int:

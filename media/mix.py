@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .audio_io import convert_channels, resample
 from .ducking import duck_gain
 from .errors import MediaError
-from .loudness import db_to_gain, integrated_loudness, limiter_gain
+from .loudness import MAX_GAIN_DB, db_to_gain, integrated_loudness, limiter_gain
 
 ROLES = ("dialogue", "effects", "music")
 MAX_TRACK_GAIN_DB = 48.0
@@ -76,7 +76,7 @@ def mix_tracks(tracks: list[Track], sample_rate: int = 0, channels: int = 2, tar
         measured = integrated_loudness(mix, rate)
         report["input_lufs"] = measured
         if measured != float("-inf"):
-            gain = db_to_gain(max(-60.0, min(60.0, target_lufs - measured)))
+            gain = db_to_gain(max(-MAX_GAIN_DB, min(MAX_GAIN_DB, target_lufs - measured)))
             mix = mix * gain
             stems = {k: v * gain for k, v in stems.items()}
             m_and_e = m_and_e * gain

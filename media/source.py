@@ -45,12 +45,3 @@ def origin_seconds(container) -> float:
     """Time zero of a file: the earliest stream start, so audio and video share one clock."""
     start = container.start_time
     return 0.0 if start is None else start / av.time_base
-
-
-def stream_seconds(stream, container) -> float | None:
-    """Duration of a stream in seconds, from the stream or else the container."""
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None

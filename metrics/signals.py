@@ -31,15 +31,6 @@ def onset_strength(wave: np.ndarray, sample_rate: int, rate: float) -> np.ndarra
     return np.maximum(0.0, np.diff(env, prepend=env[:1]))
 
 
-def peaks(series: np.ndarray, *, rel_height: float = 0.3, distance: int = 3) -> np.ndarray:
-    from scipy.signal import find_peaks
-
-    if series.size == 0 or float(series.max()) <= 0:
-        return np.zeros(0, int)
-    idx, _ = find_peaks(series, height=rel_height * float(series.max()), distance=distance)
-    return idx
-
-
 def robust_peaks(series: np.ndarray, *, z: float = 3.0, distance: int = 3) -> np.ndarray:
     """Local maxima standing ``z`` robust deviations (MAD) above the median: outliers of a series
     whose baseline is noisy, where a fraction-of-maximum threshold lets one huge event hide the rest."""

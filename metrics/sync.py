@@ -8,16 +8,6 @@ import numpy as np
 from .signals import lagged_correlation, onset_strength, rms_envelope, robust_peaks, zscore
 
 
-def motion_energy(frames: np.ndarray) -> np.ndarray:
-    """Mean absolute change between consecutive frames (an optical-flow magnitude stand-in that needs
-    no OpenCV); value i is the motion arriving at frame i."""
-    f = frames.astype(np.float32)
-    if f.max() > 1.5:
-        f = f / 255.0
-    diff = np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3))
-    return np.concatenate([[0.0], diff])
-
-
 def motion_onsets(frames: np.ndarray) -> np.ndarray:
     """Local motion energy above its running median: peaks where objects move fastest (a falling
     ball at contact) or change suddenly. A global colour change (lighting, mood) is removed by

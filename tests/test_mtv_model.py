@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from conftest import golden_files
 from soundstage.models.common.checkpoint import CheckpointError, meta_device
 from soundstage.models.mtv.audio_modules import MSTConfig
-from soundstage.models.mtv.convert import convert_sat_to_ours, read_official_checkpoint, rope_buffers
+from soundstage.models.mtv.convert import convert_sat_to_ours, read_official_checkpoint, sat_network_state
 from soundstage.models.mtv.transformer import BackboneConfig, MTVTransformer
 
 FILES = golden_files("mtv_audio")
@@ -91,7 +91,8 @@ def test_audio_step_changes_output(golden_dir, golden):
 
 def test_rope_tables_equal_checkpoint_buffers(golden_dir, golden):
     _, sd, inputs, _, model, _ = golden
-    cos, sin = rope_buffers(sd)
+    net = sat_network_state(sd)  # the official checkpoint's own RoPE buffers
+    cos, sin = net["mixins.pos_embed.freqs_cos"], net["mixins.pos_embed.freqs_sin"]
     _, t, _, h, w = inputs["x"].shape
     rc, rs = model.rope(t, h, w, "cpu")
     assert torch.equal(rc, cos) and torch.equal(rs, sin)

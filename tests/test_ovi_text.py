@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from soundstage.models.common.checkpoint import CheckpointError
-from soundstage.models.ovi.text import (Umt5TextEncoder, build_prompt, clean_whitespace, format_for_variant,
+from soundstage.models.ovi.text import (Umt5TextEncoder, build_prompt, clean_whitespace,
                                         load_tokenizer, load_umt5, to_hf_umt5)
 from soundstage.testing.ovi import tiny_umt5_state_dict, write_tiny_tokenizer
 
@@ -20,11 +20,7 @@ def test_prompt_builder_formats_per_variant():
         build_prompt("x", variant="1080p")
 
 
-def test_format_for_variant_round_trip():
-    tagged = "Scene. <AUDCAP>rain on glass<ENDAUDCAP>"
-    plain = format_for_variant(tagged, "960x960_5s")
-    assert plain == "Scene. Audio: rain on glass"
-    assert format_for_variant(plain, "720x720_5s") == tagged
+def test_clean_whitespace():
     assert clean_whitespace("a \n\t b &amp;amp; c ") == "a b & c"
 
 

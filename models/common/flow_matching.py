@@ -142,10 +142,6 @@ def velocity_to_diffusers(v: torch.Tensor) -> torch.Tensor:
     return -v
 
 
-def velocity_from_diffusers(v: torch.Tensor) -> torch.Tensor:
-    return -v
-
-
 def shift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:
     """diffusers' static time shift ``shift*s / (1 + (shift-1)*s)`` (FlowMatchEulerDiscreteScheduler)."""
     return shift * sigmas / (1 + (shift - 1) * sigmas)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .aligner import AlignerCache, CrossModalAligner, time_embedding
+from .aligner import CrossModalAligner, time_embedding
 from .config import DualDubConfig
 from .speaker import SpeakerEncoder
 
@@ -130,7 +130,3 @@ def stream_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) 
     if not bool(valid.any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits[valid].float(), targets[valid])
-
-
-def new_aligner_cache() -> AlignerCache:
-    return AlignerCache()

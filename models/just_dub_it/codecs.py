@@ -117,10 +117,6 @@ def vocoder_state_dict(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, torc
     return rename_keys(select(checkpoint, VOCODER_PREFIX), VOCODER_RENAMES)
 
 
-def has_codecs(checkpoint: Mapping[str, torch.Tensor]) -> bool:
-    return all(any(k.startswith(p) for k in checkpoint) for p in (VIDEO_VAE_PREFIX, AUDIO_VAE_PREFIX, VOCODER_PREFIX))
-
-
 def load_video_vae(checkpoint, metadata=None, *, dtype=None) -> AutoencoderKLLTX2Video:
     sd = video_vae_state_dict(checkpoint)
     kw = video_vae_kwargs(sd)

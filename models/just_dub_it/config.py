@@ -7,10 +7,9 @@ audio<->video timestep multiplier, so the config must always come from the file.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Mapping
 
-from ..common.checkpoint import CheckpointError, safetensors_metadata
+from ..common.checkpoint import CheckpointError
 
 # LTX-2.0 19B values (ltx_core LTXModelConfigurator defaults + LTX-2.0 settings), for files without metadata.
 LTX2_19B_NATIVE_CONFIG: dict[str, Any] = {
@@ -84,7 +83,3 @@ def diffusers_transformer_kwargs(native: Mapping[str, Any]) -> dict[str, Any]:
         timestep_scale_multiplier=native["timestep_scale_multiplier"],
         cross_attn_timestep_scale_multiplier=native["av_ca_timestep_scale_multiplier"],
     )
-
-
-def transformer_kwargs_from_file(path: str | Path) -> dict[str, Any]:
-    return diffusers_transformer_kwargs(native_transformer_config(safetensors_metadata(path)))

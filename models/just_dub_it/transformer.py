@@ -2,7 +2,6 @@
 native single-file checkpoint, wrapped for JUST-DUB-IT's in-context forward."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -13,10 +12,8 @@ from torch import nn
 from ..common.checkpoint import (
     CheckpointError,
     build_and_load,
-    load_file,
     load_strict,
     meta_device,
-    safetensors_metadata,
     select,
 )
 from ..common.fp8 import Fp8Linear
@@ -131,10 +128,6 @@ def _fp8_linears_(model: nn.Module, names: list[str], *, bias_dtype: torch.dtype
     if wrong:
         raise CheckpointError("LTX-2 transformer (fp8): fp8 weights for modules that are not linear layers: "
                               + ", ".join(wrong))
-
-
-def load_transformer_file(path: str | Path, *, dtype: torch.dtype | None = None, device="cpu") -> "InContextTransformer":
-    return load_transformer(load_file(path, device=device), safetensors_metadata(path), dtype=dtype)
 
 
 class InContextTransformer(nn.Module):

@@ -96,12 +96,6 @@ def convert_sat_to_ours(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     return rename_keys(_split_fused(sd), SAT_TO_OURS)
 
 
-def rope_buffers(sd: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
-    sd = sat_network_state(sd)
-    cos, sin = sd.get("mixins.pos_embed.freqs_cos"), sd.get("mixins.pos_embed.freqs_sin")
-    return None if cos is None or sin is None else (cos, sin)
-
-
 def require(sd: Mapping[str, torch.Tensor], key: str, context: str) -> torch.Tensor:
     if key not in sd:
         raise CheckpointError(f"{context}: expected key {key!r} is absent; is this an MTV checkpoint?")

@@ -93,10 +93,3 @@ def package_from(obj: dict, name: str) -> DemucsPackage:
     if bad:
         raise CheckpointError(f"{name}: state entries {bad[:5]} are not tensors")
     return DemucsPackage(name=name, kwargs=kwargs, state=dict(state))
-
-
-def read_package(path: str | Path) -> DemucsPackage:
-    obj = read_checkpoint(path)
-    if not is_package(obj):
-        raise CheckpointError(f"{Path(path).name}: not a demucs package (no 'klass' / 'state' entries)")
-    return package_from(obj, Path(path).name)

@@ -30,13 +30,6 @@ def uses_audcap_tags(variant: str) -> bool:
     return variant == "720x720_5s"
 
 
-def format_for_variant(text: str, variant: str) -> str:
-    """Rewrite an audio description into the tag style the checkpoint expects (engine's formatter)."""
-    if uses_audcap_tags(variant):
-        return re.sub(r"Audio:\s*(.*)", rf"{AUDCAP_OPEN}\1{AUDCAP_CLOSE}", text, flags=re.S)
-    return re.sub(rf"{AUDCAP_OPEN}(.*?){AUDCAP_CLOSE}", r"Audio: \1", text, flags=re.S)
-
-
 def build_prompt(video: str, speech: Sequence[str] = (), audio: str = "", variant: str = "720x720_5s") -> str:
     """Scene text, each spoken line wrapped in ``<S>..<E>``, then the audio caption.
 
