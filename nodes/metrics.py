@@ -25,17 +25,6 @@ def _mono(audio: dict, node: str, name: str) -> tuple[np.ndarray, int]:
     return wave, int(audio["sample_rate"])
 
 
-def _at_rate(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """A mono float64 signal resampled to ``target`` Hz (unchanged when it is already there)."""
-    if rate == target:
-        return wave
-    import torch
-
-    from ..media.audio_io import resample
-
-    return resample(torch.from_numpy(wave).float()[None], rate, target)[0].numpy().astype(np.float64)
-
-
 def av_sync_metrics(video, max_lag: int, speech: dict | None = None) -> dict:
     from ..metrics import sync
 
@@ -97,9 +86,11 @@ class DubbingTimingMetrics(io.ComfyNode):
         from ..metrics import timing
 
         node = "SoundstageDubbingTimingMetrics"
-        a, ra = _mono(dubbed, node, "dubbed")
+        from ..media.mono import mono_at_rate
+
+        _mono(dubbed, node, "dubbed")  # checks the input
         b, rb = _mono(source, node, "source")
-        a = _at_rate(a, ra, rb)
+        a = mono_at_rate(dubbed, rb).numpy().astype(np.float64)
         m = {"int_corr": timing.int_corr(a, b, rb), "dur_err": timing.dur_err(a, b, rb)}
         text = _report("Dubbing timing", m)
         return io.NodeOutput(m["int_corr"], m["dur_err"], text, ui=ui.PreviewText(text))
@@ -156,9 +147,11 @@ class SpeakerSimilarity(io.ComfyNode):
         from ..metrics.speaker import speaker_similarity
 
         node = "SoundstageSpeakerSimilarity"
+        from ..media.mono import mono_at_rate
+
         wa, ra = _mono(a, node, "a")
-        wb, rb = _mono(b, node, "b")
-        wb = _at_rate(wb, rb, ra)
+        _mono(b, node, "b")  # checks the input
+        wb = mono_at_rate(b, ra).numpy().astype(np.float64)
         with node_errors(node, None, MetricUnavailable):
             sim = speaker_similarity(wa, wb, ra)
         return io.NodeOutput(sim, ui=ui.PreviewText(f"speaker similarity: {sim:.4f}"))
