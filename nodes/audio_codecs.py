@@ -14,9 +14,7 @@ import torch
 
 from ..compat import io, model_management
 from ..models.common.checkpoint import load_file
-from ..models.common.codecs.bigvgan import load_bigvgan
 from ..models.common.codecs.mel import MEL_16K, MEL_44K, LogMel, MelConfig, mel_config_for, prepare_waveform
-from ..models.common.codecs.mmaudio_vae import MelVAE, load_mel_vae
 from .common import audio_latent, check_names, placement_for, seed_input, weight_dtype_input
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
@@ -60,6 +58,8 @@ def resolve_codec_file(name: str, node: str, input_name: str) -> str:
 
 
 def load_audio_vae(path: str, precision: str, node: str = "Load Mel-VAE") -> AudioVAEModel:
+    from ..models.common.codecs.mmaudio_vae import load_mel_vae  # diffusers: imported where used
+
     placement = placement_for(precision)
     with node_errors(node, "vae_name", ValueError):
         vae = load_mel_vae(load_file(path), dtype=placement.dtype, context=f"{node}: {Path(path).name}")
@@ -69,6 +69,8 @@ def load_audio_vae(path: str, precision: str, node: str = "Load Mel-VAE") -> Aud
 
 
 def load_vocoder(path: str, precision: str, node: str = "Load Vocoder") -> ModelHandle:
+    from ..models.common.codecs.bigvgan import load_bigvgan  # diffusers: imported where used
+
     placement = placement_for(precision)
     with node_errors(node, "vocoder_name"):
         model = load_bigvgan(load_file(path), dtype=placement.dtype, context=f"{node}: {Path(path).name}")
@@ -102,6 +104,8 @@ def vae_encode(vae: AudioVAEModel, mel: dict, sample: bool, seed: int, node: str
         mean, logvar = model.encode(spec.to(vae.handle.device))
         if sample:
             gen = torch.Generator(device=mean.device).manual_seed(seed)
+            from ..models.common.codecs.mmaudio_vae import MelVAE
+
             z = MelVAE.sample(mean, logvar, gen)
         else:
             z = mean

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,18 +20,17 @@ from ..compat import InputImpl, Types, io
 from ..models.common.device import FP8_WEIGHT_DTYPES, OFFLOAD_MODES, canonical_name
 from ..models.common.vae_tiling import vae_tiling
 from ..models.just_dub_it.av_codec import decode_audio, decode_video, fit_waveform
-from ..models.just_dub_it.bundle import load_ltx2_parts
-from ..models.just_dub_it.lora import Lora, loras_merged, read_lora
 from ..models.just_dub_it.memory import Fp8Linear, ltx2_block_swap, store_fp8
 from ..models.common.checkpoint import load_file, safetensors_metadata
-from ..pipelines.just_dub_it import (DubbingContext, TextContext, clip_geometry, dub, encode_clip_audio,
-                                     encode_clip_video, refine)
-from ..models.just_dub_it.upsampler import load_latent_upsampler, upsample_latent
 from ..models.just_dub_it.schedule import DEFAULT_CFG, DEFAULT_STEPS
-from ..models.just_dub_it.text import MAX_PROMPT_TOKENS, encode_prompts, load_gemma
+from ..models.just_dub_it.text import MAX_PROMPT_TOKENS
 from .model_folders import model_choices, resolve_model
 from .model_patch import ModelHandle
 from .progress import step_callback
+
+if TYPE_CHECKING:
+    from ..models.just_dub_it.lora import Lora
+    from ..pipelines.just_dub_it import DubbingContext
 
 CATEGORY = "Soundstage/JUST-DUB-IT"
 WEIGHT_STORAGE = ("default", *FP8_WEIGHT_DTYPES)  # ComfyUI's weight_dtype names
@@ -97,6 +96,8 @@ class DubbedLatents:
 
 def load_ltx2_av(path: str, precision: str, weight_storage: str = "default", offload: str = "none",
                  resident_blocks: int = 0, node: str = "Load LTX-2 AV Model") -> LTX2AVModel:
+    from ..models.just_dub_it.bundle import load_ltx2_parts  # diffusers: imported where used
+
     placement = placement_for(precision)
     weight_storage, offload = canonical_name(weight_storage), canonical_name(offload)
     if offload not in OFFLOAD_MODES:
@@ -131,6 +132,8 @@ def load_ltx2_av(path: str, precision: str, weight_storage: str = "default", off
 
 
 def add_lora(model: LTX2AVModel, path: str, strength: float, node: str = "Dubbing LoRA Loader") -> LTX2AVModel:
+    from ..models.just_dub_it.lora import read_lora
+
     if strength == 0.0:
         return model
     with node_errors(node, "lora_name"):
@@ -152,6 +155,8 @@ def _linear_or_none(root: torch.nn.Module, path: str):
 
 
 def load_text_encoder(path: str, precision: str, max_tokens: int, node: str = "Load LTX-2 Text Encoder") -> GemmaTextEncoder:
+    from ..models.just_dub_it.text import load_gemma
+
     placement = placement_for(precision)
     try:
         encoder = load_gemma(path, dtype=placement.dtype, device="cpu")
@@ -165,6 +170,8 @@ def load_text_encoder(path: str, precision: str, max_tokens: int, node: str = "L
 
 def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, height: int, max_frames: int,
                    image_crf: int = 29, node: str = "Encode Dubbing Context") -> EncodedClip:
+    from ..pipelines.just_dub_it import DubbingContext, clip_geometry, encode_clip_audio, encode_clip_video
+
     comps = video.get_components()
     images = comps.images
     fps = float(Fraction(comps.frame_rate))
@@ -185,6 +192,10 @@ def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, he
 
 def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip, prompt: str, negative: str,
                    steps: int, cfg: float, seed: int, node: str = "Dubbing Sampler") -> DubbedLatents:
+    from ..models.just_dub_it.lora import loras_merged
+    from ..models.just_dub_it.text import encode_prompts
+    from ..pipelines.just_dub_it import TextContext, dub
+
     if not prompt.strip():
         raise ValueError(f"{node}: input 'prompt': describe the target dialogue (e.g. 'She says in Spanish: ...')")
     connectors = model.require("connectors", node, "model")
@@ -203,6 +214,8 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
 
 
 def load_upsampler(path: str, precision: str, node: str = "Load LTX-2 Latent Upsampler") -> ModelHandle:
+    from ..models.just_dub_it.upsampler import load_latent_upsampler
+
     placement = placement_for(precision)
     with node_errors(node, "upscale_model"):
         meta = safetensors_metadata(path) if path.endswith(".safetensors") else {}
@@ -213,6 +226,11 @@ def load_upsampler(path: str, precision: str, node: str = "Load LTX-2 Latent Ups
 def refine_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, upsampler: ModelHandle, clip: EncodedClip,
                    latents: DubbedLatents, prompt: str, seed: int, node: str = "Dubbing Refine (Stage 2)") -> DubbedLatents:
     """2x latent upsampling + the distilled-LoRA refinement; the stage-1 audio is kept as it is."""
+    from ..models.just_dub_it.lora import loras_merged
+    from ..models.just_dub_it.text import encode_prompts
+    from ..models.just_dub_it.upsampler import upsample_latent
+    from ..pipelines.just_dub_it import TextContext, refine
+
     if not prompt.strip():
         raise ValueError(f"{node}: input 'prompt': use the stage-1 prompt")
     if clip.source is None:

@@ -254,3 +254,20 @@ def test_model_layer_and_stubs_import_without_the_media_and_metric_extras():
             "import soundstage.models.just_dub_it.transformer\n")
     done = subprocess.run([sys.executable, "-c", boot], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_loading_the_nodes_leaves_the_heavy_libraries_for_later():
+    """ComfyUI imports every node module at start-up: diffusers, transformers and peft load where a model
+    is built, not then (benchmarks/bench_import.py times it)."""
+    import sys
+
+    boot = ("import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('soundstage', {str(REPO / '__init__.py')!r}, "
+            f"submodule_search_locations=[{str(REPO)!r}])\n"
+            "m = importlib.util.module_from_spec(spec); sys.modules['soundstage'] = m; spec.loader.exec_module(m)\n"
+            "from soundstage.nodes.extension import IMPORT_ERRORS, load_node_classes\n"
+            "assert load_node_classes() and not IMPORT_ERRORS, IMPORT_ERRORS\n"
+            "print(' '.join(x for x in ('diffusers', 'transformers', 'peft', 'accelerate') if x in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", boot], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "", f"imported at load: {done.stdout.strip()}"

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
-from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
 
 from ..common.checkpoint import CheckpointError, build_and_load, rename_keys, select
 from .config import native_transformer_config
 from .gemma_file import is_hf_folder_file, load_gemma_single_file
+
+if TYPE_CHECKING:
+    from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
 
 CONNECTOR_RENAMES = (
     (r"^model\.diffusion_model\.video_embeddings_connector\.", "video_connector."),
@@ -68,6 +70,8 @@ def connector_kwargs(sd: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
 
 
 def load_text_connectors(checkpoint, metadata=None, *, dtype=None) -> LTX2TextConnectors:
+    from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors  # heavy: imported where used
+
     sd = connector_state_dict(checkpoint)
     kw = connector_kwargs(sd, metadata)
     return build_and_load(lambda: LTX2TextConnectors(**kw), sd, context="LTX-2 text connectors", dtype=dtype).eval().requires_grad_(False)
