@@ -29,7 +29,7 @@ from ..models.common.checkpoint import load_file, safetensors_metadata
 from ..pipelines.audiogen_omni import TASKS, check_visual_input, generate_latent
 from .common import (
     audio_latent, check_names, find_in_model_folders, model_folder_roots, optional_model_choices, placement_for,
-    seed_input, weight_dtype_input,
+    search_aliases, seed_input, weight_dtype_input,
 )
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
@@ -187,6 +187,7 @@ class LoadMMDiT(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoundstageLoadMMDiT",
+            **search_aliases('mmaudio', 'audiogen omni', 'foley model'),
             display_name="Load MMDiT Model (MMAudio / AudioGen-Omni)",
             category=CATEGORY,
             description="Loads an MMAudio .pth (small_16k ... large_44k_v2) or an AudioGen-Omni checkpoint; the "
@@ -347,6 +348,7 @@ class MMDiTSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoundstageMMDiTSampler",
+            **search_aliases('foley', 'v2a', 'video to audio', 'mmaudio', 'sound effects', 'text to audio', 'song', 'video to speech'),
             display_name="MMDiT Sampler",
             category=CATEGORY,
             description="Euler flow matching (noise t=0 -> data t=1) with classifier-free guidance; any subset of "

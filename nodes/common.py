@@ -13,6 +13,13 @@ from .model_folders import model_choices, register_model_folders
 SEED_MAX = 0xFFFFFFFFFFFFFFFF  # ComfyUI's seed widgets span the full uint64 range
 
 
+def search_aliases(*words: str) -> dict:
+    """``io.Schema`` keyword for the words the node search also finds a node by (where this ComfyUI's
+    Schema has the field; an older one gets nothing instead of a load error)."""
+    fields = getattr(io.Schema, "__dataclass_fields__", {})
+    return {"search_aliases": list(words)} if "search_aliases" in fields else {}
+
+
 def seed_input(tooltip: str, *, default: int = 0, control_after_generate: bool = True,
                name: str = "seed") -> io.Int.Input:
     return io.Int.Input(name, default=default, min=0, max=SEED_MAX, step=1,

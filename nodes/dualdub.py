@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import torch
 
-from .common import check_names, placement_for, seed_input, weight_dtype_input
+from .common import check_names, placement_for, search_aliases, seed_input, weight_dtype_input
 from .errors import node_errors
 from ..compat import io
 from ..models.common.codecs.wavtokenizer import load_wavtokenizer
@@ -71,6 +71,7 @@ class LoadDualDub(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoundstageLoadDualDub",
+            **search_aliases('dualdub', 'v2a model'),
             display_name="Load DualDub",
             category=CATEGORY,
             description="The DualDub LM (with its BPE tokenizer beside it), the WavTokenizer codec both tracks "
@@ -205,6 +206,7 @@ class DualDubSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoundstageDualDubSampler",
+            **search_aliases('foley', 'v2a', 'video to audio', 'dubbing', 'tts', 'text to speech', 'soundtrack'),
             display_name="DualDub AR LM Sampler",
             category=CATEGORY,
             description="Generate background-audio tokens and speech tokens together, one step per codec token "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .common import check_names, offload_input, placement_for, seed_input, weight_dtype_input
+from .common import check_names, offload_input, placement_for, search_aliases, seed_input, weight_dtype_input
 from .errors import node_errors
 from ..compat import InputImpl, Types, io
 from ..models.common.device import FP8_WEIGHT_DTYPES, OFFLOAD_MODES, canonical_name
@@ -276,6 +276,7 @@ class LoadLTX2AVModel(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoundstageLoadLTX2AVModel",
+            **search_aliases('ltx2', 'ltx-2', 'just dub it'),
             display_name="Load LTX-2 AV Model",
             category=CATEGORY,
             description="The LTX-2 single-file checkpoint: audio-video transformer, text connectors, video and audio VAEs, vocoder. "
@@ -400,6 +401,7 @@ class DubbingSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoundstageDubbingSampler",
+            **search_aliases('lip sync', 'dubbing', 'translate video', 'just dub it', 'ltx2'),
             display_name="Dubbing Sampler",
             category=CATEGORY,
             description="JUST-DUB-IT stage 1: Euler over LTX-2's sigma schedule with CFG, the source clip as clean in-context tokens.",
@@ -474,6 +476,7 @@ class DubbingRefine(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoundstageDubbingRefine",
+            **search_aliases('lip sync', 'dubbing', 'upscale'),
             display_name="Dubbing Refine (Stage 2)",
             category=CATEGORY,
             description="Optional stage 2: 2x latent upsampling, then 2 Euler steps (sigmas 0.725, 0.421875) with the "

@@ -18,7 +18,8 @@ from ..models.common.vae_tiling import vae_tiling
 from ..models.common.fp8 import tensor_bytes
 from ..pipelines import mtv as pipeline
 from ..pipelines.mtv import build_control, mtv_dtype
-from .common import check_names, compute_placement, optional_model_choices, seed_input, weight_dtype_input
+from .common import (check_names, compute_placement, optional_model_choices, search_aliases, seed_input,
+                     weight_dtype_input)
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
 from .model_patch import ModelHandle
@@ -151,6 +152,7 @@ class MTVLoadModel(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="SoundstageMTVLoadModel",
+            **search_aliases('mtv', 'cogvideox'),
             display_name="Load MTV Model",
             category=CATEGORY,
             description="The official MTV checkpoint (mp_rank_00_model_states.pt, single or multi-person) "
@@ -269,6 +271,7 @@ class MTVAudioDemix(io.ComfyNode):
         choices = cls.separator_choices()
         return io.Schema(
             node_id="SoundstageMTVAudioDemix",
+            **search_aliases('demix', 'source separation', 'stems', 'demucs'),
             display_name="MTV Audio Demix",
             category=CATEGORY,
             description="Speech / effects / music stems: connected stems are used as given; missing ones "
@@ -360,6 +363,7 @@ class MTVSampler(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="SoundstageMTVSampler",
+            **search_aliases('audio to video', 'a2v', 'music video', 'talking head', 'mtv'),
             display_name="Audio-Sync Video Sampler",
             category=CATEGORY,
             description="DPM++ 2M (zero-SNR v-prediction) with batched CFG; long audio in 49-frame chunks, "

@@ -23,7 +23,7 @@ from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, M
                                build_prompt, load_tokenizer, load_umt5)
 from ..models.ovi.video_vae import decode_video, encode_image, load_wan_vae
 from .common import (audio_latent, check_names, compute_device, find_in_model_folders, model_folder_roots,
-                     offload_input, placement_for, seed_input, weight_dtype_input)
+                     offload_input, placement_for, search_aliases, seed_input, weight_dtype_input)
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
 from .model_patch import HandledEncoder, ModelHandle
@@ -92,6 +92,7 @@ class LoadOviModel(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoundstageOviLoadModel",
+            **search_aliases('ovi', 'audio video model'),
             display_name="Load Ovi Model",
             category=CATEGORY,
             description="Ovi twin-DiT fusion checkpoint (model.safetensors: video_model.* + audio_model.*).",
@@ -339,6 +340,7 @@ class OviSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoundstageOviSampler",
+            **search_aliases('text to video with audio', 't2av', 'i2av', 'audio video', 'talking video', 'ovi'),
             display_name="Ovi Sampler",
             category=CATEGORY,
             description="Joint audio+video generation (UniPC, CFG per modality, skip-layer guidance in the "
@@ -359,6 +361,7 @@ class OviLongSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SoundstageOviLongSampler",
+            **search_aliases('long video', 't2av', 'ovi'),
             display_name="Ovi Long Clip Sampler (chunked)",
             category=CATEGORY,
             description="Beyond the paper (its section 6 names the 5 s length a limitation): several 5 s chunks, "
