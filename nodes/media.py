@@ -50,6 +50,24 @@ def resolve_input_file(name: str, node: str, input_name: str) -> str:
         return resolve_inside(folder_paths.get_input_directory(), name)
 
 
+def input_file_fingerprint(name: str, node: str) -> str:
+    """``fingerprint_inputs`` of a file loader: the file's SHA-256 as core LoadAudio computes it, so a file
+    replaced under the same name runs the node again (and an unchanged one stays cached)."""
+    import hashlib
+
+    try:
+        path = resolve_input_file(name, node, "file") if name else ""
+    except ValueError:
+        return f"missing:{name}"  # validation reports it; nothing to hash
+    if not path or not os.path.isfile(path):
+        return f"missing:{name}"
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def validate_input_file(name, node: str, input_name: str = "file", allow_empty: bool = False):
     """``validate_inputs`` result: True, or the message the prompt validation shows."""
     if allow_empty and not name:
@@ -213,6 +231,10 @@ class LoadVideo(io.ComfyNode):
                                          width, height, multiple_of))
 
     @classmethod
+    def fingerprint_inputs(cls, file, **_):
+        return input_file_fingerprint(file, "Load Video (Soundstage)")
+
+    @classmethod
     def validate_inputs(cls, file):
         # Checked here (not against the combo list) so uploads and sub-folders work; empty = 'video' is used.
         return validate_input_file(file, "Load Video (Soundstage)", allow_empty=True)
@@ -251,6 +273,10 @@ class LoadAudio(io.ComfyNode):
     @classmethod
     def execute(cls, file, start_time, max_duration, sample_rate, channels, stream_index) -> io.NodeOutput:
         return io.NodeOutput(*load_audio_file(file, start_time, max_duration, sample_rate, channels, stream_index))
+
+    @classmethod
+    def fingerprint_inputs(cls, file, **_):
+        return input_file_fingerprint(file, "Load Audio (Soundstage)")
 
     @classmethod
     def validate_inputs(cls, file):
