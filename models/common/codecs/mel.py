@@ -39,32 +39,13 @@ MAGNITUDE_EPS = 1e-9  # inside the sqrt of the STFT magnitude, as in MMAudio
 LOG_FLOOR = 1e-5  # dynamic_range_compression clip value
 
 
-def _hz_to_slaney_mel(hz: torch.Tensor) -> torch.Tensor:
-    # librosa.hz_to_mel(htk=False): linear below 1 kHz, logarithmic above.
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    logstep = math.log(6.4) / 27.0
-    return torch.where(hz >= min_log_hz, min_log_hz / f_sp + torch.log(hz / min_log_hz) / logstep, hz / f_sp)
-
-
-def _slaney_mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-    return torch.where(mel >= min_log_mel, min_log_hz * torch.exp(logstep * (mel - min_log_mel)), f_sp * mel)
-
-
 def mel_filterbank(sample_rate: int, n_fft: int, num_mels: int, f_min: float, f_max: float) -> torch.Tensor:
     """[num_mels, n_fft//2+1] Slaney-scale, Slaney-normalised triangles: ``librosa.filters.mel``'s
-    defaults, which MMAudio's front end uses; computed in float64 like librosa, returned as float32."""
-    fft_freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    lo, hi = _hz_to_slaney_mel(torch.tensor([f_min, f_max], dtype=torch.float64))
-    edges = _slaney_mel_to_hz(torch.linspace(float(lo), float(hi), num_mels + 2, dtype=torch.float64))
-    widths = torch.diff(edges)
-    ramps = edges[:, None] - fft_freqs[None, :]
-    rising = -ramps[:-2] / widths[:-1, None]
-    falling = ramps[2:] / widths[1:, None]
-    weights = torch.clamp(torch.minimum(rising, falling), min=0.0)
-    weights = weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    return weights.float()
+    defaults, which MMAudio's front end uses (torchaudio's; within 1.2e-7 of librosa's float64 bank)."""
+    import torchaudio.functional as AF
+
+    return AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, num_mels, sample_rate, norm="slaney",
+                              mel_scale="slaney").T.contiguous()
 
 
 class LogMel(nn.Module):
