@@ -108,3 +108,48 @@ def _shadow_runs_in_comfyui(monkeypatch):
 
     monkeypatch.setattr(runner_mod.Runner, "run", run)
     yield
+
+
+# ---- test lanes -----------------------------------------------------------------------------------
+# End-to-end tests: example workflows run headless with tiny weights, training and data-generation runs,
+# the real-size memory plans, subprocess import checks. `pytest -m "not slow"` is the quick lane;
+# CI (`pytest tests`) runs everything.
+SLOW_MODULES = {"test_dubbing_datagen.py", "test_dubbing_clips.py", "test_dubbing_train.py", "test_audiogen_train.py",
+                "test_dualdub_train.py", "test_in_comfyui.py", "test_readme_examples.py"}
+SLOW_TESTS = {
+    "test_audiogen_nodes.py::test_workflow_runs_headless", "test_audiogen_nodes.py::test_node_chain",
+    "test_dualdub_nodes.py::test_workflow_runs_headless_with_tiny_weights",
+    "test_dubbing_nodes.py::test_workflow_runs_headless_with_tiny_weights",
+    "test_mtv_nodes.py::test_workflow_runs_headless_with_tiny_weights",
+    "test_ovi_nodes.py::test_workflow_runs_headless", "test_ovi_nodes.py::test_node_chain_matches_direct_calls",
+    "test_media_nodes.py::test_example_workflow_me_delivery",
+    "test_media_nodes.py::test_graph_core_load_video_through_our_nodes_to_core_save_video",
+    "test_dubbing_refine.py::test_refine_node_function_runs_end_to_end",
+    "test_cli.py::test_main_job_writes_the_delivery_file", "test_cli.py::test_synth_and_eval_entries",
+    "test_ovi_memory.py::test_real_11b_config_fits_24gb_in_fp8_with_block_swap",
+    "test_ltx2_memory.py::test_real_19b_config_memory_modes",
+    "test_pack_hygiene.py::test_model_layer_and_stubs_import_without_the_media_and_metric_extras",
+    "test_pack_hygiene.py::test_loading_the_nodes_leaves_the_heavy_libraries_for_later",
+    "test_dubbing_filters.py::test_whisper_filter_scores_the_target_line",
+    "test_dubbing_filters.py::test_whisper_model_folder_takes_the_language_code",
+    "test_mtv_demucs.py::test_separation_matches_demucs_apply_model",
+    "test_bigvgan.py::test_real_checkpoint_layout",
+    "test_dubbing_filters.py::test_build_dataset_drops_the_pair_a_filter_rejects",
+    "test_dubbing_nodes.py::test_lora_loader_stacks_without_touching_the_shared_model",
+    "test_ltx2_memory.py::test_loader_node_block_swap_is_self_placing_and_keeps_results",
+    "test_legacy_values.py::test_old_names_load_the_same_model",
+    "test_clip_metrics.py::test_eval_with_clip_flag",
+    "test_synthworld.py::test_samples_cover_every_input_the_example_workflows_load",
+    "test_media_fingerprint.py::test_replaced_audio_file_reruns_and_unchanged_stays_cached",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end-to-end (workflow, training, data generation, real-size plans)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = Path(str(item.fspath)).name
+        if module in SLOW_MODULES or f"{module}::{getattr(item, 'originalname', item.name)}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
