@@ -7,6 +7,8 @@ a_{i+1} and s_{i+1}. Both streams start with BOS and end with EOS; a stream abse
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -119,9 +121,17 @@ class DualDub(nn.Module):
         so a padded batch gives each sample the numbers it gets alone."""
         if positions is None:
             positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        # transformers' Cache API: the argument is `cache` from 5.x (`past_key_values`, removed in 5.40, before).
+        name = _cache_argument(type(self.trunk))
         out = self.trunk(inputs_embeds=x, attention_mask=mask.long(), position_ids=positions,
-                         past_key_values=cache, use_cache=cache is not None)
-        return out.last_hidden_state, out.past_key_values
+                         use_cache=cache is not None, **{name: cache})
+        return out.last_hidden_state, getattr(out, name)
+
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument(trunk_class) -> str:
+    return "cache" if "cache" in inspect.signature(trunk_class.forward).parameters else "past_key_values"
 
 
 def stream_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
