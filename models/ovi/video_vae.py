@@ -36,6 +36,8 @@ WAN22_CONFIG = dict(base_dim=160, decoder_base_dim=256, z_dim=48, dim_mult=[1, 2
 
 
 # Wan's own layout (Wan2.2_VAE.pth, as Ovi downloads it) -> diffusers names; applied in order.
+# Kept ours: diffusers' convert_wan_vae_to_diffusers maps Wan 2.1's flat down/upsample lists, not Wan2.2's
+# nested residual blocks (on a Wan2.2 file it gives 160 keys for the model's 196, 94 under names it lacks).
 WAN_VAE_TO_DIFFUSERS = (
     (r"^conv1\.", "quant_conv."),
     (r"^conv2\.", "post_quant_conv."),
