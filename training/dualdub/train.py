@@ -1,7 +1,7 @@
 """DualDub curriculum training (paper 3.4): stage 1 V2A, stage 2 V2A + TTS, stage 3 V2ST, each
 stage keeping the earlier stages' corpora. Entry point: ``python -m soundstage train dualdub``.
 
-Built on the shared accelerate :class:`~..common.trainer.Trainer` (checkpoint/resume as
+Built on the shared accelerate :class:`~..trainer.Trainer` (checkpoint/resume as
 safetensors + JSON state under ``out_dir/checkpoint-<step>``). The finished stage is written as a
 DualDub checkpoint ``out_dir/dualdub_stage<N>.safetensors`` with its BPE tokenizer beside it, and
 the next stage starts from it with ``init_from``.
