@@ -18,7 +18,8 @@ import torch
 from ..compat import io
 from ..models.audiogen_omni.loader import load_mmdit_state_dict
 from ..models.audiogen_omni.lyrics import LyricsTokenizer
-from ..models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
+from ..models.audiogen_omni.mmdit import SYNC_TOKENS_PER_SEGMENT, MMDiT, MMDiTConfig
+from ..models.audiogen_omni.preprocess import clip_seq_len, sync_seq_len
 from ..models.audiogen_omni.sampler import DEFAULT_CFG, DEFAULT_STEPS, generate
 from ..models.audiogen_omni.synchformer import load_synchformer
 from ..models.audiogen_omni.text import T5TextEncoder
@@ -119,7 +120,7 @@ def encode_visual(encoders: Encoders, images: torch.Tensor, fps: float, duration
         sync = stack.enter_context(encoders.synchformer.use()) if encoders.synchformer is not None else None
         feats = extract_visual_features(images, fps, clip_encoder=encoders.clip, synchformer=sync,
                                         duration_s=duration or None)
-    return {"clip": feats.clip, "sync": feats.sync, "duration_s": feats.duration_s, "fps": fps}
+    return {"clip": feats.clip, "sync": feats.sync, "duration_s": feats.duration_s, "fps": float(fps)}
 
 
 def t5_choices() -> list[str]:
@@ -152,7 +153,10 @@ def encode_text(prompt: str, negative: str, t5: Optional[HandledEncoder], encode
         raise ValueError(f"{node}: connect 't5' (AudioGen-Omni) or 'clip_encoders' with a CLIP model (MMAudio)")
     out = {"prompt": prompt, "kind": "t5" if t5 is not None else "clip"}
     out["features"], out["mask"] = one(prompt) if prompt.strip() else (None, None)
-    out["negative"], out["negative_mask"] = one(negative) if negative.strip() else (None, None)
+    # MMAudio demo.py always passes negative_text=[negative_prompt] (default ""): the unconditional branch
+    # uses CLIP features of that string, not the learned empty_string_feat (eval_utils.py generate).
+    clip_kind = t5 is None
+    out["negative"], out["negative_mask"] = one(negative) if negative.strip() or clip_kind else (None, None)
     return out
 
 
@@ -197,14 +201,13 @@ def sample_mmdit(model: ModelHandle, *, task: str, duration: float, steps: int, 
     n = net.latent_len_for(duration)
     if visual is not None:
         if visual.get("clip") is not None:
-            clip_f = visual["clip"][:, : max(1, int(duration * 8))]
+            clip_f = visual["clip"][:, : max(1, clip_seq_len(duration))]
             if clip_f.shape[-1] != cfgm.clip_dim:
                 raise ValueError(f"{node}: input 'visual_features': CLIP features are {clip_f.shape[-1]}-d, the model "
                                  f"expects {cfgm.clip_dim}-d")
         if visual.get("sync") is not None:
             # Keep the 16-frame/stride-8 segments inside the requested duration (8 tokens each).
-            segments = max(1, int((duration * 25 - 16) // 8 + 1))
-            sync_f = visual["sync"][:, : 8 * segments]
+            sync_f = visual["sync"][:, : max(SYNC_TOKENS_PER_SEGMENT, sync_seq_len(duration))]
             if sync_f.shape[-1] != cfgm.sync_dim:
                 raise ValueError(f"{node}: input 'visual_features': Synchformer features are {sync_f.shape[-1]}-d, the "
                                  f"model expects {cfgm.sync_dim}-d")
@@ -315,7 +318,7 @@ class MMDiTVisualFeatures(io.ComfyNode):
     def execute(cls, encoders: Encoders, video=None, images=None, fps: float = 25.0, duration: float = 0.0) -> io.NodeOutput:
         if video is not None:
             comp = video.get_components()
-            images, fps = comp.images, float(comp.frame_rate)
+            images, fps = comp.images, comp.frame_rate  # a Fraction (30000/1001) stays exact
         elif images is None:
             raise ValueError("MMDiT Visual Features: connect 'video' or 'images'")
         return io.NodeOutput(encode_visual(encoders, images, fps, duration))

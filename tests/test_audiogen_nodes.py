@@ -95,11 +95,15 @@ def test_node_chain(models_dir, tmp_path):
                                                  "fp32")[0]
     video = InputImpl.VideoFromFile(str(_video(tmp_path / "v.mp4", 1.0)))
     feats = nodes.MMDiTVisualFeatures.execute(enc, video=video)[0]
-    assert feats["clip"].shape == (1, 8, 16) and feats["sync"].shape == (1, 8 * 2, SYNC_DIM)
+    # MMAudio load_video: 25 frames at 25 fps give 24 sync slots (float64 counter drift), so 1 s
+    # shrinks to 0.96 s: int(8 * 0.96) = 7 CLIP frames, 2 Synchformer segments.
+    assert feats["duration_s"] == 0.96
+    assert feats["clip"].shape == (1, 7, 16) and feats["sync"].shape == (1, 8 * 2, SYNC_DIM)
     text = nodes.MMDiTTextEncode.execute("rain on a tin roof", "", clip_encoders=enc)[0]
-    assert text["features"].shape == (1, 77, 32) and text["negative"] is None
+    # The demo's negative prompt "" is CLIP-encoded (not the learned empty string).
+    assert text["features"].shape == (1, 77, 32) and text["negative"].shape == (1, 77, 32)
     latent = nodes.MMDiTSampler.execute(model, "audio", 0.0, 2, 4.5, 11, 2, visual_features=feats, text=text)[0]
-    assert latent["samples"].shape == (2, 20, 32) and latent["duration_s"] == 1.0  # ceil(1 s * 31.25) frames
+    assert latent["samples"].shape == (2, 20, 30) and latent["duration_s"] == 0.96  # ceil(0.96 s * 31.25) frames
     again = nodes.sample_mmdit(model, task="audio", duration=0.0, steps=2, cfg=4.5, seed=11, variations=2, visual=feats,
                                text=text)
     assert torch.equal(latent["samples"], again["samples"])
