@@ -72,10 +72,10 @@ def _write_tiny_models(root: Path) -> None:
     write_codec_files(mm)
 
 
-def _video(path: Path, seconds: float = 1.0) -> Path:
+def _video(path: Path, seconds: float = 1.0, fps=25) -> Path:
     from media_factory import make_video
 
-    return make_video(path, seconds=seconds, fps=25, size=(64, 48))
+    return make_video(path, seconds=seconds, fps=fps, size=(64, 48))
 
 
 def test_schemas_are_complete():
@@ -193,3 +193,20 @@ def test_workflow_runs_headless(models_dir, tmp_path, name):
             stream = c.streams.audio[0]
             samples = sum(f.samples for f in c.decode(audio=0))
             assert stream.rate == 16000 and abs(samples - 16000) <= 512 * 2  # 1 s at 16 kHz, whole latents
+
+
+@pytest.mark.parametrize("name", ["soundtrack_mmdit", "video_to_speech"])
+def test_workflow_keeps_ntsc_rate(models_dir, tmp_path, name):
+    """A 29.97 fps clip comes out at 29.97 fps, its new soundtrack as long as its frames."""
+    from fractions import Fraction
+
+    from helpers import NTSC_30, assert_ntsc_and_in_sync
+
+    runner_mod = _runner()
+    overrides, video = CASES[name]
+    inp, out = runner_folders(tmp_path)
+    _video(inp / video, 1.0, fps=Fraction(NTSC_30))
+    runner_mod.Runner(input_dir=inp, output_dir=out, models_dir=models_dir).run(
+        REPO / "workflows" / f"{name}.json", overrides={**TINY_CODECS, **overrides})
+    files = sorted(p for p in out.rglob("*") if p.suffix in (".mp4", ".mkv", ".webm", ".mov"))
+    assert_ntsc_and_in_sync(files[0], expect_frames=30)

@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..common.frame_rate import exact_rate, frame_times
+
 CLIP_FPS = 8.0  # eval_utils.py _CLIP_FPS
 SYNC_FPS = 25.0  # eval_utils.py _SYNC_FPS
 CLIP_SIZE = 384  # eval_utils.py _CLIP_SIZE (DFN5B ViT-H-14 at 378: the last 6 rows/columns fall outside the patches)
@@ -26,31 +28,6 @@ SYNC_SEGMENT = 16  # features_utils.py encode_video_with_sync: 16-frame segments
 SYNC_STRIDE = 8  # ... every 8 frames, 8 tokens each
 # eval_utils.py load_video: v2.ToDtype(float32, scale=True) multiplies by the float32 reciprocal.
 _INV_255 = 1.0 / 255
-
-
-# NTSC rates (n * 1000/1001): a typed 23.976, 29.97 or 59.94 means these.
-_NTSC = tuple(Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120, 240))
-
-
-def exact_rate(fps) -> Fraction:
-    """A frame rate as the rational a container stores: 29.97 or 29.97002997... -> 30000/1001, 25.0 -> 25.
-
-    Fractions pass through; a float within 0.005 of an NTSC rate is that rate (so frame times are
-    i * 1001/30000, as PyAV reports them), any other float the nearest ratio with denominator <= 1001.
-    """
-    if isinstance(fps, Fraction):
-        rate = fps
-    else:
-        rate = next((r for r in _NTSC if abs(float(fps) - r) < 5e-3), None) or Fraction(float(fps)).limit_denominator(1001)
-    if rate <= 0:
-        raise ValueError(f"frame rate must be positive, got {fps}")
-    return rate
-
-
-def frame_times(count: int, fps) -> list[float]:
-    """Timestamps of frames 0..count-1 as PyAV reports them: float(pts * time_base), correctly rounded."""
-    rate = exact_rate(fps)
-    return [float(Fraction(i) / rate) for i in range(count)]
 
 
 def select_frames(count: int, fps, rates: Sequence[float], end_sec: Optional[float] = None) -> list[list[int]]:
