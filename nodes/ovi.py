@@ -11,7 +11,8 @@ import torch
 
 from ..compat import io, ui
 from ..models.common.device import Placement, best_device, resolve_dtype
-from ..models.common.images import center_crop_to_aspect, resize_images
+from ..models.common.images import center_crop_to_aspect
+from ..models.ovi.preprocess import first_frame_pixels, image_size_for_area
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
 from ..models.ovi.long_clip import sample_ovi_long, stitch_audio, stitch_frames
 from ..models.common.vae_tiling import vae_tiling
@@ -473,10 +474,13 @@ class WanVAEDecode(io.ComfyNode):
 def wan_encode_first_frame(vae: ModelHandle, image: torch.Tensor, width: int, height: int,
                            node: str = "Wan VAE Encode") -> dict:
     _check_pixel_size(width, height, node)
-    # Centre-crop to the target aspect, then resize (Ovi resizes the first frame to the model's area).
-    img = resize_images(center_crop_to_aspect(image[:1].float(), width / height), height, width)
+    img = image[:1].float()
+    if image_size_for_area(img.shape[1], img.shape[2], width * height) != (height, width):
+        img = center_crop_to_aspect(img, width / height)  # another aspect than Ovi would pick: crop, not squash
+    # Ovi preprocess_image_tensor: bicubic to the size, no crop when the size is the image's own snap.
+    pixels = first_frame_pixels(img[0], height, width)
     with vae.use() as module:
-        return {"samples": encode_image(module, img)}
+        return {"samples": encode_image(module, ((pixels + 1) / 2).permute(0, 2, 3, 1))}
 
 
 class WanVAEEncode(io.ComfyNode):
