@@ -34,8 +34,9 @@ from ..models.just_dub_it.lora import Lora, loras_merged, read_lora
 from ..models.just_dub_it.memory import Fp8Linear, ltx2_block_swap, store_fp8
 from ..models.common.checkpoint import load_file, safetensors_metadata
 from ..models.just_dub_it.pipeline import DubbingContext, TextContext, dub_stage1, dub_stage2
+from ..models.just_dub_it.preprocess import prepare_reference_clip
 from ..models.just_dub_it.upsampler import load_latent_upsampler, upsample_latent
-from ..models.just_dub_it.schedule import DEFAULT_CFG, DEFAULT_STEPS, valid_frame_count
+from ..models.just_dub_it.schedule import DEFAULT_CFG, DEFAULT_STEPS
 from ..models.just_dub_it.text import MAX_PROMPT_TOKENS, encode_prompts, load_gemma
 from .model_folders import model_choices, resolve_model
 from .model_patch import ModelHandle
@@ -167,11 +168,8 @@ def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, he
                    image_crf: int = 29, node: str = "Encode Dubbing Context") -> EncodedClip:
     comps = video.get_components()
     images = comps.images
-    fps = float(Fraction(comps.frame_rate))
     if images.shape[0] == 0:
         raise ValueError(f"{node}: input 'video': the VIDEO has no frames")
-    count = images.shape[0] if max_frames <= 0 else min(images.shape[0], max_frames)
-    frames = valid_frame_count(count)  # the causal VAE takes 8k+1 frames (paper 4 / ltx_core)
     h = height or images.shape[1] // 32 * 32
     w = width or images.shape[2] // 32 * 32
     if h < 64 or w < 64 or h % 32 or w % 32:
@@ -179,17 +177,18 @@ def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, he
     source_audio = audio if audio is not None else comps.audio
     if source_audio is None:
         raise ValueError(f"{node}: input 'audio': the VIDEO has no audio track; connect the source speech")
-    pixels = fit_frames(images[:frames], h, w)
+    # 8k+1 frames, cover-resize + centre crop, audio cut to the kept frames (models/just_dub_it/preprocess.py).
+    ref = prepare_reference_clip(images, comps.frame_rate, source_audio["waveform"][0],
+                                 int(source_audio["sample_rate"]), h, w, max_frames)
+    pixels, frames, fps = ref.pixels, ref.frames, float(ref.fps)
     vae = model.require("video_vae", node, "model")
     avae = model.require("audio_vae", node, "model")
     with vae.use() as v:
         video_latent = encode_video(v, pixels)
         # The clean first frame is encoded alone, as an image (JUST-DUB-IT's image conditioning).
         first = encode_video(v, fit_frames(h264_roundtrip(images[0].float().cpu(), image_crf)[None], h, w))
-    wav = source_audio["waveform"][0].float()
-    wav = fit_waveform(wav, int(source_audio["sample_rate"]), frames / fps)
     with avae.use() as a:
-        audio_latent = encode_audio(a, waveform_to_mel(wav, int(source_audio["sample_rate"]), a))
+        audio_latent = encode_audio(a, waveform_to_mel(ref.waveform, int(source_audio["sample_rate"]), a))
     ctx = DubbingContext(video_latent.cpu(), audio_latent.cpu(), fps, first.cpu())
     return EncodedClip(ctx, frames, fps, (w, h), {"source_frames": int(images.shape[0]), "image_crf": image_crf},
                        (video, audio))

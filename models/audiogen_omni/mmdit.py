@@ -7,7 +7,6 @@ sampling step (:meth:`MMDiT.predict_flow`), as MMAudio's preprocess_conditions/p
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 

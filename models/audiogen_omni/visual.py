@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .preprocess import CLIP_FPS, SYNC_FPS, load_video_frames, sync_pixels, unit_float
+from .preprocess import load_video_frames, sync_pixels, unit_float
 from .synchformer import Synchformer
 
 # open_clip's OpenAI normalisation, used by MMAudio for DFN5B (features_utils.py).
