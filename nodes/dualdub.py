@@ -6,7 +6,6 @@ Each node's ``execute`` calls one plain function below; the models live in ``mod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 
 import torch
 
@@ -18,7 +17,7 @@ from ..models.common.device import Placement
 from ..models.dualdub.config import V2A_PROMPT
 from ..models.dualdub.io import load_dualdub
 from ..models.dualdub.sampler import STREAMS_FOR_TASK, SamplingOptions, generate, steps_for_duration
-from ..models.dualdub.speaker import reference_crop
+from ..models.dualdub.preprocess import FRAME_STRIDE, clip_frame_indices, clip_seconds, frame_times, speaker_reference
 from ..models.dualdub.text import encode_text
 from ..models.dualdub.vision import encode_video, load_clip_vision
 from .model_folders import model_choices, resolve_model
@@ -100,12 +99,14 @@ class LoadDualDub(io.ComfyNode):
 def dualdub_video_encode(clip: ModelHandle, video, node: str = "DualDub Video Encode") -> dict:
     components = video.get_components()
     frames = components.images
-    fps = float(Fraction(components.frame_rate))
-    if frames.shape[0] == 0 or fps <= 0:
+    fps = components.frame_rate
+    if frames.shape[0] == 0 or float(fps) <= 0:
         raise ValueError(f"{node}: input 'video': the video has no frames")
     with clip.use() as tower:
-        feats, times = encode_video(tower, frames, fps, stride=3)
-    return {"features": feats.cpu(), "times": times, "seconds": frames.shape[0] / fps}
+        feats, _ = encode_video(tower, frames, float(fps), stride=FRAME_STRIDE)
+    # Exact timestamps and length at fractional rates (models/dualdub/preprocess.py, paper 3.2).
+    times = frame_times(clip_frame_indices(frames.shape[0]), fps)
+    return {"features": feats.cpu(), "times": times, "seconds": clip_seconds(frames.shape[0], fps)}
 
 
 class DualDubVideoEncode(io.ComfyNode):
@@ -165,15 +166,10 @@ def dualdub_speaker_prompt(dualdub: LoadedDualDub, audio: dict | None, seconds: 
     cfg = dualdub.handle.module.config
     if audio is None:
         return {"embedding": torch.zeros(1, cfg.speaker_dim)}
-    import torchaudio.functional as AF
-
     wave, rate = audio["waveform"], int(audio["sample_rate"])
     if wave.dim() != 3 or wave.shape[-1] == 0:
         raise ValueError(f"{node}: input 'reference': expected a non-empty AUDIO waveform [B, C, T]")
-    mono = wave[0].float().mean(0)
-    if rate != cfg.codec_sample_rate:
-        mono = AF.resample(mono, rate, cfg.codec_sample_rate)
-    ref = reference_crop(mono, cfg.codec_sample_rate, seconds)
+    ref = speaker_reference(wave[0], rate, cfg.codec_sample_rate, seconds)
     with dualdub.handle.use() as model, torch.no_grad():
         emb = model.speaker_encoder(ref[None].to(dualdub.handle.device))
     return {"embedding": emb.float().cpu()}

@@ -16,7 +16,7 @@ from ..compat import io, model_management, ui
 from ..models.common.device import Placement
 from ..models.common.vae_tiling import vae_tiling
 from ..models.common.fp8 import tensor_bytes
-from ..models.common.images import resize_images
+from ..models.mtv.preprocess import keyframe_pixels
 from .common import compute_placement, optional_model_choices, seed_input
 from .errors import node_errors
 from .model_folders import model_choices, resolve_model
@@ -235,7 +235,8 @@ def sample_video(loaded: LoadedMTV, positive, control, *, seed: int, steps: int,
     with handle.use(), (vae.use() if vae is not None else nullcontext()) as live_vae:
         image_latents = None
         if image is not None:
-            frame = resize_images(image[:1], conf.latent_height * 8, conf.latent_width * 8)
+            # MTV data_video.py resize_for_rectangle_crop: uint8 bicubic cover-resize + centre crop (no squash).
+            frame = keyframe_pixels(image[:1], conf.latent_height * 8, conf.latent_width * 8)
             image_latents = encode_frames(live_vae, frame, torch.Generator().manual_seed(seed))
         chunks = sample_mtv(
             model, context, control, latent_height=conf.latent_height, latent_width=conf.latent_width,
@@ -432,7 +433,7 @@ class MTVWav2VecFeatures(io.ComfyNode):
                 io.Audio.Input("audio", tooltip="One stem (speech, effects or music)."),
                 io.Combo.Input("wav2vec", options=model_choices("audio_encoders"),
                                tooltip="Wav2Vec2ForCTC weights (facebook/wav2vec2-base-960h) in models/audio_encoders/."),
-                io.Float.Input("fps", default=24.0, min=1.0, max=120.0, step=0.5,
+                io.Float.Input("fps", default=24.0, min=1.0, max=120.0, step=0.001,
                                tooltip="Video frame rate; MTV was trained at 24."),
                 io.Int.Input("clip_length", default=49, min=2, max=1024, step=1,
                              tooltip="Frames per generated chunk; features are padded to 1 + k*(clip_length-1)."),
