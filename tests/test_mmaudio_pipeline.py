@@ -80,8 +80,11 @@ def run(request, tmp_path_factory):
     duration = float(inp["duration_sec"].item())
     assert duration == settings["duration_requested_sec"]
     visual = audiogen.encode_visual(encoders, images, fps, duration)
+    visual_clip = visual["clip"]
     text = audiogen.encode_text(settings["prompt"], settings["negative_prompt"], None, encoders)
 
+    if settings.get("mask_away_clip"):  # demo.py --mask_away_clip: no CLIP frames, the empty CLIP sequence
+        visual = dict(visual, clip=None)
     net = model.module
     calls = []
     inner = net.predict_flow
@@ -103,7 +106,7 @@ def run(request, tmp_path_factory):
 
     b = 1
     got = {
-        "clip_f": visual["clip"], "sync_f": visual["sync"],
+        "clip_f": visual["clip"] if visual["clip"] is not None else visual_clip, "sync_f": visual["sync"],
         "text_f": text["features"], "negative_text_f": text["negative"],
         "sample_states": torch.stack([x[:b] for x, _ in calls]),
         "velocity_cond": torch.stack([v[:b] for _, v in calls]),
@@ -166,6 +169,8 @@ def test_tokens_match_the_reference_tokenizer(run):
 
 @pytest.mark.parametrize("name", ["clip_f", "sync_f", "text_f", "negative_text_f"])
 def test_features_within_tolerance(run, name):
+    if f"output.{name}" not in run["d"]:
+        pytest.skip(f"this set has no {name}")
     _close(run, name, run["got"][name])
 
 
