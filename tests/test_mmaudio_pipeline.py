@@ -241,3 +241,36 @@ def test_sync_crop_rounds_half_to_even():
 def test_float_image_converts_to_uint8_exactly():
     u8 = torch.randint(0, 256, (3, 5, 7, 3), dtype=torch.uint8)
     assert torch.equal(P.to_uint8(u8.float() / 255), u8.permute(0, 3, 1, 2))
+
+
+# ------------------------------------------------------------------ awkward rates, odd sizes
+
+AWKWARD = {"23.976": Fraction(24000, 1001), "29.97": Fraction(30000, 1001), "60": Fraction(60)}
+
+
+@pytest.mark.parametrize("name", list(AWKWARD))
+@pytest.mark.parametrize("size", [(41, 67), (67, 41), (33, 33)])
+def test_load_video_at_awkward_rates(name, size):
+    """av_utils.read_frames + eval_utils.load_video at 23.976 / 29.97 / 60 fps on odd frame sizes."""
+    rate = AWKWARD[name]
+    count = int(3.3 * rate)
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (count, *size, 3), dtype=torch.uint8)
+    v = P.load_video_frames(frames.float() / 255, float(rate), 3.0, clip_size=36, sync_size=32)
+    times = [float(Fraction(i) / rate) for i in range(count)]
+    for fps_out, idx in ((P.CLIP_FPS, v.clip_indices), (P.SYNC_FPS, v.sync_indices)):
+        slot = 0.0
+        for i in idx:  # each slot takes the first frame at or after the float64 counter
+            assert times[i] >= slot and (i == 0 or times[i - 1] < slot)
+            slot += 1 / fps_out
+    assert v.duration_s <= 3.0 and len(v.clip_indices) == int(8 * v.duration_s)
+    assert len(v.sync_indices) == int(25 * v.duration_s)
+    h, w = size
+    assert torch.equal(v.clip_frames, torch.nn.functional.interpolate(
+        frames[v.clip_indices].permute(0, 3, 1, 2), size=(36, 36), mode="bicubic", antialias=True, align_corners=False))
+    # Short side to 32, long side truncated, crop offsets rounded half to even.
+    nh, nw = (32, int(32 * w / h)) if h <= w else (int(32 * h / w), 32)
+    full = torch.nn.functional.interpolate(frames[v.sync_indices].permute(0, 3, 1, 2), size=(nh, nw), mode="bicubic",
+                                           antialias=True, align_corners=False)
+    top, left = int(round((nh - 32) / 2)), int(round((nw - 32) / 2))
+    assert torch.equal(v.sync_frames, full[..., top:top + 32, left:left + 32])
