@@ -12,7 +12,7 @@ import torch
 from ..compat import io, ui
 from ..models.common.device import Placement, best_device, resolve_dtype
 from ..models.common.images import center_crop_to_aspect
-from ..models.ovi.preprocess import first_frame_pixels, image_size_for_area
+from ..models.ovi.preprocess import first_frame_pixels, format_prompt, image_size_for_area
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
 from ..models.ovi.long_clip import sample_ovi_long, stitch_audio, stitch_frames
 from ..models.common.vae_tiling import vae_tiling
@@ -129,7 +129,8 @@ def ovi_prompt(video: str, speech: str, audio: str, variant: str, video_negative
                audio_negative: str) -> tuple[str, str, str]:
     lines = [ln for ln in speech.splitlines() if ln.strip()]
     with node_errors("Ovi Prompt Builder", "model_variant", ValueError):
-        prompt = build_prompt(video, lines, audio, variant)
+        # The engine rewrites audio captions to the checkpoint's tag style (Ovi ovi_fusion_engine.py L199-203).
+        prompt = format_prompt(build_prompt(video, lines, audio, variant), variant)
     if not prompt:
         raise ValueError("Ovi Prompt Builder: input 'video_prompt': the prompt is empty")
     return prompt, video_negative, audio_negative

@@ -28,6 +28,11 @@ def test_prompt_formats_of_1_0_and_1_1():
     tagged = "A man talks. <AUDCAP>rain<ENDAUDCAP>"
     assert P.format_prompt(tagged, "960x960_10s") == "A man talks. Audio: rain"
     assert P.format_prompt(tagged, "720x720_5s") == tagged
+    # The prompt builder node applies it to text typed in the other style.
+    from soundstage.nodes.ovi import ovi_prompt
+
+    assert ovi_prompt("A car passes. Audio: engine hum", "", "", "720x720_5s", "", "")[0] == \
+        "A car passes. <AUDCAP>engine hum<ENDAUDCAP>"
 
 
 @pytest.mark.parametrize("h, w", [(1080, 1920), (721, 1283), (480, 854), (1920, 1080), (333, 333)])
