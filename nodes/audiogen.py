@@ -118,8 +118,10 @@ def encode_visual(encoders: Encoders, images: torch.Tensor, fps: float, duration
     with ExitStack() as stack:
         stack.enter_context(encoders.using_clip())
         sync = stack.enter_context(encoders.synchformer.use()) if encoders.synchformer is not None else None
-        feats = extract_visual_features(images, fps, clip_encoder=encoders.clip, synchformer=sync,
-                                        duration_s=duration or None)
+        # The reference's frame choice can leave a 0.64 s clip one sync frame short of a segment.
+        with node_errors(node, "video", ValueError):
+            feats = extract_visual_features(images, fps, clip_encoder=encoders.clip, synchformer=sync,
+                                            duration_s=duration or None)
     return {"clip": feats.clip, "sync": feats.sync, "duration_s": feats.duration_s, "fps": float(fps)}
 
 
