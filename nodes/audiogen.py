@@ -109,9 +109,11 @@ def encode_visual(encoders: Encoders, images: torch.Tensor, fps: float, duration
     with ExitStack() as stack:
         stack.enter_context(encoders.using_clip())
         sync = stack.enter_context(encoders.synchformer.use()) if encoders.synchformer is not None else None
-        feats = extract_visual_features(images, fps, clip_encoder=encoders.clip, synchformer=sync,
-                                        duration_s=duration or None)
-    return {"clip": feats.clip, "sync": feats.sync, "duration_s": feats.duration_s, "fps": fps}
+        # The reference's frame choice can leave a 0.64 s clip one sync frame short of a segment.
+        with node_errors(node, "video", ValueError):
+            feats = extract_visual_features(images, fps, clip_encoder=encoders.clip, synchformer=sync,
+                                            duration_s=duration or None)
+    return {"clip": feats.clip, "sync": feats.sync, "duration_s": feats.duration_s, "fps": float(fps)}
 
 
 def t5_choices() -> list[str]:
@@ -144,7 +146,10 @@ def encode_text(prompt: str, negative: str, t5: Optional[HandledEncoder], encode
         raise ValueError(f"{node}: connect 't5' (AudioGen-Omni) or 'clip_encoders' with a CLIP model (MMAudio)")
     out = {"prompt": prompt, "kind": "t5" if t5 is not None else "clip"}
     out["features"], out["mask"] = one(prompt) if prompt.strip() else (None, None)
-    out["negative"], out["negative_mask"] = one(negative) if negative.strip() else (None, None)
+    # MMAudio demo.py always passes negative_text=[negative_prompt] (default ""): the unconditional branch
+    # uses CLIP features of that string, not the learned empty_string_feat (eval_utils.py generate).
+    clip_kind = t5 is None
+    out["negative"], out["negative_mask"] = one(negative) if negative.strip() or clip_kind else (None, None)
     return out
 
 
@@ -266,7 +271,7 @@ class MMDiTVisualFeatures(io.ComfyNode):
     def execute(cls, encoders: Encoders, video=None, images=None, fps: float = 25.0, duration: float = 0.0) -> io.NodeOutput:
         if video is not None:
             comp = video.get_components()
-            images, fps = comp.images, float(comp.frame_rate)
+            images, fps = comp.images, comp.frame_rate  # a Fraction (30000/1001) stays exact
         elif images is None:
             raise ValueError("MMDiT Visual Features: connect 'video' or 'images'")
         return io.NodeOutput(encode_visual(encoders, images, fps, duration))

@@ -6,7 +6,6 @@ Each node's ``execute`` calls one plain function below; the models live in ``mod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 
 import torch
 
@@ -102,7 +101,7 @@ class LoadDualDub(io.ComfyNode):
 def dualdub_video_encode(clip: ModelHandle, video, node: str = "DualDub Video Encode") -> dict:
     components = video.get_components()
     with clip.use() as tower:
-        return pipeline.video_features(tower, components.images, float(Fraction(components.frame_rate)), node)
+        return pipeline.video_features(tower, components.images, components.frame_rate, node)
 
 
 

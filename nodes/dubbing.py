@@ -170,21 +170,24 @@ def load_text_encoder(path: str, precision: str, max_tokens: int, node: str = "L
 
 def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, height: int, max_frames: int,
                    image_crf: int = 29, node: str = "Encode Dubbing Context") -> EncodedClip:
+    from ..models.just_dub_it.preprocess import prepare_reference_clip
     from ..pipelines.just_dub_it import DubbingContext, clip_geometry, encode_clip_audio, encode_clip_video
 
     comps = video.get_components()
     images = comps.images
-    fps = float(Fraction(comps.frame_rate))
     frames, w, h = clip_geometry(images, max_frames, width, height, node)
     source_audio = audio if audio is not None else comps.audio
     if source_audio is None:
         raise ValueError(f"{node}: input 'audio': the VIDEO has no audio track; connect the source speech")
+    ref = prepare_reference_clip(images, comps.frame_rate, source_audio["waveform"][0],
+                                 int(source_audio["sample_rate"]), h, w, max_frames)
     vae = model.require("video_vae", node, "model")
     avae = model.require("audio_vae", node, "model")
     with vae.use() as v:
-        video_latent, first = encode_clip_video(v, images, frames, w, h, image_crf)
+        video_latent, first = encode_clip_video(v, images, ref, image_crf)
     with avae.use() as a:
-        audio_latent = encode_clip_audio(a, source_audio, frames / fps)
+        audio_latent = encode_clip_audio(a, ref)
+    fps = float(ref.fps)
     ctx = DubbingContext(video_latent, audio_latent, fps, first)
     return EncodedClip(ctx, frames, fps, (w, h), {"source_frames": int(images.shape[0]), "image_crf": image_crf},
                        (video, audio))

@@ -321,7 +321,7 @@ class MTVWav2VecFeatures(io.ComfyNode):
                 io.Audio.Input("audio", tooltip="One stem (speech, effects or music)."),
                 io.Combo.Input("wav2vec", options=model_choices("audio_encoders"),
                                tooltip="Wav2Vec2ForCTC weights (facebook/wav2vec2-base-960h) in models/audio_encoders/."),
-                io.Float.Input("fps", default=24.0, min=1.0, max=120.0, step=0.5,
+                io.Float.Input("fps", default=24.0, min=1.0, max=120.0, step=0.001,
                                tooltip="Video frame rate; MTV was trained at 24."),
                 io.Int.Input("clip_length", default=49, min=2, max=1024, step=1,
                              tooltip="Frames per generated chunk; features are padded to 1 + k*(clip_length-1)."),

@@ -11,7 +11,8 @@ import torch
 
 from ..compat import io, ui
 from ..models.common.device import FP8_WEIGHT_DTYPES, Placement, canonical_name, resolve_dtype
-from ..models.common.images import center_crop_to_aspect, resize_images
+from ..models.common.images import center_crop_to_aspect
+from ..models.ovi.preprocess import first_frame_pixels, format_prompt, image_size_for_area
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
 from ..models.ovi.long_clip import stitch_audio, stitch_frames
 from ..models.common.vae_tiling import vae_tiling
@@ -132,7 +133,8 @@ def ovi_prompt(video: str, speech: str, audio: str, variant: str, video_negative
                audio_negative: str) -> tuple[str, str, str]:
     lines = [ln for ln in speech.splitlines() if ln.strip()]
     with node_errors("Ovi Prompt Builder", "model_variant", ValueError):
-        prompt = build_prompt(video, lines, audio, variant)
+        # The engine rewrites audio captions to the checkpoint's tag style (Ovi ovi_fusion_engine.py L199-203).
+        prompt = format_prompt(build_prompt(video, lines, audio, variant), variant)
     if not prompt:
         raise ValueError("Ovi Prompt Builder: input 'video_prompt': the prompt is empty")
     return prompt, video_negative, audio_negative
@@ -465,10 +467,13 @@ class WanVAEDecode(io.ComfyNode):
 def wan_encode_first_frame(vae: ModelHandle, image: torch.Tensor, width: int, height: int,
                            node: str = "Wan VAE Encode") -> dict:
     check_pixel_size(width, height, node)
-    # Centre-crop to the target aspect, then resize (Ovi resizes the first frame to the model's area).
-    img = resize_images(center_crop_to_aspect(image[:1].float(), width / height), height, width)
+    img = image[:1].float()
+    if image_size_for_area(img.shape[1], img.shape[2], width * height) != (height, width):
+        img = center_crop_to_aspect(img, width / height)  # another aspect than Ovi would pick: crop, not squash
+    # Ovi preprocess_image_tensor: bicubic to the size, no crop when the size is the image's own snap.
+    pixels = first_frame_pixels(img[0], height, width)
     with vae.use() as module:
-        return {"samples": encode_image(module, img)}
+        return {"samples": encode_image(module, ((pixels + 1) / 2).permute(0, 2, 3, 1))}
 
 
 class WanVAEEncode(io.ComfyNode):

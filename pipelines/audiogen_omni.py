@@ -8,13 +8,11 @@ from typing import Callable, Optional
 
 import torch
 
-from ..models.audiogen_omni.mmdit import MMDiT
+from ..models.audiogen_omni.mmdit import SYNC_TOKENS_PER_SEGMENT, MMDiT
+from ..models.audiogen_omni.preprocess import SYNC_FPS, SYNC_SEGMENT, clip_seq_len, sync_seq_len
 from ..models.audiogen_omni.sampler import DEFAULT_CFG, DEFAULT_STEPS, generate
 
 TASKS = ["audio", "speech", "song"]
-CLIP_FPS = 8  # MMAudio samples CLIP frames at 8 fps (mmaudio/eval_utils.py)
-SYNC_FPS = 25  # Synchformer at 25 fps, 16-frame segments with stride 8, 8 tokens per segment
-SYNC_SEGMENT, SYNC_STRIDE, SYNC_TOKENS = 16, 8, 8
 MIN_SYNC_SECONDS = SYNC_SEGMENT / SYNC_FPS  # one Synchformer segment
 
 
@@ -33,14 +31,13 @@ def crop_visual(visual: dict, duration: float, clip_dim: int, sync_dim: int, nod
     """CLIP and Synchformer features cut to ``duration`` seconds: (clip [B, n, D] or None, sync or None)."""
     clip_f = sync_f = None
     if visual.get("clip") is not None:
-        clip_f = visual["clip"][:, : max(1, int(duration * CLIP_FPS))]
+        clip_f = visual["clip"][:, : max(1, clip_seq_len(duration))]
         if clip_f.shape[-1] != clip_dim:
             raise ValueError(f"{node}: input 'visual_features': CLIP features are {clip_f.shape[-1]}-d, the model "
                              f"expects {clip_dim}-d")
     if visual.get("sync") is not None:
         # Keep the 16-frame/stride-8 segments inside the requested duration (8 tokens each).
-        segments = max(1, int((duration * SYNC_FPS - SYNC_SEGMENT) // SYNC_STRIDE + 1))
-        sync_f = visual["sync"][:, : SYNC_TOKENS * segments]
+        sync_f = visual["sync"][:, : max(SYNC_TOKENS_PER_SEGMENT, sync_seq_len(duration))]
         if sync_f.shape[-1] != sync_dim:
             raise ValueError(f"{node}: input 'visual_features': Synchformer features are {sync_f.shape[-1]}-d, the "
                              f"model expects {sync_dim}-d")

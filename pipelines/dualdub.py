@@ -10,20 +10,27 @@ import torch
 from ..media.mono import mono_at_rate
 from ..models.dualdub.config import V2A_PROMPT
 from ..models.dualdub.sampler import STREAMS_FOR_TASK, SamplingOptions, generate, steps_for_duration
+from ..models.dualdub.preprocess import REFERENCE_SECONDS, FRAME_STRIDE, clip_frame_indices, clip_seconds, frame_times
 from ..models.dualdub.speaker import reference_crop
 from ..models.dualdub.text import encode_text
 from ..models.dualdub.vision import encode_video
 
 TASKS = tuple(STREAMS_FOR_TASK)
-VIDEO_STRIDE = 3  # CLIP features of every third frame (models/dualdub/vision.py)
 
 
-def video_features(clip_tower, frames: torch.Tensor, fps: float, node: str = "DualDub Video Encode") -> dict:
-    """CLIP features of frames [T, H, W, 3] at ``fps``: {"features", "times", "seconds"} on CPU."""
-    if frames.shape[0] == 0 or fps <= 0:
+def video_features(clip_tower, frames: torch.Tensor, fps, node: str = "DualDub Video Encode") -> dict:
+    """CLIP features of frames [T, H, W, 3] at ``fps`` (a Fraction stays exact): {"features", "times", "seconds"}."""
+    if frames.shape[0] == 0 or float(fps) <= 0:
         raise ValueError(f"{node}: input 'video': the video has no frames")
-    feats, times = encode_video(clip_tower, frames, fps, stride=VIDEO_STRIDE)
-    return {"features": feats.cpu(), "times": times, "seconds": frames.shape[0] / fps}
+    feats, _ = encode_video(clip_tower, frames, float(fps), stride=FRAME_STRIDE)
+    # Exact timestamps and length at fractional rates (models/dualdub/preprocess.py, paper 3.2).
+    times = frame_times(clip_frame_indices(frames.shape[0]), fps)
+    return {"features": feats.cpu(), "times": times, "seconds": clip_seconds(frames.shape[0], fps)}
+
+
+def speaker_reference(audio: dict, codec_rate: int, seconds: float = REFERENCE_SECONDS) -> torch.Tensor:
+    """The speaker encoder's input (paper 3.2): the reference mono at the codec rate, its first ``seconds``."""
+    return reference_crop(mono_at_rate(audio, codec_rate), int(codec_rate), seconds)
 
 
 def text_ids(tokenizer, text: str, vocab_size: int, node: str = "DualDub Text Encode") -> dict:
@@ -45,7 +52,7 @@ def speaker_embedding(model, audio: Optional[dict], seconds: float, node: str = 
     wave = audio["waveform"]
     if wave.dim() != 3 or wave.shape[-1] == 0:
         raise ValueError(f"{node}: input 'reference': expected a non-empty AUDIO waveform [B, C, T]")
-    ref = reference_crop(mono_at_rate(audio, cfg.codec_sample_rate), cfg.codec_sample_rate, seconds)
+    ref = speaker_reference(audio, cfg.codec_sample_rate, seconds)
     device = next(model.parameters()).device
     with torch.no_grad():
         emb = model.speaker_encoder(ref[None].to(device))

@@ -190,24 +190,23 @@ def clip_geometry(images: torch.Tensor, max_frames: int, width: int, height: int
     return frames, w, h
 
 
-def encode_clip_video(video_vae, images: torch.Tensor, frames: int, width: int, height: int, image_crf: int = 29):
-    """Normalised latents of the clip and of its first frame alone, re-encoded as an H.264 still
-    (JUST-DUB-IT's image conditioning): ([1, C, F, h, w], [1, C, 1, h, w]) on CPU."""
+def encode_clip_video(video_vae, images: torch.Tensor, ref, image_crf: int = 29):
+    """Normalised latents of the prepared clip (``models.just_dub_it.preprocess.ReferenceClip``) and of its
+    first frame alone, re-encoded as an H.264 still (JUST-DUB-IT's image conditioning):
+    ([1, C, F, h, w], [1, C, 1, h, w]) on CPU."""
     from ..models.just_dub_it.av_codec import encode_video, fit_frames, h264_roundtrip
 
-    pixels = fit_frames(images[:frames], height, width)
-    video_latent = encode_video(video_vae, pixels)
+    height, width = ref.pixels.shape[-2:]
+    video_latent = encode_video(video_vae, ref.pixels)
     first = encode_video(video_vae, fit_frames(h264_roundtrip(images[0].float().cpu(), image_crf)[None], height, width))
     return video_latent.cpu(), first.cpu()
 
 
-def encode_clip_audio(audio_vae, audio: dict, seconds: float) -> torch.Tensor:
-    """The source speech (core AUDIO) fitted to the clip's length, as a normalised audio latent on CPU."""
-    from ..models.just_dub_it.av_codec import encode_audio, fit_waveform, waveform_to_mel
+def encode_clip_audio(audio_vae, ref) -> torch.Tensor:
+    """The prepared clip's source speech (cut to its frames), as a normalised audio latent on CPU."""
+    from ..models.just_dub_it.av_codec import encode_audio, waveform_to_mel
 
-    rate = int(audio["sample_rate"])
-    wav = fit_waveform(audio["waveform"][0].float(), rate, seconds)
-    return encode_audio(audio_vae, waveform_to_mel(wav, rate, audio_vae)).cpu()
+    return encode_audio(audio_vae, waveform_to_mel(ref.waveform, ref.sample_rate, audio_vae)).cpu()
 
 
 def context_to(ctx: DubbingContext, device) -> DubbingContext:

@@ -182,14 +182,15 @@ def sample_latents(model, context: torch.Tensor, control, *, seed: int, steps: i
                    callback=None) -> dict:
     """Chunked MTV sampling with the model (and ``vae``, when given) already placed: a video LATENT
     {"samples": [chunks, C, T, h, w], "mtv_num_frames", "mtv_fps"}."""
-    from ..models.common.images import resize_images
+    from ..models.mtv.preprocess import keyframe_pixels
     from ..models.mtv.sampler import sample_mtv
     from ..models.mtv.vae import encode_frames, reencode_tail
 
     conf = model.config
     image_latents = None
     if image is not None:
-        frame = resize_images(image[:1], conf.latent_height * 8, conf.latent_width * 8)
+        # MTV data_video.py resize_for_rectangle_crop: uint8 bicubic cover-resize + centre crop (no squash).
+        frame = keyframe_pixels(image[:1], conf.latent_height * 8, conf.latent_width * 8)
         image_latents = encode_frames(vae, frame, torch.Generator().manual_seed(seed))
     chunks = sample_mtv(
         model, context, control, latent_height=conf.latent_height, latent_width=conf.latent_width,

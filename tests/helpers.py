@@ -85,3 +85,39 @@ def runner_folders(tmp_path: Path) -> tuple[Path, Path]:
     inp.mkdir()
     out.mkdir()
     return inp, out
+
+
+NTSC_30 = "30000/1001"  # 29.97 fps, as containers store it
+
+
+def probe_av(path: Path) -> dict:
+    """Frame rate, frame count and audio/video durations of a written clip (decoded, not from headers)."""
+    import av
+
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        rate = vs.average_rate
+        frames = sum(1 for _ in c.decode(video=0))
+        out = {"rate": rate, "frames": frames, "video_s": frames / float(rate), "audio_s": None, "audio_frame_s": None}
+        if c.streams.audio:
+            c.seek(0)
+            sr = c.streams.audio[0].rate
+            samples, frame_len = 0, 0
+            for f in c.decode(audio=0):
+                samples += f.samples
+                frame_len = max(frame_len, f.samples)
+            out.update(audio_s=samples / sr, audio_frame_s=frame_len / sr)
+    return out
+
+
+def assert_ntsc_and_in_sync(path: Path, expect_frames: int | None = None) -> dict:
+    """The clip plays at 29.97 fps (not 29 or 30) and its audio lasts as long as its video, within one audio frame."""
+    from fractions import Fraction
+
+    info = probe_av(path)
+    assert abs(float(info["rate"]) - float(Fraction(NTSC_30))) < 1e-3, f"{path.name}: {info['rate']} fps"
+    if expect_frames is not None:
+        assert info["frames"] == expect_frames, info
+    assert info["audio_s"] is not None, f"{path.name} has no audio"
+    assert abs(info["audio_s"] - info["video_s"]) <= info["audio_frame_s"], info
+    return info

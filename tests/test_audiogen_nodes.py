@@ -72,10 +72,10 @@ def _write_tiny_models(root: Path) -> None:
     write_codec_files(mm)
 
 
-def _video(path: Path, seconds: float = 1.0) -> Path:
+def _video(path: Path, seconds: float = 1.0, fps=25) -> Path:
     from media_factory import make_video
 
-    return make_video(path, seconds=seconds, fps=25, size=(64, 48))
+    return make_video(path, seconds=seconds, fps=fps, size=(64, 48))
 
 
 def test_schemas_are_complete():
@@ -95,11 +95,15 @@ def test_node_chain(models_dir, tmp_path):
                                                  "fp32")[0]
     video = InputImpl.VideoFromFile(str(_video(tmp_path / "v.mp4", 1.0)))
     feats = nodes.MMDiTVisualFeatures.execute(enc, video=video)[0]
-    assert feats["clip"].shape == (1, 8, 16) and feats["sync"].shape == (1, 8 * 2, SYNC_DIM)
+    # MMAudio load_video: 25 frames at 25 fps give 24 sync slots (float64 counter drift), so 1 s
+    # shrinks to 0.96 s: int(8 * 0.96) = 7 CLIP frames, 2 Synchformer segments.
+    assert feats["duration_s"] == 0.96
+    assert feats["clip"].shape == (1, 7, 16) and feats["sync"].shape == (1, 8 * 2, SYNC_DIM)
     text = nodes.MMDiTTextEncode.execute("rain on a tin roof", "", clip_encoders=enc)[0]
-    assert text["features"].shape == (1, 77, 32) and text["negative"] is None
+    # The demo's negative prompt "" is CLIP-encoded (not the learned empty string).
+    assert text["features"].shape == (1, 77, 32) and text["negative"].shape == (1, 77, 32)
     latent = nodes.MMDiTSampler.execute(model, "audio", 0.0, 2, 4.5, 11, 2, visual_features=feats, text=text)[0]
-    assert latent["samples"].shape == (2, 20, 32) and latent["duration_s"] == 1.0  # ceil(1 s * 31.25) frames
+    assert latent["samples"].shape == (2, 20, 30) and latent["duration_s"] == 0.96  # ceil(0.96 s * 31.25) frames
     again = nodes.sample_mmdit(model, task="audio", duration=0.0, steps=2, cfg=4.5, seed=11, variations=2, visual=feats,
                                text=text)
     assert torch.equal(latent["samples"], again["samples"])
@@ -189,3 +193,20 @@ def test_workflow_runs_headless(models_dir, tmp_path, name):
             stream = c.streams.audio[0]
             samples = sum(f.samples for f in c.decode(audio=0))
             assert stream.rate == 16000 and abs(samples - 16000) <= 512 * 2  # 1 s at 16 kHz, whole latents
+
+
+@pytest.mark.parametrize("name", ["soundtrack_mmdit", "video_to_speech"])
+def test_workflow_keeps_ntsc_rate(models_dir, tmp_path, name):
+    """A 29.97 fps clip comes out at 29.97 fps, its new soundtrack as long as its frames."""
+    from fractions import Fraction
+
+    from helpers import NTSC_30, assert_ntsc_and_in_sync
+
+    runner_mod = _runner()
+    overrides, video = CASES[name]
+    inp, out = runner_folders(tmp_path)
+    _video(inp / video, 1.0, fps=Fraction(NTSC_30))
+    runner_mod.Runner(input_dir=inp, output_dir=out, models_dir=models_dir).run(
+        REPO / "workflows" / f"{name}.json", overrides={**TINY_CODECS, **overrides})
+    files = sorted(p for p in out.rglob("*") if p.suffix in (".mp4", ".mkv", ".webm", ".mov"))
+    assert_ntsc_and_in_sync(files[0], expect_frames=30)

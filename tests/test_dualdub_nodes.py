@@ -85,6 +85,24 @@ def test_workflow_runs_headless_with_tiny_weights(tmp_path):
         assert float(c.duration / 1e6) == pytest.approx(SECONDS, abs=0.1)
 
 
+def test_workflow_keeps_ntsc_rate(tmp_path):
+    """A 29.97 fps clip: the dub comes out at 29.97 fps, its tracks as long as the frames."""
+    from fractions import Fraction
+
+    from helpers import NTSC_30, assert_ntsc_and_in_sync
+
+    from soundstage.headless import runner as runner_mod
+
+    models, inputs, outputs = tmp_path / "models", tmp_path / "input", tmp_path / "output"
+    inputs.mkdir()
+    overrides = _write_models(models)
+    make_video(inputs / "dualdub_input.mp4", seconds=SECONDS, fps=Fraction(NTSC_30), size=(33, 31), pix_fmt="yuv444p")
+    make_audio(inputs / "reference_voice.wav", seconds=2.0, sample_rate=16000, kind="speechlike")
+    runner_mod.Runner(input_dir=inputs, output_dir=outputs, models_dir=models, device="cpu").run(
+        str(WORKFLOW), overrides=overrides)
+    assert_ntsc_and_in_sync(sorted(outputs.rglob("*.mp4"))[0], expect_frames=30)
+
+
 def test_sampler_node_function_validates_inputs(tmp_path):
     from soundstage.nodes.dualdub import LoadedDualDub, dualdub_sample, dualdub_text_encode
     from soundstage.nodes.model_patch import ModelHandle

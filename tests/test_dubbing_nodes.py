@@ -128,3 +128,24 @@ def test_first_frame_h264_roundtrip_and_cover_crop():
     wide[:, :, 16:48] = 1.0
     sq = fit_frames(wide, 32, 32)
     assert sq.shape == (1, 3, 32, 32) and sq.min() == 1.0
+
+
+def test_workflow_keeps_ntsc_rate(tmp_path):
+    """A 29.97 fps source is dubbed at 29.97 fps; the dub lasts as long as the kept frames."""
+    from fractions import Fraction
+
+    from helpers import NTSC_30, assert_ntsc_and_in_sync
+    from media_factory import make_video
+
+    from soundstage.headless import runner as runner_mod
+
+    models, inputs, outputs = tmp_path / "models", tmp_path / "input", tmp_path / "output"
+    inputs.mkdir()
+    overrides = _write_tiny_models(models)
+    # 0.75 s at 29.97 fps = 23 frames -> 17 kept (8k+1).
+    make_video(inputs / "dub_source.mp4", seconds=0.75, fps=Fraction(NTSC_30), size=(96, 64), audio="tone",
+               sample_rate=16000)
+    result = runner_mod.Runner(input_dir=inputs, output_dir=outputs, models_dir=models, device="cpu").run(
+        str(WORKFLOW), overrides=overrides)
+    assert result.values["6"][0].fps == float(Fraction(NTSC_30))
+    assert_ntsc_and_in_sync(sorted(outputs.rglob("*.mp4"))[0], expect_frames=17)

@@ -295,6 +295,26 @@ def test_example_workflow_me_delivery(dirs):
     assert abs(integrated_loudness(mix, rate) + 23.0) < 0.5
 
 
+def test_example_workflow_me_delivery_keeps_ntsc_rate(dirs):
+    """The same delivery from a 29.97 fps clip: 29.97 fps out, every track as long as the frames."""
+    from fractions import Fraction
+
+    from helpers import NTSC_30, assert_ntsc_and_in_sync
+
+    _, runner = runner_for(dirs)
+    make_video(dirs["input"] / "dub_clip.mp4", seconds=2.0, fps=Fraction(NTSC_30), size=(63, 47), audio="tone",
+               pix_fmt="yuv444p")
+    make_audio(dirs["input"] / "dialogue.wav", seconds=2.0, sample_rate=48000, kind="speechlike")
+    make_audio(dirs["input"] / "effects.flac", seconds=2.5, sample_rate=44100, channels=2, kind="clicks")
+    make_audio(dirs["input"] / "music.mp3", seconds=0.8, sample_rate=44100, channels=2, kind="tone")
+    result = runner.run(nodes_workflow("media_me_delivery.json"))
+    delivery = dirs["output"] / "soundstage" / result.outputs["8"]["images"][0]["filename"]
+    info = assert_ntsc_and_in_sync(delivery, expect_frames=60)
+    for i in range(5):
+        wave, rate = load_audio(str(delivery), stream_index=i)
+        assert abs(wave.shape[-1] / rate - info["video_s"]) <= 1024 / rate, i
+
+
 def nodes_workflow(name: str):
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows", name)
     assert os.path.isfile(path), f"bundled workflow {name} is missing"

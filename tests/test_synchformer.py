@@ -9,7 +9,7 @@ from conftest import golden_files
 from safetensors.torch import load_file
 
 from soundstage.models.audiogen_omni.synchformer import Synchformer, SynchformerConfig, load_synchformer
-from soundstage.models.audiogen_omni.visual import sample_frames, sync_input
+from soundstage.models.audiogen_omni.preprocess import load_video_frames, sync_pixels
 from soundstage.models.common.checkpoint import CheckpointError, compare_keys, meta_device, model_shapes
 
 
@@ -54,10 +54,12 @@ def test_manifest(golden_dir):
 
 def test_frame_sampling_and_sync_input():
     frames = torch.arange(50, dtype=torch.float32).view(50, 1, 1, 1).expand(50, 4, 6, 3) / 50
-    picked = sample_frames(frames, 50.0, 25.0)
-    assert picked.shape[0] == 25 and torch.allclose(picked[:, 0, 0, 0] * 50, torch.arange(0, 50, 2, dtype=torch.float32))
-    assert sample_frames(frames, 50.0, 8.0, duration_s=0.5).shape[0] == 4
-    x = sync_input(frames, 50.0)
-    assert x.shape == (1, 25, 3, 224, 224)
+    v = load_video_frames(frames, 50.0, clip_size=None)
+    # 1 s at 50 fps: 25 sync frames, every other one (exact at this rate: 0.04 accumulates below 2/50 here).
+    assert v.sync_indices[:3] == [0, 2, 4] and len(v.sync_indices) == 25
+    assert load_video_frames(frames, 50.0, 0.5, sync_size=None).clip_indices == [0, 7, 13, 19]  # int(8 * 0.5) slots
+    x = sync_pixels(v.sync_frames)
+    assert x.shape == (25, 3, 224, 224)
     assert x.min() >= -1 and x.max() <= 1
-    assert torch.allclose(x[0, 3, 0, 100, 100], torch.tensor(6 / 50 * 2 - 1), atol=1e-4)
+    k = v.sync_indices[3]
+    assert torch.allclose(x[3, 0, 100, 100], torch.tensor(round(k / 50 * 255) / 255 * 2 - 1), atol=1e-6)

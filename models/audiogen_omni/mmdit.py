@@ -7,7 +7,6 @@ sampling step (:meth:`MMDiT.predict_flow`), as MMAudio's preprocess_conditions/p
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
@@ -19,6 +18,7 @@ from .blocks import FinalBlock, JointBlock, StreamBlock
 from .layers import ChannelLastConv1d, SwiGLU, TimestepEmbedder
 from .lyrics import LyricsEncoder, LyricsEncoderConfig
 from .paapi import phase_aligned_rotations, rope_rotations
+from .preprocess import latent_seq_len
 
 SYNC_TOKENS_PER_SEGMENT = 8  # Synchformer: 16 frames -> 8 tokens (MMAudio networks.py)
 
@@ -187,7 +187,8 @@ class MMDiT(nn.Module):
         return self.audio_input_proj[0].weight.dtype
 
     def latent_len_for(self, seconds: float) -> int:
-        return int(math.ceil(seconds * self.config.latent_rate))
+        # MMAudio sequence_config.py latent_seq_len, in its float order (seconds * sr / hop / 2).
+        return latent_seq_len(seconds, self.config.sample_rate, self.config.samples_per_latent)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.latent_mean) / self.latent_std

@@ -10,7 +10,8 @@ import torch
 
 from ..common.cuda_graph import GraphCache, weight_addresses
 from ..common.flow_matching import StepCallback, cfg_combine, euler_sample
-from .mmdit import MMDiT, Conditions
+from .mmdit import SYNC_TOKENS_PER_SEGMENT, MMDiT, Conditions
+from .preprocess import clip_seq_len, sync_seq_len
 
 DEFAULT_STEPS = 25  # paper 4 / MMAudio
 DEFAULT_CFG = 4.5
@@ -128,7 +129,9 @@ def generate(
     latent_mask = None
     if frames < n:
         latent_mask = (torch.arange(n, device=device) < frames).unsqueeze(0).expand(variations, -1)
-    lens = dict(clip_len=None if clip_f is None else clip_f.shape[1], sync_len=None if sync_f is None else sync_f.shape[1])
+    # A missing stream is its learned empty feature at MMAudio's length for the duration (sequence_config.py).
+    lens = dict(clip_len=max(1, clip_seq_len(duration_s)) if clip_f is None else clip_f.shape[1],
+                sync_len=max(SYNC_TOKENS_PER_SEGMENT, sync_seq_len(duration_s)) if sync_f is None else sync_f.shape[1])
     cond = net.encode_conditions(batch=1, latent_len=n, clip_f=clip_f, sync_f=sync_f, text_f=text_f, text_mask=text_mask,
                                  lyrics_f=lyrics_f, lyrics_mask=lyrics_mask, duration_s=duration_s, **lens)
     lyr_len = None if lyrics_f is None else lyrics_f.shape[1]

@@ -4,63 +4,25 @@ Frames enter as ComfyUI IMAGE batches (``[T, H, W, 3]`` float in 0..1) with thei
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from .synchformer import SYNC_FPS, SYNC_SIZE, Synchformer
+from .preprocess import load_video_frames, sync_pixels, unit_float
+from .synchformer import Synchformer
 
-CLIP_FPS = 8.0  # MMAudio / AudioGen-Omni: CLIP features at 8 fps
 # open_clip's OpenAI normalisation, used by MMAudio for DFN5B (features_utils.py).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-# (open_clip architecture, input size): MMAudio's DFN5B and the paper's MetaCLIP bigG.
+# (open_clip architecture, input size): MMAudio's DFN5B (frames resized to 384, eval_utils.py _CLIP_SIZE)
+# and the paper's MetaCLIP bigG.
 CLIP_ARCHS = {
     "dfn5b_h14_384": ("ViT-H-14-378-quickgelu", 384),
     "metaclip_bigg14": ("ViT-bigG-14-quickgelu", 224),
 }
-
-
-def sample_frames(frames: torch.Tensor, src_fps: float, dst_fps: float, duration_s: Optional[float] = None) -> torch.Tensor:
-    """Frames at ``dst_fps`` picked from ``frames`` [T, ...] at ``src_fps`` (the frame shown at each instant)."""
-    if src_fps <= 0 or dst_fps <= 0:
-        raise ValueError(f"frame rates must be positive, got {src_fps} and {dst_fps}")
-    total_s = frames.shape[0] / src_fps
-    if duration_s is not None:
-        total_s = min(total_s, duration_s)
-    count = int(math.floor(total_s * dst_fps + 1e-6))
-    idx = torch.floor(torch.arange(count, dtype=torch.float64) * (src_fps / dst_fps) + 1e-6).long()
-    return frames[idx.clamp_max(frames.shape[0] - 1)]
-
-
-def _to_nchw(images: torch.Tensor) -> torch.Tensor:
-    return images.permute(0, 3, 1, 2).float()
-
-
-def sync_input(images: torch.Tensor, fps: float, duration_s: Optional[float] = None) -> torch.Tensor:
-    """IMAGE [T,H,W,3] -> Synchformer input [1, T25, 3, 224, 224] in [-1, 1].
-
-    MMAudio eval_utils.sync_transform: resize the short side to 224 (bicubic), centre crop, normalise 0.5/0.5.
-    """
-    x = _to_nchw(sample_frames(images, fps, SYNC_FPS, duration_s))
-    h, w = x.shape[-2:]
-    s = SYNC_SIZE / min(h, w)
-    nh, nw = max(SYNC_SIZE, round(h * s)), max(SYNC_SIZE, round(w * s))
-    x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
-    top, left = (nh - SYNC_SIZE) // 2, (nw - SYNC_SIZE) // 2
-    x = x[..., top : top + SYNC_SIZE, left : left + SYNC_SIZE].clamp(0, 1)
-    return ((x - 0.5) / 0.5).unsqueeze(0)
-
-
-def clip_input(images: torch.Tensor, fps: float, size: int, duration_s: Optional[float] = None) -> torch.Tensor:
-    """IMAGE -> [T8, 3, size, size] in 0..1 (MMAudio clip_transform squashes to a square, bicubic)."""
-    x = _to_nchw(sample_frames(images, fps, CLIP_FPS, duration_s))
-    x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-    return x.clamp(0, 1)
 
 
 @dataclass
@@ -73,8 +35,8 @@ class ClipFrameEncoder:
     std: tuple = CLIP_STD
 
     @torch.no_grad()
-    def encode(self, frames: torch.Tensor, batch: int = 64) -> torch.Tensor:
-        """[T, 3, S, S] in 0..1 -> [T, D]."""
+    def encode(self, frames: torch.Tensor, batch: int = 40) -> torch.Tensor:
+        """[T, 3, S, S] in 0..1 -> [T, D] (features_utils.py encode_video_with_clip: 40 frames a chunk)."""
         p = next(self.model.parameters())
         mean = torch.tensor(self.mean, device=p.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=p.device).view(1, 3, 1, 1)
@@ -100,27 +62,33 @@ class VisualFeatures:
 
     clip: Optional[torch.Tensor]  # [1, T8, Dc]
     sync: Optional[torch.Tensor]  # [1, S*8, Ds]
-    duration_s: float
+    duration_s: float  # what the selected frames cover (eval_utils.load_video shrinks the request to it)
+    clip_indices: Optional[list] = None  # input frames fed to CLIP / Synchformer
+    sync_indices: Optional[list] = None
 
 
 @torch.no_grad()
 def extract_visual_features(
     images: torch.Tensor,
-    fps: float,
+    fps,
     *,
     clip_encoder: Optional[ClipFrameEncoder] = None,
     synchformer: Optional[Synchformer] = None,
     duration_s: Optional[float] = None,
 ) -> VisualFeatures:
-    length = images.shape[0] / fps
-    duration = length if duration_s is None else min(duration_s, length)
+    """IMAGE [T, H, W, 3] at ``fps`` -> CLIP (8 fps) and Synchformer (25 fps) features as MMAudio's demo
+    computes them (frame choice, uint8 resizes and duration shrink: :mod:`.preprocess`)."""
+    sync_size = synchformer.config.image_size if synchformer is not None else None
+    clip_size = clip_encoder.image_size if clip_encoder is not None else None
+    v = load_video_frames(images, fps, duration_s, clip_size=clip_size, sync_size=sync_size)
     clip = sync = None
-    if clip_encoder is not None:
-        clip = clip_encoder.encode(clip_input(images, fps, clip_encoder.image_size, duration)).unsqueeze(0)
-    if synchformer is not None:
+    if v.clip_frames is not None:
+        clip = clip_encoder.encode(unit_float(v.clip_frames)).unsqueeze(0)
+    if v.sync_frames is not None:
         p = next(synchformer.parameters())
-        sync = synchformer.encode_video(sync_input(images, fps, duration).to(p.device, p.dtype)).float()
-    return VisualFeatures(clip, sync, duration)
+        x = sync_pixels(v.sync_frames).unsqueeze(0).to(p.device, p.dtype)
+        sync = synchformer.encode_video(x, segment_batch=40).float()  # features_utils.py: 40 segments a batch
+    return VisualFeatures(clip, sync, v.duration_s, v.clip_indices, v.sync_indices)
 
 
 def open_clip_from_config(config: dict, sd=None) -> ClipFrameEncoder:
@@ -134,7 +102,8 @@ def open_clip_from_config(config: dict, sd=None) -> ClipFrameEncoder:
                            quick_gelu=cfg.get("quick_gelu", True))
     if sd is not None:
         load_strict(model, sd, context="open_clip model")
-    return ClipFrameEncoder(model.eval(), int(cfg["vision_cfg"]["image_size"]))
+    # "input_size": the size frames are resized to when it differs from the model's (DFN5B: 384 on 378).
+    return ClipFrameEncoder(model.eval(), int(cfg.get("input_size", cfg["vision_cfg"]["image_size"])))
 
 
 @torch.no_grad()

@@ -31,6 +31,9 @@ HEADS_BY_WIDTH = {768: 12, 1024: 16, 1280: 16, 1664: 16}
 GELU_WIDTHS = {1280, 1664}
 
 TOWER_PARTS = ("embeddings.", "pre_layrnorm.", "encoder.", "post_layernorm.")
+# open_clip CLIP keys outside ``visual.*`` (open_clip/model.py CLIP: the text tower, its projection, logit_scale).
+OPEN_CLIP_TEXT = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection",
+                  "logit_scale", "logit_bias", "attn_mask")
 PROJECTION = "visual_projection.weight"
 
 # open_clip VisionTransformer -> transformers CLIPVisionModel names (fused qkv is split separately).
@@ -102,7 +105,8 @@ def vision_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     from .checkpoint import rename_keys
 
     if any(k.startswith("visual.") for k in sd):
-        sd = {k: v for k, v in sd.items() if k.startswith("visual.")}
+        # The text tower is dropped by name; any other key stays so a strict load names it.
+        sd = {k: v for k, v in sd.items() if not k.startswith(OPEN_CLIP_TEXT)}
         sd = rename_keys(_split_open_clip_qkv(sd), OPEN_CLIP_TO_HF)
     out = {}
     for k, v in sd.items():
@@ -146,8 +150,23 @@ def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def open_clip_vision_config(data: dict) -> dict:
+    """CLIPVisionConfig fields from an ``open_clip_config.json`` (its ``model_cfg``), e.g. DFN5B ViT-H-14:
+    same shapes as LAION's ViT-H but ``quick_gelu``, which no weight shape reveals."""
+    cfg = data.get("model_cfg", data)
+    vision = cfg["vision_cfg"]
+    width = int(vision["width"])
+    return {
+        "hidden_size": width, "patch_size": int(vision["patch_size"]), "image_size": int(vision["image_size"]),
+        "num_hidden_layers": int(vision["layers"]), "intermediate_size": int(width * vision.get("mlp_ratio", 4.0)),
+        "num_attention_heads": width // int(vision.get("head_width", 64)), "projection_dim": int(cfg["embed_dim"]),
+        "hidden_act": "quick_gelu" if cfg.get("quick_gelu") else "gelu", "num_channels": 3,
+    }
+
+
 def config_beside(weights: Path) -> dict | None:
-    """``<name>.json`` beside the file, else the folder's ``config.json``; a CLIPConfig's vision part counts."""
+    """``<name>.json`` beside the file, else the folder's ``config.json``; a CLIPConfig's vision part counts.
+    An open_clip folder's ``open_clip_config.json`` comes last."""
     for side in (weights.with_suffix(".json"), weights.parent / "config.json"):
         data = _json(side)
         # A config of another model beside the file (a shared folder) says nothing about this one.
@@ -157,7 +176,8 @@ def config_beside(weights: Path) -> dict | None:
             if "projection_dim" in data and "projection_dim" not in vision:
                 vision["projection_dim"] = data["projection_dim"]
             return vision
-    return None
+    oc = _json(weights.parent / "open_clip_config.json")
+    return open_clip_vision_config(oc) if oc is not None and "model_cfg" in oc else None
 
 
 def infer_config(sd: dict[str, torch.Tensor], *, hidden_act: str | None = None) -> dict:
@@ -188,6 +208,9 @@ def infer_config(sd: dict[str, torch.Tensor], *, hidden_act: str | None = None) 
 def _preprocessing(folder: Path, image_size: int) -> tuple[tuple, tuple, int]:
     """Mean, std and input size from ``preprocessor_config.json`` when present, else CLIP's."""
     data = _json(folder / "preprocessor_config.json") or {}
+    oc = (_json(folder / "open_clip_config.json") or {}).get("preprocess_cfg")
+    if not data and oc:
+        data = {"image_mean": oc.get("mean", CLIP_MEAN), "image_std": oc.get("std", CLIP_STD)}
     crop = data.get("crop_size", image_size)
     crop = crop.get("height", image_size) if isinstance(crop, dict) else crop
     return tuple(data.get("image_mean", CLIP_MEAN)), tuple(data.get("image_std", CLIP_STD)), int(crop)
