@@ -77,11 +77,12 @@ def sync_features(sf: Synchformer, frames: np.ndarray, fps: float, seconds: floa
 def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log: list, name: str, ema=None):
     cfg = TrainConfig(out_dir=str(out / name), steps=steps, lr=lr, seed=seed, log_every=max(1, steps // 20),
                       save_every=10**9, keep_checkpoints=1, weight_decay=0.0)
-    start = time.time()
+    start, cpu = time.time(), time.process_time()
     trainer = Trainer(model, loss_fn, cfg, on_step=(lambda s, logs: ema.update(trainer.unwrapped())) if ema else None)
     history = trainer.fit(data)
-    wall = time.time() - start
-    log.append({"stage": name, "steps": steps, "wall_s": round(wall, 1), "s_per_step": round(wall / max(1, steps), 3),
+    wall, cpu = time.time() - start, time.process_time() - cpu
+    log.append({"stage": name, "steps": steps, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                "cpu_s_per_step": round(cpu / max(1, steps), 3),
                 "loss_first": history[0]["loss"], "loss_last": float(np.mean([h["loss"] for h in history[-10:]])),
                 "curve": [round(h["loss"], 5) for h in history]})
     return trainer.unwrapped()
@@ -91,6 +92,11 @@ class AudioGenOmniRecipe:
     system = SYSTEM
     files = FILES
     folders = {key: "soundstage_mmaudio" for key in FILES}  # the ComfyUI model folder each file is listed in
+    can = ["video to audio in the synthetic world: an impact sound where a ball touches the floor, a beep when the "
+           "lamp lights (16 kHz, clips up to the trained length)"]
+    cannot = ["speech, song, text prompts or captions (no transcript or caption training yet)",
+              "anything outside the cartoon world; real videos give noise-like or silent output",
+              "44.1 kHz audio; CLIP features are not used (the clip stream stays at its learned empty feature)"]
 
     def train(self, out_dir: str, *, scale: str = "feasibility", seed: int = 0) -> dict:
         from safetensors.torch import save_file
@@ -102,7 +108,7 @@ class AudioGenOmniRecipe:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         stages: list[dict] = []
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         clips = world_clips("train", sc.train_clips, task="v2a", stems=("effects",), seconds=sc.seconds, size=sc.size)
         mel = LogMel(MEL_16K)
         pairs = codecs.waves_and_mels([c.audio for c in clips], mel)
@@ -142,6 +148,7 @@ class AudioGenOmniRecipe:
         report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc), "seed": seed,
                   "train_seeds": [clips[0].index, clips[-1].index], "data_s": round(data_s, 1),
                   "features_s": round(features_s, 1), "stages": stages, "wall_s": round(time.time() - t0, 1),
+                  "cpu_s": round(time.process_time() - cpu0, 1),
                   "threads": torch.get_num_threads(),
                   "files": {k: {"name": f"{PREFIX}/{v}", "bytes": (weights / v).stat().st_size} for k, v in FILES.items()}}
         (out / "train_report.json").write_text(json.dumps(report, indent=1))

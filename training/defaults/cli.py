@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ... import defaults as pack_defaults
 from . import RECIPES, SCALES, recipe
+from .card import write_card
 
 
 def add_train_arguments(p) -> None:
@@ -31,7 +32,7 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--out", default="defaults-eval", help="folder for report.json, report.md and plots")
 
 
-def install(system: str, weights: Path, report: dict) -> list[Path]:
+def install(system: str, weights: Path, report: dict, evaluation: dict | None = None) -> list[Path]:
     """Copy a trained default into defaults/<folder>/soundstage-tiny/<system>/ and write its card JSON."""
     r = recipe(system)
     written = []
@@ -40,12 +41,8 @@ def install(system: str, weights: Path, report: dict) -> list[Path]:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(weights / filename, dest)
         written.append(dest)
-    card = pack_defaults.card_path(system).with_suffix(".json")
-    card.parent.mkdir(parents=True, exist_ok=True)
-    card.write_text(json.dumps({k: v for k, v in report.items() if k != "stages"} |
-                               {"stages": [{k: v for k, v in s.items() if k != "curve"} for s in report["stages"]]},
-                               indent=1))
-    return written + [card]
+    card = write_card(pack_defaults.card_path(system), report, evaluation, can=r.can, cannot=r.cannot)
+    return written + [card, card.with_suffix(".json")]
 
 
 def main_train(args) -> int:
@@ -56,7 +53,8 @@ def main_train(args) -> int:
     print(json.dumps({"system": args.system, "scale": args.scale, "wall_s": round(time.time() - start, 1),
                       "weights": str(out / "weights"), "files": report["files"]}, indent=1))
     if args.install:
-        for p in install(args.system, out / "weights", report):
+        evaluation = r.evaluate(str(out / "weights"), str(out / "eval"), scale=args.scale, clips=16, seed=args.seed)
+        for p in install(args.system, out / "weights", report, evaluation):
             print(f"installed {p}")
     return 0
 
@@ -82,7 +80,7 @@ def main_eval(args) -> int:
         scale = args.scale
         card = pack_defaults.card_path(system).with_suffix(".json")
         if scale is None:
-            scale = json.loads(card.read_text()).get("scale", "full") if card.is_file() and not args.weights else "full"
+            scale = json.loads(card.read_text())["train"]["scale"] if card.is_file() and not args.weights else "full"
         result = recipe(system).evaluate(str(weights), str(Path(args.out) / system), scale=scale, clips=args.clips,
                                          seed=args.seed)
         results[system] = result["summary"]

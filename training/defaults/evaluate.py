@@ -84,12 +84,12 @@ def summarise(rows: list[dict]) -> dict:
         out[cond] = {}
         for kind in ("all", "impacts", "beeps"):
             errs = [e for r in rows if kind in r[cond] for e in r[cond][kind]["errors_s"]]
-            prec = [r[cond][kind]["precision"] for r in rows if kind in r[cond]]
+            prec = [p for r in rows if kind in r[cond] if not np.isnan(p := r[cond][kind]["precision"])]
             if errs:
                 out[cond][kind] = {"median_ms": round(float(np.median(errs)) * 1000, 1),
                                    "mean_ms": round(float(np.mean(errs)) * 1000, 1),
                                    "miss_rate": round(float(np.mean([e >= 0.2 for e in errs])), 3),
-                                   "onset_precision": round(float(np.nanmean(prec)), 3) if prec else None,
+                                   "onset_precision": round(float(np.mean(prec)), 3) if prec else None,
                                    "events": len(errs)}
     return out
 

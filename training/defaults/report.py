@@ -29,7 +29,8 @@ def plot(result: dict, path: Path, metric: str = "median_ms") -> None:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     width = 0.8 / max(1, len(kinds))
     for j, kind in enumerate(kinds):
-        vals = [result["summary"][c].get(kind, {}).get(metric, float("nan")) for c in conds]
+        vals = [result["summary"][c].get(kind, {}).get(metric) for c in conds]
+        vals = [float("nan") if v is None else v for v in vals]
         ax.bar([i + j * width for i in range(len(conds))], vals, width, label=kind)
     ax.set_xticks([i + width * (len(kinds) - 1) / 2 for i in range(len(conds))], conds, fontsize=8)
     ax.set_ylabel(metric)
