@@ -50,7 +50,7 @@ class Scale:
 SCALES = {
     "smoke": Scale(train_clips=4, seconds=1.0, size=48, vae_steps=2, vocoder_steps=2, mmdit_steps=2, batch=2,
                    sample_steps=2, hidden=32),
-    "feasibility": Scale(train_clips=64, seconds=2.0, size=64, vae_steps=300, vocoder_steps=200, mmdit_steps=1500),
+    "feasibility": Scale(train_clips=48, seconds=2.0, size=64, vae_steps=150, vocoder_steps=150, mmdit_steps=1000),
     "full": Scale(train_clips=512, seconds=4.0, size=96, vae_steps=3000, vocoder_steps=3000, mmdit_steps=6000),
 }
 
@@ -85,6 +85,7 @@ def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log:
                 "cpu_s_per_step": round(cpu / max(1, steps), 3),
                 "loss_first": history[0]["loss"], "loss_last": float(np.mean([h["loss"] for h in history[-10:]])),
                 "curve": [round(h["loss"], 5) for h in history]})
+    (out / "stages.json").write_text(json.dumps(log))  # partial progress, stage by stage
     return trainer.unwrapped()
 
 

@@ -75,10 +75,17 @@ class VocoderLoss:
         return mel_l1 + stft, {"mel_l1": float(mel_l1.detach()), "stft": float(stft.detach())}
 
 
-def mel_batches(mels: list[torch.Tensor], batch: int, seed: int) -> Iterator[torch.Tensor]:
+def mel_batches(mels: list[torch.Tensor], batch: int, seed: int, frames: int = 64) -> Iterator[torch.Tensor]:
+    """Random even-aligned ``frames``-frame crops (the VAE is convolutional in time; crops cost less per step)."""
     rng = random.Random(seed)
     while True:
-        yield torch.stack([mels[i] for i in rng.sample(range(len(mels)), min(batch, len(mels)))])
+        out = []
+        for i in rng.sample(range(len(mels)), min(batch, len(mels))):
+            m = mels[i]
+            n = min(frames, m.shape[-1] // 2 * 2)
+            a = 2 * rng.randrange(0, (m.shape[-1] - n) // 2 + 1)
+            out.append(m[:, a: a + n])
+        yield torch.stack(out)
 
 
 def vocoder_batches(pairs: list[tuple[torch.Tensor, torch.Tensor]], batch: int, seed: int,
