@@ -225,6 +225,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     synth.add_argument("--seconds", type=float, default=3.0)
     synth.add_argument("--size", type=int, default=128)
     synth.add_argument("--fps", type=int, default=25)
+    synth.add_argument("--split", choices=["train", "heldout", "ci"], default=None,
+                       help="take clips from this fixed seed range of the synthetic world (the tiny defaults' data)")
+    synth.add_argument("--task", choices=["full", "speech", "v2a"], default="full",
+                       help="with --split: v2a = balls and beeps only, no speech")
+    synth.add_argument("--languages", nargs="+", default=None, help="dubbing-pair languages (default: en fr)")
     synth.add_argument("--samples", action="store_true",
                        help="write the named sample inputs the example workflows load (e.g. into ComfyUI's input/)")
     synth.set_defaults(func=cmd_synth)

@@ -71,3 +71,16 @@ def test_caption_quotes_the_transcript_and_the_speaker():
     cap = c.truth["caption"]
     assert f'"{sentences.sentence("de", s.sentence)}"' in cap and "in German" in cap
     assert ("a woman" in cap) == (s.speaker in ("spk1", "spk3"))
+
+
+def test_synth_command_writes_clips_of_a_fixed_split(tmp_path):
+    import json
+
+    from soundstage.cli import main
+
+    assert main(["synth", "--out", str(tmp_path), "--n", "3", "--split", "heldout", "--task", "v2a", "--seconds", "1.0",
+                 "--size", "48", "--languages", "en", "fr", "de"]) == 0
+    clips = json.loads((tmp_path / "manifest.json").read_text())["clips"]
+    assert [c["language"] for c in clips] == ["en", "fr", "de"] and {c["split"] for c in clips} == {"heldout"}
+    assert len({c["spec"]["seed"] for c in clips}) == 1 and clips[0]["spec"]["seed"] in SEED_RANGES["heldout"]
+    assert clips[0]["caption"] == clips[2]["caption"] and "ball" in clips[0]["caption"]
