@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...metrics.events import event_sync
+from ...metrics.events import envelope_event_sync, event_sync, log10_mel_envelope
 from ...models.common.checkpoint import load_file
 from ...models.common.codecs.bigvgan import load_bigvgan
 from ...models.common.codecs.mel import MEL_16K, LogMel
@@ -30,12 +30,13 @@ def load_v2a(weights: Path, files: dict):
 
 
 @torch.no_grad()
-def _render(net, vae, voc, sync: torch.Tensor, seconds: float, steps: int, seed: int) -> np.ndarray:
+def _render(net, vae, voc, sync: torch.Tensor, seconds: float, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(wave, decoded log-mel [80, F]) of one sample."""
     from ...models.audiogen_omni.sampler import generate
 
     res = generate(net, duration_s=seconds, seed=seed, num_steps=steps, cfg_scale=1.0, sync_f=sync[None])
     mel = vae.decode(res.latent.transpose(1, 2))
-    return voc(mel)[0, 0].numpy()
+    return voc(mel)[0, 0].numpy(), mel[0].numpy()
 
 
 @torch.no_grad()
@@ -58,17 +59,21 @@ def evaluate_v2a(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
         events = event_times(c.truth)
         all_events = sorted(events["impacts"] + events["beeps"])
         _, m = ag.codecs.waves_and_mels([c.audio], mel)[0]
-        waves = {
+        round_mel = vae.decode(vae.encode(m[None])[0])
+        rendered = {
             "default": _render(net, vae, voc, syncs[i], scale.seconds, scale.sample_steps, seed + i),
             "mismatched": _render(net, vae, voc, syncs[(i + 1) % len(held)], scale.seconds, scale.sample_steps, seed + i),
             "untrained": _render(untrained, vae, voc, syncs[i], scale.seconds, scale.sample_steps, seed + i),
-            "codec_round_trip": voc(vae.decode(vae.encode(m[None])[0]))[0, 0].numpy(),
-            "truth": c.audio,
+            "codec_round_trip": (voc(round_mel)[0, 0].numpy(), round_mel[0].numpy()),
+            "truth": (c.audio, m.numpy()),
         }
         row = {"clip": f"heldout/{c.index}", "events": len(all_events)}
-        for name, wave in waves.items():
-            row[name] = {kind: event_sync(wave, rate, ev) for kind, ev in
-                         (("all", all_events), ("impacts", events["impacts"]), ("beeps", events["beeps"])) if ev}
+        kinds = [(k, ev) for k, ev in (("all", all_events), ("impacts", events["impacts"]), ("beeps", events["beeps"])) if ev]
+        for name, (wave, mel_out) in rendered.items():
+            # the wave (after the vocoder) and the decoded mel (before it): a weak vocoder shows as the difference
+            row[name] = {kind: event_sync(wave, rate, ev) for kind, ev in kinds}
+            env = log10_mel_envelope(mel_out)
+            row[name] |= {f"mel_{kind}": envelope_event_sync(env, MEL_16K.frame_rate, ev) for kind, ev in kinds}
         rows.append(row)
     summary = summarise(rows)
     result = {"system": recipe.system, "task": "video_to_audio", "clips": [r["clip"] for r in rows],
@@ -82,7 +87,7 @@ def summarise(rows: list[dict]) -> dict:
     out = {}
     for cond in CONDITIONS:
         out[cond] = {}
-        for kind in ("all", "impacts", "beeps"):
+        for kind in ("all", "impacts", "beeps", "mel_all", "mel_impacts", "mel_beeps"):
             errs = [e for r in rows if kind in r[cond] for e in r[cond][kind]["errors_s"]]
             prec = [p for r in rows if kind in r[cond] if not np.isnan(p := r[cond][kind]["precision"])]
             if errs:

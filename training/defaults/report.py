@@ -8,7 +8,8 @@ from pathlib import Path
 def markdown(result: dict) -> str:
     lines = [f"# {result['system']}: {result['task']} on {len(result['clips'])} held-out clips", "",
              "Median onset error over every ground-truth event (a miss counts as 200 ms); onset precision = share "
-             "of detected onsets within 100 ms of an event.", "",
+             "of detected onsets within 100 ms of an event. Kinds `mel_*` detect onsets on the decoded mel, before "
+             "the vocoder.", "",
              "| condition | kind | median ms | mean ms | miss rate | onset precision | events |",
              "|---|---|---|---|---|---|---|"]
     for cond, kinds in result["summary"].items():
