@@ -18,7 +18,7 @@ def add_train_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="work folder (default: defaults-work/SYSTEM-SCALE)")
     p.add_argument("--install", action="store_true",
-                   help="copy the weights into the pack's defaults/ folder and write the model card JSON")
+                   help="evaluate on 16 held-out clips, copy the weights into the pack's defaults/ folder and write its model card")
 
 
 def add_eval_arguments(p) -> None:
