@@ -166,6 +166,16 @@ def cmd_dubbing_clips(args) -> int:
     return int(module.main(args) or 0)
 
 
+def cmd_train_defaults(args) -> int:
+    module = importlib.import_module(".training.defaults.cli", _package())
+    return int(module.main_train(args) or 0)
+
+
+def cmd_eval_defaults(args) -> int:
+    module = importlib.import_module(".training.defaults.cli", _package())
+    return int(module.main_eval(args) or 0)
+
+
 def cmd_eval(args) -> int:
     module = importlib.import_module(".metrics.cli", _package())
     return int(module.main(args) or 0)
@@ -215,6 +225,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     synth.add_argument("--seconds", type=float, default=3.0)
     synth.add_argument("--size", type=int, default=128)
     synth.add_argument("--fps", type=int, default=25)
+    synth.add_argument("--split", choices=["train", "heldout", "ci"], default=None,
+                       help="take clips from this fixed seed range of the synthetic world (the tiny defaults' data)")
+    synth.add_argument("--task", choices=["full", "speech", "v2a"], default="full",
+                       help="with --split: v2a = balls and beeps only, no speech")
+    synth.add_argument("--languages", nargs="+", default=None, help="dubbing-pair languages (default: en fr)")
     synth.add_argument("--samples", action="store_true",
                        help="write the named sample inputs the example workflows load (e.g. into ComfyUI's input/)")
     synth.set_defaults(func=cmd_synth)
@@ -228,6 +243,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     if bool(argv) and argv[0] == "dubbing-clips":
         importlib.import_module(".training.just_dub_it.datagen_generate", _package()).add_arguments(dub_clips)
     dub_clips.set_defaults(func=cmd_dubbing_clips)
+
+    for name, func, adder, help_ in (
+            ("train-defaults", cmd_train_defaults, "add_train_arguments", "train a system's tiny default on the synthetic world"),
+            ("eval-defaults", cmd_eval_defaults, "add_eval_arguments", "evaluate tiny defaults on held-out clips")):
+        p = sub.add_parser(name, help=help_)
+        if bool(argv) and argv[0] == name:  # heavy imports only when asked, as for `train`
+            getattr(importlib.import_module(".training.defaults.cli", _package()), adder)(p)
+        p.set_defaults(func=func)
 
     ev = sub.add_parser("eval", help="score predicted clips against references")
     ev.add_argument("--pred", required=True)

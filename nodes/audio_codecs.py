@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..compat import io, model_management
+from ..defaults import defaults_first
 from ..models.common.checkpoint import load_file
 from ..models.common.codecs.mel import MEL_16K, MEL_44K, LogMel, MelConfig, mel_config_for, prepare_waveform
 from .common import audio_latent, check_names, placement_for, seed_input, weight_dtype_input
@@ -45,7 +46,7 @@ def codec_file_choices() -> list[str]:
     names: list[str] = []
     for folder in CODEC_FOLDERS:
         names += [n for n in model_choices(folder) if n not in names]
-    return sorted(names)
+    return defaults_first(sorted(names))
 
 
 def resolve_codec_file(name: str, node: str, input_name: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from .. import defaults as pack_defaults
 from ..compat import folder_paths
 
 WEIGHT_EXTENSIONS = {".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".sft"}
@@ -40,12 +41,18 @@ def register_model_folders() -> None:
             paths, exts = table[name]
             exts = set(exts) | WEIGHT_EXTENSIONS
             table[name] = (paths, exts)
+    # The pack's tiny defaults: extra search paths after the user's folders (listed first by model_choices).
+    for name, path in pack_defaults.search_paths().items():
+        if name not in table:
+            table[name] = ([], set(WEIGHT_EXTENSIONS))
+        if path not in table[name][0]:
+            folder_paths.add_model_folder_path(name, path)
 
 
 def model_choices(folder: str) -> list[str]:
     """Files a loader's combo offers (folder layouts with config.json count as their folder name)."""
     register_model_folders()
-    return folder_paths.get_filename_list(folder)
+    return pack_defaults.defaults_first(folder_paths.get_filename_list(folder))
 
 
 def resolve_model(folder: str, name: str, node: str, input_name: str) -> str:

@@ -11,6 +11,8 @@ def main(args) -> int:
         files = write_workflow_samples(args.out, seed=args.seed, seconds=args.seconds, size=args.size)
         print(f"wrote {len(files)} sample inputs for the example workflows to {args.out}")
         return 0
-    manifest = generate_dataset(args.out, args.n, seed=args.seed, seconds=args.seconds, size=args.size, fps=args.fps)
+    manifest = generate_dataset(args.out, args.n, seed=args.seed, seconds=args.seconds, size=args.size, fps=args.fps,
+                                split=getattr(args, "split", None), task=getattr(args, "task", "full"),
+                                languages=tuple(getattr(args, "languages", None) or ("en", "fr")))
     print(f"wrote {len(manifest['clips'])} clips and manifest.json to {args.out}")
     return 0

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import render, scene, sounds
+from . import render, scene, sentences, sounds
+from .captions import caption, colour_name
 from .speech import LINES, SPEAKERS, speak
 from .visemes import openness_track
 
@@ -25,6 +26,7 @@ class ClipSpec:
     language: str = "en"
     speaker: str = "spk0"
     line: int = 0
+    sentence: int = -1  # >= 0: the grammar's sentence of this id (sentences.py) instead of LINES[line]
     speech_start: float = 0.3
     n_balls: int = 1
     speech: bool = True
@@ -61,7 +63,8 @@ def generate_clip(spec: ClipSpec) -> Clip:
     speech = np.zeros(n_samples, np.float32)
     words, phonemes, transcript = [], [], ""
     if spec.speech:
-        transcript = LINES[spec.language][spec.line % len(LINES[spec.language])]
+        transcript = sentences.sentence(spec.language, spec.sentence) if spec.sentence >= 0 \
+            else LINES[spec.language][spec.line % len(LINES[spec.language])]
         said = speak(transcript, spec.language, spec.speaker, spec.sample_rate, start=spec.speech_start)
         sounds.place(speech, 0.8 * said.wave / max(1e-6, float(np.abs(said.wave).max())), spec.speech_start, spec.sample_rate)
         words = [(w, round(a, 4), round(b, 4)) for w, a, b in said.words if a < spec.seconds]
@@ -113,6 +116,10 @@ def generate_clip(spec: ClipSpec) -> Clip:
         "speaker": spec.speaker,
         "language": spec.language,
     }
+    truth["caption"] = caption(
+        ball_colours=[colour_name(ball.colour) for _, _, ball in ball_states], beeps=len(blinks),
+        speaker_gender=SPEAKERS[spec.speaker][0][0] if transcript else None, transcript=transcript,
+        language=spec.language, mood=float(np.mean(truth["mood_per_bar"])) if truth["mood_per_bar"] else None)
     return Clip(spec, frames, {"speech": speech, "effects": effects, "music": music}, truth)
 
 
@@ -155,7 +162,6 @@ def write_clip(clip: Clip, folder: str | Path, name: str) -> dict:
         _write_wav(folder / files[stem], clip.stems[stem], rate)
     _write_wav(folder / files["background"], clip.stems["effects"] + clip.stems["music"], rate)
     entry = {"id": name, **files, "spec": asdict(spec), "fps": spec.fps, "sample_rate": rate,
-             "seconds": spec.seconds, **clip.truth,
-             "caption": "a cartoon face talks while a ball bounces and a light beeps, with music"}
+             "seconds": spec.seconds, **clip.truth}
     (folder / f"{name}.json").write_text(json.dumps(entry, indent=1))
     return entry

@@ -1,0 +1,168 @@
+"""Tiny defaults: listed first by the loaders from the pack's defaults/ folder, loaded strictly, rebuilt and
+evaluated by the train-defaults / eval-defaults commands."""
+import json
+import os
+
+import pytest
+import torch
+
+from soundstage import defaults as pack_defaults
+from soundstage.compat import folder_paths
+from soundstage.models.audiogen_omni.loader import save_mmdit
+from soundstage.models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
+
+from helpers import temporary_models_dir
+
+TINY = MMDiTConfig(latent_dim=20, clip_dim=8, sync_dim=8, text_dim=8, hidden_dim=32, depth=2, fused_depth=1,
+                   num_heads=2, text_seq_len=4, v2=True)
+
+
+@pytest.fixture
+def defaults_root(tmp_path, monkeypatch):
+    """A defaults folder holding one MMDiT default, registered for the test and unregistered after it."""
+    root = tmp_path / "defaults"
+    path = pack_defaults.file_path("soundstage_mmaudio", "audiogen_omni", "mmdit_v2a.safetensors", root)
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    save_mmdit(MMDiT(TINY).half(), path)
+    monkeypatch.setattr(pack_defaults, "DEFAULTS_DIR", root)
+    yield root
+    for name, (paths, _) in folder_paths.folder_names_and_paths.items():
+        paths[:] = [p for p in paths if not p.startswith(str(root))]
+
+
+def test_search_paths_name_only_folders_with_defaults(tmp_path):
+    (tmp_path / "clip_vision" / pack_defaults.TINY).mkdir(parents=True)
+    (tmp_path / "vae").mkdir()  # no soundstage-tiny inside: not registered
+    assert pack_defaults.search_paths(tmp_path) == {"clip_vision": str(tmp_path / "clip_vision")}
+    assert pack_defaults.defaults_first(["a.pth", "soundstage-tiny/x/b.safetensors", "z.pth"]) == \
+        ["soundstage-tiny/x/b.safetensors", "a.pth", "z.pth"]
+
+
+def test_loader_lists_the_default_first_and_loads_it_strictly(defaults_root, tmp_path):
+    from soundstage.nodes.audiogen import LoadMMDiT
+
+    with temporary_models_dir(tmp_path / "models", "soundstage/mmaudio") as models:
+        user = models / "soundstage" / "mmaudio" / "aaa_user_model.safetensors"
+        torch.manual_seed(1)
+        save_mmdit(MMDiT(TINY), user)
+        options = LoadMMDiT.define_schema().inputs[0].options
+        assert options[0] == "soundstage-tiny/audiogen_omni/mmdit_v2a.safetensors"
+        assert "aaa_user_model.safetensors" in options  # the user's own files are listed beside it
+        # registered as a search path, never copied into the user's folder
+        assert not any("soundstage-tiny" in str(p) for p in models.rglob("*"))
+        assert str(defaults_root / "soundstage_mmaudio") in folder_paths.get_folder_paths("soundstage_mmaudio")
+        handle = LoadMMDiT.execute(options[0], "fp32").result[0]
+        net = handle.module
+        assert isinstance(net, MMDiT) and net.config.hidden_dim == TINY.hidden_dim
+        # strict: a default with an unexpected key is refused with the key named
+        from safetensors.torch import load_file, save_file
+
+        path = defaults_root / "soundstage_mmaudio" / options[0]
+        sd = load_file(str(path))
+        sd["stray.weight"] = torch.zeros(1)
+        save_file(sd, str(path))
+        with pytest.raises(Exception, match="stray.weight"):
+            LoadMMDiT.execute(options[0], "fp32")
+
+
+def test_codec_loaders_list_defaults_first(defaults_root, tmp_path):
+    from soundstage.nodes.audio_codecs import codec_file_choices
+
+    vae = pack_defaults.file_path("soundstage_mmaudio", "audiogen_omni", "mel_vae_16k.safetensors", defaults_root)
+    vae.write_bytes(b"")  # listing only: the file's content is not read
+    with temporary_models_dir(tmp_path / "models", "soundstage/mmaudio", "vae") as models:
+        (models / "vae" / "a_vae.safetensors").write_bytes(b"")
+        names = codec_file_choices()
+        assert names[0].startswith("soundstage-tiny/") and "a_vae.safetensors" in names
+
+
+def test_unknown_or_planned_system_is_refused_clearly():
+    from soundstage.training.defaults import recipe
+
+    with pytest.raises(ValueError, match="unknown system"):
+        recipe("nope")
+    with pytest.raises(ValueError, match="no tiny-default recipe for 'ovi' yet"):
+        recipe("ovi")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    from soundstage.cli import main
+
+    out = tmp_path_factory.mktemp("train")
+    assert main(["train-defaults", "audiogen_omni", "--scale", "smoke", "--out", str(out / "a")]) == 0
+    return out
+
+
+def test_train_defaults_is_deterministic_and_writes_strictly_loadable_real_layouts(smoke_run):
+    from safetensors.torch import load_file
+
+    from soundstage.cli import main
+    from soundstage.training.defaults.audiogen_omni import FILES
+    from soundstage.training.defaults.evaluate import load_v2a
+
+    assert main(["train-defaults", "audiogen_omni", "--scale", "smoke", "--out", str(smoke_run / "b")]) == 0
+    for name in FILES.values():
+        a, b = load_file(str(smoke_run / "a" / "weights" / name)), load_file(str(smoke_run / "b" / "weights" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+        assert all(v.dtype == torch.float16 for v in a.values()), name
+    vae, voc, sf, net = load_v2a(smoke_run / "a" / "weights", FILES)
+    assert vae.config.latent_channels == net.config.latent_dim and voc.config.hop_length == 256
+    assert net.config.sync_dim == sf.config.embed_dim
+    report = json.loads((smoke_run / "a" / "train_report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == ["vae", "vocoder", "mmdit"]
+    assert report["train_seeds"][1] < 100_000  # training clips come from the train seed range only
+
+
+def test_eval_defaults_writes_every_condition_on_held_out_clips(smoke_run, tmp_path):
+    from soundstage.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["eval-defaults", "audiogen_omni", "--weights", str(smoke_run / "a" / "weights"), "--scale", "smoke",
+                 "--clips", "2", "--out", str(out)]) == 0
+    result = json.loads((out / "audiogen_omni" / "report.json").read_text())
+    assert result["clips"] == ["heldout/0", "heldout/1"]
+    assert set(result["summary"]) == {"default", "mismatched", "untrained", "codec_round_trip", "truth"}
+    assert result["summary"]["truth"]["all"]["median_ms"] <= 20  # the metric finds the real events in the truth
+    for f in ("report.md", "median_ms.png", "onset_precision.png"):
+        assert (out / "audiogen_omni" / f).stat().st_size > 0
+
+
+def test_eval_defaults_without_installed_default_names_what_to_do(tmp_path, monkeypatch):
+    from soundstage.cli import main
+
+    monkeypatch.setattr(pack_defaults, "DEFAULTS_DIR", tmp_path)
+    assert main(["eval-defaults", "audiogen_omni", "--out", str(tmp_path / "e")]) != 0
+
+
+def test_install_puts_weights_and_card_in_the_defaults_folder(smoke_run, tmp_path, monkeypatch):
+    from soundstage.training.defaults.cli import install
+    from soundstage.training.defaults.audiogen_omni import FILES
+
+    monkeypatch.setattr(pack_defaults, "DEFAULTS_DIR", tmp_path)
+    report = json.loads((smoke_run / "a" / "train_report.json").read_text())
+    written = install("audiogen_omni", smoke_run / "a" / "weights", report)
+    for name in FILES.values():
+        assert pack_defaults.file_path("soundstage_mmaudio", "audiogen_omni", name, tmp_path).is_file()
+    card = (tmp_path / "cards" / "audiogen_omni.md").read_text()
+    assert "train-defaults audiogen_omni --scale smoke" in card and "heldout" in card
+    assert set(pack_defaults.search_paths(tmp_path)) == {"soundstage_mmaudio"} and len(written) == len(FILES) + 2
+
+
+def test_shipped_defaults_meet_loose_targets_on_the_ci_clips(tmp_path):
+    # CI's check of what the pack ships: two held-out clips per system, loose versions of the issue's targets.
+    from soundstage.training.defaults import RECIPES, recipe
+    from soundstage.training.defaults.cli import _installed
+    from soundstage.synthworld.splits import SEED_RANGES
+
+    shipped = [s for s, m in RECIPES.items() if m is not None and _installed(s) is not None]
+    if not shipped:
+        pytest.skip("no tiny default is shipped in defaults/ yet (train-defaults SYSTEM --install)")
+    for system in shipped:
+        card = json.loads(pack_defaults.card_path(system).with_suffix(".json").read_text())
+        result = recipe(system).evaluate(str(_installed(system)), str(tmp_path / system), scale=card["train"]["scale"],
+                                         clips=len(SEED_RANGES["ci"]), seed=0)
+        s = result["summary"]
+        assert s["default"]["all"]["median_ms"] <= 80, (system, s["default"])
+        assert s["default"]["all"]["median_ms"] <= 0.5 * s["mismatched"]["all"]["median_ms"], (system, s)

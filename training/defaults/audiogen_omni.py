@@ -1,0 +1,165 @@
+"""AudioGen-Omni tiny default, stage by stage: mel VAE, vocoder, then the MMDiT (``train audiogen``'s loss).
+
+Video to audio first: the target is the effects stem of ``v2a`` clips (balls bouncing, the lamp's beeps),
+conditioned on Synchformer-layout features of the frames. The Synchformer here is a tiny network in the
+released layout, randomly initialised from the recipe seed and frozen (its features carry where things
+move; training it contrastively is the next step of the plan). Every stage runs on the shared accelerate
+trainer; a scale fixes clip counts and step counts, so a seed gives the same weights on every run.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
+from ...models.audiogen_omni.sampler import generate
+from ...models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
+from ...models.audiogen_omni.visual import sync_input
+from ...models.common.codecs.mel import MEL_16K, LogMel
+from ..trainer import TrainConfig, Trainer
+from . import codecs
+from .world import event_times, world_clips
+
+SYSTEM = "audiogen_omni"
+TINY_SYNCHFORMER = SynchformerConfig(embed_dim=64, depth=1, num_heads=1)
+PREFIX = "soundstage-tiny/audiogen_omni"  # name the loaders list (defaults/soundstage_mmaudio/<this>/...)
+FILES = {"vae": "mel_vae_16k.safetensors", "vocoder": "bigvgan_16k.safetensors",
+         "synchformer": "synchformer.safetensors", "mmdit": "mmdit_v2a.safetensors"}
+
+
+@dataclass(frozen=True)
+class Scale:
+    train_clips: int
+    seconds: float
+    size: int
+    vae_steps: int
+    vocoder_steps: int
+    mmdit_steps: int
+    batch: int = 8
+    lr: float = 1e-3
+    ema: float = 0.99
+    sample_steps: int = 16
+    hidden: int = 64
+
+
+SCALES = {
+    "smoke": Scale(train_clips=4, seconds=1.0, size=48, vae_steps=2, vocoder_steps=2, mmdit_steps=2, batch=2,
+                   sample_steps=2, hidden=32),
+    "feasibility": Scale(train_clips=48, seconds=2.0, size=64, vae_steps=150, vocoder_steps=150, mmdit_steps=1000),
+    "full": Scale(train_clips=512, seconds=4.0, size=96, vae_steps=3000, vocoder_steps=3000, mmdit_steps=6000),
+}
+
+
+def mmdit_config(scale: Scale) -> MMDiTConfig:
+    n = int(round(scale.seconds * MEL_16K.sample_rate / 512))
+    return MMDiTConfig(latent_dim=codecs.TINY_VAE.latent_channels, clip_dim=32, sync_dim=TINY_SYNCHFORMER.embed_dim,
+                       text_dim=32, hidden_dim=scale.hidden, depth=2, fused_depth=1, num_heads=2, text_seq_len=8,
+                       v2=True, latent_seq_len=n, clip_seq_len=int(scale.seconds * 8),
+                       sync_seq_len=int(scale.seconds * 24), lyrics_dim=scale.hidden, lyrics_vocab=257, lyrics_blocks=1)
+
+
+def new_synchformer(seed: int) -> Synchformer:
+    torch.manual_seed(seed + 1)
+    return Synchformer(TINY_SYNCHFORMER).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def sync_features(sf: Synchformer, frames: np.ndarray, fps: float, seconds: float) -> torch.Tensor:
+    images = torch.from_numpy(frames).float() / 255.0
+    return sf.encode_video(sync_input(images, fps, seconds))[0]
+
+
+def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log: list, name: str, ema=None):
+    cfg = TrainConfig(out_dir=str(out / name), steps=steps, lr=lr, seed=seed, log_every=max(1, steps // 20),
+                      save_every=10**9, keep_checkpoints=1, weight_decay=0.0)
+    start, cpu = time.time(), time.process_time()
+    trainer = Trainer(model, loss_fn, cfg, on_step=(lambda s, logs: ema.update(trainer.unwrapped())) if ema else None)
+    history = trainer.fit(data)
+    wall, cpu = time.time() - start, time.process_time() - cpu
+    log.append({"stage": name, "steps": steps, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                "cpu_s_per_step": round(cpu / max(1, steps), 3),
+                "loss_first": history[0]["loss"], "loss_last": float(np.mean([h["loss"] for h in history[-10:]])),
+                "curve": [round(h["loss"], 5) for h in history]})
+    (out / "stages.json").write_text(json.dumps(log))  # partial progress, stage by stage
+    return trainer.unwrapped()
+
+
+class AudioGenOmniRecipe:
+    system = SYSTEM
+    files = FILES
+    folders = {key: "soundstage_mmaudio" for key in FILES}  # the ComfyUI model folder each file is listed in
+    can = ["video to audio in the synthetic world: an impact sound where a ball touches the floor, a beep when the "
+           "lamp lights (16 kHz, clips up to the trained length)"]
+    cannot = ["speech, song, text prompts or captions (no transcript or caption training yet)",
+              "anything outside the cartoon world; real videos give noise-like or silent output",
+              "44.1 kHz audio; CLIP features are not used (the clip stream stays at its learned empty feature)"]
+
+    def train(self, out_dir: str, *, scale: str = "feasibility", seed: int = 0) -> dict:
+        from safetensors.torch import save_file
+
+        from ...models.audiogen_omni.loader import save_mmdit
+        from ..audiogen_omni.train import EMA, DropoutConfig, batches, make_loss_fn
+
+        sc = SCALES[scale]
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stages: list[dict] = []
+        t0, cpu0 = time.time(), time.process_time()
+        clips = world_clips("train", sc.train_clips, task="v2a", stems=("effects",), seconds=sc.seconds, size=sc.size)
+        mel = LogMel(MEL_16K)
+        pairs = codecs.waves_and_mels([c.audio for c in clips], mel)
+        data_s = time.time() - t0
+
+        vae = codecs.new_vae(seed)
+        codecs.set_mel_statistics(vae, [m for _, m in pairs])
+        vae = _run(vae, codecs.vae_loss, codecs.mel_batches([m for _, m in pairs], sc.batch, seed), sc.vae_steps,
+                   sc.lr, out, seed, stages, "vae").eval()
+        voc = _run(codecs.new_vocoder(seed), codecs.VocoderLoss(), codecs.vocoder_batches(pairs, sc.batch, seed),
+                   sc.vocoder_steps, sc.lr, out, seed, stages, "vocoder").eval()
+
+        sf = new_synchformer(seed)
+        t1 = time.time()
+        items = []
+        with torch.no_grad():
+            for c, (_, m) in zip(clips, pairs):
+                mean, _ = vae.encode(m[None])
+                items.append({"latent": mean[0].T.contiguous(), "sync": sync_features(sf, c.frames, c.fps, sc.seconds)})
+        lat = torch.cat([it["latent"] for it in items])
+        torch.manual_seed(seed + 2)
+        net = MMDiT(mmdit_config(sc))
+        net.latent_mean.data.copy_(lat.mean(0).view(1, 1, -1))
+        net.latent_std.data.copy_(lat.std(0).clamp_min(1e-3).view(1, 1, -1))
+        features_s = time.time() - t1
+        ema = EMA(net, sc.ema)
+        dropout = DropoutConfig(clip=0.0, sync=0.1, text=0.0, lyrics=0.0)
+        _run(net, make_loss_fn(dropout, seed=seed), batches(items, net, sc.batch, seed), sc.mmdit_steps, sc.lr, out,
+             seed, stages, "mmdit", ema=ema)
+
+        weights = out / "weights"
+        weights.mkdir(exist_ok=True)
+        save_file(codecs.vae_state_dict(vae), str(weights / FILES["vae"]))
+        save_file(codecs.vocoder_state_dict(voc), str(weights / FILES["vocoder"]))
+        save_file({k: v.half().contiguous() for k, v in sf.state_dict().items()}, str(weights / FILES["synchformer"]))
+        save_mmdit(ema.shadow.half(), weights / FILES["mmdit"])
+        report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc), "seed": seed,
+                  "train_seeds": [clips[0].index, clips[-1].index], "data_s": round(data_s, 1),
+                  "features_s": round(features_s, 1), "stages": stages, "wall_s": round(time.time() - t0, 1),
+                  "cpu_s": round(time.process_time() - cpu0, 1),
+                  "threads": torch.get_num_threads(),
+                  "files": {k: {"name": f"{PREFIX}/{v}", "bytes": (weights / v).stat().st_size} for k, v in FILES.items()}}
+        (out / "train_report.json").write_text(json.dumps(report, indent=1))
+        return report
+
+    def evaluate(self, weights_dir: str, out_dir: str, *, scale: str = "feasibility", clips: int = 16,
+                 seed: int = 0) -> dict:
+        from .evaluate import evaluate_v2a
+
+        return evaluate_v2a(self, Path(weights_dir), Path(out_dir), SCALES[scale], clips=clips, seed=seed)
+
+
+RECIPE = AudioGenOmniRecipe()

@@ -1,0 +1,50 @@
+"""Model cards of the tiny defaults (``defaults/cards/<system>.md``), written from the training and
+evaluation reports so that every number on a card was measured by the command it names."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ...synthworld.splits import SEED_RANGES
+
+
+def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], cannot: list[str]) -> str:
+    sc = train["scale_settings"]
+    lines = [
+        f"# soundstage-tiny/{train['system']}", "",
+        "A small model trained on the pack's synthetic world (a cartoon world: bouncing balls, a beeping lamp, "
+        "a drawn face), shipped so that the example workflows run without downloaded weights. Not a general model.", "",
+        "## Data", "",
+        f"- training clips: synthworld split `train`, indices {train['train_seeds'][0]}..{train['train_seeds'][1]} "
+        f"(scene seeds within {SEED_RANGES['train'].start}..{SEED_RANGES['train'].stop - 1}), "
+        f"{sc['seconds']} s, {sc['size']} px",
+        f"- evaluation clips: split `heldout` (seeds {SEED_RANGES['heldout'].start}.."
+        f"{SEED_RANGES['heldout'].stop - 1}), never used in training", "",
+        "## Reproduce", "",
+        f"`python -m soundstage train-defaults {train['system']} --scale {train['scale']} --seed {train['seed']} --install`", "",
+        "| stage | steps | CPU s | wall s |", "|---|---|---|---|",
+    ]
+    lines += [f"| {s['stage']} | {s['steps']} | {s.get('cpu_s', '')} | {s['wall_s']} |" for s in train["stages"]]
+    lines += ["", f"Total wall time {train['wall_s']} s with {train['threads']} CPU threads.", "",
+              "## Files", "", "| file | bytes |", "|---|---|"]
+    lines += [f"| `{f['name']}` | {f['bytes']} |" for f in train["files"].values()]
+    if evaluation:
+        lines += ["", "## Held-out metrics", "", f"`python -m soundstage eval-defaults {train['system']}` on "
+                  f"{len(evaluation['clips'])} held-out clips (median onset error, misses count as 200 ms):", "",
+                  "| condition | kind | median ms | miss rate | onset precision |", "|---|---|---|---|---|"]
+        for cond, kinds in evaluation["summary"].items():
+            for kind, m in kinds.items():
+                lines.append(f"| {cond} | {kind} | {m['median_ms']} | {m['miss_rate']} | {m['onset_precision']} |")
+    lines += ["", "## What it can do", ""] + [f"- {c}" for c in can]
+    lines += ["", "## What it cannot do", ""] + [f"- {c}" for c in cannot]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(path: Path, train: dict, evaluation: dict | None, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(card_markdown(train, evaluation, **kwargs))
+    path.with_suffix(".json").write_text(json.dumps({"train": {k: v for k, v in train.items() if k != "stages"},
+                                                     "stages": [{k: v for k, v in s.items() if k != "curve"}
+                                                                for s in train["stages"]],
+                                                     "eval": evaluation and evaluation["summary"]}, indent=1))
+    return path

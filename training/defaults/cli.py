@@ -1,0 +1,90 @@
+"""``python -m soundstage train-defaults SYSTEM`` and ``python -m soundstage eval-defaults [SYSTEM]``."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from ... import defaults as pack_defaults
+from . import RECIPES, SCALES, recipe
+from .card import write_card
+
+
+def add_train_arguments(p) -> None:
+    p.add_argument("system", choices=sorted(RECIPES))
+    p.add_argument("--scale", choices=SCALES, default="full",
+                   help="full: the shipped default; feasibility: minutes; smoke: seconds (tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="work folder (default: defaults-work/SYSTEM-SCALE)")
+    p.add_argument("--install", action="store_true",
+                   help="evaluate on 16 held-out clips, copy the weights into the pack's defaults/ folder and write its model card")
+
+
+def add_eval_arguments(p) -> None:
+    p.add_argument("system", nargs="?", choices=sorted(RECIPES), default=None,
+                   help="one system (default: every system with installed defaults)")
+    p.add_argument("--weights", default=None, help="a train-defaults work folder's weights/ (default: the pack's)")
+    p.add_argument("--scale", choices=SCALES, default=None, help="clip length/size the weights were trained at "
+                   "(default: from the card, else full)")
+    p.add_argument("--clips", type=int, default=16, help="held-out clips (seed range 'heldout' of synthworld.splits)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="defaults-eval", help="folder for report.json, report.md and plots")
+
+
+def install(system: str, weights: Path, report: dict, evaluation: dict | None = None) -> list[Path]:
+    """Copy a trained default into defaults/<folder>/soundstage-tiny/<system>/ and write its card JSON."""
+    r = recipe(system)
+    written = []
+    for key, filename in r.files.items():
+        dest = pack_defaults.file_path(r.folders[key], system, filename)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(weights / filename, dest)
+        written.append(dest)
+    card = write_card(pack_defaults.card_path(system), report, evaluation, can=r.can, cannot=r.cannot)
+    return written + [card, card.with_suffix(".json")]
+
+
+def main_train(args) -> int:
+    r = recipe(args.system)
+    out = Path(args.out or f"defaults-work/{args.system}-{args.scale}")
+    start = time.time()
+    report = r.train(str(out), scale=args.scale, seed=args.seed)
+    print(json.dumps({"system": args.system, "scale": args.scale, "wall_s": round(time.time() - start, 1),
+                      "weights": str(out / "weights"), "files": report["files"]}, indent=1))
+    if args.install:
+        evaluation = r.evaluate(str(out / "weights"), str(out / "eval"), scale=args.scale, clips=16, seed=args.seed)
+        for p in install(args.system, out / "weights", report, evaluation):
+            print(f"installed {p}")
+    return 0
+
+
+def _installed(system: str) -> Path | None:
+    r = recipe(system)
+    paths = [pack_defaults.file_path(r.folders[k], system, f) for k, f in r.files.items()]
+    if not all(p.is_file() for p in paths):
+        return None
+    return paths[0].parent
+
+
+def main_eval(args) -> int:
+    systems = [args.system] if args.system else [s for s, m in RECIPES.items() if m is not None]
+    results = {}
+    for system in systems:
+        weights = Path(args.weights) if args.weights else _installed(system)
+        if weights is None:
+            if args.system:
+                raise FileNotFoundError(f"eval-defaults: no installed {system} default in the pack's defaults/ "
+                                        f"folder; run train-defaults {system} --install or give --weights")
+            continue
+        scale = args.scale
+        card = pack_defaults.card_path(system).with_suffix(".json")
+        if scale is None:
+            scale = json.loads(card.read_text())["train"]["scale"] if card.is_file() and not args.weights else "full"
+        result = recipe(system).evaluate(str(weights), str(Path(args.out) / system), scale=scale, clips=args.clips,
+                                         seed=args.seed)
+        results[system] = result["summary"]
+        print(open(Path(args.out) / system / "report.md").read())
+    if not results:
+        print("eval-defaults: no installed defaults to evaluate")
+    return 0

@@ -1,0 +1,127 @@
+"""Training the tiny mel VAE (MMAudio 16 kHz layout) and vocoder (BigVGAN v1 layout) on the shared trainer.
+
+The VAE learns to reconstruct log-mels (L1 in the VAE's normalised mel space plus a small KL term, as
+MMAudio's VAE is trained before its GAN stage); the vocoder learns mel -> wave with the mel L1 and a
+multi-resolution STFT loss (BigVGAN's reconstruction terms, without its discriminators: adversarial
+training does not fit a CPU budget, so the tiny vocoder is a regression vocoder in BigVGAN's layout).
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterator
+
+import torch
+
+from ...models.common.codecs.bigvgan import BigVGAN, BigVGANConfig
+from ...models.common.codecs.mel import MEL_16K, LogMel, prepare_waveform
+from ...models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig
+
+# Tiny sizes; hop 256 and 80 mels keep the 16 kHz front end (v1-16.pth / best_netG.pt layouts).
+TINY_VAE = MelVAEConfig(mel_bins=80, latent_channels=20, hidden_channels=32, channel_multipliers=(1, 2, 4),
+                        layers_per_block=1)
+TINY_VOCODER = BigVGANConfig(num_mels=80, upsample_initial_channel=64, upsample_rates=(8, 8, 4),
+                             upsample_kernel_sizes=(16, 16, 8), resblock_kernel_sizes=(3,),
+                             resblock_dilation_sizes=((1, 3, 5),), sample_rate=16_000)
+KL_WEIGHT = 1e-4
+
+
+def waves_and_mels(waves: list, mel: LogMel) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(wave [S], log-mel [80, F]) per clip; S = F * hop and F is even (one VAE latent per 2 frames)."""
+    out = []
+    for w in waves:
+        x = prepare_waveform(torch.as_tensor(w)[None], MEL_16K.sample_rate, MEL_16K, multiple=2)
+        m = mel(x)[0]
+        out.append((x[0, : m.shape[-1] * MEL_16K.hop_length], m))
+    return out
+
+
+def set_mel_statistics(vae: MelVAE, mels: list[torch.Tensor]) -> None:
+    allm = torch.cat(mels, dim=-1)
+    vae.data_mean.copy_(allm.mean(dim=-1).view(1, -1, 1))
+    vae.data_std.copy_(allm.std(dim=-1).clamp_min(1e-3).view(1, -1, 1))
+
+
+def vae_loss(model, mel: torch.Tensor):
+    net = getattr(model, "module", model)
+    h = net.encoder((mel - net.data_mean) / net.data_std)
+    mean, logvar = h.chunk(2, dim=1)
+    logvar = logvar.clamp(-30.0, 20.0)
+    z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+    rec = net.decoder(z)
+    target = (mel - net.data_mean) / net.data_std
+    l1 = (rec - target).abs().mean()
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+    return l1 + KL_WEIGHT * kl, {"l1": float(l1.detach()), "kl": float(kl.detach())}
+
+
+class VocoderLoss:
+    """Mel L1 (BigVGAN's weight 45 relative to the GAN terms; here the only terms) + MR-STFT log-magnitude."""
+
+    RESOLUTIONS = ((512, 128), (1024, 256), (256, 64))
+
+    def __init__(self):
+        self.mel = LogMel(MEL_16K)
+
+    def __call__(self, model, batch):
+        mel, wave = batch
+        pred = model(mel)[:, 0, : wave.shape[-1]]
+        mel_l1 = (self.mel(pred)[..., : mel.shape[-1]] - mel).abs().mean()
+        stft = 0.0
+        for n_fft, hop in self.RESOLUTIONS:
+            win = torch.hann_window(n_fft)
+            a = torch.stft(pred, n_fft, hop, window=win, return_complex=True).abs().clamp_min(1e-5)
+            b = torch.stft(wave, n_fft, hop, window=win, return_complex=True).abs().clamp_min(1e-5)
+            stft = stft + (a.log() - b.log()).abs().mean() / len(self.RESOLUTIONS)
+        return mel_l1 + stft, {"mel_l1": float(mel_l1.detach()), "stft": float(stft.detach())}
+
+
+def mel_batches(mels: list[torch.Tensor], batch: int, seed: int, frames: int = 64) -> Iterator[torch.Tensor]:
+    """Random even-aligned ``frames``-frame crops (the VAE is convolutional in time; crops cost less per step)."""
+    rng = random.Random(seed)
+    while True:
+        out = []
+        for i in rng.sample(range(len(mels)), min(batch, len(mels))):
+            m = mels[i]
+            n = min(frames, m.shape[-1] // 2 * 2)
+            a = 2 * rng.randrange(0, (m.shape[-1] - n) // 2 + 1)
+            out.append(m[:, a: a + n])
+        yield torch.stack(out)
+
+
+def vocoder_batches(pairs: list[tuple[torch.Tensor, torch.Tensor]], batch: int, seed: int,
+                    frames: int = 32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Random ``frames``-frame mel crops with their waves (BigVGAN trains on segments the same way)."""
+    rng = random.Random(seed)
+    hop = MEL_16K.hop_length
+    while True:
+        mels, waves = [], []
+        for i in rng.sample(range(len(pairs)), min(batch, len(pairs))):
+            wave, mel = pairs[i]
+            a = rng.randrange(0, max(1, mel.shape[-1] - frames))
+            mels.append(mel[:, a: a + frames])
+            waves.append(wave[a * hop: (a + frames) * hop])
+        yield torch.stack(mels), torch.stack(waves)
+
+
+def new_vae(seed: int) -> MelVAE:
+    torch.manual_seed(seed)
+    return MelVAE(TINY_VAE)
+
+
+def new_vocoder(seed: int) -> BigVGAN:
+    torch.manual_seed(seed)
+    return BigVGAN(TINY_VOCODER)
+
+
+def vae_state_dict(vae: MelVAE) -> dict[str, torch.Tensor]:
+    """diffusers MMAudioVAE layout (``vae.`` prefix: conv weights stored folded), read by ``load_mel_vae``."""
+    return {f"vae.{k}": v.detach().half().contiguous() for k, v in vae.state_dict().items()}
+
+
+def vocoder_state_dict(voc: BigVGAN) -> dict[str, torch.Tensor]:
+    """Generator weights as BigVGAN's ``best_netG.pt`` holds them (under ``generator``), weight norm folded."""
+    return {f"generator.{k}": v.detach().half().contiguous() for k, v in voc.state_dict().items()}
+
+
+__all__ = ["TINY_VAE", "TINY_VOCODER", "VocoderLoss", "mel_batches", "new_vae", "new_vocoder", "set_mel_statistics",
+           "vae_loss", "vae_state_dict", "vocoder_batches", "vocoder_state_dict", "waves_and_mels"]
