@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .signals import peaks, rms_envelope
+from .signals import rms_envelope
 
 ONSET_RATE = 200.0  # onset-strength frames per second (5 ms), as metrics.sync.onset_error
 MISS_S = 0.2
@@ -36,7 +36,9 @@ def envelope_onsets(env: np.ndarray, rate: float) -> np.ndarray:
     rise = env - past
     loud = env >= env.max() + FLOOR_DB / 20 * np.log(10)
     rise[~loud | (rise < MIN_RISE)] = 0.0
-    idx = peaks(rise, rel_height=0.0, distance=max(1, int(0.05 * rate))) if rise.max() > 0 else np.zeros(0, int)
+    from scipy.signal import find_peaks
+
+    idx = find_peaks(rise, height=1e-12, distance=max(1, int(0.05 * rate)))[0] if rise.max() > 0 else np.zeros(0, int)
     # the onset is where the rise starts: step back to the last frame of the quiet before it
     return np.array([i - int(np.argmin(env[max(0, i - k): i + 1][::-1])) for i in idx], float) / rate
 

@@ -19,7 +19,7 @@ import torch
 from ...models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
 from ...models.audiogen_omni.sampler import generate
 from ...models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
-from ...models.audiogen_omni.visual import sync_input
+from ...models.audiogen_omni.preprocess import load_video_frames, sync_pixels
 from ...models.common.codecs.mel import MEL_16K, LogMel
 from ..trainer import TrainConfig, Trainer
 from . import codecs
@@ -70,8 +70,9 @@ def new_synchformer(seed: int) -> Synchformer:
 
 @torch.no_grad()
 def sync_features(sf: Synchformer, frames: np.ndarray, fps: float, seconds: float) -> torch.Tensor:
-    images = torch.from_numpy(frames).float() / 255.0
-    return sf.encode_video(sync_input(images, fps, seconds))[0]
+    # The reference's frame choice and uint8 resize (models/audiogen_omni/preprocess.py), as inference does.
+    picked = load_video_frames(torch.from_numpy(frames), fps, seconds, clip_size=None)
+    return sf.encode_video(sync_pixels(picked.sync_frames).unsqueeze(0))[0]
 
 
 def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log: list, name: str, ema=None):
