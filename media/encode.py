@@ -58,12 +58,15 @@ def add_audio_stream(container, codec: str, sample_rate: int, channels: int, bit
     return stream, rate
 
 
-def write_audio(container, stream, wave: torch.Tensor, source_rate: int) -> None:
-    """Encode [C, T] into ``stream`` (resampling to the stream's rate) and flush it."""
+def write_audio(container, stream, wave: torch.Tensor, source_rate: int, check=None) -> None:
+    """Encode [C, T] into ``stream`` (resampling to the stream's rate) and flush it; ``check()`` (an
+    interruption check) runs before each chunk."""
     rate = stream.codec_context.sample_rate
     data = resample(wave.to(torch.float32), source_rate, rate).clamp(-1.0, 1.0).numpy()
     layout = stream.codec_context.layout.name
     for start in range(0, data.shape[1], CHUNK):
+        if check is not None:
+            check()
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start:start + CHUNK]),
                                            format="fltp", layout=layout)
         frame.sample_rate = rate
