@@ -19,6 +19,7 @@ import torch
 from ..media.errors import MediaError
 from ..media.memory import require
 from ..media.paths import resolve_inside
+from ..media.source import decoder_of
 from .stubs import InputImpl, Types, folder_paths, io, model_management, ui
 
 
@@ -89,7 +90,7 @@ def load_audio_file(path: str) -> tuple[torch.Tensor, int]:
         if not container.streams.audio:
             raise ValueError("No audio stream found in the file.")
         stream = container.streams.audio[0]
-        sample_rate = stream.codec_context.sample_rate
+        sample_rate = decoder_of(stream, os.path.basename(path)).sample_rate
         channels = stream.channels
         frames = []
         for frame in container.decode(streams=stream.index):
@@ -231,6 +232,7 @@ def _check_decode_memory(video) -> None:
         if not container.streams.video:
             raise MediaError("the VIDEO has no video stream")
         stream = container.streams.video[0]
+        decoder_of(stream, "the VIDEO")
         frames = stream.frames or 0
         if not frames and stream.duration is not None and stream.average_rate:
             frames = int(float(stream.duration * stream.time_base) * float(stream.average_rate)) + 1

@@ -19,7 +19,7 @@ import torch
 from .errors import MediaError
 from .memory import require
 from .resize import ResizePlan, plan_resize
-from .source import Source, open_input, origin_seconds, source_name
+from .source import Source, decoder_of, open_input, origin_seconds, source_name
 
 TIME_EPS = 1e-4  # s; far below any frame interval, above float/time-base rounding of timestamps
 MAX_FPS = 1000.0
@@ -49,6 +49,7 @@ def probe_video(source: Source) -> VideoInfo:
         if not container.streams.video:
             raise MediaError(f"{source_name(source)} has no video stream")
         stream = container.streams.video[0]
+        decoder_of(stream, source_name(source))
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         duration = None
         if stream.duration is not None:

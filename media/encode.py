@@ -58,6 +58,15 @@ def add_audio_stream(container, codec: str, sample_rate: int, channels: int, bit
     return stream, rate
 
 
+def audio_frame(samples: np.ndarray, layout: str) -> av.AudioFrame:
+    """A float frame from [C, n] samples (planar; interleaved from 8 channels on, where PyAV's planar
+    ``from_ndarray`` runs past its plane table)."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.shape[0] >= 8:
+        return av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.T).reshape(1, -1), format="flt", layout=layout)
+    return av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=layout)
+
+
 def write_audio(container, stream, wave: torch.Tensor, source_rate: int, check=None) -> None:
     """Encode [C, T] into ``stream`` (resampling to the stream's rate) and flush it; ``check()`` (an
     interruption check) runs before each chunk."""
@@ -67,8 +76,7 @@ def write_audio(container, stream, wave: torch.Tensor, source_rate: int, check=N
     for start in range(0, data.shape[1], CHUNK):
         if check is not None:
             check()
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start:start + CHUNK]),
-                                           format="fltp", layout=layout)
+        frame = audio_frame(data[:, start:start + CHUNK], layout)
         frame.sample_rate = rate
         frame.pts = start
         frame.time_base = Fraction(1, rate)

@@ -54,3 +54,14 @@ def stream_seconds(stream, container) -> float | None:
     if container.duration is not None:
         return container.duration / av.time_base
     return None
+
+
+def decoder_of(stream, name: str):
+    """The stream's codec context, or MediaError when FFmpeg has no decoder for it (an unknown wav format tag,
+    0 bits per sample, a damaged header) instead of an AttributeError later."""
+    context = stream.codec_context
+    if context is None:
+        tag = getattr(stream, "codec_tag", "") or getattr(getattr(stream, "codec", None), "name", "") or "unknown"
+        raise MediaError(f"{name}: its {stream.type} stream (codec {tag!r}) cannot be decoded; "
+                         "re-encode it to a common format (wav PCM, flac, mp4/H.264)")
+    return context

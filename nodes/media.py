@@ -579,8 +579,10 @@ def save_audio_node(audio: dict, filename_prefix: str, fmt: str, bitrate_kbps: i
         item = {"waveform": waveform[b:b + 1] if waveform.ndim == 3 else waveform, "sample_rate": audio["sample_rate"]}
         with node_errors(node, "audio"):
             wave, rate = from_comfy_audio(item)
+        if fmt in ("opus", "mp3") and wave.shape[0] > 2:
+            wave = convert_channels(wave, 2)  # as Mux does: these codecs carry mono or stereo only
 
-        def write(temp: str) -> None:
+        def write(temp: str, wave=wave, rate=rate) -> None:
             with node_errors(node, "audio"):
                 save_audio(temp, wave, rate, fmt, bitrate_kbps,
                            check=model_management.throw_exception_if_processing_interrupted)
