@@ -190,6 +190,12 @@ def load_strict(
     """
     report = compare_keys(model_shapes(module), {k: tuple(v.shape) for k, v in sd.items()})
     report.raise_if_failed(context)
+    targets = module.state_dict()
+    complex_into_real = sorted(k for k, v in sd.items()
+                               if v.is_complex() and k in targets and not targets[k].is_complex())
+    if complex_into_real:  # copying would silently drop the imaginary part
+        raise CheckpointError(f"{context}: complex tensors for real parameters: {', '.join(complex_into_real[:5])}"
+                              + (f" and {len(complex_into_real) - 5} more" if len(complex_into_real) > 5 else ""))
     if dtype is not None:
         sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
     if assign is None:
