@@ -9,6 +9,7 @@ import zipfile
 from contextlib import contextmanager
 from typing import Iterator
 
+from ..compat import model_management
 from ..media.errors import MediaError
 from ..models.common.checkpoint import CheckpointError
 
@@ -81,6 +82,8 @@ def guard_model_inputs(node_class: type) -> type:
         token = _RESOLVED.set(None)
         try:
             return function(cls, *args, **kwargs)
+        except model_management.InterruptProcessingException:
+            raise
         except Exception as exc:
             resolved = _RESOLVED.get()
             if resolved is None or not _file_error(exc):
