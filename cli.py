@@ -116,6 +116,8 @@ class _Signals:
         self.received = signum
         if first and self.runner is not None:
             self.runner.interrupt()
+            print(f"soundstage: {signal.Signals(signum).name}: stopping at the next step (again to stop now)",
+                  file=sys.stderr)
             return
         raise KeyboardInterrupt
 
