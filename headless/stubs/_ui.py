@@ -6,7 +6,6 @@ outputs look the same whether it ran in ComfyUI or headless.
 from __future__ import annotations
 
 import json
-import os
 import random
 from io import BytesIO
 

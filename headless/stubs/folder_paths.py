@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import mimetypes
 import os
-import stat
 import time
 
 from . import _run

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import io as _io
 import json
-import math
 import os
 import pickle
 import random
