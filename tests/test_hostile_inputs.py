@@ -491,8 +491,16 @@ def test_loader_failures_name_the_model_input(tmp_path, blob, words):
         assert not isinstance(info.value.exception.__cause__, ValueError) or "SafetensorError" not in message
 
 
-def test_complex_weights_are_refused_for_real_parameters():
-    from soundstage.models.common.checkpoint import CheckpointError, load_strict
+def test_complex_weights_are_refused_for_real_parameters(tmp_path):
+    from safetensors.torch import save_file
+
+    from soundstage.models.common.checkpoint import CheckpointError, load_file, load_strict
+
+    torch.save({"w": torch.zeros(2, dtype=torch.complex64)}, tmp_path / "c.pt")
+    save_file({"w": torch.zeros(2, dtype=torch.complex64)}, str(tmp_path / "c.safetensors"))
+    for name in ("c.pt", "c.safetensors"):  # refused at the file, before any conversion drops the imaginary part
+        with pytest.raises(CheckpointError, match="complex tensors"):
+            load_file(tmp_path / name)
 
     module = torch.nn.Linear(2, 2)
     sd = {"weight": torch.zeros(2, 2, dtype=torch.complex64), "bias": torch.zeros(2)}
