@@ -748,8 +748,8 @@ def interrupt_case(ctx, case: Case, rng: random.Random, index: int):
     wf.write_text(json.dumps(prompt))
     sig = signal.SIGINT if how == 1 else signal.SIGTERM
     case.arm()
-    rc, text = _cli_in_child(["run", str(wf), "--input-dir", str(case.input), "--output-dir", str(case.output),
-                              "--models-dir", str(case.models)], sig, rng.uniform(0.3, 2.5), case.dir)
+    rc, text = ctx.zygote.run(["run", str(wf), "--input-dir", str(case.input), "--output-dir", str(case.output),
+                               "--models-dir", str(case.models)], sig, rng.uniform(0.3, 2.5), case.dir)
     files = case.check_files(allow_new=True, expected_seconds=expected)
     if files:
         return files
@@ -758,6 +758,60 @@ def interrupt_case(ctx, case: Case, rng: random.Random, index: int):
     if rc is not None and rc < 0:
         return CRASH, f"CLI killed by {signal.Signals(-rc).name} (no clean exit)"
     return CLEAN, f"rc {rc}"
+
+
+class Zygote:
+    """A process forked before any case runs, while the campaign has one thread; it forks each signalled CLI
+    run. Forking the campaign itself later would copy locks held by its other threads into the child."""
+
+    def __init__(self):
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(req_w)
+            os.close(resp_r)
+            self._serve(os.fdopen(req_r, "r"), os.fdopen(resp_w, "w"))
+        os.close(req_r)
+        os.close(resp_w)
+        self.pid = pid
+        self.requests, self.responses = os.fdopen(req_w, "w"), os.fdopen(resp_r, "r")
+
+    @staticmethod
+    def _serve(requests, responses) -> None:
+        code = 0
+        try:
+            from soundstage import cli  # noqa: F401  (imported once, before the forks)
+            from soundstage.headless.registry import build_registry
+
+            build_registry(include_pack=True)
+            for line in requests:
+                argv, sig, delay, workdir = json.loads(line)
+                try:
+                    rc, text = _cli_in_child(argv, signal.Signals(sig), delay, Path(workdir))
+                except Exception as exc:  # reported as a hang-like failure of the case
+                    rc, text = None, f"Traceback: zygote failed: {exc!r}"
+                responses.write(json.dumps([rc, text[-4000:]]) + "\n")
+                responses.flush()
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+
+    def run(self, argv, sig, delay: float, workdir: Path) -> tuple[int | None, str]:
+        self.requests.write(json.dumps([argv, int(sig), delay, str(workdir)]) + "\n")
+        self.requests.flush()
+        line = self.responses.readline()
+        if not line:
+            return None, "Traceback: the zygote died"
+        rc, text = json.loads(line)
+        return rc, text
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.requests.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
 
 
 def _cli_in_child(argv, sig, delay: float, workdir: Path) -> tuple[int | None, str]:
@@ -953,9 +1007,11 @@ def run_campaign(seed: int = 0, long: bool = False, only: list[str] | None = Non
     import torch
 
     torch.set_num_threads(1)
+    zygote = Zygote() if not only or "interrupt" in only else None  # first, while this process has one thread
     own_root = root is None
     root = Path(root or tempfile.mkdtemp(prefix="soundstage-fuzz-"))
     ctx = Context(root)
+    ctx.zygote = zygote
     counts: dict[str, Counter] = defaultdict(Counter)
     examples: dict[str, list[str]] = defaultdict(list)
     started = time.time()
@@ -982,6 +1038,8 @@ def run_campaign(seed: int = 0, long: bool = False, only: list[str] | None = Non
                     print(f"{category}[{index}] {outcome}: {detail}", flush=True)
                 shutil.rmtree(case.dir, ignore_errors=True)
     finally:
+        if zygote is not None:
+            zygote.close()
         if own_root:
             shutil.rmtree(root, ignore_errors=True)
     report = {"seed": seed, "long": long, "seconds": round(time.time() - started, 1),
