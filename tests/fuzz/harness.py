@@ -225,7 +225,7 @@ class Fixtures:
         d = self.dir
         self.wav = make_audio(d / "tone.wav", 0.5, 16000)
         self.flac = make_audio(d / "tone.flac", 0.5, 16000)
-        self.long_wav = make_audio(d / "long.wav", 30.0, 48000, channels=2)
+        self.long_wav = make_audio(d / "long.wav", 120.0, 48000, channels=2)
         self.mp4 = make_video(d / "clip.mp4", 0.5, 10, (32, 24), audio="tone")
         self.mkv = make_video(d / "clip.mkv", 0.5, 10, (32, 24), audio="tone", audio_codec="flac")
         self.big = d / "black4k.mp4"  # few KB on disk, GBs decoded as float32
@@ -737,11 +737,11 @@ def interrupt_case(ctx, case: Case, rng: random.Random, index: int):
     class_type = WRITERS[index % len(WRITERS)]
     how = (index // len(WRITERS)) % 3
     prompt = _writer_prompt(class_type, "fz/out")
-    expected = 30.0 if class_type not in ("SaveVideo", "SoundstageMux") else 8.0
+    expected = 120.0 if class_type not in ("SaveVideo", "SoundstageMux") else 8.0
     if class_type == "SoundstageMux":
         prompt["1"]["inputs"]["align"] = "video"
     if how == 0:
-        delay = rng.uniform(0.05, 1.0)
+        delay = rng.uniform(0.05, 1.5)
         return run_prompt(case, prompt, expected_seconds=expected, interrupt_after=ctx.node_start_delay + delay)
     # SIGINT / SIGTERM to a CLI process (forked, so torch is not imported again)
     wf = case.dir / "wf.json"
@@ -749,7 +749,7 @@ def interrupt_case(ctx, case: Case, rng: random.Random, index: int):
     sig = signal.SIGINT if how == 1 else signal.SIGTERM
     case.arm()
     rc, text = ctx.zygote.run(["run", str(wf), "--input-dir", str(case.input), "--output-dir", str(case.output),
-                               "--models-dir", str(case.models)], sig, rng.uniform(0.3, 2.5), case.dir)
+                               "--models-dir", str(case.models)], sig, rng.uniform(0.05, 1.5), case.dir)
     files = case.check_files(allow_new=True, expected_seconds=expected)
     if files:
         return files
