@@ -1,6 +1,8 @@
 """Command line: run and validate workflows headless, describe the nodes, train, synthesise, evaluate.
 
-Exit codes: 0 ok, 1 validation error (printed in ComfyUI's error shape), 2 runtime error.
+Exit codes: 0 ok, 1 validation error (printed in ComfyUI's error shape), 2 runtime error (a node failed),
+3 internal error (a bug: please report it), 130 interrupted by SIGINT (Ctrl-C), 143 interrupted by SIGTERM.
+An interrupted run stops at the next step boundary and leaves no partial file.
 """
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
-EXIT_OK, EXIT_INVALID, EXIT_RUNTIME = 0, 1, 2
+EXIT_OK, EXIT_INVALID, EXIT_RUNTIME, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_SIGNAL_BASE = 128  # + the signal number, as shells report it: 130 SIGINT, 143 SIGTERM
 
 # `train <name>` entries: each module exposes add_arguments(parser) and main(args) -> int.
 TRAINERS = {
@@ -73,26 +78,84 @@ def _load_workflow(path: str):
     if not p.is_file():
         raise InvalidWorkflowFile(f"workflow file not found: {path}")
     try:
-        return json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidWorkflowFile(f"{p.name} is not valid JSON: {exc}") from exc
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise InvalidWorkflowFile(f"{p.name} is not valid JSON: {problem}") from None
+    if not isinstance(data, dict):  # e.g. a JSON string: content, never a path to another file
+        from .headless.document import MalformedWorkflow
+
+        kind = {str: "a string", list: "a list"}.get(type(data), "a " + type(data).__name__)
+        problem = MalformedWorkflow("", f"expected a JSON object (a UI workflow or an API prompt), got {kind}")
+        raise InvalidWorkflowFile(f"{p.name}: {problem}")
+    return data
+
+
+class _Signals:
+    """SIGINT/SIGTERM during a run: the first asks the runner to stop at its next step boundary (writers
+    then drop their temporary files); a second one stops at once. Either way the exit code is 128 + signal."""
+
+    def __init__(self):
+        self.runner = None
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        first = self.received is None
+        self.received = signum
+        if first and self.runner is not None:
+            self.runner.interrupt()
+            print(f"soundstage: {signal.Signals(signum).name}: stopping at the next step (again to stop now)",
+                  file=sys.stderr)
+            return
+        raise KeyboardInterrupt
+
+    def exit_code(self) -> int:
+        return EXIT_SIGNAL_BASE + int(self.received or signal.SIGINT)
+
+    def message(self, command: str, where: str = "") -> str:
+        name = signal.Signals(self.received or signal.SIGINT).name
+        return f"soundstage {command}: interrupted by {name}{where}; no partial output was left"
+
+
+SIGNALS = _Signals()
 
 
 def cmd_run(args) -> int:
     _apply_dirs(args)
     runner_mod, runner = _runner(args)
     workflow = _load_workflow(args.workflow)
+    SIGNALS.runner = runner
     try:
         result = runner.run(workflow, overrides=_overrides(args.set))
     except runner_mod.ValidationFailed as exc:
         print(json.dumps(exc.response, indent=2))
         return EXIT_INVALID
+    except runner_mod.ExecutionInterrupted as exc:
+        print(SIGNALS.message("run", f" at node {exc.node_id} ({exc.class_type})"), file=sys.stderr)
+        return SIGNALS.exit_code()
     except runner_mod.NodeExecutionError as exc:
         print(str(exc), file=sys.stderr)
         if getattr(exc, "traceback_text", None) and args.verbose:
             print(exc.traceback_text, file=sys.stderr)
         return EXIT_RUNTIME
+    finally:
+        SIGNALS.runner = None
     print(json.dumps({"outputs": result.outputs}, indent=2, default=str))
+    if SIGNALS.received is not None:  # the signal came after the last step: every output is complete
+        print(SIGNALS.message("run", " after the last step (outputs are complete)"), file=sys.stderr)
+        return SIGNALS.exit_code()
     return EXIT_OK
 
 
@@ -263,14 +326,28 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
+    command = argv[0] if argv else ""
+    SIGNALS.received = None
+    SIGNALS.install()
     try:
+        args = build_parser(argv).parse_args(argv)
         return args.func(args)
     except InvalidWorkflowFile as exc:
         print(json.dumps(exc.response, indent=2))
         return EXIT_INVALID
+    except KeyboardInterrupt:
+        print(SIGNALS.message(command), file=sys.stderr)
+        return SIGNALS.exit_code()
     except (FileNotFoundError, ValueError) as exc:  # bad files or settings given to the command
         if os.environ.get("SOUNDSTAGE_DEBUG"):
             raise
-        print(f"soundstage {argv[0] if argv else ''}: {exc}", file=sys.stderr)
+        print(f"soundstage {command}: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    except Exception as exc:  # a bug, not bad input: its own exit code, the traceback on request
+        if os.environ.get("SOUNDSTAGE_DEBUG"):
+            raise
+        print(f"soundstage {command}: internal error ({type(exc).__name__}: {exc}); please report it "
+              "(SOUNDSTAGE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        SIGNALS.restore()

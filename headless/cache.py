@@ -15,6 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from .graph import is_link, upstream_order
+
 log = logging.getLogger("soundstage.headless")
 
 
@@ -90,7 +92,15 @@ class Signatures:
         self._keys: dict[str, Any] = {}
         self._counter = itertools.count()
 
-    def key(self, node_id: str, _stack: tuple = ()) -> Any:
+    def key(self, node_id: str) -> Any:
+        if node_id not in self._keys:
+            order, cyclic = upstream_order(self.prompt, [node_id])
+            if not cyclic:  # ancestors first, so that a long chain never recurses deeply
+                for ancestor in order[:-1]:
+                    self._key(ancestor, ())
+        return self._key(node_id, ())
+
+    def _key(self, node_id: str, _stack: tuple) -> Any:
         if node_id in self._keys:
             return self._keys[node_id]
         if node_id in _stack or node_id not in self.prompt:
@@ -108,14 +118,11 @@ class Signatures:
             parts.append(("NODE", node_id))
         for name in sorted(node.get("inputs", {})):
             value = node["inputs"][name]
-            if _is_link(value, self.prompt):
-                parts.append((name, ("LINK", self.key(value[0], _stack + (node_id,)), value[1])))
+            if is_link(value, self.prompt):
+                parts.append((name, ("LINK", self._key(value[0], _stack + (node_id,)), value[1])))
             else:
                 parts.append((name, to_hashable(value)))
         key = tuple(parts)
         self._keys[node_id] = key
         return key
 
-
-def _is_link(value, prompt) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) and value[0] in prompt

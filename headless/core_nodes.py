@@ -9,13 +9,71 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from contextlib import contextmanager
 from fractions import Fraction
 
 import av
 import numpy as np
 import torch
 
-from .stubs import InputImpl, Types, folder_paths, io, ui
+from ..media.errors import MediaError
+from ..media.memory import require
+from ..media.paths import resolve_inside
+from ..media.source import decoder_of
+from .stubs import InputImpl, Types, folder_paths, io, model_management, ui
+
+
+@contextmanager
+def _input_errors(node: str, input_name: str):
+    """Decoder and file errors re-raised as ValueError naming the node and the input."""
+    try:
+        yield
+    except model_management.InterruptProcessingException:
+        raise
+    except (ValueError, OSError, EOFError, av.error.FFmpegError, MemoryError) as exc:
+        raise ValueError(f"{node}: input '{input_name}': {exc}") from exc
+
+
+@contextmanager
+def _save_errors(node: str, data_input: str):
+    """A refused ``filename_prefix`` names that input; encoder failures name the data input."""
+    try:
+        yield
+    except model_management.InterruptProcessingException:
+        raise
+    except MediaError as exc:
+        raise ValueError(f"{node}: input 'filename_prefix': {exc}") from exc
+    except (ValueError, OSError, av.error.FFmpegError) as exc:
+        raise ValueError(f"{node}: input '{data_input}': {exc}") from exc
+
+
+def input_path(name) -> str:
+    """The file a loader's combo names: inside the input folder (or the folder its ``[output]``/``[temp]``
+    suffix names) after resolving links, and a regular file (no devices, FIFOs or folders)."""
+    if not isinstance(name, str):
+        raise MediaError(f"expected a file name, got {type(name).__name__}")
+    stripped, base = folder_paths.annotated_filepath(name)
+    return resolve_inside(base or folder_paths.get_input_directory(), stripped)
+
+
+def _check_input(name, kind: str):
+    try:
+        input_path(name)
+    except MediaError as exc:
+        return f"Invalid {kind} file: {name} ({exc})"  # ComfyUI's words first, then why
+    return True
+
+
+def _file_digest(name) -> str:
+    try:
+        path = input_path(name)
+    except MediaError:
+        return ""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _input_files(content_types: list[str]) -> list[str]:
@@ -32,7 +90,7 @@ def load_audio_file(path: str) -> tuple[torch.Tensor, int]:
         if not container.streams.audio:
             raise ValueError("No audio stream found in the file.")
         stream = container.streams.audio[0]
-        sample_rate = stream.codec_context.sample_rate
+        sample_rate = decoder_of(stream, os.path.basename(path)).sample_rate
         channels = stream.channels
         frames = []
         for frame in container.decode(streams=stream.index):
@@ -65,17 +123,23 @@ class LoadVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, file) -> io.NodeOutput:
-        return io.NodeOutput(InputImpl.VideoFromFile(folder_paths.get_annotated_filepath(file)))
+        with _input_errors("Load Video", "file"):
+            path = input_path(file)
+            with av.open(path) as container:  # fail here, naming this input, rather than in a later node
+                if not container.streams.video:
+                    raise MediaError(f"{file!r} has no video stream")
+        return io.NodeOutput(InputImpl.VideoFromFile(path))
 
     @classmethod
     def fingerprint_inputs(cls, file):
-        return os.path.getmtime(folder_paths.get_annotated_filepath(file))
+        try:
+            return os.path.getmtime(input_path(file))
+        except MediaError:
+            return ""
 
     @classmethod
     def validate_inputs(cls, file):
-        if not folder_paths.exists_annotated_filepath(file):
-            return "Invalid video file: {}".format(file)
-        return True
+        return _check_input(file, "video")
 
 
 class SaveVideo(io.ComfyNode):
@@ -101,17 +165,19 @@ class SaveVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, video, filename_prefix, format, codec) -> io.NodeOutput:
-        width, height = video.get_dimensions()
-        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, folder_paths.get_output_directory(), width, height)
+        with _save_errors("Save Video", "video"):
+            width, height = video.get_dimensions()
+            folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+                filename_prefix, folder_paths.get_output_directory(), width, height)
         metadata = {}
         if cls.hidden.extra_pnginfo is not None:
             metadata.update(cls.hidden.extra_pnginfo)
         if cls.hidden.prompt is not None:
             metadata["prompt"] = cls.hidden.prompt
-        file = f"{filename}_{counter:05}_.{Types.VideoContainer.get_extension(format)}"
-        video.save_to(os.path.join(folder, file), format=Types.VideoContainer(format), codec=codec,
-                      metadata=metadata or None)
+        with _save_errors("Save Video", "video"):
+            file, _ = ui.write_counted(folder, filename, counter, Types.VideoContainer.get_extension(format),
+                                       lambda temp: video.save_to(temp, format=Types.VideoContainer(format),
+                                                                  codec=codec, metadata=metadata or None))
         return io.NodeOutput(ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
 
 
@@ -152,8 +218,28 @@ class GetVideoComponents(io.ComfyNode):
 
     @classmethod
     def execute(cls, video) -> io.NodeOutput:
-        components = video.get_components()
+        with _input_errors("Get Video Components", "video"):
+            _check_decode_memory(video)
+            components = video.get_components()
         return io.NodeOutput(components.images, components.audio, float(components.frame_rate))
+
+
+def _check_decode_memory(video) -> None:
+    """A file VIDEO decodes whole to float32: refuse before decoding when that cannot fit."""
+    if not isinstance(video, InputImpl.VideoFromFile):
+        return
+    with av.open(video.get_stream_source()) as container:
+        if not container.streams.video:
+            raise MediaError("the VIDEO has no video stream")
+        stream = container.streams.video[0]
+        decoder_of(stream, "the VIDEO")
+        frames = stream.frames or 0
+        if not frames and stream.duration is not None and stream.average_rate:
+            frames = int(float(stream.duration * stream.time_base) * float(stream.average_rate)) + 1
+        elif not frames and container.duration is not None and stream.average_rate:
+            frames = int(container.duration / av.time_base * float(stream.average_rate)) + 1
+        width, height = stream.codec_context.width, stream.codec_context.height
+    require(frames * width * height * 3 * 4 * 2, f"decoding {frames} frames of {width}x{height} as float32")
 
 
 class LoadAudio(io.ComfyNode):
@@ -169,21 +255,17 @@ class LoadAudio(io.ComfyNode):
 
     @classmethod
     def execute(cls, audio) -> io.NodeOutput:
-        waveform, sample_rate = load_audio_file(folder_paths.get_annotated_filepath(audio))
+        with _input_errors("Load Audio", "audio"):
+            waveform, sample_rate = load_audio_file(input_path(audio))
         return io.NodeOutput({"waveform": waveform.unsqueeze(0), "sample_rate": sample_rate})
 
     @classmethod
     def fingerprint_inputs(cls, audio):
-        digest = hashlib.sha256()
-        with open(folder_paths.get_annotated_filepath(audio), "rb") as f:
-            digest.update(f.read())
-        return digest.digest().hex()
+        return _file_digest(audio)
 
     @classmethod
     def validate_inputs(cls, audio):
-        if not folder_paths.exists_annotated_filepath(audio):
-            return "Invalid audio file: {}".format(audio)
-        return True
+        return _check_input(audio, "audio")
 
 
 class LoadImage(io.ComfyNode):
@@ -199,20 +281,21 @@ class LoadImage(io.ComfyNode):
 
     @classmethod
     def execute(cls, image) -> io.NodeOutput:
-        return io.NodeOutput(*load_image_file(folder_paths.get_annotated_filepath(image)))
+        from PIL import Image, UnidentifiedImageError
+
+        with _input_errors("Load Image", "image"):
+            try:
+                return io.NodeOutput(*load_image_file(input_path(image)))
+            except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+                raise MediaError(str(exc)) from exc
 
     @classmethod
     def fingerprint_inputs(cls, image):
-        digest = hashlib.sha256()
-        with open(folder_paths.get_annotated_filepath(image), "rb") as f:
-            digest.update(f.read())
-        return digest.digest().hex()
+        return _file_digest(image)
 
     @classmethod
     def validate_inputs(cls, image):
-        if not folder_paths.exists_annotated_filepath(image):
-            return "Invalid image file: {}".format(image)
-        return True
+        return _check_input(image, "image")
 
 
 def load_image_file(path: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -259,8 +342,9 @@ def _save_audio_schema(node_id: str, display_name: str, quality: list[str] | Non
 def _save_audio(cls, audio, filename_prefix, format, quality="128k") -> io.NodeOutput:
     if audio is None:
         raise ValueError(f"{cls.__name__}: input audio is None (source video may have no audio track).")
-    saved = ui.AudioSaveHelper.get_save_audio_ui(audio, filename_prefix=filename_prefix, cls=cls, format=format,
-                                                 quality=quality)
+    with _save_errors(cls.GET_SCHEMA().display_name, "audio"):
+        saved = ui.AudioSaveHelper.get_save_audio_ui(audio, filename_prefix=filename_prefix, cls=cls, format=format,
+                                                     quality=quality)
     return io.NodeOutput(audio, ui=saved)
 
 
@@ -365,7 +449,8 @@ class SaveImage(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, filename_prefix="ComfyUI") -> io.NodeOutput:
-        return io.NodeOutput(ui=ui.ImageSaveHelper.get_save_images_ui(images, filename_prefix, cls=cls))
+        with _save_errors("Save Image", "images"):
+            return io.NodeOutput(ui=ui.ImageSaveHelper.get_save_images_ui(images, filename_prefix, cls=cls))
 
 
 class PreviewImage(io.ComfyNode):

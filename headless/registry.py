@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import traceback
@@ -24,7 +25,8 @@ def run_coroutine(coro):
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
-    thread = threading.Thread(target=target)
+    # The run's folders and interrupt flag live in context variables: the helper thread keeps them.
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,))
     thread.start()
     thread.join()
     if "error" in box:

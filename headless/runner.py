@@ -28,12 +28,14 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .cache import CacheEntry, OutputCache, Signatures
+from .document import MalformedWorkflow, check_document
+from .graph import is_link
 from .registry import build_registry, run_coroutine
 from .schema import InputSpec, hidden_specs, input_specs, nest_dynamic
-from .stubs import comfy_utils, folder_paths, model_management
+from .stubs import _run, comfy_utils, model_management
 from .stubs._io import ComfyNode, ExecutionBlocker, first_real_override
 from .validation import full_type_name, hidden_values, sort_ids, validate_prompt
-from .workflow import load_json, to_prompt
+from .workflow import WorkflowConversionError, load_json, to_prompt
 
 log = logging.getLogger("soundstage.headless")
 
@@ -89,14 +91,14 @@ class RunResult:
     prompt: dict = field(default_factory=dict)
 
 
-class _Pending(Exception):
-    """A node asked for lazy inputs that are not evaluated yet."""
-
-
 class Runner:
     """Runs workflows headless. ``nodes`` (classes or ``{node_id: class}``) replaces the pack's nodes
     unless ``include_pack=True``; ComfyUI core stand-ins are always available. ``cache_lru=N`` keeps
-    outputs of earlier prompts too (default: only the latest prompt's, like ComfyUI)."""
+    outputs of earlier prompts too (default: only the latest prompt's, like ComfyUI).
+
+    Each runner owns its folders, device and interrupt flag (nothing a run needs is module-level), so
+    several runners may work at once in several threads. Folders not given fall back to ComfyUI's
+    process-wide settings (``folder_paths.set_*`` or the SOUNDSTAGE_*_DIR variables)."""
 
     def __init__(self, input_dir=None, output_dir=None, models_dir=None, device=None, nodes=None,
                  include_pack: bool | None = None, progress: ProgressCallback | None = None, cache_lru: int = 0):
@@ -106,15 +108,27 @@ class Runner:
         self.device = device if device is not None else os.environ.get("SOUNDSTAGE_DEVICE") or None
         self.progress = progress
         self.load_errors: list[str] = []
-        self._apply_directories()
+        self._state = _run.RunState(
+            input_dir=self.input_dir, output_dir=self.output_dir,
+            temp_dir=os.path.join(self.output_dir, "temp") if self.output_dir is not None else None,
+            models_dir=self.models_dir, device=self.device)
         self.node_classes = build_registry(nodes, include_pack, self.load_errors)
         self.cache = OutputCache(lru=cache_lru)
 
     # -- public API -------------------------------------------------------------------------------
     def prompt_for(self, workflow, overrides: Mapping[str, Any] | None = None) -> tuple[dict, dict | None]:
-        """The API prompt (and extra_pnginfo) a workflow, prompt or path turns into, overrides applied."""
-        data = load_json(workflow)
-        prompt, extra_pnginfo = to_prompt(data, self.node_classes)
+        """The API prompt (and extra_pnginfo) a workflow, prompt or path turns into, overrides applied.
+
+        A document of the wrong shape raises ValidationFailed in ComfyUI's ``invalid_prompt`` shape, with
+        the path of the bad element (``nodes[3].inputs``)."""
+        try:
+            data = load_json(workflow)
+            check_document(data)
+            prompt, extra_pnginfo = to_prompt(data, self.node_classes)
+        except MalformedWorkflow as exc:
+            raise ValidationFailed(exc.response()) from None
+        except WorkflowConversionError as exc:
+            raise ValidationFailed(MalformedWorkflow("", str(exc)).response()) from None
         _normalize_links(prompt)
         for key, value in (overrides or {}).items():
             node_id, sep, input_name = str(key).partition(".")
@@ -127,36 +141,27 @@ class Runner:
 
     def validate(self, workflow, overrides: Mapping[str, Any] | None = None):
         """Validate without running; raises ValidationFailed. Returns (prompt, good output ids)."""
-        prompt, extra_pnginfo = self.prompt_for(workflow, overrides)
-        return prompt, self._validate(prompt, extra_pnginfo)
+        with _run.installed(self._state):
+            prompt, extra_pnginfo = self.prompt_for(workflow, overrides)
+            return prompt, self._validate(prompt, extra_pnginfo)
 
     def run(self, workflow, overrides: Mapping[str, Any] | None = None,
             progress: ProgressCallback | None = None) -> RunResult:
         progress = progress or self.progress
-        self._apply_directories()
-        prompt, extra_pnginfo = self.prompt_for(workflow, overrides)
-        outputs = self._validate(prompt, extra_pnginfo)
-        return _Execution(self, prompt, extra_pnginfo, progress).run(outputs)
+        self._state.interrupted.clear()  # as ComfyUI: a new prompt starts uninterrupted
+        with _run.installed(self._state):
+            prompt, extra_pnginfo = self.prompt_for(workflow, overrides)
+            outputs = self._validate(prompt, extra_pnginfo)
+            return _Execution(self, prompt, extra_pnginfo, progress).run(outputs)
 
     def interrupt(self) -> None:
-        """Ask the running workflow to stop at the next node or step boundary."""
-        model_management.interrupt_current_processing(True)
+        """Ask this runner's workflow to stop at the next node or step boundary (safe from any thread)."""
+        self._state.interrupted.set()
 
     def clear_cache(self) -> None:
         self.cache.clear()
 
     # -- internals --------------------------------------------------------------------------------
-    def _apply_directories(self) -> None:
-        if self.input_dir is not None:
-            folder_paths.set_input_directory(self.input_dir)
-        if self.output_dir is not None:
-            folder_paths.set_output_directory(self.output_dir)
-            folder_paths.set_temp_directory(os.path.join(self.output_dir, "temp"))
-        if self.models_dir is not None:
-            folder_paths.set_models_directory(self.models_dir)
-        if self.device is not None:
-            model_management.set_torch_device(self.device)
-
     def _validate(self, prompt: dict, extra_pnginfo) -> list[str]:
         def call(node_id, node_class, func, data, specs, allow_interrupt):
             return map_node_over_list(node_class, func, data, specs,
@@ -258,7 +263,6 @@ class _Execution:
             self.progress(event, data)
 
     def run(self, outputs: list[str]) -> RunResult:
-        model_management.interrupt_current_processing(False)
         previous_hook = comfy_utils.PROGRESS_BAR_HOOK
         comfy_utils.set_progress_bar_global_hook(self._progress_hook)
         try:
@@ -307,7 +311,7 @@ class _Execution:
         specs = {s.name: s for s in input_specs(self.classes[node["class_type"]], node.get("inputs", {}))}
         links = []
         for name, value in node.get("inputs", {}).items():
-            if isinstance(value, list) and len(value) == 2 and value[0] in self.prompt:
+            if is_link(value, self.prompt):
                 spec = specs.get(name)
                 if spec is not None and spec.raw_link:
                     continue
@@ -330,15 +334,17 @@ class _Execution:
         blockers: dict[str, set[str]] = {}
         order: list[str] = []
 
-        def add_node(node_id: str) -> None:
-            if node_id in self.results or node_id in blockers:
-                return
-            blockers[node_id] = set()
-            order.append(node_id)
-            for _, src, _ in self._links(node_id, include_lazy=False):
-                if src not in self.results:
-                    blockers[node_id].add(src)
-                    add_node(src)
+        def add_node(first: str) -> None:
+            pending = [first]  # iterative: a chain of thousands of nodes is no recursion limit
+            while pending:
+                node_id = pending.pop()
+                if node_id in self.results or node_id in blockers:
+                    continue
+                blockers[node_id] = set()
+                order.append(node_id)
+                sources = [src for _, src, _ in self._links(node_id, include_lazy=False) if src not in self.results]
+                blockers[node_id].update(sources)
+                pending.extend(reversed(sources))  # first source explored first, as a recursive walk would
 
         for output_id in outputs:
             add_node(output_id)
@@ -373,7 +379,7 @@ class _Execution:
         missing: set[str] = set()
         for name, value in inputs.items():
             spec = by_name.get(name)
-            if isinstance(value, list) and len(value) == 2 and value[0] in self.prompt and not (spec and spec.raw_link):
+            if is_link(value, self.prompt) and not (spec and spec.raw_link):
                 entry = self.results.get(value[0])
                 if entry is None or value[1] >= len(entry.outputs):
                     missing.add(name)
@@ -433,7 +439,7 @@ class _Execution:
         sources = []
         for name in names:
             value = inputs.get(name)
-            if not (isinstance(value, list) and len(value) == 2 and value[0] in self.prompt):
+            if not is_link(value, self.prompt):
                 raise RuntimeError(f"Node {node_id} says it needs input {name}, but there is no input to that node at all")
             sources.append(value[0])
         return sources
@@ -490,7 +496,7 @@ class _Execution:
             if spec.name in node.get("inputs", {}):
                 value = node["inputs"][spec.name]
                 # As ComfyUI: linked inputs are unknown when fingerprints are taken.
-                data[spec.name] = [None] if isinstance(value, list) and value and value[0] in self.prompt else [value]
+                data[spec.name] = [None] if is_link(value, self.prompt) else [value]
         hidden = hidden_values(node_class, node_id, self.prompt, self.extra_pnginfo)
         return map_node_over_list(node_class, name, data, specs, hidden, False)
 

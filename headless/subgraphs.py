@@ -42,6 +42,12 @@ def flatten_subgraphs(workflow: Mapping) -> dict:
     return flat
 
 
+def _check_slot(slots, index, link_id, side: str) -> None:
+    """A link into or out of a subgraph boundary must name one of its slots."""
+    if slots is not None and not (isinstance(index, int) and 0 <= index < len(slots)):
+        raise SubgraphError(f"link {link_id} uses {side} slot {index} of a subgraph that has {len(slots)}")
+
+
 class _Flattener:
     def __init__(self, subgraphs: dict[str, Mapping]):
         self.subgraphs = subgraphs
@@ -82,6 +88,12 @@ class _Flattener:
             if link is None:
                 continue
             old_id, origin, origin_slot, target, target_slot, kind = link_tuple(link)
+            _check_slot(boundary[0] if boundary is not None and origin == INPUT_NODE_ID else
+                        virtual[str(origin)]["out"] if str(origin) in virtual else None, origin_slot, old_id, "input"
+                        if boundary is not None and origin == INPUT_NODE_ID else "output")
+            _check_slot(boundary[1] if boundary is not None and target == OUTPUT_NODE_ID else
+                        virtual[str(target)]["in"] if str(target) in virtual else None, target_slot, old_id,
+                        "output" if boundary is not None and target == OUTPUT_NODE_ID else "input")
             if boundary is not None and origin == INPUT_NODE_ID:
                 if origin_slot in boundary[2]:  # no outer link and no promoted value: inner widget keeps its own
                     remap[old_id] = None
@@ -166,6 +178,8 @@ def _promoted_values(instance: Mapping, subgraph: Mapping) -> tuple[dict[int, An
     proxy = (instance.get("properties") or {}).get("proxyWidgets")
     if proxy:
         for value, (node_id, widget) in zip(values, proxy):
+            if not isinstance(widget, str):
+                continue
             if str(node_id) == "-1":
                 if widget in names:
                     by_input[names.index(widget)] = value

@@ -7,29 +7,19 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .graph import is_link, sources, upstream_order
 from .schema import input_specs
 
 NODE_WIDTH, COLUMN_GAP, ROW_GAP = 320, 60, 40
 
 
-def _is_link(value) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
-
-
 def _depths(prompt: Mapping[str, Mapping]) -> dict[str, int]:
+    order, cyclic = upstream_order(prompt, list(prompt))
+    if cyclic:
+        raise ValueError("the prompt has a dependency cycle")
     depth: dict[str, int] = {}
-
-    def visit(nid: str, stack=()) -> int:
-        if nid in depth:
-            return depth[nid]
-        if nid in stack:
-            raise ValueError(f"cycle through node {nid}")
-        parents = [v[0] for v in prompt[nid].get("inputs", {}).values() if _is_link(v)]
-        depth[nid] = 1 + max((visit(p, stack + (nid,)) for p in parents), default=-1)
-        return depth[nid]
-
-    for nid in prompt:
-        visit(nid)
+    for nid in order:  # sources before the nodes they feed
+        depth[nid] = 1 + max((depth[p] for p in sources(prompt, nid)), default=-1)
     return depth
 
 
@@ -46,7 +36,7 @@ def api_to_ui(prompt: Mapping[str, Mapping], node_classes: Mapping[str, type], *
         cls = node_classes[prompt[nid]["class_type"]]
         specs = {s.name: s for s in input_specs(cls)}
         for name, value in prompt[nid].get("inputs", {}).items():
-            if not _is_link(value):
+            if not is_link(value, prompt):
                 continue
             src, slot = value
             src_cls = node_classes[prompt[src]["class_type"]]
@@ -80,7 +70,7 @@ def api_to_ui(prompt: Mapping[str, Mapping], node_classes: Mapping[str, type], *
             if not spec.is_widget:
                 continue
             value = values.get(spec.name, spec.options.get("default"))
-            if _is_link(value):
+            if is_link(value):
                 value = spec.options.get("default")
             if value is None and spec.combo_options:
                 value = spec.combo_options[0]

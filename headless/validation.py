@@ -8,11 +8,13 @@ at execution time); every other error type, message and detail string follows Co
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .graph import upstream_order
 from .schema import InputSpec, hidden_specs, input_specs
 from .stubs._io import ComfyNode, ExecutionBlocker, first_real_override
 
@@ -26,10 +28,6 @@ class ValidationResult:
 
     def response(self) -> dict:
         return {"error": self.error, "node_errors": self.node_errors}
-
-
-def is_link(value) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
 def full_type_name(klass) -> str:
@@ -83,6 +81,17 @@ class _Validator:
         self.call_node = call_node
         self.validated: dict[str, tuple[bool, list, str]] = {}
         self.visiting: list[str] = []
+
+    def validate_output(self, output_id: str) -> tuple[bool, list, str]:
+        """``validate_node`` of an output, its ancestors first so that a long chain never recurses deeply."""
+        order, cyclic = upstream_order(self.prompt, [output_id])
+        if not cyclic:  # with a cycle the recursive walk below reports it exactly as it meets it
+            for node_id in order[:-1]:
+                try:
+                    self.validate_node(node_id)
+                except Exception:  # reported again, in its consumer's context, by the walk below
+                    pass
+        return self.validate_node(output_id)
 
     def validate_node(self, node_id: str) -> tuple[bool, list, str]:
         if node_id in self.validated:
@@ -170,12 +179,12 @@ class _Validator:
         if len(value) != 2:
             return "Bad linked input, must be a length-2 list of [node_id, slot_index]"
         source_id, slot = value
-        if source_id not in self.prompt:
+        if not isinstance(source_id, str) or source_id not in self.prompt:
             return f"Bad linked input, node {source_id} does not exist in the prompt"
         source_class = self.node_classes.get(self.prompt[source_id].get("class_type"))
         if source_class is None:
             return f"Bad linked input, node {source_id} has an unknown class"
-        if not isinstance(slot, int) or not 0 <= slot < len(list(source_class.RETURN_TYPES)):
+        if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < len(list(source_class.RETURN_TYPES)):
             return f"Bad linked input, node {source_id} has no output slot {slot}"
         return None
 
@@ -197,6 +206,8 @@ class _Validator:
                 value = str(value)
             elif input_type == "BOOLEAN":
                 value = bool(value)
+            if input_type == "FLOAT" and not math.isfinite(value):
+                raise ValueError("NaN and infinite values are not allowed")
             inputs[name] = value
         except Exception as ex:
             return _error("invalid_input_type", f"Failed to convert an input value to a {input_type} value",
@@ -281,7 +292,7 @@ def validate_prompt(prompt: dict, node_classes: Mapping[str, type], call_node,
     node_errors: dict[str, dict] = {}
     for output_id in sort_ids(outputs):
         try:
-            valid, reasons, _ = validator.validate_node(output_id)
+            valid, reasons, _ = validator.validate_output(output_id)
         except Exception as ex:
             typ, _, tb = sys.exc_info()
             valid = False

@@ -25,9 +25,16 @@ class WorkflowConversionError(ValueError):
     """A workflow uses a construct the headless runner cannot turn into a prompt."""
 
 
-def load_json(source) -> dict:
+def load_json(source):
+    """A copy of a workflow given as a mapping, or the parsed content of a file given by path.
+
+    Whatever the file holds is returned as parsed (a JSON string stays a string, never a path to follow);
+    ``document.check_document`` says whether it is a workflow."""
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source))
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        raise WorkflowConversionError(f"expected a workflow mapping or a path to a workflow file, "
+                                      f"got {type(source).__name__}")
     with open(os.fspath(source), encoding="utf-8") as f:
         return json.load(f)
 
@@ -86,33 +93,44 @@ class _Resolver:
         self.nodes = nodes
         self.links = links
 
-    def resolve(self, link_id, wanted_type, seen: frozenset = frozenset()):
+    def resolve(self, link_id, wanted_type):
         """``("link", [node_id, slot])``, ``("value", v)`` or None when nothing reaches the input."""
-        if link_id is None or link_id not in self.links or link_id in seen:
-            return None
-        seen = seen | {link_id}
-        _, origin_id, origin_slot, _, _, link_type = self.links[link_id]
-        origin = self.nodes.get(str(origin_id))
-        if origin is None:
-            return None
-        wanted_type = wanted_type or link_type
-        mode = origin.get("mode", 0)
-        if origin.get("type") == "Reroute":
+        seen: set = set()
+        while True:  # a loop, not recursion: chains of thousands of reroutes are fine
+            if link_id is None or not _hashable(link_id) or link_id not in self.links or link_id in seen:
+                return None
+            seen.add(link_id)
+            _, origin_id, origin_slot, _, _, link_type = self.links[link_id]
+            origin = self.nodes.get(str(origin_id))
+            if origin is None:
+                return None
+            wanted_type = wanted_type or link_type
+            mode = origin.get("mode", 0)
             inputs = origin.get("inputs") or []
-            return self.resolve(inputs[0].get("link") if inputs else None, wanted_type, seen)
-        if origin.get("type") == "PrimitiveNode":
-            values = origin.get("widgets_values") or []
-            return ("value", values[0]) if values else None
-        if mode == MODE_MUTED:
-            return None
-        if mode == MODE_BYPASS:
-            inputs = origin.get("inputs") or []
-            # As the frontend: try the input at the output's index first, then every input in order.
-            for index in [origin_slot, *range(len(inputs))]:
-                if isinstance(index, int) and 0 <= index < len(inputs) and inputs[index].get("type") == wanted_type:
-                    return self.resolve(inputs[index].get("link"), wanted_type, seen)
-            return None
-        return ("link", [str(origin_id), origin_slot])
+            if origin.get("type") == "Reroute":
+                link_id = inputs[0].get("link") if inputs else None
+                continue
+            if origin.get("type") == "PrimitiveNode":
+                values = origin.get("widgets_values") or []
+                if isinstance(values, Mapping):
+                    values = list(values.values())
+                return ("value", values[0]) if values else None
+            if mode == MODE_MUTED:
+                return None
+            if mode == MODE_BYPASS:
+                # As the frontend: try the input at the output's index first, then every input in order.
+                for index in [origin_slot, *range(len(inputs))]:
+                    if isinstance(index, int) and 0 <= index < len(inputs) and inputs[index].get("type") == wanted_type:
+                        link_id = inputs[index].get("link")
+                        break
+                else:
+                    return None
+                continue
+            return ("link", [str(origin_id), origin_slot])
+
+
+def _hashable(value) -> bool:
+    return isinstance(value, (int, str))
 
 
 def ui_to_api(workflow: Mapping, node_classes: Mapping[str, type]) -> dict:

@@ -15,7 +15,7 @@ import torch
 import torchaudio.functional as AF
 
 from .errors import MediaError
-from .source import Source, open_input, origin_seconds, source_name
+from .source import Source, decoder_of, open_input, origin_seconds, source_name
 
 MIN_RATE, MAX_RATE = 1000, 384000
 MAX_CHANNELS = 16
@@ -38,7 +38,7 @@ def probe_audio(source: Source) -> list[AudioInfo]:
     with open_input(source) as container:
         out = []
         for stream in container.streams.audio:
-            cc = stream.codec_context
+            cc = decoder_of(stream, source_name(source))
             duration = float(stream.duration * stream.time_base) if stream.duration is not None else (
                 container.duration / av.time_base if container.duration is not None else None)
             out.append(AudioInfo(cc.sample_rate, cc.channels, duration, cc.name,
@@ -72,6 +72,7 @@ def load_audio(source: Source, start: float = 0.0, duration: float = 0.0, stream
             raise MediaError(f"{name} has {len(container.streams.audio)} audio stream(s); "
                              f"stream index {stream_index} does not exist")
         stream = container.streams.audio[stream_index]
+        decoder_of(stream, name)
         wave, rate = _decode_window(container, stream, start, duration, origin_seconds(container), name)
     if wave.shape[-1] == 0:
         raise MediaError(f"{name} has no audio samples in the window start={start} s, "

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from .errors import MediaError
+from .memory import require
 from .resize import ResizePlan, plan_resize
-from .source import Source, open_input, origin_seconds, source_name
+from .source import Source, decoder_of, open_input, origin_seconds, source_name
 
 TIME_EPS = 1e-4  # s; far below any frame interval, above float/time-base rounding of timestamps
 MAX_FPS = 1000.0
@@ -48,6 +49,7 @@ def probe_video(source: Source) -> VideoInfo:
         if not container.streams.video:
             raise MediaError(f"{source_name(source)} has no video stream")
         stream = container.streams.video[0]
+        decoder_of(stream, source_name(source))
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         duration = None
         if stream.duration is not None:
@@ -187,12 +189,25 @@ def decode_video(source: Source, start: float = 0.0, duration: float = 0.0, max_
 
     ``callback(frames_done, expected_total)`` runs after each frame (the total is an estimate).
     """
+    _check_window(start, duration, max_frames, fps, stride)  # bad settings first, then the memory they need
     info = probe_video(source)
     expected = expected_frames(info, start, duration, max_frames, fps, stride)
+    width, height = info.width or 0, info.height or 0
+    if resize:
+        plan = plan_resize(width, height, **resize)
+        width, height = plan.out_w, plan.out_h
+    # Peak while gathering: the uint8 frames, their stack, and the float32 IMAGE (3 + 3 + 12 bytes a pixel).
+    frame_bytes = max(1, width * height * 3)
+    count = max(expected, min(info.frame_count or 0, max_frames or (info.frame_count or 0)))
+    require(count * frame_bytes * 6, f"decoding {count} frames of {width}x{height} as float32")
     times, frames = [], []
     for t, rgb in iter_frames(source, start, duration, max_frames, fps, stride, resize=resize):
         times.append(t)
         frames.append(rgb)
+        if len(frames) % 16 == 0:  # the container may understate its length: keep checking while decoding
+            # the frames held are already counted as used: what must still fit is their stack and float copy
+            require(len(frames) * rgb.nbytes * 5, f"decoding more than {len(frames)} frames of "
+                                                  f"{rgb.shape[1]}x{rgb.shape[0]} as float32")
         if callback is not None:
             callback(len(frames), max(expected, len(frames)))
     if not frames:

@@ -58,14 +58,25 @@ def add_audio_stream(container, codec: str, sample_rate: int, channels: int, bit
     return stream, rate
 
 
-def write_audio(container, stream, wave: torch.Tensor, source_rate: int) -> None:
-    """Encode [C, T] into ``stream`` (resampling to the stream's rate) and flush it."""
+def audio_frame(samples: np.ndarray, layout: str) -> av.AudioFrame:
+    """A float frame from [C, n] samples (planar; interleaved from 8 channels on, where PyAV's planar
+    ``from_ndarray`` runs past its plane table)."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.shape[0] >= 8:
+        return av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.T).reshape(1, -1), format="flt", layout=layout)
+    return av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=layout)
+
+
+def write_audio(container, stream, wave: torch.Tensor, source_rate: int, check=None) -> None:
+    """Encode [C, T] into ``stream`` (resampling to the stream's rate) and flush it; ``check()`` (an
+    interruption check) runs before each chunk."""
     rate = stream.codec_context.sample_rate
     data = resample(wave.to(torch.float32), source_rate, rate).clamp(-1.0, 1.0).numpy()
     layout = stream.codec_context.layout.name
     for start in range(0, data.shape[1], CHUNK):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start:start + CHUNK]),
-                                           format="fltp", layout=layout)
+        if check is not None:
+            check()
+        frame = audio_frame(data[:, start:start + CHUNK], layout)
         frame.sample_rate = rate
         frame.pts = start
         frame.time_base = Fraction(1, rate)

@@ -17,7 +17,7 @@ import torch
 
 from .audio_io import resample
 from .decode import fps_fraction
-from .encode import AUDIO_CODECS, add_audio_stream
+from .encode import AUDIO_CODECS, add_audio_stream, audio_frame
 from .errors import MediaError
 from .source import open_input
 
@@ -236,8 +236,7 @@ class _TrackWriter:
             piece = self.wave[:, self.written:self.written + n]
             if piece.shape[1] < n:
                 piece = np.pad(piece, ((0, 0), (0, n - piece.shape[1])))
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(piece, dtype=np.float32),
-                                               format="fltp", layout=self.layout)
+            frame = audio_frame(piece, self.layout)
             frame.sample_rate = self.rate
             frame.pts = self.written
             for packet in self.stream.encode(frame):

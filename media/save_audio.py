@@ -27,8 +27,9 @@ def audio_extension(fmt: str) -> str:
 
 
 def save_audio(path: str | os.PathLike, wave: torch.Tensor, sample_rate: int, fmt: str = "flac",
-               bitrate_kbps: int = 192, title: str = "") -> int:
-    """Write [C, T]; returns the rate written (opus and mp3 only take some rates: resampled up)."""
+               bitrate_kbps: int = 192, title: str = "", check=None) -> int:
+    """Write [C, T]; returns the rate written (opus and mp3 only take some rates: resampled up).
+    ``check()`` runs before each chunk (a node passes ComfyUI's interruption check)."""
     container_name, codec, _ext = AUDIO_FORMATS[fmt] if fmt in AUDIO_FORMATS else (None, None, audio_extension(fmt))
     if wave.ndim != 2 or wave.shape[-1] == 0:
         raise MediaError(f"cannot save empty audio (shape {tuple(wave.shape)})")
@@ -39,5 +40,5 @@ def save_audio(path: str | os.PathLike, wave: torch.Tensor, sample_rate: int, fm
         if title:
             container.metadata["title"] = title
         stream, rate = add_audio_stream(container, codec, sample_rate, wave.shape[0], bitrate_kbps)
-        write_audio(container, stream, wave, sample_rate)
+        write_audio(container, stream, wave, sample_rate, check)
     return rate

@@ -45,3 +45,14 @@ def origin_seconds(container) -> float:
     """Time zero of a file: the earliest stream start, so audio and video share one clock."""
     start = container.start_time
     return 0.0 if start is None else start / av.time_base
+
+
+def decoder_of(stream, name: str):
+    """The stream's codec context, or MediaError when FFmpeg has no decoder for it (an unknown wav format tag,
+    0 bits per sample, a damaged header) instead of an AttributeError later."""
+    context = stream.codec_context
+    if context is None:
+        tag = getattr(stream, "codec_tag", "") or getattr(getattr(stream, "codec", None), "name", "") or "unknown"
+        raise MediaError(f"{name}: its {stream.type} stream (codec {tag!r}) cannot be decoded; "
+                         "re-encode it to a common format (wav PCM, flac, mp4/H.264)")
+    return context

@@ -5,6 +5,7 @@ import importlib
 import logging
 
 from ..compat import ComfyExtension
+from .errors import guard_model_inputs
 
 log = logging.getLogger("soundstage")
 
@@ -54,7 +55,7 @@ def load_node_classes(strict: bool = False) -> list[type]:
                 IMPORT_ERRORS[f"{name}.{cls.__name__}"] = repr(exc)
                 log.warning("Soundstage: node %s skipped: %s", cls.__name__, exc)
                 continue
-            classes.append(cls)
+            classes.append(guard_model_inputs(cls))
     return classes
 
 

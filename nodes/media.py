@@ -5,6 +5,7 @@ Each node's ``execute`` unpacks inputs and calls one function below; the work it
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from fractions import Fraction
 
@@ -21,6 +22,7 @@ from ..media.mix import ROLES, MixResult, Track, mix_tracks
 from ..media.mux import (
     ALIGN_MODES, CONTAINERS, EVEN_MODES, PRESETS, AudioTrack, check_language, image_frames, mux, remux,
 )
+from ..media.output_files import check_prefix, counted_name, inside, prefix_folder, publish, staged
 from ..media.paths import resolve_inside
 from ..media.resize import RESIZE_MODES, plan_resize, resize_images
 from ..media.save_audio import AUDIO_FORMATS, audio_extension, save_audio
@@ -109,12 +111,20 @@ def resize_options(mode: str, width: int, height: int, multiple_of: int) -> dict
     return {"mode": mode, "width": width, "height": height, "multiple_of": multiple_of}
 
 
-def save_path(prefix: str, ext: str, folder: str | None = None, width: int = 0, height: int = 0):
-    """(full path, file name, subfolder) with ComfyUI's ``<prefix>_<counter:05>_.<ext>`` convention."""
-    folder = folder or folder_paths.get_output_directory()
-    full_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, folder, width, height)
-    file = f"{filename}_{counter:05}_.{ext}"
-    return os.path.join(full_folder, file), file, subfolder
+def write_output(prefix: str, ext: str, writer, node: str, input_name: str = "filename_prefix",
+                 folder: str | None = None, width: int = 0, height: int = 0) -> tuple[str, str, str]:
+    """``writer(temp_path)`` writes the file; it then gets ComfyUI's ``<prefix>_<counter:05>_.<ext>`` name
+    without replacing anything (see ``media.output_files``). Returns (full path, file name, subfolder)."""
+    root = folder or folder_paths.get_output_directory()
+    with node_errors(node, input_name):
+        inside(root, prefix_folder(check_prefix(prefix)))  # before ComfyUI's helper creates any folder
+        full_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, root, width, height)
+        real_folder = inside(root, full_folder, create=True)
+    with staged(real_folder, ext) as temp:
+        writer(temp)
+        model_management.throw_exception_if_processing_interrupted()
+        file = publish(temp, real_folder, counted_name(filename, ext), counter)
+    return os.path.join(real_folder, file), file, subfolder
 
 
 def lazy_progress():
@@ -488,18 +498,24 @@ def mux_node(images, video, fps: float, tracks: list[tuple[int, dict, str, str]]
         audio_tracks.append(AudioTrack(wave, sr, title, lang, default=(slot == default_track)))
     if audio_tracks and not any(t.default for t in audio_tracks):
         audio_tracks[0].default = True
-    path, file, subfolder = save_path(filename_prefix, container)
-    if copy:
-        with node_errors(node, "video"):
-            result = remux(path, video_source(video), audio_tracks, container, audio_codec, audio_bitrate_kbps)
-        return InputImpl.VideoFromFile(result.path), ui.SavedResult(file, subfolder, io.FolderType.output), result
-    progress = step_callback(max(1, frame_count or (images.shape[0] if images is not None else 1)))
-    counted = _counting(frames, progress)
-    with node_errors(node, "options"):
-        result = mux(path, counted, rate, audio_tracks, container, video_codec, audio_codec, crf, preset, even,
-                     align, audio_bitrate_kbps, frame_count=frame_count or (int(images.shape[0]) if images is not None else None))
-    saved = ui.SavedResult(file, subfolder, io.FolderType.output)
-    return InputImpl.VideoFromFile(result.path), saved, result
+    results = []
+
+    def write(temp: str) -> None:
+        if copy:
+            with node_errors(node, "video"):
+                results.append(remux(temp, video_source(video), audio_tracks, container, audio_codec,
+                                     audio_bitrate_kbps))
+            return
+        progress = step_callback(max(1, frame_count or (images.shape[0] if images is not None else 1)))
+        counted = _counting(frames, progress)
+        with node_errors(node, "options"):
+            results.append(mux(temp, counted, rate, audio_tracks, container, video_codec, audio_codec, crf, preset,
+                               even, align, audio_bitrate_kbps,
+                               frame_count=frame_count or (int(images.shape[0]) if images is not None else None)))
+
+    path, file, subfolder = write_output(filename_prefix, container, write, node)
+    result = dataclasses.replace(results[0], path=path)
+    return InputImpl.VideoFromFile(path), ui.SavedResult(file, subfolder, io.FolderType.output), result
 
 
 def _counting(frames, progress):
@@ -589,8 +605,15 @@ def save_audio_node(audio: dict, filename_prefix: str, fmt: str, bitrate_kbps: i
         item = {"waveform": waveform[b:b + 1] if waveform.ndim == 3 else waveform, "sample_rate": audio["sample_rate"]}
         with node_errors(node, "audio"):
             wave, rate = from_comfy_audio(item)
-            path, file, subfolder = save_path(filename_prefix, ext, folder)
-            save_audio(path, wave, rate, fmt, bitrate_kbps)
+        if fmt in ("opus", "mp3") and wave.shape[0] > 2:
+            wave = convert_channels(wave, 2)  # as Mux does: these codecs carry mono or stereo only
+
+        def write(temp: str, wave=wave, rate=rate) -> None:
+            with node_errors(node, "audio"):
+                save_audio(temp, wave, rate, fmt, bitrate_kbps,
+                           check=model_management.throw_exception_if_processing_interrupted)
+
+        _, file, subfolder = write_output(filename_prefix, ext, write, node, folder=folder)
         results.append(ui.SavedResult(file, subfolder, io.FolderType.output if folder is None else io.FolderType.temp))
     return results
 
@@ -638,14 +661,16 @@ class PreviewAudio(io.ComfyNode):
 
 
 def preview_video(video, node: str = "Preview Video (Soundstage)"):
-    folder = folder_paths.get_temp_directory()
-    path, file, subfolder = save_path("soundstage_preview", "mp4", folder)
-    try:
-        video.save_to(path)
-    except model_management.InterruptProcessingException:
-        raise
-    except Exception as exc:  # the VIDEO's own writer: report it against this node's input
-        raise ValueError(f"{node}: input 'video': cannot write a preview ({exc})") from exc
+    def write(temp: str) -> None:
+        try:
+            video.save_to(temp)
+        except model_management.InterruptProcessingException:
+            raise
+        except Exception as exc:  # the VIDEO's own writer: report it against this node's input
+            raise ValueError(f"{node}: input 'video': cannot write a preview ({exc})") from exc
+
+    _, file, subfolder = write_output("soundstage_preview", "mp4", write, node, "video",
+                                      folder=folder_paths.get_temp_directory())
     return ui.SavedResult(file, subfolder, io.FolderType.temp)
 
 

@@ -62,4 +62,7 @@ def resolve_model(folder: str, name: str, node: str, input_name: str) -> str:
     if path is None or not os.path.exists(path):
         places = ", ".join(folder_paths.get_folder_paths(folder)) or folder
         raise FileNotFoundError(f"{node}: input '{input_name}': model file '{name}' not found in {places}")
+    from .errors import note_model_input
+
+    note_model_input(node, input_name, path)  # a later failure to read it names this input
     return path

@@ -8,6 +8,8 @@ import torch
 
 from ..compat import InputImpl, Types, io
 from ..media.audio_io import to_comfy_audio
+from ..media.errors import MediaError
+from ..media.memory import require
 from ..synthworld.speech import LINES, SPEAKERS
 from .errors import input_error
 
@@ -23,6 +25,11 @@ def synth_clip(seed: int, seconds: float, size: int, fps: int, language: str, sp
     from ..synthworld import ClipSpec, generate_clip
     from ..synthworld.speech import SpeechUnavailable
 
+    frames = int(round(seconds * fps))
+    try:  # uint8 frames plus their float32 IMAGE copy: 15 bytes a pixel, checked before anything is drawn
+        require(frames * size * size * 15, f"{frames} frames of {size}x{size}")
+    except MediaError as exc:
+        raise input_error("Synthetic Clip", "seconds", f"{exc} (lower seconds, size or fps)") from None
     spec = ClipSpec(seed=seed, seconds=seconds, fps=fps, width=size, height=size, sample_rate=sample_rate,
                     language=language, speaker=speaker, line=line, n_balls=balls, speech=speech)
     try:

@@ -6,14 +6,14 @@ outputs look the same whether it ran in ComfyUI or headless.
 from __future__ import annotations
 
 import json
-import os
 import random
 from io import BytesIO
 
 import numpy as np
 import torch
 
-from . import folder_paths
+from ...media.output_files import counted_name, publish, staged
+from . import folder_paths, model_management
 from ._io import FolderType, _UIOutput
 
 _OPUS_RATES = [8000, 12000, 16000, 24000, 48000]
@@ -95,8 +95,10 @@ class ImageSaveHelper:
         results = []
         for batch_number, image in enumerate(images):
             img = PILImage.fromarray(np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8))
-            file = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-            img.save(os.path.join(full_output_folder, file), pnginfo=info, compress_level=compress_level)
+            name = filename.replace('%batch_num%', str(batch_number))
+            file, counter = write_counted(full_output_folder, name, counter, "png",
+                                          lambda temp: img.save(temp, format="PNG", pnginfo=info,
+                                                                compress_level=compress_level))
             results.append(SavedResult(file, subfolder, folder_type))
             counter += 1
         return results
@@ -117,7 +119,6 @@ class AudioSaveHelper:
         metadata = _metadata(cls)
         results = []
         for batch_number, waveform in enumerate(audio["waveform"].cpu()):
-            file = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.{format}"
             sample_rate = audio["sample_rate"]
             if format == "opus":
                 if sample_rate > 48000:
@@ -134,7 +135,12 @@ class AudioSaveHelper:
             container = av.open(buffer, mode="w", format=format)
             for key, value in metadata.items():
                 container.metadata[key] = value
-            layout = "mono" if waveform.shape[0] == 1 else "stereo"
+            layout = {1: "mono", 2: "stereo"}.get(waveform.shape[0])
+            if layout is None and format == "flac" and waveform.shape[0] <= 8:
+                layout = f"{waveform.shape[0]}c"
+            if layout is None:
+                raise ValueError(f"{waveform.shape[0]} channels; {format} here is saved as mono or "
+                                 "stereo (flac: up to 8 channels)")
             if format == "opus":
                 stream = container.add_stream("libopus", rate=sample_rate, layout=layout)
                 stream.bit_rate = {"64k": 64000, "96k": 96000, "128k": 128000, "192k": 192000,
@@ -154,8 +160,14 @@ class AudioSaveHelper:
             container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
             container.close()
-            with open(os.path.join(full_output_folder, file), "wb") as f:
-                f.write(buffer.getbuffer())
+            model_management.throw_exception_if_processing_interrupted()
+
+            def write(temp: str) -> None:
+                with open(temp, "wb") as f:
+                    f.write(buffer.getbuffer())
+
+            file, counter = write_counted(full_output_folder, filename.replace('%batch_num%', str(batch_number)),
+                                          counter, format, write)
             results.append(SavedResult(file, subfolder, folder_type))
             counter += 1
         return results
@@ -164,6 +176,16 @@ class AudioSaveHelper:
     def get_save_audio_ui(audio, filename_prefix: str, cls=None, format: str = "flac",
                           quality: str = "128k") -> SavedAudios:
         return SavedAudios(AudioSaveHelper.save_audio(audio, filename_prefix, FolderType.output, cls, format, quality))
+
+
+def write_counted(folder: str, filename: str, counter: int, ext: str, writer) -> tuple[str, int]:
+    """``writer(temp)`` writes the file, which then takes the first free ``<filename>_<counter>_.<ext>``
+    (never replacing a file, never leaving a partial one); returns (file name, counter used)."""
+    with staged(folder, ext) as temp:
+        writer(temp)
+        model_management.throw_exception_if_processing_interrupted()
+        file = publish(temp, folder, counted_name(filename, ext), counter)
+    return file, int(file[len(filename) + 1:].split("_")[0])
 
 
 def _temp_prefix() -> str:

@@ -97,6 +97,13 @@ class VideoInput(ABC):
             return container.format.name
 
 
+def _check_interrupted() -> None:
+    """Writers stop at ComfyUI's interruption flag between frames (the caller drops the partial file)."""
+    from . import model_management
+
+    model_management.throw_exception_if_processing_interrupted()
+
+
 def _rewind(source):
     if isinstance(source, io.BytesIO):
         source.seek(0)
@@ -223,6 +230,7 @@ class VideoFromFile(VideoInput):
                     if stream.type in ("video", "audio") and stream.codec_context is not None:
                         stream_map[stream] = output.add_stream_from_template(template=stream, opaque=True)
                 for packet in container.demux():
+                    _check_interrupted()
                     if packet.stream in stream_map and packet.dts is not None:
                         packet.stream = stream_map[packet.stream]
                         output.mux(packet)
@@ -264,6 +272,7 @@ class VideoFromComponents(VideoInput):
                 audio_sample_rate = int(audio["sample_rate"])
                 audio_stream = output.add_stream("aac", rate=audio_sample_rate)
             for frame in images:
+                _check_interrupted()
                 img = (frame * 255).clamp(0, 255).byte().cpu().numpy()
                 vframe = _av().VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
                 output.mux(video_stream.encode(vframe))

@@ -12,6 +12,10 @@ import mimetypes
 import os
 import time
 
+from . import _run
+from ...media.errors import MediaError as OutputPathError
+from ...media.output_files import check_prefix
+
 supported_pt_extensions: set[str] = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 
 base_path = os.getcwd()
@@ -42,8 +46,19 @@ _ENV = {"input": "SOUNDSTAGE_INPUT_DIR", "output": "SOUNDSTAGE_OUTPUT_DIR", "tem
 
 
 def _directory(kind: str) -> str:
-    chosen = _directories[kind] or os.environ.get(_ENV[kind]) or os.path.join(base_path, kind)
+    state = _run.current()
+    own = getattr(state, f"{kind}_dir", None) if state is not None else None
+    chosen = own or _directories[kind] or os.environ.get(_ENV[kind]) or os.path.join(base_path, kind)
     return os.path.abspath(chosen)
+
+
+def _rerooted(paths: list[str]) -> list[str]:
+    """A run with its own models folder sees every folder registered under the default one moved there."""
+    state = _run.current()
+    if state is None or not state.models_dir:
+        return paths
+    own = os.path.abspath(state.models_dir)
+    return [os.path.join(own, os.path.relpath(p, models_dir)) if _is_within(p, models_dir) else p for p in paths]
 
 
 def get_input_directory() -> str:
@@ -114,7 +129,7 @@ def add_model_folder_path(folder_name: str, full_folder_path: str, is_default: b
 
 
 def get_folder_paths(folder_name: str) -> list[str]:
-    return folder_names_and_paths[map_legacy(folder_name)][0][:]
+    return _rerooted(folder_names_and_paths[map_legacy(folder_name)][0][:])
 
 
 def filter_files_extensions(files, extensions) -> list[str]:
@@ -159,7 +174,7 @@ def get_filename_list(folder_name: str) -> list[str]:
         return []
     paths, exts = folder_names_and_paths[folder_name]
     output: set[str] = set()
-    for path in paths:
+    for path in _rerooted(paths):
         files, _ = recursive_search(path, excluded_dir_names=[".git"])
         output.update(filter_files_extensions(files, exts))
     return sorted(output)
@@ -170,7 +185,7 @@ def get_full_path(folder_name: str, filename: str) -> str | None:
     if folder_name not in folder_names_and_paths:
         return None
     filename = os.path.relpath(os.path.join("/", filename), "/")
-    for path in folder_names_and_paths[folder_name][0]:
+    for path in _rerooted(folder_names_and_paths[folder_name][0]):
         full_path = os.path.join(path, filename)
         if os.path.isfile(full_path):
             return full_path
@@ -231,15 +246,16 @@ def get_save_image_path(filename_prefix: str, output_dir: str, image_width=0, im
 
     if "%" in filename_prefix:
         filename_prefix = compute_vars(filename_prefix)
+    check_prefix(filename_prefix)
     output_dir = os.path.abspath(output_dir)
     subfolder = os.path.dirname(os.path.normpath(filename_prefix))
     filename = os.path.basename(os.path.normpath(filename_prefix))
     full_output_folder = os.path.join(output_dir, subfolder)
-    if os.path.commonpath((output_dir, os.path.abspath(full_output_folder))) != output_dir:
-        raise Exception("**** ERROR: Saving image outside the output folder is not allowed."
-                        f"\n full_output_folder: {os.path.abspath(full_output_folder)}"
-                        f"\n         output_dir: {output_dir}"
-                        f"\n         commonpath: {os.path.commonpath((output_dir, os.path.abspath(full_output_folder)))}")
+    # Links resolved before the containment check: a symlinked sub-folder must not lead a save outside.
+    real_output = os.path.realpath(output_dir)
+    if os.path.commonpath((real_output, os.path.realpath(full_output_folder))) != real_output:
+        raise OutputPathError(f"saving outside the output folder is not allowed: {filename_prefix!r} leads to "
+                              f"{os.path.realpath(full_output_folder)}")
     try:
         counter = max(
             d for d, prefix in map(map_filename, os.listdir(full_output_folder))

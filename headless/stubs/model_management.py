@@ -6,6 +6,8 @@ import threading
 
 import torch
 
+from . import _run
+
 
 class InterruptProcessingException(Exception):
     """Raised to stop a run. An ``Exception`` as in ComfyUI's own comfy/model_management.py, so a node's
@@ -24,6 +26,9 @@ def set_torch_device(device: str | torch.device | None) -> None:
 
 
 def get_torch_device() -> torch.device:
+    state = _run.current()
+    if state is not None and state.device is not None:
+        return torch.device(state.device)
     if _device_override is not None:
         return _device_override
     if os.environ.get("SOUNDSTAGE_DEVICE"):
@@ -84,18 +89,32 @@ def soft_empty_cache(force: bool = False) -> None:
 
 
 def interrupt_current_processing(value: bool = True) -> None:
+    """Inside a headless run: that run's flag only; outside: the process-wide flag, as in ComfyUI."""
     global _interrupt_processing
+    state = _run.current()
+    if state is not None:
+        state.interrupted.set() if value else state.interrupted.clear()
+        return
     with _interrupt_lock:
         _interrupt_processing = value
 
 
 def processing_interrupted() -> bool:
+    state = _run.current()
+    if state is not None:
+        return state.interrupted.is_set()
     with _interrupt_lock:
         return _interrupt_processing
 
 
 def throw_exception_if_processing_interrupted() -> None:
     global _interrupt_processing
+    state = _run.current()
+    if state is not None:
+        if state.interrupted.is_set():
+            state.interrupted.clear()
+            raise InterruptProcessingException()
+        return
     with _interrupt_lock:
         if _interrupt_processing:
             _interrupt_processing = False

@@ -51,7 +51,13 @@ def load_clip_encoder(arch_key: str, checkpoint: str, device="cpu") -> ClipFrame
     """open_clip model from a local weights file (no downloads)."""
     import open_clip
 
+    from ..common.checkpoint import load_file
+    from ..common.clip_vision import check_open_clip_weights
+
     arch, size = CLIP_ARCHS[arch_key]
+    # Read (memory-mapped) and check the file before building: an empty or foreign file must not cost a ViT-H.
+    check_open_clip_weights(load_file(checkpoint), (open_clip.get_model_config(arch) or {}).get("vision_cfg"),
+                            f"CLIP ({arch})")
     model = open_clip.create_model(arch, pretrained=str(checkpoint), device=device, force_image_size=size).eval()
     return ClipFrameEncoder(model, size)
 
@@ -97,7 +103,11 @@ def open_clip_from_config(config: dict, sd=None) -> ClipFrameEncoder:
 
     from ..common.checkpoint import load_strict
 
+    from ..common.clip_vision import check_open_clip_weights
+
     cfg = dict(config)
+    if sd is not None:  # the embedded config is checked against the weights' shapes before anything is built
+        check_open_clip_weights(sd, cfg.get("vision_cfg"), "open_clip model")
     model = open_clip.CLIP(embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"],
                            quick_gelu=cfg.get("quick_gelu", True))
     if sd is not None:

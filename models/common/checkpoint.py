@@ -36,7 +36,9 @@ def load_file(
         from safetensors.torch import load_file as st_load
 
         try:
-            return st_load(str(path), device=str(device))
+            return _real_only(st_load(str(path), device=str(device)), path)
+        except CheckpointError:
+            raise
         except Exception as exc:  # safetensors raises its own error types
             raise CheckpointError(f"{path.name}: not a readable safetensors file ({exc})") from exc
     try:
@@ -47,7 +49,17 @@ def load_file(
             f"{path.name}: cannot be read with torch.load(weights_only=True) ({exc}). "
             "Only tensor checkpoints are accepted; convert other files to safetensors."
         ) from exc
-    return flatten_tensors(obj)
+    return _real_only(flatten_tensors(obj), path)
+
+
+def _real_only(sd: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """No model of the pack stores complex weights: a complex tensor would lose its imaginary part on the
+    way into a real parameter (or a conversion before it), so such a file is refused whole."""
+    bad = [k for k, v in sd.items() if v.is_complex()]
+    if bad:
+        raise CheckpointError(f"{path.name}: holds complex tensors ({', '.join(bad[:5])}"
+                              f"{' ...' if len(bad) > 5 else ''}); the models here have real weights only")
+    return sd
 
 
 def safetensors_metadata(path: str | Path) -> dict[str, str]:
@@ -190,6 +202,12 @@ def load_strict(
     """
     report = compare_keys(model_shapes(module), {k: tuple(v.shape) for k, v in sd.items()})
     report.raise_if_failed(context)
+    targets = module.state_dict()
+    complex_into_real = sorted(k for k, v in sd.items()
+                               if v.is_complex() and k in targets and not targets[k].is_complex())
+    if complex_into_real:  # copying would silently drop the imaginary part
+        raise CheckpointError(f"{context}: complex tensors for real parameters: {', '.join(complex_into_real[:5])}"
+                              + (f" and {len(complex_into_real) - 5} more" if len(complex_into_real) > 5 else ""))
     if dtype is not None:
         sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
     if assign is None:

@@ -205,6 +205,30 @@ def infer_config(sd: dict[str, torch.Tensor], *, hidden_act: str | None = None) 
     }
 
 
+def check_config_matches(fields: dict, inferred: dict, context: str) -> None:
+    """A config.json beside the weights must describe the tower the weights hold: checked on shapes
+    before anything is built, so a hostile config (width 16384, 10^9 layers) never allocates."""
+    for key in ("hidden_size", "num_hidden_layers", "intermediate_size", "patch_size"):
+        if key in fields and int(fields[key]) != int(inferred[key]):
+            raise CheckpointError(f"{context}: its config says {key}={fields[key]} but the weights hold "
+                                  f"{inferred[key]}")
+
+
+def check_open_clip_weights(sd: dict[str, torch.Tensor], vision_cfg: dict | None, context: str) -> None:
+    """Before an open_clip model is built: the weights hold a vision tower of the width and depth the
+    config (embedded in the file, or the named architecture's) describes."""
+    conv = sd.get("visual.conv1.weight")
+    if conv is None:
+        raise CheckpointError(f"{context}: not an open_clip checkpoint ('visual.conv1.weight' missing; found e.g. "
+                              f"{', '.join(sorted(sd)[:5]) or 'no tensors'})")
+    layers = len({k.split(".")[3] for k in sd if k.startswith("visual.transformer.resblocks.")})
+    if vision_cfg:
+        want = (int(vision_cfg.get("width", conv.shape[0])), int(vision_cfg.get("layers", layers)))
+        if want != (conv.shape[0], layers):
+            raise CheckpointError(f"{context}: the config describes a vision tower of width {want[0]} and {want[1]} "
+                                  f"layers, the weights one of width {conv.shape[0]} and {layers} layers")
+
+
 def _preprocessing(folder: Path, image_size: int) -> tuple[tuple, tuple, int]:
     """Mean, std and input size from ``preprocessor_config.json`` when present, else CLIP's."""
     data = _json(folder / "preprocessor_config.json") or {}
@@ -268,10 +292,13 @@ def load_clip_vision(
     if not use_projection:
         sd.pop(PROJECTION, None)
     fields = config_beside(weights)
+    inferred = infer_config(sd, hidden_act=hidden_act)
     if fields is None:
-        fields = infer_config(sd, hidden_act=hidden_act)
-    elif hidden_act:
-        fields["hidden_act"] = hidden_act
+        fields = inferred
+    else:
+        check_config_matches(fields, inferred, f"CLIP vision ({weights.name})")
+        if hidden_act:
+            fields["hidden_act"] = hidden_act
     projected = PROJECTION in sd
     if projected:  # the weights are the truth about the projection width
         fields["projection_dim"] = sd[PROJECTION].shape[0]

@@ -87,6 +87,10 @@ def _config_beside(path: Path) -> dict | None:
     if not file.is_file():
         return None
     config = json.loads(file.read_text())
+    kind = str(config.get("model_type", "gemma3"))
+    if not kind.startswith("gemma3"):  # e.g. a T5 or CLIP folder picked by mistake
+        raise CheckpointError(f"{file.parent.name}: config.json describes a {kind!r} model; the LTX-2 text encoder is "
+                              "Gemma-3 (model_type gemma3 / gemma3_text)")
     config = config.get("text_config", config)
     return {k: v for k, v in config.items() if not k.startswith(("architectures", "model_type", "transformers_version"))}
 
