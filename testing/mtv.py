@@ -10,6 +10,7 @@ from torch import nn
 
 from ..models.mtv.audio_modules import MSTConfig
 from ..models.mtv.transformer import BackboneConfig, MTVTransformer
+from .t5 import write_tiny_tokenizer  # noqa: F401  (re-exported for the tests)
 
 
 def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -71,22 +72,6 @@ def tiny_t5_state_dict(d_model: int = 16, heads: int = 2, d_ff: int = 32, layers
     torch.manual_seed(seed)
     sd = T5EncoderModel(cfg).state_dict()
     return {k: v.clone() for k, v in sd.items() if k != "encoder.embed_tokens.weight"}  # tied to shared
-
-
-def write_tiny_tokenizer(path, vocab: int = 64):
-    """A word-level tokenizer.json with T5's special ids (pad 0, eos 1, unk 2), '</s>' appended."""
-    from pathlib import Path
-
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-    words = ["<pad>", "</s>", "<unk>"] + [f"w{i}" for i in range(vocab - 3)]
-    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tok.save(str(path))
-    return path
 
 
 def tiny_wav2vec_ctc_state_dict(hidden: int = 64, layers: int = 2, seed: int = 0) -> dict:

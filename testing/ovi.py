@@ -5,13 +5,12 @@ layers), so a wiring error changes outputs.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from ..models.ovi.fusion import FusionConfig, OviFusion
 from ..models.ovi.tower import audio_config, video_config
+from .t5 import TINY_VOCAB, write_tiny_tokenizer  # noqa: F401  (re-exported for the tests)
 
 
 def tiny_fusion_config(dim: int = 32, heads: int = 2, layers: int = 2, ffn: int = 64, freq_dim: int = 16,
@@ -40,23 +39,6 @@ def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
 
 def tiny_fusion(seed: int = 0, **kw) -> OviFusion:
     return randomize_(OviFusion(tiny_fusion_config(**kw)), seed).eval().requires_grad_(False)
-
-
-TINY_VOCAB = ["<pad>", "</s>", "<unk>"] + [f"w{i}" for i in range(61)]
-
-
-def write_tiny_tokenizer(path: str | Path, words: list[str] | None = None) -> Path:
-    """A word-level tokenizer.json (unknown words -> <unk>, '</s>' appended), umt5's special ids."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-    vocab = {w: i for i, w in enumerate(TINY_VOCAB + list(words or []))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tok.save(str(path))
-    return path
 
 
 def tiny_umt5_state_dict(d_model: int = 24, heads: int = 2, d_ff: int = 40, layers: int = 2, seed: int = 0,

@@ -19,6 +19,8 @@ def _runner(tmp_path):
     inputs, outputs = tmp_path / "input", tmp_path / "output"
     inputs.mkdir(exist_ok=True)
     saved = folder_paths.get_input_directory(), folder_paths.get_output_directory()
+    # Runs own their folders; the direct fingerprint_inputs calls below read the process default.
+    folder_paths.set_input_directory(str(inputs))
     return Runner(input_dir=inputs, output_dir=outputs, models_dir=tmp_path / "models", nodes=nodes.NODES), saved
 
 
