@@ -17,7 +17,7 @@ from ..models.common.checkpoint import load_file
 from ..models.common.codecs.mel import MEL_16K, MEL_44K, LogMel, MelConfig, mel_config_for, prepare_waveform
 from .common import audio_latent, check_names, placement_for, seed_input, weight_dtype_input
 from .errors import node_errors
-from .model_folders import model_choices, resolve_model
+from .model_folders import fitting, model_choices, resolve_model
 from .model_patch import ModelHandle
 from .progress import step_callback
 
@@ -41,11 +41,12 @@ class AudioVAEModel:
 # --------------------------------------------------------------------------- plain functions
 
 
-def codec_file_choices() -> list[str]:
+def codec_file_choices(kind: str | None = None) -> list[str]:
+    """Files in the codec folders; with ``kind`` ("mel_vae" or "vocoder") only those that fit."""
     names: list[str] = []
     for folder in CODEC_FOLDERS:
         names += [n for n in model_choices(folder) if n not in names]
-    return sorted(names)
+    return sorted(names if kind is None else fitting(names, kind))
 
 
 def resolve_codec_file(name: str, node: str, input_name: str) -> str:
@@ -165,7 +166,7 @@ class LoadMelVAE(io.ComfyNode):
             description="MMAudio mel VAE: v1-16.pth (16 kHz, 20 ch, used by Ovi) or v1-44.pth (44.1 kHz, 40 ch).",
             inputs=[
                 io.Combo.Input(
-                    "vae_name", options=codec_file_choices(),
+                    "vae_name", options=codec_file_choices("mel_vae"),
                     tooltip="From models/soundstage/mmaudio or models/vae. Size and sample rate are read from the file.",
                 ),
                 _precision_input(),
@@ -193,7 +194,7 @@ class LoadVocoder(io.ComfyNode):
             description="BigVGAN generator: MMAudio's v1 16 kHz best_netG.pt or NVIDIA v2 bigvgan_generator.pt.",
             inputs=[
                 io.Combo.Input(
-                    "vocoder_name", options=codec_file_choices(),
+                    "vocoder_name", options=codec_file_choices("vocoder"),
                     tooltip="From models/soundstage/mmaudio or models/vae. v1 (tanh) or v2 (clamp) is read from the file.",
                 ),
                 _precision_input(),

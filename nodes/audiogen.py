@@ -32,7 +32,7 @@ from .common import (
     search_aliases, seed_input, weight_dtype_input,
 )
 from .errors import node_errors
-from .model_folders import model_choices, resolve_model
+from .model_folders import files_with_suffix, fitting, model_choices, resolve_model
 from .model_patch import HandledEncoder, ModelHandle
 from .progress import step_callback
 
@@ -193,7 +193,7 @@ class LoadMMDiT(io.ComfyNode):
             description="Loads an MMAudio .pth (small_16k ... large_44k_v2) or an AudioGen-Omni checkpoint; the "
                         "family and size are detected from the weights.",
             inputs=[
-                io.Combo.Input("model_name", options=model_choices("soundstage_mmaudio"),
+                io.Combo.Input("model_name", options=fitting(model_choices("soundstage_mmaudio"), "mmdit"),
                                tooltip="From models/soundstage/mmaudio (e.g. mmaudio_large_44k_v2.pth)."),
                 _precision(),
             ],
@@ -218,7 +218,8 @@ class LoadMMDiTVisualEncoders(io.ComfyNode):
             display_name="Load MMDiT Visual Encoders",
             category=CATEGORY,
             inputs=[
-                io.Combo.Input("synchformer_name", options=optional_model_choices("soundstage_mmaudio", "none"),
+                io.Combo.Input("synchformer_name",
+                               options=["none"] + fitting(model_choices("soundstage_mmaudio"), "synchformer"),
                                tooltip="synchformer_state_dict.pth (25 fps sync features); none = no sync features."),
                 io.Combo.Input("clip_name", options=optional_model_choices("clip_vision", "none"),
                                tooltip="open_clip weights: DFN5B ViT-H-14-384 (MMAudio) or MetaCLIP bigG-14 "
@@ -332,7 +333,8 @@ class MMDiTLyricsEncode(io.ComfyNode):
                 io.String.Input("text", multiline=True, default="", tooltip="Lyrics (song) or transcript (speech)."),
                 io.Combo.Input("language", options=LANGUAGES, default="auto",
                                tooltip="espeak-ng voice for phonemes; auto = graphemes for Latin script, else by script."),
-                io.Combo.Input("tokenizer", options=optional_model_choices("soundstage_mmaudio", "none (UTF-8 symbols)"),
+                io.Combo.Input("tokenizer",
+                               options=["none (UTF-8 symbols)"] + files_with_suffix("soundstage_mmaudio", ".json"),
                                tooltip="VoiceBPE tokenizer.json the model was trained with; none = UTF-8 bytes."),
             ],
             outputs=[LyricsConditioning.Output(display_name="lyrics")],
