@@ -181,10 +181,16 @@ def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, he
         raise ValueError(f"{node}: input 'audio': the VIDEO has no audio track; connect the source speech")
     vae = model.require("video_vae", node, "model")
     avae = model.require("audio_vae", node, "model")
+    # Four phases (video VAE to device, video encode, audio VAE, audio encode): progress and Cancel between them.
+    phase = step_callback(4)
     with vae.use() as v:
+        phase(1, 4)
         video_latent, first = encode_clip_video(v, images, frames, w, h, image_crf)
+        phase(2, 4)
     with avae.use() as a:
+        phase(3, 4)
         audio_latent = encode_clip_audio(a, source_audio, frames / fps)
+    phase(4, 4)
     ctx = DubbingContext(video_latent, audio_latent, fps, first)
     return EncodedClip(ctx, frames, fps, (w, h), {"source_frames": int(images.shape[0]), "image_crf": image_crf},
                        (video, audio))
