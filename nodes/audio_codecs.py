@@ -244,6 +244,7 @@ class MelVAEEncode(io.ComfyNode):
             node_id="SoundstageMelVAEEncode",
             display_name="Mel-VAE Encode",
             category=CATEGORY,
+            description="Mel spectrogram -> MMAudio VAE latent (the mean, or a sample when 'sample' is on).",
             inputs=[
                 AudioVAE.Input("audio_vae", tooltip="From Load Mel-VAE."),
                 Mel.Input("mel", tooltip="From Audio To Mel, on the front end matching this VAE."),
@@ -265,6 +266,7 @@ class MelVAEDecode(io.ComfyNode):
             node_id="SoundstageMelVAEDecode",
             display_name="Mel-VAE Decode",
             category=CATEGORY,
+            description="MMAudio VAE latent (e.g. from the MMDiT or Ovi sampler) -> mel spectrogram for the vocoder.",
             inputs=[
                 AudioVAE.Input("audio_vae", tooltip="From Load Mel-VAE."),
                 io.Latent.Input("latent", tooltip="Audio latent [batch, channels, frames], not normalised by the DiT."),
@@ -284,6 +286,7 @@ class VocoderDecode(io.ComfyNode):
             node_id="SoundstageVocoder",
             display_name="Vocoder (Mel To Audio)",
             category=CATEGORY,
+            description="Mel spectrogram -> waveform with BigVGAN, trimmed to the length the audio was encoded from.",
             inputs=[
                 Vocoder.Input("vocoder", tooltip="From Load Vocoder."),
                 Mel.Input("mel", tooltip="From Mel-VAE Decode or Audio To Mel, with the vocoder's bands and hop."),

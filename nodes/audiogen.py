@@ -217,6 +217,8 @@ class LoadMMDiTVisualEncoders(io.ComfyNode):
             node_id="SoundstageLoadMMDiTVisualEncoders",
             display_name="Load MMDiT Visual Encoders",
             category=CATEGORY,
+            description="Synchformer (25 fps sync features) and CLIP (8 fps frame and text features) for MMAudio / "
+                        "AudioGen-Omni.",
             inputs=[
                 io.Combo.Input("synchformer_name",
                                options=["none"] + fitting(model_choices("soundstage_mmaudio"), "synchformer"),
@@ -280,6 +282,8 @@ class LoadT5(io.ComfyNode):
             node_id="SoundstageLoadT5",
             display_name="Load T5 Text Encoder",
             category=CATEGORY,
+            description="T5 text encoder for AudioGen-Omni's text condition (a Hugging Face folder in "
+                        "models/text_encoders).",
             inputs=[
                 io.Combo.Input("t5_name", options=t5_choices(),
                                tooltip="A Hugging Face T5 folder (config.json, weights, tokenizer) in text_encoders, "
@@ -306,6 +310,7 @@ class MMDiTTextEncode(io.ComfyNode):
             node_id="SoundstageMMDiTTextEncode",
             display_name="MMDiT Text Encode",
             category=CATEGORY,
+            description="Encodes the prompt for the MMDiT sampler: CLIP text for MMAudio, T5 for AudioGen-Omni.",
             inputs=[
                 io.String.Input("prompt", multiline=True, default="", tooltip="What should be heard; empty = no text."),
                 io.String.Input("negative", multiline=True, default="", tooltip="What to steer away from (CFG)."),

@@ -602,6 +602,7 @@ class SaveAudio(io.ComfyNode):
             node_id="SoundstageSaveAudio",
             display_name="Save Audio (Soundstage)",
             category=CATEGORY,
+            description="Writes the audio to the output folder (wav, flac, opus or mp3) and shows a player.",
             is_output_node=True,
             inputs=[
                 io.Audio.Input("audio"),
@@ -625,6 +626,7 @@ class PreviewAudio(io.ComfyNode):
             node_id="SoundstagePreviewAudio",
             display_name="Preview Audio (Soundstage)",
             category=CATEGORY,
+            description="Plays the audio on the node without saving it to the output folder.",
             is_output_node=True,
             inputs=[io.Audio.Input("audio")],
             outputs=[],
@@ -656,6 +658,7 @@ class PreviewVideo(io.ComfyNode):
             node_id="SoundstagePreviewVideo",
             display_name="Preview Video (Soundstage)",
             category=CATEGORY,
+            description="Plays the video (with its audio) on the node without saving it to the output folder.",
             is_output_node=True,
             inputs=[io.Video.Input("video")],
             outputs=[],

@@ -188,19 +188,23 @@ def overlaps(boxes: list[dict], margin: float = 0.0) -> list[tuple[str, str]]:
 
 
 PACK_LINKS = """() => {
-    const links = app.graph.links instanceof Map ? [...app.graph.links.values()] : Object.values(app.graph.links ?? {});
-    app.canvas.setDirty(true, true); app.canvas.draw(true, true);
-    const ctx = app.canvas.canvas.getContext('2d'), ratio = window.devicePixelRatio || 1;
-    return links.filter(l => l && String(l.type).startsWith('SOUNDSTAGE_')).map(l => {
+    // Each pack link's colour, and the pixel drawn at its centre with the view centred there at 100%.
+    const c = app.canvas, links = app.graph.links instanceof Map ? [...app.graph.links.values()] : Object.values(app.graph.links ?? {});
+    const saved = [c.ds.scale, [...c.ds.offset]], ctx = c.canvas.getContext('2d'), ratio = window.devicePixelRatio || 1;
+    c.draw(true, true);
+    const out = links.filter(l => l && String(l.type).startsWith('SOUNDSTAGE_')).map(l => {
         let pixel = null;
         if (l._pos) {
-            const [x, y] = app.canvas.ds.convertOffsetToCanvas([l._pos[0], l._pos[1]]);
-            const d = ctx.getImageData(Math.round(x * ratio), Math.round(y * ratio), 1, 1).data;
+            const cx = c.canvas.clientWidth / 2, cy = c.canvas.clientHeight / 2;
+            c.ds.scale = 1; c.ds.offset = [cx - l._pos[0], cy - l._pos[1]]; c.draw(true, true);
+            const d = ctx.getImageData(Math.round(cx * ratio), Math.round(cy * ratio), 1, 1).data;
             pixel = [d[0], d[1], d[2]];
         }
         return {id: l.id, type: l.type, colour: LGraphCanvas.link_type_colors[l.type] ?? '',
-                canvas_colour: app.canvas.default_connection_color_byType?.[l.type] ?? '', pixel};
+                canvas_colour: c.default_connection_color_byType?.[l.type] ?? '', pixel};
     });
+    c.ds.scale = saved[0]; c.ds.offset = saved[1]; c.setDirty(true, true);
+    return out;
 }"""
 
 
