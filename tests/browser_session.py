@@ -188,7 +188,7 @@ def overlaps(boxes: list[dict], margin: float = 0.0) -> list[tuple[str, str]]:
 
 
 PACK_LINKS = """() => {
-    // Each pack link's colour, and the pixel drawn at its centre with the view centred there at 100%.
+    // Each pack link's colour, and the pixels drawn around its centre with the view centred there at 100%.
     const c = app.canvas, links = app.graph.links instanceof Map ? [...app.graph.links.values()] : Object.values(app.graph.links ?? {});
     const saved = [c.ds.scale, [...c.ds.offset]], ctx = c.canvas.getContext('2d'), ratio = window.devicePixelRatio || 1;
     c.draw(true, true);
@@ -197,8 +197,10 @@ PACK_LINKS = """() => {
         if (l._pos) {
             const cx = c.canvas.clientWidth / 2, cy = c.canvas.clientHeight / 2;
             c.ds.scale = 1; c.ds.offset = [cx - l._pos[0], cy - l._pos[1]]; c.draw(true, true);
-            const d = ctx.getImageData(Math.round(cx * ratio), Math.round(cy * ratio), 1, 1).data;
-            pixel = [d[0], d[1], d[2]];
+            // a 7x7 patch: the line is a few pixels wide and anti-aliased at its edges
+            const d = ctx.getImageData(Math.round(cx * ratio) - 3, Math.round(cy * ratio) - 3, 7, 7).data;
+            pixel = [];
+            for (let i = 0; i < d.length; i += 4) pixel.push([d[i], d[i + 1], d[i + 2]]);
         }
         return {id: l.id, type: l.type, colour: LGraphCanvas.link_type_colors[l.type] ?? '',
                 canvas_colour: c.default_connection_color_byType?.[l.type] ?? '', pixel};
@@ -234,24 +236,32 @@ def stacked_layout(workflow: dict, boxes: list[dict], gap: float = 40.0, column_
     return positions
 
 
-def relayout_workflows(base: Path, names: list[str] = WORKFLOWS) -> dict[str, list]:
-    """Loads each workflow in the browser, measures its boxes with previews loaded and writes the
-    restacked positions into workflows/<name>.json (positions only: widget values stay as they are)."""
+def relayout_workflows(base: Path, names: list[str] = WORKFLOWS) -> dict[str, int]:
+    """Loads each workflow in the browser, in the classic canvas and in Vue-nodes mode, measures its boxes
+    with previews loaded (the larger of the two per node) and writes the restacked positions into
+    workflows/<name>.json (positions only: widget values stay as they are)."""
     prepare_base(base)
-    left = {}
-    with comfy_server(base) as url, browser(base / "chrome-layout") as context:
-        page = open_app(context, url)
-        for name in names:
-            path = REPO / "workflows" / f"{name}.json"
-            workflow = json.loads(path.read_text())
-            load_template(page, name)
-            boxes = page.evaluate(NODE_BOXES)
-            positions = stacked_layout(workflow, boxes)
-            for node in workflow["nodes"]:
-                node["pos"] = positions[node["id"]]
-            path.write_text(json.dumps(workflow, indent=1) + "\n")
-            left[name] = len(workflow["nodes"])
-    return left
+    measured: dict[str, dict[str, dict]] = {name: {} for name in names}
+    with comfy_server(base) as url:
+        for mode, vue in (("canvas", False), ("vue", True)):
+            with browser(base / f"chrome-layout-{mode}") as context:
+                page = open_app(context, url, {"Comfy.VueNodes.Enabled": vue})
+                for name in names:
+                    load_template(page, name)
+                    for box in page.evaluate(NODE_BOXES):
+                        old = measured[name].get(str(box["id"]))
+                        if old is None or box["w"] * box["h"] > 0:
+                            merged = dict(box) if old is None else {
+                                **old, "w": max(old["w"], box["w"]), "h": max(old["h"], box["h"])}
+                            measured[name][str(box["id"])] = merged
+    for name in names:
+        path = REPO / "workflows" / f"{name}.json"
+        workflow = json.loads(path.read_text())
+        positions = stacked_layout(workflow, list(measured[name].values()))
+        for node in workflow["nodes"]:
+            node["pos"] = positions[node["id"]]
+        path.write_text(json.dumps(workflow, indent=1) + "\n")
+    return {name: len(boxes) for name, boxes in measured.items()}
 
 
 if __name__ == "__main__":  # python tests/browser_session.py --layout [names...]: rewrite the example layouts
