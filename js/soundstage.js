@@ -80,6 +80,50 @@ function showText(node, message) {
   node.setDirtyCanvas?.(true, true);
 }
 
+// ---------------------------------------------------------------- per-track widgets grow with the tracks
+// Mix Tracks and Mux have a row of settings per track input (gain_k/role_k, title_k/language_k); only the
+// rows up to the last connected track, plus the next free one, are shown. Hidden values still serialise.
+const TRACK_WIDGETS = /^(gain|role|title|language)_(\d+)$/;
+function fitTrackWidgets(node) {
+  let last = 0;
+  for (const input of node.inputs ?? []) {
+    const m = /^track_(\d+)$/.exec(input.name);
+    if (m && input.link != null) last = Math.max(last, Number(m[1]));
+  }
+  let changed = false;
+  for (const w of node.widgets ?? []) {
+    const m = TRACK_WIDGETS.exec(w.name);
+    if (!m) continue;
+    const hidden = Number(m[2]) > last + 1;
+    if (!!w.hidden !== hidden) { w.hidden = hidden; changed = true; }
+  }
+  if (changed) {
+    node.setSize?.([node.size[0], node.computeSize()[1]]);
+    node.setDirtyCanvas?.(true, true);
+  }
+}
+
+function growWithTracks(nodeType) {
+  const onConnectionsChange = nodeType.prototype.onConnectionsChange;
+  nodeType.prototype.onConnectionsChange = function () {
+    const r = onConnectionsChange?.apply(this, arguments);
+    fitTrackWidgets(this);
+    return r;
+  };
+  const onConfigure = nodeType.prototype.onConfigure;
+  nodeType.prototype.onConfigure = function () {
+    const r = onConfigure?.apply(this, arguments);
+    requestAnimationFrame(() => fitTrackWidgets(this));
+    return r;
+  };
+  const onNodeCreated = nodeType.prototype.onNodeCreated;
+  nodeType.prototype.onNodeCreated = function () {
+    const r = onNodeCreated?.apply(this, arguments);
+    fitTrackWidgets(this);
+    return r;
+  };
+}
+
 app.registerExtension({
   name: "soundstage.editor",
   async beforeRegisterNodeDef(nodeType, nodeData) {
@@ -91,6 +135,7 @@ app.registerExtension({
     for (const t of types) if (typeof t === "string" && t.startsWith("SOUNDSTAGE_")) paint(t);
     if (nodeData.python_module?.includes("soundstage") || nodeData.name?.startsWith("Soundstage")) {
       addAudioWidgets(nodeType, nodeData);
+      if (["SoundstageMixTracks", "SoundstageMux"].includes(nodeData.name)) growWithTracks(nodeType);
       const onExecuted = nodeType.prototype.onExecuted;
       nodeType.prototype.onExecuted = function (message) {
         onExecuted?.apply(this, arguments);

@@ -93,7 +93,8 @@ NODE_STATE = """() => app.graph.nodes.map(n => ({
     id: String(n.id), type: n.type, title: n.title,
     registered: n.type in LiteGraph.registered_node_types,
     deprecated: !!n.constructor.nodeData?.deprecated,
-    widgets: (n.widgets ?? []).map(w => ({name: w.name, type: w.type, value: typeof w.value === 'string' ? w.value : null,
+    tracks: (n.inputs ?? []).filter(i => /^track_\\d+$/.test(i.name) && i.link != null).length,
+    widgets: (n.widgets ?? []).map(w => ({name: w.name, type: w.type, hidden: !!w.hidden, value: typeof w.value === 'string' ? w.value : null,
         options: Array.isArray(w.options?.values) ? w.options.values : null,
         element: w.element?.tagName ?? null, src: w.element?.src ?? null,
         visible: w.element ? !!(w.element.offsetWidth || w.element.offsetHeight || w.element.getClientRects().length) : null})),
@@ -147,6 +148,12 @@ def check_workflow(page, name) -> None:
             if n["type"] == "SoundstageLoadAudio":
                 assert "upload" in widgets, f"{n['title']} has no upload button"
                 assert widgets["file"]["value"] in (widgets["audioUI"]["src"] or ""), n["title"]
+    # 9: Mix Tracks / Mux show per-track settings only up to the connected tracks and the next free one
+    for n in nodes:
+        if n["type"] in ("SoundstageMixTracks", "SoundstageMux"):
+            rows = [w for w in n["widgets"] if re.match(r"(gain|role|title|language)_\d+$", w["name"])]
+            shown = [w["name"] for w in rows if not w["hidden"]]
+            assert rows and len(shown) <= 2 * (n["tracks"] + 1), f"{n['title']} shows {shown} for {n['tracks']} tracks"
     # 5: loaders offer only files that fit
     for n in nodes:
         for w in n["widgets"]:
