@@ -215,3 +215,20 @@ def check_search(page, server, word) -> None:
     page.keyboard.press("Escape")
     missing = {node for node in SEARCH[word] if not any(names[node] in text for text in found)}
     assert not missing, f"search '{word}' misses {[names[m] for m in missing]}; found {found}"
+
+
+def test_help_pages_are_served_where_the_frontend_looks(server):
+    """The frontend fetches a custom node's help from /extensions/<pack folder>/docs/<node id>.md."""
+    import urllib.request
+
+    url, _ = server
+    pages = sorted((bs.REPO / "js" / "docs").glob("*.md"))
+    assert len(pages) >= 5
+    info = json.loads(urllib.request.urlopen(url + "/object_info").read())
+    for page in pages:
+        assert page.stem in info, f"help page for an unknown node {page.stem}"
+        module = info[page.stem]["python_module"]
+        assert module.startswith("custom_nodes."), module
+        folder = module.split(".")[1]
+        text = urllib.request.urlopen(f"{url}/extensions/{folder}/docs/{page.stem}.md").read().decode()
+        assert "**Paper:**" in text and "section" in text, page.name
