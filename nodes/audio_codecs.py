@@ -18,7 +18,7 @@ from ..models.common.checkpoint import load_file
 from ..models.common.codecs.mel import MEL_16K, MEL_44K, LogMel, MelConfig, mel_config_for, prepare_waveform
 from .common import audio_latent, check_names, placement_for, seed_input, weight_dtype_input
 from .errors import node_errors
-from .model_folders import model_choices, resolve_model
+from .model_folders import fitting, model_choices, resolve_model
 from .model_patch import ModelHandle
 from .progress import step_callback
 
@@ -42,11 +42,12 @@ class AudioVAEModel:
 # --------------------------------------------------------------------------- plain functions
 
 
-def codec_file_choices() -> list[str]:
+def codec_file_choices(kind: str | None = None) -> list[str]:
+    """Files in the codec folders; with ``kind`` ("mel_vae" or "vocoder") only those that fit."""
     names: list[str] = []
     for folder in CODEC_FOLDERS:
         names += [n for n in model_choices(folder) if n not in names]
-    return defaults_first(sorted(names))
+    return defaults_first(sorted(names if kind is None else fitting(names, kind)))
 
 
 def resolve_codec_file(name: str, node: str, input_name: str) -> str:
@@ -166,7 +167,7 @@ class LoadMelVAE(io.ComfyNode):
             description="MMAudio mel VAE: v1-16.pth (16 kHz, 20 ch, used by Ovi) or v1-44.pth (44.1 kHz, 40 ch).",
             inputs=[
                 io.Combo.Input(
-                    "vae_name", options=codec_file_choices(),
+                    "vae_name", options=codec_file_choices("mel_vae"),
                     tooltip="From models/soundstage/mmaudio or models/vae. Size and sample rate are read from the file.",
                 ),
                 _precision_input(),
@@ -194,7 +195,7 @@ class LoadVocoder(io.ComfyNode):
             description="BigVGAN generator: MMAudio's v1 16 kHz best_netG.pt or NVIDIA v2 bigvgan_generator.pt.",
             inputs=[
                 io.Combo.Input(
-                    "vocoder_name", options=codec_file_choices(),
+                    "vocoder_name", options=codec_file_choices("vocoder"),
                     tooltip="From models/soundstage/mmaudio or models/vae. v1 (tanh) or v2 (clamp) is read from the file.",
                 ),
                 _precision_input(),
@@ -244,6 +245,7 @@ class MelVAEEncode(io.ComfyNode):
             node_id="SoundstageMelVAEEncode",
             display_name="Mel-VAE Encode",
             category=CATEGORY,
+            description="Mel spectrogram -> MMAudio VAE latent (the mean, or a sample when 'sample' is on).",
             inputs=[
                 AudioVAE.Input("audio_vae", tooltip="From Load Mel-VAE."),
                 Mel.Input("mel", tooltip="From Audio To Mel, on the front end matching this VAE."),
@@ -265,6 +267,7 @@ class MelVAEDecode(io.ComfyNode):
             node_id="SoundstageMelVAEDecode",
             display_name="Mel-VAE Decode",
             category=CATEGORY,
+            description="MMAudio VAE latent (e.g. from the MMDiT or Ovi sampler) -> mel spectrogram for the vocoder.",
             inputs=[
                 AudioVAE.Input("audio_vae", tooltip="From Load Mel-VAE."),
                 io.Latent.Input("latent", tooltip="Audio latent [batch, channels, frames], not normalised by the DiT."),
@@ -284,6 +287,7 @@ class VocoderDecode(io.ComfyNode):
             node_id="SoundstageVocoder",
             display_name="Vocoder (Mel To Audio)",
             category=CATEGORY,
+            description="Mel spectrogram -> waveform with BigVGAN, trimmed to the length the audio was encoded from.",
             inputs=[
                 Vocoder.Input("vocoder", tooltip="From Load Vocoder."),
                 Mel.Input("mel", tooltip="From Mel-VAE Decode or Audio To Mel, with the vocoder's bands and hop."),

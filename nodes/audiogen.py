@@ -32,7 +32,7 @@ from .common import (
     search_aliases, seed_input, weight_dtype_input,
 )
 from .errors import node_errors
-from .model_folders import model_choices, resolve_model
+from .model_folders import files_with_suffix, fitting, model_choices, resolve_model
 from .model_patch import HandledEncoder, ModelHandle
 from .progress import step_callback
 
@@ -198,7 +198,7 @@ class LoadMMDiT(io.ComfyNode):
             description="Loads an MMAudio .pth (small_16k ... large_44k_v2) or an AudioGen-Omni checkpoint; the "
                         "family and size are detected from the weights.",
             inputs=[
-                io.Combo.Input("model_name", options=model_choices("soundstage_mmaudio"),
+                io.Combo.Input("model_name", options=fitting(model_choices("soundstage_mmaudio"), "mmdit"),
                                tooltip="From models/soundstage/mmaudio (e.g. mmaudio_large_44k_v2.pth)."),
                 _precision(),
             ],
@@ -222,8 +222,11 @@ class LoadMMDiTVisualEncoders(io.ComfyNode):
             node_id="SoundstageLoadMMDiTVisualEncoders",
             display_name="Load MMDiT Visual Encoders",
             category=CATEGORY,
+            description="Synchformer (25 fps sync features) and CLIP (8 fps frame and text features) for MMAudio / "
+                        "AudioGen-Omni.",
             inputs=[
-                io.Combo.Input("synchformer_name", options=optional_model_choices("soundstage_mmaudio", "none"),
+                io.Combo.Input("synchformer_name",
+                               options=["none"] + fitting(model_choices("soundstage_mmaudio"), "synchformer"),
                                tooltip="synchformer_state_dict.pth (25 fps sync features); none = no sync features."),
                 io.Combo.Input("clip_name", options=optional_model_choices("clip_vision", "none"),
                                tooltip="open_clip weights: DFN5B ViT-H-14-384 (MMAudio) or MetaCLIP bigG-14 "
@@ -284,6 +287,8 @@ class LoadT5(io.ComfyNode):
             node_id="SoundstageLoadT5",
             display_name="Load T5 Text Encoder",
             category=CATEGORY,
+            description="T5 text encoder for AudioGen-Omni's text condition (a Hugging Face folder in "
+                        "models/text_encoders).",
             inputs=[
                 io.Combo.Input("t5_name", options=t5_choices(),
                                tooltip="A Hugging Face T5 folder (config.json, weights, tokenizer) in text_encoders, "
@@ -310,6 +315,7 @@ class MMDiTTextEncode(io.ComfyNode):
             node_id="SoundstageMMDiTTextEncode",
             display_name="MMDiT Text Encode",
             category=CATEGORY,
+            description="Encodes the prompt for the MMDiT sampler: CLIP text for MMAudio, T5 for AudioGen-Omni.",
             inputs=[
                 io.String.Input("prompt", multiline=True, default="", tooltip="What should be heard; empty = no text."),
                 io.String.Input("negative", multiline=True, default="", tooltip="What to steer away from (CFG)."),
@@ -337,7 +343,8 @@ class MMDiTLyricsEncode(io.ComfyNode):
                 io.String.Input("text", multiline=True, default="", tooltip="Lyrics (song) or transcript (speech)."),
                 io.Combo.Input("language", options=LANGUAGES, default="auto",
                                tooltip="espeak-ng voice for phonemes; auto = graphemes for Latin script, else by script."),
-                io.Combo.Input("tokenizer", options=optional_model_choices("soundstage_mmaudio", "none (UTF-8 symbols)"),
+                io.Combo.Input("tokenizer",
+                               options=["none (UTF-8 symbols)"] + files_with_suffix("soundstage_mmaudio", ".json"),
                                tooltip="VoiceBPE tokenizer.json the model was trained with; none = UTF-8 bytes."),
             ],
             outputs=[LyricsConditioning.Output(display_name="lyrics")],

@@ -183,10 +183,16 @@ def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, he
                                  int(source_audio["sample_rate"]), h, w, max_frames)
     vae = model.require("video_vae", node, "model")
     avae = model.require("audio_vae", node, "model")
+    # Four phases (video VAE to device, video encode, audio VAE, audio encode): progress and Cancel between them.
+    phase = step_callback(4)
     with vae.use() as v:
+        phase(1, 4)
         video_latent, first = encode_clip_video(v, images, ref, image_crf)
+        phase(2, 4)
     with avae.use() as a:
+        phase(3, 4)
         audio_latent = encode_clip_audio(a, ref)
+    phase(4, 4)
     fps = float(ref.fps)
     ctx = DubbingContext(video_latent, audio_latent, fps, first)
     return EncodedClip(ctx, frames, fps, (w, h), {"source_frames": int(images.shape[0]), "image_crf": image_crf},

@@ -625,6 +625,7 @@ class SaveAudio(io.ComfyNode):
             node_id="SoundstageSaveAudio",
             display_name="Save Audio (Soundstage)",
             category=CATEGORY,
+            description="Writes the audio to the output folder (wav, flac, opus or mp3) and shows a player.",
             is_output_node=True,
             inputs=[
                 io.Audio.Input("audio"),
@@ -648,6 +649,7 @@ class PreviewAudio(io.ComfyNode):
             node_id="SoundstagePreviewAudio",
             display_name="Preview Audio (Soundstage)",
             category=CATEGORY,
+            description="Plays the audio on the node without saving it to the output folder.",
             is_output_node=True,
             inputs=[io.Audio.Input("audio")],
             outputs=[],
@@ -681,6 +683,7 @@ class PreviewVideo(io.ComfyNode):
             node_id="SoundstagePreviewVideo",
             display_name="Preview Video (Soundstage)",
             category=CATEGORY,
+            description="Plays the video (with its audio) on the node without saving it to the output folder.",
             is_output_node=True,
             inputs=[io.Video.Input("video")],
             outputs=[],

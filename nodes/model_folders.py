@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from .. import defaults as pack_defaults
 from ..compat import folder_paths
@@ -66,3 +67,40 @@ def resolve_model(folder: str, name: str, node: str, input_name: str) -> str:
 
     note_model_input(node, input_name, path)  # a later failure to read it names this input
     return path
+
+
+# What a file is, from the names its official source gives it; a loader lists the files of its own kind
+# and any file whose name says nothing (a renamed one is still offered).
+KINDS = {
+    "mel_vae": r"^v1-(16|44)\.pth$",  # MMAudio ext_weights: mel VAEs
+    "vocoder": r"best_netg|bigvgan",  # MMAudio's 16 kHz BigVGAN, NVIDIA's BigVGAN-v2 44 kHz
+    "synchformer": r"synchformer",
+    "mmdit": r"^mmaudio_|audiogen|omni",
+    "wan_vae": r"wan2\.\d_vae",
+    "cogvideox": r"cogvideo",
+    "tokenizer": r"\.json$",
+}
+
+
+def kind_of(name: str) -> str | None:
+    base = os.path.basename(name).lower()
+    return next((kind for kind, pattern in KINDS.items() if re.search(pattern, base)), None)
+
+
+def fitting(names: list[str], kind: str) -> list[str]:
+    """The names a loader of ``kind`` should offer: its own kind and names of no known kind."""
+    if kind == "tokenizer":
+        return [n for n in names if kind_of(n) == "tokenizer"]
+    return [n for n in names if kind_of(n) in (kind, None)]
+
+
+def files_with_suffix(folder: str, suffix: str) -> list[str]:
+    """Files under a model folder ending in ``suffix`` (for non-weight files such as tokenizer.json)."""
+    register_model_folders()
+    found = []
+    for root in folder_paths.get_folder_paths(folder):
+        if os.path.isdir(root):
+            for dirpath, _, files in os.walk(root, followlinks=True):
+                found += [os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/")
+                          for f in files if f.lower().endswith(suffix)]
+    return sorted(set(found))

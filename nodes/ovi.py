@@ -453,6 +453,7 @@ class WanVAEDecode(io.ComfyNode):
             node_id="SoundstageWanVAEDecode",
             display_name="Wan VAE Decode",
             category=CATEGORY,
+            description="Ovi video latent -> frames with the Wan2.2 VAE.",
             inputs=[WanVAE.Input("vae"), io.Latent.Input("latent", tooltip="Video latent from Ovi Sampler."),
                     io.Boolean.Input("tiled", default=False,
                                      tooltip="Decode in overlapping spatial tiles: less memory, faint seams possible.")],

@@ -46,7 +46,10 @@ prompt = json.load(open(prompt_path))
 valid = asyncio.run(execution.validate_prompt("probe", prompt, None))
 result = {"loaded": loaded, "nodes": ours, "valid": valid[0], "validation": valid[1] if not valid[0] else None}
 if valid[0]:
-    executor = execution.PromptExecutor(Server())
+    # as main.py makes it (0.33 reads cache_args["ram"] on every run), with the classic cache
+    cache_type = getattr(getattr(execution, "CacheType", None), "CLASSIC", False)
+    executor = execution.PromptExecutor(Server(), cache_type=cache_type,
+                                        cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
     executor.execute(prompt, "probe", {}, valid[2])
     failures = [{"event": e, "data": {k: str(v)[:2000] for k, v in d.items()}} for e, d in executor.status_messages
                 if e in ("execution_error", "execution_interrupted")]

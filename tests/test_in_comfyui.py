@@ -1,6 +1,6 @@
 """The pack inside a real ComfyUI: its loader registers every node, its validator and executor run the
-main example graph. Needs a ComfyUI checkout named by SOUNDSTAGE_COMFYUI (and ComfyUI's requirements);
-CI has none, so this skips there with the reason."""
+main example graph. Needs a ComfyUI checkout: SOUNDSTAGE_COMFYUI, else the snapshot at ../shared/comfyui
+beside the repo (and ComfyUI's requirements); skips with the reason when there is none."""
 import json
 import os
 import subprocess
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-COMFYUI = os.environ.get("SOUNDSTAGE_COMFYUI")
+COMFYUI = os.environ.get("SOUNDSTAGE_COMFYUI") or str(REPO.parent / "shared" / "comfyui")
 
 pytestmark = pytest.mark.skipif(not COMFYUI or not Path(COMFYUI, "execution.py").is_file(),
-                                reason="set SOUNDSTAGE_COMFYUI to a ComfyUI checkout to run the pack inside ComfyUI")
+                                reason="no ComfyUI checkout: set SOUNDSTAGE_COMFYUI or put one at ../shared/comfyui")
 
 
 def test_main_workflow_runs_in_comfyui(tmp_path):
