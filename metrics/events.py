@@ -60,7 +60,10 @@ def onset_precision(onsets: np.ndarray, events: list[float], *, tolerance: float
 
 def event_sync(wave: np.ndarray, sample_rate: int, events: list[float], *, miss: float = MISS_S) -> dict:
     """Per-clip summary: every event's error (s), their median in ms, misses and onset precision."""
-    onsets = detect_onsets(wave, sample_rate)
+    return onset_summary(detect_onsets(wave, sample_rate), events, miss=miss)
+
+
+def onset_summary(onsets: np.ndarray, events: list[float], *, miss: float = MISS_S) -> dict:
     errors = event_errors(onsets, events, miss=miss)
     return {"errors_s": errors, "median_ms": float(np.median(errors) * 1000) if errors else float("nan"),
             "misses": int(sum(e >= miss for e in errors)), "onsets": int(len(onsets)),
@@ -75,8 +78,4 @@ def log10_mel_envelope(mel: np.ndarray) -> np.ndarray:
 
 
 def envelope_event_sync(env: np.ndarray, rate: float, events: list[float], *, miss: float = MISS_S) -> dict:
-    onsets = envelope_onsets(env, rate)
-    errors = event_errors(onsets, events, miss=miss)
-    return {"errors_s": errors, "median_ms": float(np.median(errors) * 1000) if errors else float("nan"),
-            "misses": int(sum(e >= miss for e in errors)), "onsets": int(len(onsets)),
-            "precision": onset_precision(onsets, events)}
+    return onset_summary(envelope_onsets(env, rate), events, miss=miss)
