@@ -2,8 +2,8 @@
 
 Video to audio first: the target is the effects stem of ``v2a`` clips (balls bouncing, the lamp's beeps),
 conditioned on Synchformer-layout features of the frames. The Synchformer here is a tiny network in the
-released layout, randomly initialised from the recipe seed and frozen (its features carry where things
-move; training it contrastively is the next step of the plan). Every stage runs on the shared accelerate
+released layout, initialised from the recipe seed and frozen; a scale with ``synchformer_steps`` first
+trains it on the event-envelope proxy (sync_proxy.py), which no scale does yet (not yet measured to help). Every stage runs on the shared accelerate
 trainer; a scale fixes clip counts and step counts, so a seed gives the same weights on every run.
 """
 from __future__ import annotations
