@@ -166,3 +166,36 @@ def test_shipped_defaults_meet_loose_targets_on_the_ci_clips(tmp_path):
         s = result["summary"]
         assert s["default"]["all"]["median_ms"] <= 80, (system, s["default"])
         assert s["default"]["all"]["median_ms"] <= 0.5 * s["mismatched"]["all"]["median_ms"], (system, s)
+
+
+def test_vocoder_loss_sees_a_dc_offset_the_spectral_terms_miss():
+    # A constant offset hid every onset of the first tiny vocoder (benchmarks/tiny_defaults_feasibility.md).
+    from soundstage.training.defaults.codecs import DC_WEIGHT, VocoderLoss
+
+    torch.manual_seed(0)
+    wave = torch.randn(2, 32 * 256) * 0.1
+    loss = VocoderLoss()
+    mel = loss.mel(wave)[..., :32]
+    exact, _ = loss(lambda m: wave[:, None], (mel, wave))
+    shifted, logs = loss(lambda m: (wave + 0.2)[:, None], (mel, wave))
+    assert logs["dc"] == pytest.approx(0.2, abs=1e-4)
+    assert float(shifted - exact) > 0.5 * DC_WEIGHT * 0.2
+
+
+def test_sync_proxy_targets_line_up_with_the_synchformer_tokens():
+    from soundstage.models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
+    from soundstage.training.defaults import sync_proxy
+
+    sf = Synchformer(SynchformerConfig(embed_dim=8, depth=1, num_heads=1, image_size=32)).eval()
+    frames = torch.zeros(1, 41, 3, 32, 32)
+    with torch.no_grad():
+        tokens = sf.encode_video(frames)
+    times = sync_proxy.token_times(41)
+    assert tokens.shape[1] == len(times)
+    env = sync_proxy.event_envelope(times, [0.5])
+    assert times[env.argmax()] == pytest.approx(0.5, abs=1 / 25)  # the token over the event's frame peaks
+    assert env.max() > 0.5 and env.min() < 1e-3
+    segs, target = next(sync_proxy.segment_batches([frames[0].half()], [[0.5]], 3, seed=0))
+    assert segs.shape == (3, 1, 16, 3, 32, 32) and target.shape == (3, 8)
+    with torch.no_grad():
+        assert sync_proxy.EventHead(sf)(segs).shape == (3, 8)

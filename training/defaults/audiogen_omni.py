@@ -2,8 +2,8 @@
 
 Video to audio first: the target is the effects stem of ``v2a`` clips (balls bouncing, the lamp's beeps),
 conditioned on Synchformer-layout features of the frames. The Synchformer here is a tiny network in the
-released layout, randomly initialised from the recipe seed and frozen (its features carry where things
-move; training it contrastively is the next step of the plan). Every stage runs on the shared accelerate
+released layout, initialised from the recipe seed and frozen; a scale with ``synchformer_steps`` first
+trains it on the event-envelope proxy (sync_proxy.py), which no scale does yet (not yet measured to help). Every stage runs on the shared accelerate
 trainer; a scale fixes clip counts and step counts, so a seed gives the same weights on every run.
 """
 from __future__ import annotations
@@ -42,6 +42,10 @@ class Scale:
     mmdit_steps: int
     batch: int = 8
     lr: float = 1e-3
+    vocoder_batch: int = 4  # more, smaller steps: measured in benchmarks/tiny_defaults_feasibility.md (round 2)
+    vocoder_lr: float = 2e-3
+    synchformer_steps: int = 0  # 0: random frozen Synchformer; else trained on the event proxy, then frozen
+    synchformer_lr: float = 1e-3
     ema: float = 0.99
     sample_steps: int = 16
     hidden: int = 64
@@ -50,7 +54,7 @@ class Scale:
 SCALES = {
     "smoke": Scale(train_clips=4, seconds=1.0, size=48, vae_steps=2, vocoder_steps=2, mmdit_steps=2, batch=2,
                    sample_steps=2, hidden=32),
-    "feasibility": Scale(train_clips=48, seconds=2.0, size=64, vae_steps=150, vocoder_steps=150, mmdit_steps=1000),
+    "feasibility": Scale(train_clips=48, seconds=2.0, size=64, vae_steps=150, vocoder_steps=500, mmdit_steps=1000),
     "full": Scale(train_clips=512, seconds=4.0, size=96, vae_steps=3000, vocoder_steps=3000, mmdit_steps=6000),
 }
 
@@ -73,6 +77,18 @@ def sync_features(sf: Synchformer, frames: np.ndarray, fps: float, seconds: floa
     # The reference's frame choice and uint8 resize (models/audiogen_omni/preprocess.py), as inference does.
     picked = load_video_frames(torch.from_numpy(frames), fps, seconds, clip_size=None)
     return sf.encode_video(sync_pixels(picked.sync_frames).unsqueeze(0))[0]
+
+
+def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, stages: list) -> Synchformer:
+    """The event-envelope proxy (sync_proxy.py) on the training clips; the encoder comes back frozen."""
+    from . import sync_proxy
+
+    pixels = [sync_proxy.clip_pixels(c.frames, c.fps, sc.seconds) for c in clips]
+    events = [sorted(sum(event_times(c.truth).values(), [])) for c in clips]
+    model = sync_proxy.EventHead(sf.train().requires_grad_(True))
+    model = _run(model, sync_proxy.proxy_loss, sync_proxy.segment_batches(pixels, events, sc.batch, seed),
+                 sc.synchformer_steps, sc.synchformer_lr, out, seed, stages, "synchformer")
+    return model.synchformer.eval().requires_grad_(False)
 
 
 def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log: list, name: str, ema=None):
@@ -120,10 +136,12 @@ class AudioGenOmniRecipe:
         codecs.set_mel_statistics(vae, [m for _, m in pairs])
         vae = _run(vae, codecs.vae_loss, codecs.mel_batches([m for _, m in pairs], sc.batch, seed), sc.vae_steps,
                    sc.lr, out, seed, stages, "vae").eval()
-        voc = _run(codecs.new_vocoder(seed), codecs.VocoderLoss(), codecs.vocoder_batches(pairs, sc.batch, seed),
-                   sc.vocoder_steps, sc.lr, out, seed, stages, "vocoder").eval()
+        voc = _run(codecs.new_vocoder(seed), codecs.VocoderLoss(), codecs.vocoder_batches(pairs, sc.vocoder_batch, seed),
+                   sc.vocoder_steps, sc.vocoder_lr, out, seed, stages, "vocoder").eval()
 
         sf = new_synchformer(seed)
+        if sc.synchformer_steps:
+            sf = train_synchformer(sf, clips, sc, out, seed, stages)
         t1 = time.time()
         items = []
         with torch.no_grad():

@@ -3,7 +3,9 @@
 The VAE learns to reconstruct log-mels (L1 in the VAE's normalised mel space plus a small KL term, as
 MMAudio's VAE is trained before its GAN stage); the vocoder learns mel -> wave with the mel L1 and a
 multi-resolution STFT loss (BigVGAN's reconstruction terms, without its discriminators: adversarial
-training does not fit a CPU budget, so the tiny vocoder is a regression vocoder in BigVGAN's layout).
+training does not fit a CPU budget, so the tiny vocoder is a regression vocoder in BigVGAN's layout),
+plus a DC term: neither spectral loss sees the wave's mean, and without it the vocoder drifts to a constant
+offset that is louder than the events (measured: every onset lost; benchmarks/tiny_defaults_feasibility.md).
 """
 from __future__ import annotations
 
@@ -16,13 +18,16 @@ from ...models.common.codecs.bigvgan import BigVGAN, BigVGANConfig
 from ...models.common.codecs.mel import MEL_16K, LogMel, prepare_waveform
 from ...models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig
 
-# Tiny sizes; hop 256 and 80 mels keep the 16 kHz front end (v1-16.pth / best_netG.pt layouts).
+# Tiny sizes; hop 256 and 80 mels keep the 16 kHz front end (v1-16.pth / best_netG.pt layouts). The vocoder
+# reaches hop 256 in two 16x stages (kernel = 2 x rate, as every released BigVGAN, so the loader infers the
+# rates): fewer full-rate channels than 8x8x4 at 64 channels, 1.7 against 2.7 CPU s per step of 8 x 0.5 s.
 TINY_VAE = MelVAEConfig(mel_bins=80, latent_channels=20, hidden_channels=32, channel_multipliers=(1, 2, 4),
                         layers_per_block=1)
-TINY_VOCODER = BigVGANConfig(num_mels=80, upsample_initial_channel=64, upsample_rates=(8, 8, 4),
-                             upsample_kernel_sizes=(16, 16, 8), resblock_kernel_sizes=(3,),
+TINY_VOCODER = BigVGANConfig(num_mels=80, upsample_initial_channel=32, upsample_rates=(16, 16),
+                             upsample_kernel_sizes=(32, 32), resblock_kernel_sizes=(3,),
                              resblock_dilation_sizes=((1, 3, 5),), sample_rate=16_000)
 KL_WEIGHT = 1e-4
+DC_WEIGHT = 10.0  # large enough that the offset goes within the first hundred steps
 
 
 def waves_and_mels(waves: list, mel: LogMel) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -55,7 +60,8 @@ def vae_loss(model, mel: torch.Tensor):
 
 
 class VocoderLoss:
-    """Mel L1 (BigVGAN's weight 45 relative to the GAN terms; here the only terms) + MR-STFT log-magnitude."""
+    """Mel L1 (BigVGAN's weight 45 relative to the GAN terms; here the only terms) + MR-STFT log-magnitude
+    + DC_WEIGHT x |mean error| (the one thing of the wave both spectral terms are blind to)."""
 
     RESOLUTIONS = ((512, 128), (1024, 256), (256, 64))
 
@@ -71,8 +77,11 @@ class VocoderLoss:
             win = torch.hann_window(n_fft)
             a = torch.stft(pred, n_fft, hop, window=win, return_complex=True).abs().clamp_min(1e-5)
             b = torch.stft(wave, n_fft, hop, window=win, return_complex=True).abs().clamp_min(1e-5)
+            # log magnitude only: adding spectral convergence was measured worse on the codec round trip
             stft = stft + (a.log() - b.log()).abs().mean() / len(self.RESOLUTIONS)
-        return mel_l1 + stft, {"mel_l1": float(mel_l1.detach()), "stft": float(stft.detach())}
+        dc = (pred.mean(dim=-1) - wave.mean(dim=-1)).abs().mean()
+        return mel_l1 + stft + DC_WEIGHT * dc, {"mel_l1": float(mel_l1.detach()), "stft": float(stft.detach()),
+                                                "dc": float(dc.detach())}
 
 
 def mel_batches(mels: list[torch.Tensor], batch: int, seed: int, frames: int = 64) -> Iterator[torch.Tensor]:
