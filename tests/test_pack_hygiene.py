@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# A fresh interpreter's lines that import the repository as the package `soundstage` (as conftest does).
+IMPORT_PACK = (f"spec = importlib.util.spec_from_file_location('soundstage', {str(REPO / '__init__.py')!r}, "
+               f"submodule_search_locations=[{str(REPO)!r}])\n"
+               "m = importlib.util.module_from_spec(spec); sys.modules['soundstage'] = m; spec.loader.exec_module(m)\n")
 SKIP_DIRS = {"tests", ".git", "build", "dist", "__pycache__", "node_modules"}
 
 
@@ -247,9 +251,7 @@ def test_model_layer_and_stubs_import_without_the_media_and_metric_extras():
     boot = ("import importlib.util, sys\n"
             "for name in ('av', 'open_clip', 'resemblyzer', 'mediapipe', 'faster_whisper', 'demucs', 'soundfile'):\n"
             "    sys.modules[name] = None\n"
-            f"spec = importlib.util.spec_from_file_location('soundstage', {str(REPO / '__init__.py')!r}, "
-            f"submodule_search_locations=[{str(REPO)!r}])\n"
-            "m = importlib.util.module_from_spec(spec); sys.modules['soundstage'] = m; spec.loader.exec_module(m)\n"
+            + IMPORT_PACK +
             "import soundstage.nodes.model_patch, soundstage.models.common.cuda_graph\n"
             "import soundstage.models.audiogen_omni.sampler, soundstage.models.ovi.fusion, soundstage.models.mtv.sampler\n"
             "import soundstage.models.just_dub_it.transformer\n")
@@ -263,9 +265,7 @@ def test_loading_the_nodes_leaves_the_heavy_libraries_for_later():
     import sys
 
     boot = ("import importlib.util, sys\n"
-            f"spec = importlib.util.spec_from_file_location('soundstage', {str(REPO / '__init__.py')!r}, "
-            f"submodule_search_locations=[{str(REPO)!r}])\n"
-            "m = importlib.util.module_from_spec(spec); sys.modules['soundstage'] = m; spec.loader.exec_module(m)\n"
+            + IMPORT_PACK +
             "from soundstage.nodes.extension import IMPORT_ERRORS, load_node_classes\n"
             "assert load_node_classes() and not IMPORT_ERRORS, IMPORT_ERRORS\n"
             "print(' '.join(x for x in ('diffusers', 'transformers', 'peft', 'accelerate') if x in sys.modules))\n")
