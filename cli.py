@@ -1,4 +1,4 @@
-"""Command line: run and validate workflows headless, describe the nodes, train, synthesise, evaluate.
+"""Command line: run, batch and validate workflows headless, describe the nodes, train, synthesise, evaluate.
 
 Exit codes: 0 ok, 1 validation error (printed in ComfyUI's error shape), 2 runtime error (a node failed),
 3 internal error (a bug: please report it), 130 interrupted by SIGINT (Ctrl-C), 143 interrupted by SIGTERM.
@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 EXIT_OK, EXIT_INVALID, EXIT_RUNTIME, EXIT_INTERNAL = 0, 1, 2, 3
@@ -159,6 +160,61 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+def cmd_batch(args) -> int:
+    """`run` once per file of --inputs (see headless/batch.py for the folder layout and guarantees)."""
+    _apply_dirs(args)
+    batch_mod = importlib.import_module(".headless.batch", _package())
+    runner_mod = importlib.import_module(".headless.runner", _package())
+    workflow = _load_workflow(args.workflow)
+    out = os.path.abspath(args.out)
+    runner_kwargs = dict(input_dir=os.path.abspath(args.inputs), models_dir=args.models_dir, device=args.device,
+                         output_dir=os.path.join(out, batch_mod.WORK_FOLDER, "runner"))  # its temp/ lives there
+    runner = runner_mod.Runner(**runner_kwargs)
+    try:
+        prompt, _ = runner.prompt_for(workflow, _overrides(args.set))
+    except runner_mod.ValidationFailed as exc:
+        print(json.dumps(exc.response, indent=2))
+        return EXIT_INVALID
+    node_id, input_name = batch_mod.find_load_node(prompt, args.input_node)
+    load_key = f"{node_id}.{input_name}"
+    extensions = batch_mod.input_extensions(prompt[node_id]["class_type"])
+    items = batch_mod.catalogue(args.inputs, extensions, out)
+    if not items:
+        raise ValueError(f"--inputs {args.inputs}: no files with a {prompt[node_id]['class_type']} extension "
+                         f"({' '.join(sorted(extensions))})")
+    with batch_mod.Batch(items, out) as batch:
+        todo = batch.pending()
+        first = next((i for i in todo if i.error is None), None)
+        if first is not None:  # a graph that fails whatever the file stops here, not once per item
+            try:
+                runner.validate(prompt, {load_key: first.input})
+            except runner_mod.ValidationFailed as exc:
+                if set(exc.response.get("node_errors") or {}) != {node_id}:
+                    print(json.dumps(exc.response, indent=2))
+                    return EXIT_INVALID
+        bars = batch_mod.ProgressBars(len(todo), per_item=args.ray is None)
+        start = time.perf_counter()
+        try:
+            if args.ray is None:
+                SIGNALS.runner = runner
+                batch_mod.run_local(runner, prompt, load_key, batch, todo, bars)
+            else:
+                ray_mod = importlib.import_module(".headless.batch_ray", _package())
+                executor = ray_mod.RayExecutor(None if args.ray == "local" else args.ray, args.num_cpus,
+                                               args.num_gpus, args.workers, args.retries, runner_kwargs)
+                SIGNALS.runner = executor
+                executor.run(prompt, load_key, batch, todo, bars)
+        finally:
+            SIGNALS.runner = None
+            bars.close()
+        batch.summary.seconds = time.perf_counter() - start
+    print(batch_mod.summary_table(batch.summary))
+    if batch.summary.interrupted or SIGNALS.received is not None:
+        print(SIGNALS.message("batch", "; finished items are in the manifest, run again to resume"), file=sys.stderr)
+        return SIGNALS.exit_code()
+    return EXIT_RUNTIME if batch.summary.failed else EXIT_OK
+
+
 def cmd_validate(args) -> int:
     _apply_dirs(args)
     runner_mod, runner = _runner(args)
@@ -261,6 +317,22 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     graph_command("run", cmd_run, "execute a workflow headless")
     graph_command("validate", cmd_validate, "validate a workflow without running it")
+
+    batch = sub.add_parser("batch", help="run a workflow once per file of a folder (resumable; --ray for a cluster)")
+    batch.add_argument("workflow", help="UI-format or API-format workflow JSON with a Load Video / Load Audio node")
+    batch.add_argument("--inputs", required=True, help="folder of input files (searched recursively)")
+    batch.add_argument("--out", required=True, help="folder for one output folder per input and manifest.jsonl")
+    batch.add_argument("--input-node", help="id of the load node that gets each file (when the graph has several)")
+    batch.add_argument("--set", action="append", metavar="NODE_ID.INPUT=VALUE", help="override a node input")
+    batch.add_argument("--models-dir")
+    batch.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+    batch.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run the items on Ray: a local cluster, or the cluster at ADDRESS (ray://host:10001, auto)")
+    batch.add_argument("--num-cpus", type=float, default=1.0, help="CPUs each Ray worker reserves (default 1)")
+    batch.add_argument("--num-gpus", type=float, default=0.0, help="GPUs each Ray worker reserves (e.g. 1, 0.5)")
+    batch.add_argument("--workers", type=int, default=None, help="Ray workers (default: as many as the shares fit)")
+    batch.add_argument("--retries", type=int, default=3, help="times an item is sent again when its worker dies")
+    batch.set_defaults(func=cmd_batch)
     sub.add_parser("list-nodes", help="list Soundstage nodes").set_defaults(func=cmd_list_nodes)
     sub.add_parser("object-info", help="print /object_info JSON for Soundstage nodes").set_defaults(
         func=cmd_object_info

@@ -17,6 +17,7 @@ for the partial report.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -146,10 +147,13 @@ class Runner:
             return prompt, self._validate(prompt, extra_pnginfo)
 
     def run(self, workflow, overrides: Mapping[str, Any] | None = None,
-            progress: ProgressCallback | None = None) -> RunResult:
+            progress: ProgressCallback | None = None, output_dir=None) -> RunResult:
+        """Run a workflow; ``output_dir`` sends this run's saves to another folder (a batch stages each
+        item apart) while models, cache and interrupt flag stay the runner's own."""
         progress = progress or self.progress
         self._state.interrupted.clear()  # as ComfyUI: a new prompt starts uninterrupted
-        with _run.installed(self._state):
+        state = self._state if output_dir is None else dataclasses.replace(self._state, output_dir=os.fspath(output_dir))
+        with _run.installed(state):
             prompt, extra_pnginfo = self.prompt_for(workflow, overrides)
             outputs = self._validate(prompt, extra_pnginfo)
             return _Execution(self, prompt, extra_pnginfo, progress).run(outputs)
