@@ -119,38 +119,43 @@ class RayExecutor:
         count = self._worker_count(ray, len(items))
         self._actors = [actor_class.remote(self.runner_kwargs, prompt, load_key, batch.staging_root)
                         for _ in range(count)]
-        queue = list(reversed(items))
+        queue = list(reversed(items))  # (item, attempt) pairs for retries
         idle = list(self._actors)
-        running: dict = {}  # future -> (actor, item, attempt)
+        running: dict = {}  # future -> (actor, item, attempt); item None: a probe of a restarting actor
         told = False
-        while running or (queue and not self.stopping):
+        while queue and not self.stopping and (idle or running) or any(i is not None for _, i, _ in running.values()):
             if self.stopping and not told:
                 told = True
                 for actor in self._actors:
                     actor.interrupt.remote()
             while idle and queue and not self.stopping:
                 actor, item = idle.pop(), queue.pop()
-                attempt = 1
-                if isinstance(item, tuple):
-                    item, attempt = item
+                item, attempt = item if isinstance(item, tuple) else (item, 1)
                 running[actor.run.remote(item)] = (actor, item, attempt)
-            if not running:
-                break
             done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
             for future in done:
                 actor, item, attempt = running.pop(future)
-                idle.append(actor)
                 try:
                     record = ray.get(future)
                 except ray.exceptions.RayActorError as exc:
+                    # Ray restarts the actor; it gets items again once a probe answers (models reload there).
+                    probes = attempt + 1 if item is None else 1
+                    if probes <= max(self.retries, 1):
+                        running[actor.pid.remote()] = (actor, None, probes)
+                    if item is None:
+                        continue
                     if attempt <= self.retries:
-                        print(f"soundstage batch: a worker died while running {item.input}; running it again "
+                        print(f"soundstage batch: the worker running {item.input} died; sending it again "
                               f"(attempt {attempt + 1})", file=sys.stderr)
                         queue.append((item, attempt + 1))
                         continue
                     record = {"input": item.input, "folder": item.folder, "status": "error", "outputs": [],
                               "seconds": 0.0, "metrics": {}, "worker": None, "reused": [],
                               "error": f"its worker died {attempt} times ({type(exc).__name__})"}
+                else:
+                    idle.append(actor)
+                    if item is None:  # a restarted worker answered its probe
+                        continue
                 if record is None:  # interrupted on the worker: nothing to publish
                     batch.summary.interrupted = True
                     continue
@@ -158,5 +163,11 @@ class RayExecutor:
                 batch.publish(record)
                 if bars is not None:
                     bars.done_item(record)
-        if self.stopping and (queue or batch.summary.interrupted):
+        for item in reversed(queue):  # only when no worker is left, or when stopping
+            item = item[0] if isinstance(item, tuple) else item
+            if not self.stopping:
+                batch.publish({"input": item.input, "folder": item.folder, "status": "error", "outputs": [],
+                               "seconds": 0.0, "metrics": {}, "worker": None, "reused": [], "attempts": 0,
+                               "error": "no Ray worker was left to run it"})
+        if self.stopping:
             batch.summary.interrupted = True
