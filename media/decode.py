@@ -196,26 +196,41 @@ def decode_video(source: Source, start: float = 0.0, duration: float = 0.0, max_
     if resize:
         plan = plan_resize(width, height, **resize)
         width, height = plan.out_w, plan.out_h
-    # Peak while gathering: the uint8 frames, their stack, and the float32 IMAGE (3 + 3 + 12 bytes a pixel).
+    # Each frame is written straight into a preallocated float32 IMAGE (12 bytes a pixel, plus the frame
+    # being converted): no list of uint8 frames, no stack, no separate convert and divide passes.
     frame_bytes = max(1, width * height * 3)
     count = max(expected, min(info.frame_count or 0, max_frames or (info.frame_count or 0)))
-    require(count * frame_bytes * 6, f"decoding {count} frames of {width}x{height} as float32")
-    times, frames = [], []
+    require(count * frame_bytes * 4, f"decoding {count} frames of {width}x{height} as float32")
+    times: list[float] = []
+    images: torch.Tensor | None = None
     for t, rgb in iter_frames(source, start, duration, max_frames, fps, stride, resize=resize):
+        n = len(times)
+        if images is None or n == images.shape[0]:  # the container may understate its length: grow by half
+            images = _grown(images, n, max(count, 1) if images is None else n + n // 2 + 1, rgb.shape)
+        if rgb.shape != images.shape[1:]:
+            raise MediaError(f"frame {n} of {source_name(source)} is {rgb.shape[1]}x{rgb.shape[0]}, the first was "
+                             f"{images.shape[2]}x{images.shape[1]}; resize to one size to load it")
+        torch.div(torch.from_numpy(rgb), 255.0, out=images[n])  # as .to(float32) / 255: the same bits
         times.append(t)
-        frames.append(rgb)
-        if len(frames) % 16 == 0:  # the container may understate its length: keep checking while decoding
-            # the frames held are already counted as used: what must still fit is their stack and float copy
-            require(len(frames) * rgb.nbytes * 5, f"decoding more than {len(frames)} frames of "
-                                                  f"{rgb.shape[1]}x{rgb.shape[0]} as float32")
         if callback is not None:
-            callback(len(frames), max(expected, len(frames)))
-    if not frames:
+            callback(len(times), max(expected, len(times)))
+    if not times:
         raise MediaError(f"no frames in the window start={start} s, duration={duration or 'to end'} "
                          f"of {source_name(source)} (its length is {info.duration or 'unknown'} s)")
-    images = torch.from_numpy(np.stack(frames)).to(torch.float32).div_(255.0)
+    n = len(times)
+    # The container overstated its length: a view when the spare frames are few, else a copy that frees them.
+    images = images[:n] if n * 10 >= images.shape[0] * 9 else images[:n].clone()
     out_fps = (fps if fps > 0 else info.fps) / stride
     return DecodedVideo(images, times, out_fps, info.fps)
+
+
+def _grown(images: torch.Tensor | None, used: int, capacity: int, shape: tuple) -> torch.Tensor:
+    """A float32 [capacity, H, W, 3] buffer holding the ``used`` frames already in ``images``."""
+    require(capacity * int(np.prod(shape)) * 4, f"decoding more than {used} frames of {shape[1]}x{shape[0]} as float32")
+    grown = torch.empty((capacity, *shape), dtype=torch.float32)
+    if images is not None and used:
+        grown[:used] = images[:used]
+    return grown
 
 
 def expected_frames(info: VideoInfo, start: float, duration: float, max_frames: int, fps: float,

@@ -170,6 +170,8 @@ def _write(container, path, frames, rate, tracks, container_format, video_codec,
         if container_format == "mp4":
             video.codec_tag = "hvc1"  # Apple players want hvc1, not hev1
     video.options = options
+    # Frame threading, as the ffmpeg CLI does; PyAV's default slice threading makes x264 ~1.3x slower at 360p.
+    video.thread_type = "FRAME"
     video.disposition = av.stream.Disposition.default
 
     writers = _track_writers(container, tracks, container_format, audio_codec, bitrate)
