@@ -75,7 +75,9 @@ class StreamBlock(nn.Module):
 
     def forward(self, x, c, rot=None, valid: Optional[torch.Tensor] = None):
         (q, k, v), mod = self.pre_attention(x, c, rot)
-        out = merge_heads(attention(q, k, v, key_mask(valid)))
+        # v is a stride-3 slice of the interleaved qkv (q and k leave RMSNorm/RoPE dense): SDPA's fused kernels
+        # want a unit last-dim stride and would fall back to the math path (~10x slower on CPU) for it.
+        out = merge_heads(attention(q, k, v.contiguous(), key_mask(valid)))
         return self.post_attention(x, out, mod)
 
 
