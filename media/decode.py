@@ -207,10 +207,13 @@ def decode_video(source: Source, start: float = 0.0, duration: float = 0.0, max_
         n = len(times)
         if images is None or n == images.shape[0]:  # the container may understate its length: grow by half
             images = _grown(images, n, max(count, 1) if images is None else n + n // 2 + 1, rgb.shape)
+            buffer = images.numpy()
         if rgb.shape != images.shape[1:]:
             raise MediaError(f"frame {n} of {source_name(source)} is {rgb.shape[1]}x{rgb.shape[0]}, the first was "
                              f"{images.shape[2]}x{images.shape[1]}; resize to one size to load it")
-        torch.div(torch.from_numpy(rgb), 255.0, out=images[n])  # as .to(float32) / 255: the same bits
+        # One single-threaded pass, float32(x) / 255 as .to(float32).div_(255) computes it (the same bits); a
+        # torch op per frame pays its thread pool's start-up for a job this small.
+        np.divide(rgb, np.float32(255.0), out=buffer[n], dtype=np.float32)
         times.append(t)
         if callback is not None:
             callback(len(times), max(expected, len(times)))
