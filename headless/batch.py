@@ -19,7 +19,6 @@ from the item's own record. Resume skips the items the manifest (or an item reco
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -29,6 +28,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
+
+try:
+    import fcntl  # one driver per out folder; where it is missing (Windows) the lock is skipped
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 MANIFEST = "manifest.jsonl"
 ITEM_RECORD = ".soundstage-item.json"
@@ -298,7 +302,8 @@ class Batch:
         os.makedirs(self.work, exist_ok=True)
         self._lock = open(os.path.join(self.work, "lock"), "w")
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
             raise BatchError(f"another batch is writing to {self.out}; wait for it or choose another --out") from None
