@@ -164,16 +164,34 @@ def frame_jumps(wave: torch.Tensor, sample_rate: int, *, frame_seconds: float = 
     return env.float(), sp.float()
 
 
+def latent_jumps(frames: torch.Tensor, *, floor_db: float = -60.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same two jumps between adjacent frames of a feature sequence [N, D] (e.g. audio latents):
+    the level of each frame (dB of its norm) and the change of its direction (dB-free: the norm of the
+    difference of the unit vectors, 0..2)."""
+    x = frames.double()
+    norm = x.norm(dim=-1)
+    level = 20 * torch.log10(norm + 1e-20)
+    level = level.clamp(min=float(level.max()) + floor_db)
+    unit = x / norm.clamp(min=1e-20).unsqueeze(-1)
+    return (level[1:] - level[:-1]).abs().float(), (unit[1:] - unit[:-1]).norm(dim=-1).float()
+
+
 def seam_report(wave: torch.Tensor, sample_rate: int, borders: Sequence[float], *, frame_seconds: float = 0.02,
+                guard_seconds: float = 0.1) -> dict:
+    """Envelope and spectrum jumps (:func:`frame_jumps`) at window borders against those inside windows."""
+    env, sp = frame_jumps(wave, sample_rate, frame_seconds=frame_seconds)
+    return jump_report(env, sp, frame_seconds, borders, guard_seconds=guard_seconds)
+
+
+def jump_report(env: torch.Tensor, sp: torch.Tensor, frame_seconds: float, borders: Sequence[float], *,
                 guard_seconds: float = 0.1) -> dict:
     """Envelope and spectrum jumps at window borders against those inside windows.
 
-    Each border is measured at the frame boundary nearest to it (and the next one, so a border that
+    ``env``/``sp``: jump i lies between frames i and i+1, at ``(i + 1) * frame_seconds``. Each border is measured at the frame boundary nearest to it (and the next one, so a border that
     falls inside a frame is seen from both sides); "inside" is every frame boundary farther than
     ``guard_seconds`` from all borders. Returns per-border jumps, the inside median / 95th percentile /
     max, and the ratios of the largest border jump to the inside 95th percentile and max.
     """
-    env, sp = frame_jumps(wave, sample_rate, frame_seconds=frame_seconds)
     times = (torch.arange(env.numel(), dtype=torch.float64) + 1) * frame_seconds
     inside = torch.ones(env.numel(), dtype=torch.bool)
     at: list[list[int]] = []
@@ -184,7 +202,7 @@ def seam_report(wave: torch.Tensor, sample_rate: int, borders: Sequence[float], 
     if not bool(inside.any()):
         raise ValueError("no frame boundary lies inside a window; use shorter frames or a smaller guard")
     report: dict = {"borders_s": [float(b) for b in borders]}
-    for name, j in (("envelope_db", env), ("spectrum_db", sp)):
+    for name, j in (("envelope", env), ("spectrum", sp)):
         border = [float(j[idx].max()) if idx else 0.0 for idx in at]
         ins = j[inside].double()
         p95 = float(torch.quantile(ins, 0.95))
