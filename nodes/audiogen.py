@@ -180,8 +180,9 @@ def sample_mmdit(model: ModelHandle, *, task: str, duration: float, steps: int, 
                                            preset=model.info.get("preset"), node=node,
                                            window_seconds=window_seconds, overlap_seconds=overlap_seconds)
     cfgm = model.module.config
+    # num_samples: the vocoder trims the last latent frame's excess, so the audio lasts exactly `duration`.
     return audio_latent(latent, sample_rate=cfgm.sample_rate, latent_hop_length=cfgm.samples_per_latent,
-                        duration_s=duration)
+                        duration_s=duration, num_samples=int(round(duration * cfgm.sample_rate)))
 
 
 # --------------------------------------------------------------------------- nodes

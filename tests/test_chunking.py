@@ -118,3 +118,9 @@ def test_frame_jumps_of_a_steady_tone_are_small():
 def test_window_borders_are_both_ends_of_each_overlap():
     plan = plan_windows(100, 40, 10)
     assert window_borders(plan, 0.5) == sorted({w.start * 0.5 for w in plan[1:]} | {w.end * 0.5 for w in plan[:-1]})
+
+
+def test_previous_curve_keeps_the_earlier_windows_units():
+    a, b = torch.zeros(10, 1), torch.ones(10, 1)
+    joined = overlap_add([a, b], [0, 7], 17, dim=0, curve="previous")
+    assert joined[:10].eq(0).all() and joined[10:].eq(1).all()

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import torch
 
-CURVES = ("linear", "equal_power")
+CURVES = ("linear", "equal_power", "previous")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,9 @@ def fade(n: int, curve: str = "linear", dtype=torch.float32, device=None) -> tup
 
     linear: the two sum to 1, right for correlated content (both windows render the same events, e.g.
     latents sampled from shared noise and conditioning). equal_power: their squares sum to 1, which
-    keeps the loudness of two uncorrelated signals constant.
+    keeps the loudness of two uncorrelated signals constant. previous: no fade, the earlier window's
+    units are kept (the later window re-rendered them from carried frames only to continue from them,
+    as MTV's and Ovi's chunk loops do).
     """
     if curve not in CURVES:
         raise ValueError(f"crossfade curve must be one of {CURVES}, got {curve!r}")
@@ -81,6 +83,8 @@ def fade(n: int, curve: str = "linear", dtype=torch.float32, device=None) -> tup
     if curve == "linear":
         fin = x
         fout = 1 - x
+    elif curve == "previous":
+        fin, fout = torch.zeros_like(x), torch.ones_like(x)
     else:
         fin, fout = torch.sin(x * math.pi / 2), torch.cos(x * math.pi / 2)
     return fout.to(dtype=dtype, device=device), fin.to(dtype=dtype, device=device)

@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from ..common.chunking import overlap_add
 from ..common.unipc import FlowUniPCMultistep, wan_flow_schedule
 from .fusion import OviFusion
 from .sampler import OviConditioning, OviSampling, guided_velocity, initial_noise
@@ -96,19 +97,21 @@ def sample_ovi_long(model: OviFusion, cond: OviConditioning, *, chunks: int, lat
 
 
 def stitch_frames(chunks: list[torch.Tensor]) -> torch.Tensor:
-    """Decoded chunks [T, H, W, 3] -> one clip; later chunks start with the previous last frame."""
-    return torch.cat([chunks[0]] + [c[1:] for c in chunks[1:]], dim=0)
+    """Decoded chunks [T, H, W, 3] -> one clip; later chunks start with the previous last frame, which
+    the earlier chunk keeps (models/common/chunking.py, curve "previous")."""
+    starts, at = [], 0
+    for c in chunks:
+        starts.append(at)
+        at += c.shape[0] - 1
+    return overlap_add(chunks, starts, at + 1, dim=0, curve="previous")
 
 
 def stitch_audio(chunks: list[torch.Tensor], overlap_samples: int) -> torch.Tensor:
-    """Waveforms [..., T] joined with a linear crossfade over ``overlap_samples`` at each seam."""
-    out = chunks[0]
-    for c in chunks[1:]:
-        n = min(overlap_samples, out.shape[-1], c.shape[-1])
-        if n == 0:
-            out = torch.cat([out, c], dim=-1)
-            continue
-        w = torch.linspace(0, 1, n, dtype=out.dtype, device=out.device)
-        seam = out[..., -n:] * (1 - w) + c[..., :n] * w
-        out = torch.cat([out[..., :-n], seam, c[..., n:]], dim=-1)
-    return out
+    """Waveforms [..., T] joined with a linear crossfade over ``overlap_samples`` at each seam: the later
+    chunk's pinned audio prefix renders the same content there, so linear weights keep the level."""
+    starts, end = [], 0
+    for c in chunks:
+        start = max(0, end - min(overlap_samples, c.shape[-1])) if starts else 0
+        starts.append(start)
+        end = start + c.shape[-1]
+    return overlap_add(chunks, starts, end, dim=-1, curve="linear")
