@@ -7,9 +7,13 @@ from typing import Callable, Optional
 
 import torch
 
+import math
+
 from ..models.ovi.long_clip import sample_ovi_long
+from ..models.ovi.preprocess import VIDEO_FPS
 from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
 
+VAE_TEMPORAL = 4  # Wan2.2 VAE: 4 frames per latent frame after the first
 VAE_SPATIAL = 16  # Wan2.2 VAE: 16x spatial, 4x temporal
 PIXEL_MULTIPLE = 32  # VAE 16x times the (2, 2) patch; Ovi snaps sizes to multiples of 32
 
@@ -61,3 +65,12 @@ def generate_long(model, conditioning: dict, *, chunks: int, width: int, height:
     return sample_ovi_long(model, cond, chunks=chunks, latent_frames=latent_frames, latent_height=lh,
                            latent_width=lw, audio_length=audio_length, sampling=sampling, device=device,
                            callback=callback)
+
+
+def chunks_for_seconds(seconds: float, latent_frames: int, node: str = "Ovi Long Clip Sampler") -> tuple[int, int]:
+    """(chunks, frames) for a clip of ``seconds`` at Ovi's 24 fps: frames = round(seconds * 24) (a clip of N
+    frames lasts N / 24 s in a container); each chunk after the first adds 4 * (latent_frames - 1) frames."""
+    if latent_frames < 2:
+        raise ValueError(f"{node}: input 'latent_frames': chunks need at least 2 latent frames to advance")
+    frames = max(1, round(seconds * VIDEO_FPS))
+    return max(1, math.ceil((frames - 1) / (VAE_TEMPORAL * (latent_frames - 1)))), frames
