@@ -87,3 +87,58 @@ def test_bad_window_settings_name_the_inputs():
     net = tiny_mmdit(0)
     with pytest.raises(ValueError, match="window_seconds"):
         audiogen_omni.generate_latent(net, duration=20.0, steps=1, window_seconds=1.0, overlap_seconds=1.0)
+
+
+# ---- DualDub: token streams continued across windows that follow pauses -----------------------------
+def _dualdub():
+    from soundstage.testing.dualdub import tiny_codec, tiny_dualdub
+
+    codec = tiny_codec()
+    model, tok = tiny_dualdub(codec)
+    return codec, model, tok
+
+
+def test_dualdub_prefix_is_context_on_both_decoding_paths():
+    from soundstage.models.dualdub.sampler import SamplingOptions, generate
+
+    _, model, tok = _dualdub()
+    cfg = model.config
+    cond = model.conditions(text_ids=torch.tensor([3, 4, 5]))
+    prefix = torch.randint(0, cfg.codebook_size, (1, 2, 6), generator=torch.Generator().manual_seed(0))
+    opts = SamplingOptions(temperature=0.0, min_steps=8)
+    cached = generate(model, cond, 8, task="v2st", options=opts, prefix=prefix)
+    full = generate(model, cond, 8, task="v2st", options=opts, prefix=prefix, use_cache=False)
+    assert torch.equal(cached.audio, full.audio) and torch.equal(cached.speech, full.speech)
+    assert cached.audio.shape[-1] == 8  # the context is not returned
+    other = generate(model, cond, 8, task="v2st", options=opts, prefix=(prefix + 1) % cfg.codebook_size)
+    assert not torch.equal(other.speech, cached.speech)  # the continuation depends on the context
+
+
+def test_dualdub_windows_follow_pauses_keep_whole_words_and_exact_length():
+    from soundstage.models.dualdub.sampler import SamplingOptions
+    from soundstage.pipelines import dualdub
+
+    codec, model, tok = _dualdub()
+    rate = model.config.token_rate
+    seconds = 2.5
+    # A guide track with speech everywhere but a pause at 0.8 s (first nominal border: 1.0 s).
+    sr = 8000
+    wave = 0.5 * torch.sin(torch.arange(int(seconds * sr)) * 0.3)
+    wave[int(0.78 * sr): int(0.84 * sr)] = 0
+    guide = {"waveform": wave.view(1, 1, -1), "sample_rate": sr}
+    text = dualdub.text_ids(tok, "look out the train is coming hello there", model.config.text_vocab_size)
+    video = {"features": torch.randn(12, model.config.video_dim), "times": torch.arange(12) * 0.2, "seconds": seconds}
+    tokens = dualdub.generate_tokens(model, tok, text, task="v2st", duration=seconds, video=video,
+                                     options=SamplingOptions(temperature=0.0), window_seconds=1.0,
+                                     context_seconds=0.2, pause_guide=guide)
+    total = dualdub.steps_for_duration(seconds, rate)
+    assert tokens["audio"].shape[-1] == total and tokens["speech_length"] == total
+    starts = [a for a, _ in tokens["windows_s"]]
+    assert 0.77 <= starts[1] <= 0.85  # the first border moved back to the pause
+    assert all(b - a <= 1.0 + 1e-9 for a, b in tokens["windows_s"])
+    assert bool((tokens["speech"] < model.config.codebook_size).all())  # no PAD/EOS inside the clip
+    background, speech = dualdub.decode_tokens(codec, tokens)
+    assert speech["waveform"].shape[-1] == round(seconds * codec.sample_rate)
+    lines = dualdub.words_per_window(text["text"], [type("W", (), {"start": round(a * rate), "end": round(b * rate)})
+                                                     for a, b in tokens["windows_s"]], None, total)
+    assert " ".join(w for w in lines if w) == text["text"]  # every word once, none cut
