@@ -99,8 +99,8 @@ def render(latent: torch.Tensor, seconds: float) -> torch.Tensor:
     level = 0.01 * (1 + 0.5 * np.tanh(np.repeat(amb, SAMPLES_PER_LATENT)[:n]))
     wave = (rng.standard_normal(n) * level).astype(np.float32)
     for f in torch.nonzero(latent[0, :, 0] > 0.5).flatten().tolist():
-        sounds.place(wave, float(latent[0, f, 0]) * sounds.impact(SAMPLE_RATE, rng, 1.2), f * SAMPLES_PER_LATENT / SAMPLE_RATE,
-                     SAMPLE_RATE)
+        hit = float(latent[0, f, 0]) * sounds.impact(SAMPLE_RATE, rng, 1.2)
+        sounds.place(wave, hit, f * SAMPLES_PER_LATENT / SAMPLE_RATE, SAMPLE_RATE)
     return torch.from_numpy(wave)
 
 
@@ -142,8 +142,8 @@ def measure(seconds: float = 60.0, window: float = 8.0, overlap: float = 1.0, *,
     borders = sorted({w.start_s for w in windows[1:]} | {w.start_s + w.duration_s for w in windows[:-1]})
     oracle_seams = seam_report(chunked, SAMPLE_RATE, borders)
     # The real (random, tiny) network and sampler over the same plan: seams in its latents.
-    visual = {"clip": torch.randn(1, int(seconds * 8), cfg.clip_dim), "sync": torch.randn(1, sync.shape[1], cfg.sync_dim),
-              "duration_s": seconds}
+    visual = {"clip": torch.randn(1, int(seconds * 8), cfg.clip_dim),
+              "sync": torch.randn(1, sync.shape[1], cfg.sync_dim), "duration_s": seconds}
     text = {"features": torch.randn(1, 6, cfg.text_dim), "mask": None, "negative": None, "negative_mask": None}
     latent, _ = audiogen_omni.generate_latent(net, duration=seconds, steps=model_steps, cfg=4.5, seed=seed,
                                               visual=visual, text=text, window_seconds=window,

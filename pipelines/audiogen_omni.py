@@ -147,8 +147,8 @@ def mmdit_windows(net: MMDiT, duration: float, window_seconds: float, overlap_se
     grid = float(WINDOW_GRID)
     units = lambda s: int(round(s / grid))  # noqa: E731
     window, overlap = units(window_seconds), units(overlap_seconds)
-    if window < 2 or overlap < 1 or overlap >= window:
-        raise ValueError(f"{node}: inputs 'window_seconds'/'overlap_seconds': need 0 < overlap < window, each a "
+    if window < 2 or overlap < 1 or 2 * overlap > window:
+        raise ValueError(f"{node}: inputs 'window_seconds'/'overlap_seconds': need 0 < overlap <= window / 2, each a "
                          f"multiple of {grid} s (got {window_seconds} and {overlap_seconds})")
     total = int(-(-Fraction(duration).limit_denominator(10 ** 6) // WINDOW_GRID))
     cfg = net.config

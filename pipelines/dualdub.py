@@ -196,8 +196,8 @@ def generate_windows(model, tokenizer, text: dict, *, task: str, seconds: float,
         prefix = torch.stack([audio[c0:w.start], speech[c0:w.start]])[None].to(dev)
         done = w.start
         cb = None if callback is None else (lambda i, _n, done=done: callback(done + i, total))
-        out = generate(model, cond, w.length, task=task, options=replace(options, min_steps=w.length, seed=options.seed + k),
-                       callback=cb, prefix=prefix)
+        opts = replace(options, min_steps=w.length, seed=options.seed + k)  # no early EOS inside the clip
+        out = generate(model, cond, w.length, task=task, options=opts, callback=cb, prefix=prefix)
         audio[w.start:w.start + out.steps] = out.audio[0].cpu()
         speech[w.start:w.start + out.steps] = out.speech[0].cpu()
     has_audio, has_speech = STREAMS_FOR_TASK[task]

@@ -38,7 +38,7 @@ def test_borders_move_to_the_nearest_pause_within_tolerance():
 
 def test_plan_rejects_bad_arguments():
     with pytest.raises(ValueError, match="overlap"):
-        plan_windows(10, 4, 4)
+        plan_windows(10, 4, 3)
     with pytest.raises(ValueError, match="length"):
         plan_windows(0, 4, 1)
     with pytest.raises(ValueError, match="activity"):
@@ -124,3 +124,13 @@ def test_previous_curve_keeps_the_earlier_windows_units():
     a, b = torch.zeros(10, 1), torch.ones(10, 1)
     joined = overlap_add([a, b], [0, 7], 17, dim=0, curve="previous")
     assert joined[:10].eq(0).all() and joined[10:].eq(1).all()
+
+
+def test_pause_search_with_wide_overlaps_keeps_windows_valid():
+    activity = torch.rand(300, generator=torch.Generator().manual_seed(0))
+    plan = plan_windows(300, 20, 10, activity=activity, tolerance=9)
+    assert plan[-1].end == 300 and all(w.length <= 20 for w in plan)
+    for a, b in zip(plan, plan[1:]):
+        assert a.end - b.start == 10 and b.start > a.start
+    for a, c in zip(plan, plan[2:]):
+        assert c.start >= a.end  # a window overlaps only its neighbours

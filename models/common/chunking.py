@@ -43,8 +43,9 @@ def plan_windows(length: int, window: int, overlap: int = 0, *, activity: Option
     """
     if length <= 0:
         raise ValueError(f"length must be positive, got {length}")
-    if window <= 0 or overlap < 0 or overlap >= window:
-        raise ValueError(f"need 0 <= overlap < window, got window={window}, overlap={overlap}")
+    if window <= 0 or overlap < 0 or 2 * overlap > window:
+        # Wider overlaps would make a window overlap more than its two neighbours.
+        raise ValueError(f"need 0 <= overlap <= window / 2, got window={window}, overlap={overlap}")
     if tolerance < 0 or tolerance >= window - overlap:
         raise ValueError(f"tolerance must be in [0, window - overlap), got {tolerance}")
     if activity is not None and activity.numel() < length:
@@ -56,9 +57,9 @@ def plan_windows(length: int, window: int, overlap: int = 0, *, activity: Option
             out.append(Window(start, length))
             break
         border = start + window - overlap // 2 - overlap % 2  # nominal middle of the overlap
-        if activity is not None and tolerance:
-            # Never so early that the next window would reach back past this one's start overlap.
-            lo = max(border - tolerance, start + overlap + overlap // 2 + 1)
+        # Never so early that the next window would reach back past this one's start overlap.
+        lo = max(border - tolerance, start + overlap + overlap // 2 + 1)
+        if activity is not None and lo <= border:
             seg = activity.flatten()[lo: border + 1].float()
             # The quietest unit, the latest of ties (closest to the nominal border).
             border = lo + int(seg.numel() - 1 - torch.argmin(seg.flip(0)).item())
@@ -147,7 +148,8 @@ def frame_jumps(wave: torch.Tensor, sample_rate: int, *, frame_seconds: float = 
     spectrum [N-1] in dB). Jump i is between frames i and i+1, at ``(i + 1) * frame_seconds``.
 
     The envelope is the frame's RMS level; the spectrum jump is the RMS difference of the two frames'
-    level-normalised log spectra (Hann window, ``bands`` log-spaced bands), so a change of level alone counts once, in the envelope.
+    level-normalised log spectra (Hann window, ``bands`` log-spaced bands), so a change of level alone
+    counts once, in the envelope.
     Levels below ``floor_db`` under the loudest frame are clamped there (silence to silence is no jump).
     """
     size = max(2, int(round(frame_seconds * sample_rate)))
@@ -191,8 +193,9 @@ def jump_report(env: torch.Tensor, sp: torch.Tensor, frame_seconds: float, borde
                 guard_seconds: float = 0.1) -> dict:
     """Envelope and spectrum jumps at window borders against those inside windows.
 
-    ``env``/``sp``: jump i lies between frames i and i+1, at ``(i + 1) * frame_seconds``. Each border is measured at the frame boundary nearest to it (and the next one, so a border that
-    falls inside a frame is seen from both sides); "inside" is every frame boundary farther than
+    ``env``/``sp``: jump i lies between frames i and i+1, at ``(i + 1) * frame_seconds``. Each border
+    is measured at the frame boundary nearest to it (and the next one, so a border that falls inside a
+    frame is seen from both sides); "inside" is every frame boundary farther than
     ``guard_seconds`` from all borders. Returns per-border jumps, the inside median / 95th percentile /
     max, and the ratios of the largest border jump to the inside 95th percentile and max.
     """
