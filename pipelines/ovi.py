@@ -58,19 +58,24 @@ def generate(model, conditioning: dict, *, width: int, height: int, latent_frame
 
 def generate_long(model, conditioning: dict, *, chunks: int, width: int, height: int, latent_frames: int,
                   audio_length: int, sampling: OviSampling, image_latent: Optional[torch.Tensor] = None, device=None,
-                  callback: Optional[Callable] = None, node: str = "Ovi Long Clip Sampler"):
-    """``chunks`` clips continued from each other's tails (``models/ovi/long_clip.py``)."""
+                  callback: Optional[Callable] = None, node: str = "Ovi Long Clip Sampler", carry: int = 1):
+    """``chunks`` clips continued from each other's last ``carry`` latent frames (``models/ovi/long_clip.py``)."""
+    if not 1 <= carry < latent_frames:
+        raise ValueError(f"{node}: input 'carry_frames': must be from 1 to latent_frames - 1 ({latent_frames - 1})")
     cond, lh, lw = sampling_inputs(model.num_blocks, conditioning, width, height, sampling.slg_layer, image_latent, node)
     device = device if device is not None else next(model.parameters()).device
     return sample_ovi_long(model, cond, chunks=chunks, latent_frames=latent_frames, latent_height=lh,
                            latent_width=lw, audio_length=audio_length, sampling=sampling, device=device,
-                           callback=callback)
+                           callback=callback, carry=carry)
 
 
-def chunks_for_seconds(seconds: float, latent_frames: int, node: str = "Ovi Long Clip Sampler") -> tuple[int, int]:
+def chunks_for_seconds(seconds: float, latent_frames: int, carry: int = 1,
+                       node: str = "Ovi Long Clip Sampler") -> tuple[int, int]:
     """(chunks, frames) for a clip of ``seconds`` at Ovi's 24 fps: frames = round(seconds * 24) (a clip of N
-    frames lasts N / 24 s in a container); each chunk after the first adds 4 * (latent_frames - 1) frames."""
-    if latent_frames < 2:
-        raise ValueError(f"{node}: input 'latent_frames': chunks need at least 2 latent frames to advance")
+    frames lasts N / 24 s in a container); each chunk after the first adds 4 * (latent_frames - carry) frames."""
+    if not 1 <= carry < latent_frames:
+        raise ValueError(f"{node}: input 'carry_frames': must be from 1 to latent_frames - 1 ({latent_frames - 1})")
     frames = max(1, round(seconds * VIDEO_FPS))
-    return max(1, math.ceil((frames - 1) / (VAE_TEMPORAL * (latent_frames - 1)))), frames
+    first = VAE_TEMPORAL * (latent_frames - 1) + 1
+    step = VAE_TEMPORAL * (latent_frames - carry)
+    return 1 + max(0, math.ceil((frames - first) / step)), frames
