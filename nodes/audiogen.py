@@ -393,7 +393,8 @@ class MMDiTSampler(io.ComfyNode):
                                optional=True,
                                tooltip="Longer audio is generated in windows of at most this many seconds (MMAudio "
                                        "is trained on 8 s), each conditioned on its own video frames and joined "
-                                       "with a crossfade; 0 = one pass however long."),
+                                       "with a crossfade; windows start on 0.32 s Synchformer steps (both "
+                                       "settings are rounded to them); 0 = one pass however long."),
                 io.Float.Input("overlap_seconds", default=DEFAULT_OVERLAP_SECONDS, min=0.32, max=30.0, step=0.32,
                                optional=True,
                                tooltip="Seconds two neighbouring windows share; their audio is crossfaded there."),
