@@ -26,7 +26,9 @@ from ..models.audiogen_omni.visual import (
     CLIP_ARCHS, ClipFrameEncoder, clip_text_features, extract_visual_features, load_clip_encoder, open_clip_from_config,
 )
 from ..models.common.checkpoint import load_file, safetensors_metadata
-from ..pipelines.audiogen_omni import TASKS, check_visual_input, generate_latent
+from ..pipelines.audiogen_omni import (
+    DEFAULT_OVERLAP_SECONDS, DEFAULT_WINDOW_SECONDS, TASKS, check_visual_input, generate_latent,
+)
 from .common import (
     audio_latent, check_names, find_in_model_folders, model_folder_roots, optional_model_choices, placement_for,
     search_aliases, seed_input, weight_dtype_input,
@@ -169,15 +171,18 @@ def encode_lyrics(text: str, language: str, tokenizer_name: str, node: str = "MM
 
 def sample_mmdit(model: ModelHandle, *, task: str, duration: float, steps: int, cfg: float, seed: int, variations: int,
                  visual: Optional[dict] = None, text: Optional[dict] = None, lyrics: Optional[dict] = None,
-                 cuda_graph: bool = False, node: str = "MMDiT Sampler") -> dict:
+                 cuda_graph: bool = False, window_seconds: float = DEFAULT_WINDOW_SECONDS,
+                 overlap_seconds: float = DEFAULT_OVERLAP_SECONDS, node: str = "MMDiT Sampler") -> dict:
     with model.use() as live:
         latent, duration = generate_latent(live, task=task, duration=duration, steps=steps, cfg=cfg, seed=seed,
                                            variations=variations, visual=visual, text=text, lyrics=lyrics,
                                            cuda_graph=cuda_graph, callback=step_callback(steps),
-                                           preset=model.info.get("preset"), node=node)
+                                           preset=model.info.get("preset"), node=node,
+                                           window_seconds=window_seconds, overlap_seconds=overlap_seconds)
     cfgm = model.module.config
+    # num_samples: the vocoder trims the last latent frame's excess, so the audio lasts exactly `duration`.
     return audio_latent(latent, sample_rate=cfgm.sample_rate, latent_hop_length=cfgm.samples_per_latent,
-                        duration_s=duration)
+                        duration_s=duration, num_samples=int(round(duration * cfgm.sample_rate)))
 
 
 # --------------------------------------------------------------------------- nodes
@@ -369,8 +374,9 @@ class MMDiTSampler(io.ComfyNode):
                 MMDiTModel.Input("model"),
                 io.Combo.Input("task", options=TASKS, default="audio",
                                tooltip="audio: sound effects/music; speech and song also use 'lyrics'."),
-                io.Float.Input("duration", default=8.0, min=0.0, max=60.0, step=0.01,
-                               tooltip="Seconds; 0 = the visual features' duration."),
+                io.Float.Input("duration", default=8.0, min=0.0, max=3600.0, step=0.01,
+                               tooltip="Seconds; 0 = the visual features' duration. Longer than 'window_seconds' "
+                                       "is generated in overlapping windows."),
                 io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=200, step=1, tooltip="Euler steps (paper: 25)."),
                 io.Float.Input("cfg", default=DEFAULT_CFG, min=0.0, max=20.0, step=0.1,
                                tooltip="Guidance: cfg*cond + (1-cfg)*uncond (paper: 4.5); below 1 disables it."),
@@ -383,16 +389,28 @@ class MMDiTSampler(io.ComfyNode):
                                  tooltip="On a CUDA GPU, capture one step's forward as a CUDA graph and replay it "
                                          "each step (kept for later runs of the same length): removes the kernel-"
                                          "launch overhead that dominates this small model's sampling time."),
+                io.Float.Input("window_seconds", default=DEFAULT_WINDOW_SECONDS, min=0.0, max=60.0, step=0.32,
+                               optional=True,
+                               tooltip="Longer audio is generated in windows of at most this many seconds (MMAudio "
+                                       "is trained on 8 s), each conditioned on its own video frames and joined "
+                                       "with a crossfade; windows start on 0.32 s Synchformer steps (both "
+                                       "settings are rounded to them); 0 = one pass however long."),
+                io.Float.Input("overlap_seconds", default=DEFAULT_OVERLAP_SECONDS, min=0.32, max=30.0, step=0.32,
+                               optional=True,
+                               tooltip="Seconds two neighbouring windows share; their audio is crossfaded there."),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
 
     @classmethod
     def execute(cls, model, task: str, duration: float, steps: int, cfg: float, seed: int, variations: int,
-                visual_features=None, text=None, lyrics=None, cuda_graph: bool = False) -> io.NodeOutput:
+                visual_features=None, text=None, lyrics=None, cuda_graph: bool = False,
+                window_seconds: float = DEFAULT_WINDOW_SECONDS,
+                overlap_seconds: float = DEFAULT_OVERLAP_SECONDS) -> io.NodeOutput:
         return io.NodeOutput(sample_mmdit(model, task=task, duration=duration, steps=steps, cfg=cfg, seed=seed,
                                           variations=variations, visual=visual_features, text=text, lyrics=lyrics,
-                                          cuda_graph=cuda_graph))
+                                          cuda_graph=cuda_graph, window_seconds=window_seconds,
+                                          overlap_seconds=overlap_seconds))
 
 
 NODES: list[type[io.ComfyNode]] = [

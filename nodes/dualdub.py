@@ -187,6 +187,8 @@ class DualDubSpeakerPrompt(io.ComfyNode):
 def dualdub_sample(dualdub: LoadedDualDub, text: dict, task: str, duration: float, temperature: float, top_k: int,
                    top_p: float, repetition_penalty: float, seed: int, allow_early_end: bool,
                    video: dict | None = None, speaker: dict | None = None,
+                   window_seconds: float = pipeline.DEFAULT_WINDOW_SECONDS,
+                   context_seconds: float = pipeline.DEFAULT_CONTEXT_SECONDS, pause_guide: dict | None = None,
                    node: str = "DualDub AR LM Sampler") -> dict:
     cfg = dualdub.handle.module.config
     seconds = duration if duration > 0 else (video["seconds"] if video is not None else 0.0)
@@ -196,7 +198,8 @@ def dualdub_sample(dualdub: LoadedDualDub, text: dict, task: str, duration: floa
     with dualdub.handle.use() as model:
         return pipeline.generate_tokens(model, dualdub.tokenizer, text, task=task, duration=duration, options=options,
                                         allow_early_end=allow_early_end, video=video, speaker=speaker,
-                                        callback=callback, node=node)
+                                        callback=callback, node=node, window_seconds=window_seconds,
+                                        context_seconds=context_seconds, pause_guide=pause_guide)
 
 
 
@@ -230,15 +233,29 @@ class DualDubSampler(io.ComfyNode):
                                  tooltip="Let a stream stop at its EOS before 'duration' (then padded with silence). "
                                          "Off: the video fixes the length (V2A/V2ST); on for TTS, where "
                                          "'duration' is only the upper bound."),
+                io.Float.Input("window_seconds", default=pipeline.DEFAULT_WINDOW_SECONDS, min=0.0, max=60.0,
+                               step=0.5, optional=True,
+                               tooltip="Longer clips are generated in windows of at most this many seconds, each "
+                                       "continuing both token streams from the previous one and speaking its share "
+                                       "of the transcript; 0 = one pass however long."),
+                io.Float.Input("context_seconds", default=pipeline.DEFAULT_CONTEXT_SECONDS, min=0.0, max=10.0,
+                               step=0.1, optional=True,
+                               tooltip="Seconds of the previous window's tokens each window continues from."),
+                io.Audio.Input("pause_guide", optional=True,
+                               tooltip="A track whose pauses the window borders follow (e.g. the original "
+                                       "dialogue when dubbing), so no word is cut between windows."),
             ],
             outputs=[DualDubTokens.Output("tokens")],
         )
 
     @classmethod
     def execute(cls, dualdub, text, task, duration, temperature, top_k, top_p, repetition_penalty, seed,
-                allow_early_end, video_features=None, speaker=None) -> io.NodeOutput:
+                allow_early_end, video_features=None, speaker=None,
+                window_seconds=pipeline.DEFAULT_WINDOW_SECONDS, context_seconds=pipeline.DEFAULT_CONTEXT_SECONDS,
+                pause_guide=None) -> io.NodeOutput:
         return io.NodeOutput(dualdub_sample(dualdub, text, task, duration, temperature, top_k, top_p,
-                                            repetition_penalty, seed, allow_early_end, video_features, speaker))
+                                            repetition_penalty, seed, allow_early_end, video_features, speaker,
+                                            window_seconds, context_seconds, pause_guide))
 
 
 # ----------------------------------------------------------------------------- decode

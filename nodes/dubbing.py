@@ -81,6 +81,7 @@ class EncodedClip:
     size: tuple[int, int]  # (width, height)
     info: dict = field(default_factory=dict)
     source: Any = None  # (VIDEO, AUDIO or None): stage 2 re-encodes the clip at twice the size
+    parts: list = field(default_factory=list)  # a long clip's speech segments: [(DubSegment, EncodedClip)]
 
 
 @dataclass
@@ -89,6 +90,10 @@ class DubbedLatents:
     audio: torch.Tensor
     frames: int
     fps: float
+    parts: list = field(default_factory=list)  # a long clip's segments: [(DubSegment, DubbedLatents)]
+
+
+LONG_CLIPS = ("segments", "trim")
 
 
 # --------------------------------------------------------------------------- plain functions
@@ -169,16 +174,20 @@ def load_text_encoder(path: str, precision: str, max_tokens: int, node: str = "L
 
 
 def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, height: int, max_frames: int,
-                   image_crf: int = 29, node: str = "Encode Dubbing Context") -> EncodedClip:
+                   image_crf: int = 29, long_clips: str = "segments", node: str = "Encode Dubbing Context") -> EncodedClip:
     from ..models.just_dub_it.preprocess import prepare_reference_clip
     from ..pipelines.just_dub_it import DubbingContext, clip_geometry, encode_clip_audio, encode_clip_video
 
+    if long_clips not in LONG_CLIPS:
+        raise ValueError(f"{node}: input 'long_clips' must be one of {LONG_CLIPS}, got {long_clips!r}")
     comps = video.get_components()
     images = comps.images
     frames, w, h = clip_geometry(images, max_frames, width, height, node)
     source_audio = audio if audio is not None else comps.audio
     if source_audio is None:
         raise ValueError(f"{node}: input 'audio': the VIDEO has no audio track; connect the source speech")
+    if long_clips == "segments" and frames != images.shape[0]:
+        return encode_segments(model, comps, source_audio, w, h, max_frames, image_crf, node)
     ref = prepare_reference_clip(images, comps.frame_rate, source_audio["waveform"][0],
                                  int(source_audio["sample_rate"]), h, w, max_frames)
     vae = model.require("video_vae", node, "model")
@@ -199,6 +208,47 @@ def encode_context(model: LTX2AVModel, video, audio: dict | None, width: int, he
                        (video, audio))
 
 
+def encode_segments(model: LTX2AVModel, comps, source_audio: dict, width: int, height: int, max_frames: int,
+                    image_crf: int, node: str) -> EncodedClip:
+    """Every frame of a clip longer than one window (or not 8k+1 long), as speech segments cut at pauses
+    (pipelines.just_dub_it.speech_segments); each is encoded on its own with its own source speech, so the
+    same voice is the in-context reference throughout."""
+    from ..models.common.frame_rate import exact_rate
+    from ..pipelines.just_dub_it import frame_activity, speech_segments
+
+    images, rate = comps.images, exact_rate(comps.frame_rate)
+    total = images.shape[0]
+    wav, sr = source_audio["waveform"][0], int(source_audio["sample_rate"])
+    segments = speech_segments(total, max_frames if max_frames > 0 else total,
+                               frame_activity(wav, sr, rate, total))
+    parts = []
+    for seg in segments:
+        a, b = (round(f * sr / rate) for f in (seg.encode_start, seg.encode_start + seg.encode_frames))
+        piece_audio = {"waveform": wav[None, :, a:b].contiguous(), "sample_rate": sr}
+        piece = InputImpl.VideoFromComponents(Types.VideoComponents(
+            images=images[seg.encode_start: seg.encode_start + seg.encode_frames], audio=piece_audio, frame_rate=rate))
+        parts.append((seg, encode_context(model, piece, piece_audio, width, height, seg.encode_frames, image_crf,
+                                          "trim", node)))
+    first = parts[0][1]
+    info = {"source_frames": total, "image_crf": image_crf,
+            "segments_s": [(round(float(s.keep_start / rate), 3), round(float(s.keep_end / rate), 3))
+                           for s, _ in parts]}
+    return EncodedClip(first.context, total, float(rate), (width, height), info, None, parts)
+
+
+def split_prompt(prompt: str, parts: int, clip: EncodedClip, node: str) -> list[str]:
+    """One prompt per speech segment: blocks separated by a line '---', or one block for them all."""
+    import re
+
+    blocks = [b.strip() for b in re.split(r"^\s*---\s*$", prompt, flags=re.M)]
+    if len(blocks) == 1:
+        return blocks * parts
+    if len(blocks) != parts:
+        raise ValueError(f"{node}: input 'prompt': {len(blocks)} blocks separated by '---' for {parts} speech "
+                         f"segments {clip.info.get('segments_s')} (seconds); give one block per segment or one in all")
+    return blocks
+
+
 def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip, prompt: str, negative: str,
                    steps: int, cfg: float, seed: int, node: str = "Dubbing Sampler") -> DubbedLatents:
     from ..models.just_dub_it.lora import loras_merged
@@ -207,6 +257,11 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
 
     if not prompt.strip():
         raise ValueError(f"{node}: input 'prompt': describe the target dialogue (e.g. 'She says in Spanish: ...')")
+    if clip.parts:  # a long clip: each speech segment dubbed alone, same seed and voice reference throughout
+        prompts = split_prompt(prompt, len(clip.parts), clip, node)
+        return DubbedLatents(None, None, clip.frames, clip.fps, [
+            (seg, sample_dubbing(model, text, part, p, negative, steps, cfg, seed, node))
+            for (seg, part), p in zip(clip.parts, prompts)])
     connectors = model.require("connectors", node, "model")
     prompts = [prompt, negative] if cfg != 1.0 else [prompt]
     with text.handle.use(), connectors.use() as c:
@@ -242,11 +297,19 @@ def refine_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, upsampler: ModelH
 
     if not prompt.strip():
         raise ValueError(f"{node}: input 'prompt': use the stage-1 prompt")
+    if latents.parts:
+        if len(clip.parts) != len(latents.parts):
+            raise ValueError(f"{node}: input 'latents': {len(latents.parts)} segments, the context has {len(clip.parts)}")
+        prompts = split_prompt(prompt, len(clip.parts), clip, node)
+        return DubbedLatents(None, None, latents.frames, latents.fps, [
+            (seg, refine_dubbing(model, text, upsampler, part, lat, p, seed, node))
+            for (seg, part), (_, lat), p in zip(clip.parts, latents.parts, prompts)])
     if clip.source is None:
         raise ValueError(f"{node}: input 'context': encode the clip with Encode Dubbing Context")
     video, audio = clip.source
     w, h = clip.size
-    big = encode_context(model, video, audio, 2 * w, 2 * h, clip.frames, clip.info.get("image_crf", 29), node=node)
+    big = encode_context(model, video, audio, 2 * w, 2 * h, clip.frames, clip.info.get("image_crf", 29), "trim",
+                         node=node)
     connectors = model.require("connectors", node, "model")
     vae = model.require("video_vae", node, "model")
     with text.handle.use(), connectors.use() as c:
@@ -264,6 +327,10 @@ def refine_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, upsampler: ModelH
 
 
 def decode_dubbed(model: LTX2AVModel, latents: DubbedLatents, tiled: bool = False, node: str = "Decode Dubbed Video"):
+    fps = Fraction(latents.fps).limit_denominator(1001)
+    if latents.parts:
+        frames, audio = join_segments(model, latents, fps, tiled, node)
+        return InputImpl.VideoFromComponents(Types.VideoComponents(images=frames, audio=audio, frame_rate=fps)), audio
     vae = model.require("video_vae", node, "model")
     avae = model.require("audio_vae", node, "model")
     voc = model.require("vocoder", node, "model")
@@ -273,8 +340,23 @@ def decode_dubbed(model: LTX2AVModel, latents: DubbedLatents, tiled: bool = Fals
         wav, rate = decode_audio(a, vo, latents.audio)
     wav = fit_waveform(wav.cpu(), rate, latents.frames / latents.fps)  # same duration as the source clip
     audio = {"waveform": wav.unsqueeze(0).contiguous(), "sample_rate": rate}
-    fps = Fraction(latents.fps).limit_denominator(1001)
     return InputImpl.VideoFromComponents(Types.VideoComponents(images=frames, audio=audio, frame_rate=fps)), audio
+
+
+def join_segments(model: LTX2AVModel, latents: DubbedLatents, fps: Fraction, tiled: bool, node: str):
+    """Each segment decoded and cut to the frames it keeps; its audio cut on the same frame borders
+    (sample borders rounded from the exact frame times, so the pieces add up to the clip's length)."""
+    frames, waves, rate = [], [], None
+    for seg, part in latents.parts:
+        video, audio = decode_dubbed(model, part, tiled, node)
+        images = video.get_components().images
+        frames.append(images[seg.keep_start - seg.encode_start: seg.keep_end - seg.encode_start])
+        rate = int(audio["sample_rate"])
+        at = lambda f: round(f * rate / fps)  # noqa: E731
+        wav = audio["waveform"][0]
+        piece = wav[:, at(seg.keep_start) - at(seg.encode_start): at(seg.keep_end) - at(seg.encode_start)]
+        waves.append(torch.nn.functional.pad(piece, (0, at(seg.keep_end) - at(seg.keep_start) - piece.shape[-1])))
+    return torch.cat(frames), {"waveform": torch.cat(waves, -1)[None].contiguous(), "sample_rate": rate}
 
 
 # --------------------------------------------------------------------------- nodes
@@ -396,13 +478,19 @@ class EncodeDubbingContext(io.ComfyNode):
                              tooltip="Longest clip in frames (121 = about 5 s at 24 fps); 0 = all frames."),
                 io.Int.Input("image_crf", default=29, min=0, max=51, step=1,
                              tooltip="H.264 CRF applied to the first-frame image before encoding (JUST-DUB-IT: 29); 0 = none."),
+                io.Combo.Input("long_clips", options=list(LONG_CLIPS), default="segments", optional=True,
+                               tooltip="segments: dub every frame, in speech segments of at most 'max_frames' cut "
+                                       "at pauses of the source speech (prompt blocks separated by a '---' line, "
+                                       "one per segment, or one for all); trim: only the first 8k+1 frames up to "
+                                       "'max_frames', as the paper."),
             ],
             outputs=[DubContext.Output(display_name="context")],
         )
 
     @classmethod
-    def execute(cls, model, video, width, height, max_frames, image_crf, audio=None) -> io.NodeOutput:
-        return io.NodeOutput(encode_context(model, video, audio, width, height, max_frames, image_crf))
+    def execute(cls, model, video, width, height, max_frames, image_crf, audio=None,
+                long_clips="segments") -> io.NodeOutput:
+        return io.NodeOutput(encode_context(model, video, audio, width, height, max_frames, image_crf, long_clips))
 
 
 class DubbingSampler(io.ComfyNode):

@@ -12,9 +12,9 @@ import torch
 from ..compat import io, ui
 from ..models.common.device import FP8_WEIGHT_DTYPES, Placement, canonical_name, resolve_dtype
 from ..models.common.images import center_crop_to_aspect
-from ..models.ovi.preprocess import first_frame_pixels, format_prompt, image_size_for_area
+from ..models.ovi.preprocess import VIDEO_FPS, first_frame_pixels, format_prompt, image_size_for_area
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
-from ..models.ovi.long_clip import stitch_audio, stitch_frames
+from ..models.ovi.long_clip import overlap_frames, stitch_audio, stitch_frames
 from ..models.common.vae_tiling import vae_tiling
 from ..models.ovi.memory import BlockSwap, cast_non_fp8_, fp8_blocks_, ovi_block_swap
 from ..models.ovi.sampler import OviSampling
@@ -287,7 +287,12 @@ def ovi_sample(ovi: LoadedOvi, conditioning: dict, width: int, height: int, late
 
 def ovi_sample_long(ovi: LoadedOvi, conditioning: dict, chunks: int, width: int, height: int, latent_frames: int,
                     audio_length: int, steps: int, shift: float, video_cfg: float, audio_cfg: float, slg_layer: int,
-                    seed: int, batch_cfg: bool, image_latent: dict | None = None, node: str = "Ovi Long Clip Sampler"):
+                    seed: int, batch_cfg: bool, image_latent: dict | None = None, seconds: float = 0.0,
+                    carry_frames: int = 1, node: str = "Ovi Long Clip Sampler"):
+    extra = {}
+    if seconds > 0:  # enough chunks for `seconds`; the decode and the audio stitch cut to exactly that
+        chunks, _ = pipeline.chunks_for_seconds(seconds, latent_frames, carry_frames, node)
+        extra = {"ovi_seconds": float(seconds)}
     s = OviSampling(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg, slg_layer=slg_layer,
                     seed=seed, batch_cfg=batch_cfg)
     pipeline.sampling_inputs(ovi.module.num_blocks, conditioning, width, height, slg_layer, _image(image_latent), node)
@@ -295,10 +300,11 @@ def ovi_sample_long(ovi: LoadedOvi, conditioning: dict, chunks: int, width: int,
         parts = pipeline.generate_long(model, conditioning, chunks=chunks, width=width, height=height,
                                        latent_frames=latent_frames, audio_length=audio_length, sampling=s,
                                        image_latent=_image(image_latent), device=ovi.device,
-                                       callback=step_callback(chunks * steps), node=node)
+                                       callback=step_callback(chunks * steps), node=node, carry=carry_frames)
     overlap = parts[-1].audio_overlap if chunks > 1 else 0
-    video = {"samples": torch.stack([p.video for p in parts]), "ovi_chunks": True}
-    audio = audio_latent(torch.stack([p.audio.T for p in parts]), ovi_chunks=True, ovi_audio_overlap=overlap)
+    video = {"samples": torch.stack([p.video for p in parts]), "ovi_chunks": True,
+             "ovi_video_overlap": overlap_frames(carry_frames), **extra}
+    audio = audio_latent(torch.stack([p.audio.T for p in parts]), ovi_chunks=True, ovi_audio_overlap=overlap, **extra)
     return video, audio
 
 
@@ -310,7 +316,15 @@ def stitch_ovi_audio(audio: dict, audio_latent: dict, node: str = "Ovi Stitch Au
     per_latent = wav.shape[-1] / lat.shape[-1]
     overlap = round(int(audio_latent.get("ovi_audio_overlap", 0)) * per_latent)
     joined = stitch_audio(list(wav), overlap)
+    if audio_latent.get("ovi_seconds"):
+        joined = _cut(joined, round(float(audio_latent["ovi_seconds"]) * int(audio["sample_rate"])), -1, node)
     return {"waveform": joined[None].contiguous(), "sample_rate": audio["sample_rate"]}
+
+
+def _cut(x: torch.Tensor, length: int, dim: int, node: str) -> torch.Tensor:
+    if x.shape[dim] < length:
+        raise ValueError(f"{node}: the chunks hold {x.shape[dim]} frames/samples, {length} were asked for")
+    return x.narrow(dim, 0, length)
 
 
 def _sampler_inputs() -> list:
@@ -370,17 +384,27 @@ class OviLongSampler(io.ComfyNode):
                         "each continuing from the previous chunk's last frame and overlapping audio. Decode with "
                         "Wan VAE Decode (joins the frames) and join the audio with Ovi Stitch Audio.",
             inputs=[io.Int.Input("chunks", default=2, min=1, max=32, step=1,
-                                 tooltip="Number of chunks; each adds about 5 s.")] + _sampler_inputs(),
+                                 tooltip="Number of chunks; each adds about 5 s.")] + _sampler_inputs() + [
+                io.Float.Input("seconds", default=0.0, min=0.0, max=600.0, step=0.01, optional=True,
+                               tooltip="Clip length in seconds (0 = 'chunks' chunks): as many chunks as it takes, "
+                                       "and the decoded frames (24 fps) and stitched audio are cut to exactly it."),
+                io.Int.Input("carry_frames", default=1, min=1, max=1023, step=1, optional=True,
+                             tooltip="Latent frames each chunk continues from: the first becomes its clean first "
+                                     "frame (Ovi's image-to-video input, the only clean frame it was trained on), "
+                                     "the others are held to the previous chunk's values while sampling, for "
+                                     "smoother motion across the join; each one more costs 4 frames per chunk."),
+            ],
             outputs=[io.Latent.Output("video_latent", tooltip="One batch item per chunk."),
                      io.Latent.Output("audio_latent", tooltip="One batch item per chunk.")],
         )
 
     @classmethod
     def execute(cls, chunks, ovi_model, conditioning, width, height, latent_frames, audio_length, steps, shift,
-                video_cfg, audio_cfg, slg_layer, seed, batch_cfg, image_latent=None) -> io.NodeOutput:
+                video_cfg, audio_cfg, slg_layer, seed, batch_cfg, image_latent=None, seconds=0.0,
+                carry_frames=1) -> io.NodeOutput:
         return io.NodeOutput(*ovi_sample_long(ovi_model, conditioning, chunks, width, height, latent_frames,
                                               audio_length, steps, shift, video_cfg, audio_cfg, slg_layer, seed,
-                                              batch_cfg, image_latent))
+                                              batch_cfg, image_latent, seconds, carry_frames))
 
 
 class OviStitchAudio(io.ComfyNode):
@@ -442,7 +466,10 @@ def wan_decode(vae: ModelHandle, latent: dict, tiled: bool = False, node: str = 
     with vae.use() as module, vae_tiling(module, tiled):
         frames = decode_video(module, z)
     if latent.get("ovi_chunks"):
-        return stitch_frames(list(frames))
+        joined = stitch_frames(list(frames), int(latent.get("ovi_video_overlap", 1)))
+        if latent.get("ovi_seconds"):
+            joined = _cut(joined, max(1, round(float(latent["ovi_seconds"]) * VIDEO_FPS)), 0, node)
+        return joined
     return frames.reshape(-1, *frames.shape[2:])
 
 

@@ -16,6 +16,8 @@ from ..models.dualdub.text import encode_text
 from ..models.dualdub.vision import encode_video
 
 TASKS = tuple(STREAMS_FOR_TASK)
+DEFAULT_WINDOW_SECONDS = 10.0  # the 10 s clips of the V2A sets DualDub trains on (VGGSound-style)
+DEFAULT_CONTEXT_SECONDS = 1.0
 
 
 def video_features(clip_tower, frames: torch.Tensor, fps, node: str = "DualDub Video Encode") -> dict:
@@ -62,8 +64,12 @@ def speaker_embedding(model, audio: Optional[dict], seconds: float, node: str = 
 def generate_tokens(model, tokenizer, text: dict, *, task: str = "v2st", duration: float = 0.0,
                     options: SamplingOptions = SamplingOptions(), allow_early_end: bool = False,
                     video: Optional[dict] = None, speaker: Optional[dict] = None,
-                    callback: Optional[Callable] = None, node: str = "DualDub AR LM Sampler") -> dict:
-    """Both token streams on the model's device: {"audio", "speech", "*_length", "task", "seconds", "token_rate"}."""
+                    callback: Optional[Callable] = None, node: str = "DualDub AR LM Sampler",
+                    window_seconds: float = 0.0, context_seconds: float = DEFAULT_CONTEXT_SECONDS,
+                    pause_guide: Optional[dict] = None) -> dict:
+    """Both token streams on the model's device: {"audio", "speech", "*_length", "task", "seconds", "token_rate"}.
+
+    Longer than ``window_seconds`` (> 0): generated window by window (:func:`generate_windows`)."""
     cfg = model.config
     if task in ("v2a", "v2st") and video is None:
         raise ValueError(f"{node}: input 'video_features': task {task} needs video features")
@@ -71,6 +77,10 @@ def generate_tokens(model, tokenizer, text: dict, *, task: str = "v2st", duratio
     if seconds <= 0:
         raise ValueError(f"{node}: input 'duration': set a duration (there is no video to take it from)")
     steps = steps_for_duration(seconds, cfg.token_rate)
+    if window_seconds > 0 and steps > steps_for_duration(window_seconds, cfg.token_rate):
+        return generate_windows(model, tokenizer, text, task=task, seconds=seconds, options=options, video=video,
+                                speaker=speaker, callback=callback, node=node, window_seconds=window_seconds,
+                                context_seconds=context_seconds, pause_guide=pause_guide)
     if task == "v2a":  # paper 3.4: V2A is always prompted with this text
         text = {"ids": encode_text(tokenizer, V2A_PROMPT, cfg.text_vocab_size), "text": V2A_PROMPT}
     options = replace(options, min_steps=0 if allow_early_end else steps)
@@ -107,3 +117,91 @@ def decode_tokens(codec, tokens: dict, node: str = "DualDub Codec Decode") -> tu
                 wave[: min(total, decoded.shape[-1])] = decoded[:total]
             tracks.append({"waveform": wave.view(1, 1, -1).contiguous(), "sample_rate": rate})
     return tracks[0], tracks[1]
+
+
+def _conditions(model, text_ids, task: str, video: Optional[dict], speaker: Optional[dict]):
+    dev = next(model.parameters()).device
+    use_speaker = speaker is not None and task != "v2a"  # paper 3.4: V2A uses a zero speaker
+    has_video = video is not None and task != "tts" and video["features"].shape[0] > 0
+    return model.conditions(
+        text_ids=text_ids.to(dev),
+        speaker=speaker["embedding"].to(dev) if use_speaker else None,
+        video=video["features"].to(dev) if has_video else None,
+        video_times=video["times"].to(dev) if has_video else None,
+    )
+
+
+def speech_activity(audio: dict, token_rate: float, tokens: int) -> torch.Tensor:
+    """RMS of a guide track (e.g. the original dialogue) per codec token: where its pauses are."""
+    rate = int(audio["sample_rate"])
+    mono = audio["waveform"][0].float().mean(0)
+    edges = [round(i * rate / token_rate) for i in range(tokens + 1)]
+    return torch.stack([mono[a:b].pow(2).mean().sqrt() if b > a else mono.new_zeros(())
+                        for a, b in zip(edges[:-1], edges[1:])])
+
+
+def words_per_window(text: str, windows, activity: Optional[torch.Tensor], total: int) -> list[str]:
+    """The transcript's whole words shared among the windows: each word goes to the window holding its
+    estimated centre, the speaking time spread over the active tokens of the guide (all tokens without one)."""
+    words = text.split()
+    weight = torch.ones(total)
+    if activity is not None and float(activity.max()) > 0:
+        weight = (activity[:total] > 0.1 * activity.max()).float()
+        if float(weight.sum()) == 0:
+            weight = torch.ones(total)
+    mass = torch.cumsum(weight, 0) / weight.sum()
+    chars = torch.tensor([len(w) + 1 for w in words], dtype=torch.float64)
+    centres = (torch.cumsum(chars, 0) - chars / 2) / chars.sum()
+    out = [[] for _ in windows]
+    for word, c in zip(words, centres.tolist()):
+        token = min(int(torch.searchsorted(mass, torch.tensor(c, dtype=mass.dtype))), total - 1)
+        out[next(i for i, w in enumerate(windows) if w.start <= token < w.end)].append(word)
+    return [" ".join(w) for w in out]
+
+
+def generate_windows(model, tokenizer, text: dict, *, task: str, seconds: float, options: SamplingOptions,
+                     video: Optional[dict], speaker: Optional[dict], callback: Optional[Callable], node: str,
+                     window_seconds: float, context_seconds: float, pause_guide: Optional[dict]) -> dict:
+    """A long clip window by window. Windows (models/common/chunking.py) are at most ``window_seconds`` and
+    end at the quietest token of ``pause_guide`` within the last third, so speech is not cut mid-word;
+    each window continues both token streams from the previous window's last ``context_seconds`` of
+    tokens (fed as context, not re-generated), sees the video frames of its span (times counted from its
+    context's start) and speaks its share of the transcript's words. The same speaker embedding serves
+    every window (window k samples with seed + k); the tokens join without overlap, so the length is
+    exactly the one-pass length."""
+    from ..models.common.chunking import plan_windows
+
+    cfg = model.config
+    total = steps_for_duration(seconds, cfg.token_rate)
+    window = steps_for_duration(window_seconds, cfg.token_rate)
+    ctx = min(int(round(context_seconds * cfg.token_rate)), window - 1)
+    activity = speech_activity(pause_guide, cfg.token_rate, total) if pause_guide is not None else None
+    windows = plan_windows(total, window, 0, activity=activity, tolerance=window // 3 if activity is not None else 0)
+    if task == "v2a":
+        lines = [V2A_PROMPT] * len(windows)
+    else:
+        lines = words_per_window(text["text"], windows, activity, total)
+    dev = next(model.parameters()).device
+    audio = torch.full((total,), cfg.pad_id, dtype=torch.long)
+    speech = torch.full((total,), cfg.pad_id, dtype=torch.long)
+    for k, w in enumerate(windows):
+        c0 = max(0, w.start - ctx)
+        t0 = c0 / cfg.token_rate
+        part = None
+        if video is not None:
+            keep = (video["times"] >= t0) & (video["times"] < w.end / cfg.token_rate)
+            part = {"features": video["features"][keep], "times": video["times"][keep] - t0}
+        ids = encode_text(tokenizer, lines[k] or ".", cfg.text_vocab_size)  # a window without words: a pause
+        cond = _conditions(model, ids, task, part, speaker)
+        prefix = torch.stack([audio[c0:w.start], speech[c0:w.start]])[None].to(dev)
+        done = w.start
+        cb = None if callback is None else (lambda i, _n, done=done: callback(done + i, total))
+        opts = replace(options, min_steps=w.length, seed=options.seed + k)  # no early EOS inside the clip
+        out = generate(model, cond, w.length, task=task, options=opts, callback=cb, prefix=prefix)
+        audio[w.start:w.start + out.steps] = out.audio[0].cpu()
+        speech[w.start:w.start + out.steps] = out.speech[0].cpu()
+    has_audio, has_speech = STREAMS_FOR_TASK[task]
+    return {"audio": audio, "speech": speech, "audio_length": total if has_audio else 0,
+            "speech_length": total if has_speech else 0, "task": task, "seconds": seconds,
+            "token_rate": cfg.token_rate, "windows_s": [(w.start / cfg.token_rate, w.end / cfg.token_rate)
+                                                        for w in windows]}

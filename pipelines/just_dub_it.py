@@ -235,3 +235,58 @@ def refine(transformer: InContextTransformer, context_2x: DubbingContext, upscal
     refined = dub_stage2(transformer, context_to(context_2x, device), upscaled_video.to(device),
                          audio_latent.to(device), text_to(text, device), seed=seed, callback=callback)
     return refined.float().cpu()
+
+
+# ---- clips longer than one window: speech segments -----------------------------------------------
+@dataclass(frozen=True)
+class DubSegment:
+    """One dubbed piece of a long clip: frames [encode_start, +encode_frames) are encoded and dubbed
+    (8k+1 of them, the VAE's rule); frames [keep_start, keep_end) of the whole clip are kept from it."""
+
+    encode_start: int
+    encode_frames: int
+    keep_start: int
+    keep_end: int
+
+
+def frame_activity(waveform: torch.Tensor, sample_rate: int, fps, frames: int) -> torch.Tensor:
+    """RMS of the source speech [C, N] under each video frame (exact frame borders at fractional rates)."""
+    from ..models.common.frame_rate import exact_rate
+
+    rate = exact_rate(fps)
+    mono = waveform.float().reshape(-1, waveform.shape[-1]).mean(0)
+    edges = [round(i * sample_rate / rate) for i in range(frames + 1)]
+    out = torch.zeros(frames)
+    for i in range(frames):
+        seg = mono[edges[i]: edges[i + 1]]
+        out[i] = seg.pow(2).mean().sqrt() if seg.numel() else 0.0
+    return out
+
+
+def speech_segments(frames: int, window: int, activity: torch.Tensor | None = None,
+                    tolerance_fraction: float = 0.34) -> list[DubSegment]:
+    """Pieces of at most ``window`` frames (rounded down to 8k+1) covering all ``frames``, cut at the
+    quietest frame of the speech within the last third of each window (models/common/chunking.py), so
+    no word is split. A piece that is not 8k+1 long is dubbed inside a longer 8k+1 span reaching past
+    its end (or, at the clip's end, before its start) and cut back; a clip shorter than one 8k+1 span
+    is dubbed as two overlapping spans."""
+    from ..models.common.chunking import plan_windows
+    from ..models.just_dub_it.schedule import valid_frame_count
+
+    span = valid_frame_count(max(1, min(window, frames)))
+    if frames <= span:
+        pieces = [(0, frames)]
+    else:
+        tol = min(int(span * tolerance_fraction), span - 2)
+        pieces = [(w.start, w.end) for w in plan_windows(frames, span, 0, activity=activity,
+                                                        tolerance=tol if activity is not None else 0)]
+    out = []
+    for s, e in pieces:
+        need = e - s
+        enc = need if (need - 1) % 8 == 0 else ((need - 1) // 8 + 1) * 8 + 1
+        if enc <= frames:
+            out.append(DubSegment(min(s, frames - enc), enc, s, e))
+        else:  # the whole clip is shorter than the 8k+1 span this piece needs: two spans that fit
+            enc = valid_frame_count(need)
+            out += [DubSegment(s, enc, s, s + enc), DubSegment(e - enc, enc, s + enc, e)]
+    return out

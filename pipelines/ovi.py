@@ -7,9 +7,13 @@ from typing import Callable, Optional
 
 import torch
 
+import math
+
 from ..models.ovi.long_clip import sample_ovi_long
+from ..models.ovi.preprocess import VIDEO_FPS
 from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
 
+VAE_TEMPORAL = 4  # Wan2.2 VAE: 4 frames per latent frame after the first
 VAE_SPATIAL = 16  # Wan2.2 VAE: 16x spatial, 4x temporal
 PIXEL_MULTIPLE = 32  # VAE 16x times the (2, 2) patch; Ovi snaps sizes to multiples of 32
 
@@ -54,10 +58,24 @@ def generate(model, conditioning: dict, *, width: int, height: int, latent_frame
 
 def generate_long(model, conditioning: dict, *, chunks: int, width: int, height: int, latent_frames: int,
                   audio_length: int, sampling: OviSampling, image_latent: Optional[torch.Tensor] = None, device=None,
-                  callback: Optional[Callable] = None, node: str = "Ovi Long Clip Sampler"):
-    """``chunks`` clips continued from each other's tails (``models/ovi/long_clip.py``)."""
+                  callback: Optional[Callable] = None, node: str = "Ovi Long Clip Sampler", carry: int = 1):
+    """``chunks`` clips continued from each other's last ``carry`` latent frames (``models/ovi/long_clip.py``)."""
+    if not 1 <= carry < latent_frames:
+        raise ValueError(f"{node}: input 'carry_frames': must be from 1 to latent_frames - 1 ({latent_frames - 1})")
     cond, lh, lw = sampling_inputs(model.num_blocks, conditioning, width, height, sampling.slg_layer, image_latent, node)
     device = device if device is not None else next(model.parameters()).device
     return sample_ovi_long(model, cond, chunks=chunks, latent_frames=latent_frames, latent_height=lh,
                            latent_width=lw, audio_length=audio_length, sampling=sampling, device=device,
-                           callback=callback)
+                           callback=callback, carry=carry)
+
+
+def chunks_for_seconds(seconds: float, latent_frames: int, carry: int = 1,
+                       node: str = "Ovi Long Clip Sampler") -> tuple[int, int]:
+    """(chunks, frames) for a clip of ``seconds`` at Ovi's 24 fps: frames = round(seconds * 24) (a clip of N
+    frames lasts N / 24 s in a container); each chunk after the first adds 4 * (latent_frames - carry) frames."""
+    if not 1 <= carry < latent_frames:
+        raise ValueError(f"{node}: input 'carry_frames': must be from 1 to latent_frames - 1 ({latent_frames - 1})")
+    frames = max(1, round(seconds * VIDEO_FPS))
+    first = VAE_TEMPORAL * (latent_frames - 1) + 1
+    step = VAE_TEMPORAL * (latent_frames - carry)
+    return 1 + max(0, math.ceil((frames - first) / step)), frames

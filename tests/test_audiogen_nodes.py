@@ -210,3 +210,25 @@ def test_workflow_keeps_ntsc_rate(models_dir, tmp_path, name):
         REPO / "workflows" / f"{name}.json", overrides={**TINY_CODECS, **overrides})
     files = sorted(p for p in out.rglob("*") if p.suffix in (".mp4", ".mkv", ".webm", ".mov"))
     assert_ntsc_and_in_sync(files[0], expect_frames=30)
+
+
+def test_long_clip_in_windows_keeps_ntsc_rate_and_length(models_dir, tmp_path):
+    """A 29.97 fps clip longer than the sampler's window: soundtracked in overlapping windows, it comes out
+    at 29.97 fps with every frame, and the vocoded audio lasts exactly as long as the clip."""
+    from fractions import Fraction
+
+    from helpers import NTSC_30, assert_ntsc_and_in_sync
+
+    runner_mod = _runner()
+    overrides, video = CASES["soundtrack_mmdit"]
+    inp, out = runner_folders(tmp_path)
+    _video(inp / video, 2.0, fps=Fraction(NTSC_30))
+    result = runner_mod.Runner(input_dir=inp, output_dir=out, models_dir=models_dir).run(
+        REPO / "workflows" / "soundtrack_mmdit.json",
+        overrides={**TINY_CODECS, **overrides, "7.window_seconds": 0.96, "7.overlap_seconds": 0.32})
+    latent = result.values["7"][0]
+    assert latent["num_samples"] == round(latent["duration_s"] * 16000)
+    assert latent["duration_s"] > 2 * 0.96  # three windows
+    assert result.values["23"][0]["waveform"].shape[-1] == latent["num_samples"]  # the vocoder cuts to it
+    files = sorted(p for p in out.rglob("*") if p.suffix in (".mp4", ".mkv", ".webm", ".mov"))
+    assert_ntsc_and_in_sync(files[0], expect_frames=60)

@@ -33,7 +33,7 @@ def _write_tiny_models(models: Path) -> dict:
         "2.ckpt_name": "ltx2_tiny.safetensors", "2.precision": "fp32", "2.weight_storage": "fp8_e4m3fn",
         "3.lora_name": "dub_tiny.safetensors",
         "4.text_encoder": str(Path("gemma_tiny") / "model.safetensors"), "4.precision": "fp32", "4.max_tokens": 16,
-        "5.width": 0, "5.height": 0, "5.max_frames": 0,
+        "5.width": 0, "5.height": 0, "5.max_frames": 0, "5.long_clips": "trim",
         "6.steps": 2,
     }
 
@@ -149,3 +149,46 @@ def test_workflow_keeps_ntsc_rate(tmp_path):
         str(WORKFLOW), overrides=overrides)
     assert result.values["6"][0].fps == float(Fraction(NTSC_30))
     assert_ntsc_and_in_sync(sorted(outputs.rglob("*.mp4"))[0], expect_frames=17)
+
+
+def test_long_clip_is_dubbed_in_speech_segments_to_its_exact_length(tmp_path):
+    """A 29.97 fps source longer than one window: every frame is dubbed (segments cut at pauses), and the
+    dub keeps the NTSC rate, the frame count and the audio length of the source."""
+    from fractions import Fraction
+
+    from helpers import NTSC_30, assert_ntsc_and_in_sync
+    from media_factory import make_video
+
+    from soundstage.headless import runner as runner_mod
+
+    models, inputs, outputs = tmp_path / "models", tmp_path / "input", tmp_path / "output"
+    inputs.mkdir()
+    overrides = _write_tiny_models(models)
+    overrides.update({"5.long_clips": "segments", "5.max_frames": 17, "6.steps": 1})
+    # 1.1 s at 29.97 fps = 33 frames: windows of at most 17 frames, the last one re-encoded from earlier frames.
+    make_video(inputs / "dub_source.mp4", seconds=1.1, fps=Fraction(NTSC_30), size=(96, 64), audio="tone",
+               sample_rate=16000)
+    result = runner_mod.Runner(input_dir=inputs, output_dir=outputs, models_dir=models, device="cpu").run(
+        str(WORKFLOW), overrides=overrides)
+    latents = result.values["6"][0]
+    frames = latents.frames
+    assert frames == 33 and len(latents.parts) >= 2
+    covered = [f for seg, _ in latents.parts for f in range(seg.keep_start, seg.keep_end)]
+    assert covered == list(range(frames))  # each frame kept exactly once
+    assert all((p.frames - 1) % 8 == 0 for _, p in latents.parts)  # each piece dubbed as 8k+1 frames
+    audio = result.values["7"][1]
+    assert audio["waveform"].shape[-1] == round(frames * audio["sample_rate"] / Fraction(NTSC_30))
+    assert_ntsc_and_in_sync(sorted(outputs.rglob("*.mp4"))[0], expect_frames=frames)
+
+
+def test_speech_segments_cut_at_pauses_and_cover_every_frame():
+    from soundstage.pipelines.just_dub_it import speech_segments
+
+    activity = torch.ones(400)
+    activity[100] = 0.0  # a pause 20 frames before the first nominal border (121)
+    segs = speech_segments(400, 121, activity)
+    assert segs[0].keep_end == 100
+    assert [f for s in segs for f in range(s.keep_start, s.keep_end)] == list(range(400))
+    for s in segs:
+        assert (s.encode_frames - 1) % 8 == 0 and s.encode_frames <= 121
+        assert s.encode_start <= s.keep_start and s.keep_end <= s.encode_start + s.encode_frames <= 400

@@ -250,4 +250,19 @@ def test_long_clip_nodes_join_chunks(models_dir):
     joined = nodes.stitch_ovi_audio({"waveform": wav, "sample_rate": 16000}, audio)
     n = audio["ovi_audio_overlap"] * 10
     assert n > 0 and joined["waveform"].shape == (1, 1, 180 - n) and joined["sample_rate"] == 16000
-    assert joined["waveform"][0, 0, 90 - n] == 0 and joined["waveform"][0, 0, 90] == 1
+    # linear crossfade sampled at the centres of the n overlapping samples (models/common/chunking.py)
+    assert float(joined["waveform"][0, 0, 90 - n]) == pytest.approx(0.5 / n) and joined["waveform"][0, 0, 90] == 1
+
+
+def test_long_clip_seconds_gives_exactly_that_length(models_dir):
+    ovi = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16)
+    cond = {"positive": torch.randn(3, 24), "video_negative": torch.randn(2, 24), "audio_negative": torch.randn(2, 24)}
+    seconds = 0.5  # 12 frames at 24 fps; chunks of 2 latent frames add 4 frames each after a first of 5
+    video, audio = nodes.OviLongSampler.execute(1, ovi, cond, 32, 32, 2, 9, 1, 5.0, 4.0, 3.0, 1, 7, True,
+                                                seconds=seconds).args
+    assert video["samples"].shape[0] == 3  # ceil((12 - 1) / 4), whatever 'chunks' says
+    frames = nodes.wan_decode(nodes.load_video_vae("wan2.2_vae.safetensors", "fp32"), video)
+    assert frames.shape[0] == round(seconds * 24)
+    wav = torch.rand(3, 1, 90)
+    joined = nodes.stitch_ovi_audio({"waveform": wav, "sample_rate": 300}, audio)
+    assert joined["waveform"].shape[-1] == round(seconds * 300)

@@ -105,7 +105,7 @@ def test_long_clip_chunks_carry_frame_and_audio(model, cond):
     frames = stitch_frames([torch.zeros(5, 2, 2, 3), torch.ones(5, 2, 2, 3)])
     assert frames.shape[0] == 9 and frames[5:].eq(1).all()
     wav = stitch_audio([torch.zeros(1, 10), torch.ones(1, 10)], 4)
-    assert wav.shape[-1] == 16 and wav[0, 6:10].tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert wav.shape[-1] == 16 and wav[0, 6:10].tolist() == pytest.approx([0.125, 0.375, 0.625, 0.875])  # unit centres
 
 
 def test_benchmark_script_runs_tiny():
@@ -116,3 +116,21 @@ def test_benchmark_script_runs_tiny():
     bench = runpy.run_path(str(REPO / "benchmarks" / "bench_ovi.py"), run_name="bench")
     res = bench["main"](["--repeat", "1", "--device", "cpu"])
     assert res["s_per_step_batched"] > 0 and res["s_per_forward_separate"] > 0 and res["video_tokens"] == 8
+
+
+def test_long_clip_carries_several_latent_frames(model, cond):
+    """carry=2: the previous chunk's second-to-last latent is the clean first frame, its last one is held
+    in place while sampling; the chunk advances 4 * (F - 2) frames and its audio overlap grows to match."""
+    from soundstage.models.ovi.long_clip import audio_advance, overlap_frames, sample_ovi_long, stitch_frames
+
+    shape = dict(SHAPE, latent_frames=3)
+    first, second = sample_ovi_long(model, cond, chunks=2, sampling=OviSampling(steps=2, slg_layer=1), carry=2,
+                                    **shape)
+    assert torch.equal(second.video[:, :2], first.video[:, -2:])
+    assert second.video_overlap == overlap_frames(2) == 5
+    assert second.audio_overlap == 9 - audio_advance(3, 9, carry=2) and second.audio_overlap > 1
+    assert torch.equal(second.audio[:second.audio_overlap], first.audio[-second.audio_overlap:])
+    frames = stitch_frames([torch.zeros(9, 1, 1, 3), torch.ones(9, 1, 1, 3)], overlap=5)
+    assert frames.shape[0] == 13 and frames[:9].eq(0).all() and frames[9:].eq(1).all()
+    with pytest.raises(ValueError, match="carry"):
+        sample_ovi_long(model, cond, chunks=2, carry=3, **shape)

@@ -121,8 +121,13 @@ def generate(
     callback: Optional[StepCallback] = None,
     batched_cfg: bool = True,
     cuda_graph: bool = False,
+    noise: Optional[torch.Tensor] = None,
 ) -> SampleResult:
-    """Generate ``variations`` latents for one set of conditions (any subset may be None)."""
+    """Generate ``variations`` latents for one set of conditions (any subset may be None).
+
+    ``noise`` [variations, n, latent_dim] replaces the seeded starting noise (a window of a longer
+    clip takes its slice of the whole clip's noise, so overlapping windows start alike).
+    """
     device = net.latent_mean.device
     n = latent_len or net.latent_len_for(duration_s)
     frames = min(n, net.latent_len_for(duration_s))
@@ -143,7 +148,11 @@ def generate(
                                    duration_s=duration_s, clip_len=cond.clip.shape[1], sync_len=lens["sync_len"])
     if uncond.text.shape[1] != cond.text.shape[1]:
         batched_cfg = False  # e.g. a T5 prompt longer than the empty string: run the passes separately
-    noise = initial_noise(variations, n, net.config.latent_dim, seed, device)
+    if noise is None:
+        noise = initial_noise(variations, n, net.config.latent_dim, seed, device)
+    elif tuple(noise.shape) != (variations, n, net.config.latent_dim):
+        raise ValueError(f"noise must be {(variations, n, net.config.latent_dim)}, got {tuple(noise.shape)}")
+    noise = noise.to(device)
     x = sample(net, cond.expand(variations), uncond, noise, num_steps=num_steps, cfg_scale=cfg_scale,
                latent_mask=latent_mask, callback=callback, batched_cfg=batched_cfg, cuda_graph=cuda_graph)
     # Un-normalised in float32 even for a bf16 network: the VAE sees full-precision latents.

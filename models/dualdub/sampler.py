@@ -108,7 +108,10 @@ def generate(
     options: SamplingOptions | None = None,
     use_cache: bool = True,
     callback: Callable[[int, int], None] | None = None,
+    prefix: torch.Tensor | None = None,
 ) -> Generated:
+    """Up to ``max_steps`` new tokens of both streams. ``prefix`` [B, 2, P]: tokens already generated
+    (the tail of the previous window of a long clip), fed after BOS as context and not returned."""
     if task not in STREAMS_FOR_TASK:
         raise ValueError(f"task must be one of {sorted(STREAMS_FOR_TASK)}, not {task!r}")
     opts = options or SamplingOptions()
@@ -128,6 +131,14 @@ def generate(
     decoder = IncrementalDecoder(model, cond) if use_cache else None
     if decoder is not None:
         hidden = decoder.start(inputs[..., 0])
+    if prefix is not None and prefix.shape[-1]:
+        prefix = prefix.to(device).expand(b, 2, -1)
+        # An absent stream stays PAD, as it would have been fed during the previous window.
+        prefix = torch.where(active[None, :, None], prefix, cfg.pad_id)
+        inputs = torch.cat([inputs, prefix], dim=-1)
+        if decoder is not None:
+            for k in range(prefix.shape[-1]):
+                hidden = decoder.step(prefix[..., k])
 
     steps = 0
     for step in range(max_steps):

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from diffusers import CogVideoXDPMScheduler
 
+from ..common.chunking import overlap_add
 from .transformer import MTVTransformer
 
 SCHEDULER_CONFIG = dict(  # CogVideoX-5B(-I2V) scheduler_config.json; snr_shift_scale 1.0 as MTV's yaml
@@ -74,10 +75,11 @@ def chunk_windows(windows: torch.Tensor, index: int, clip: int = CLIP_FRAMES, ov
 
 
 def assemble_chunks(frames: list[torch.Tensor], num_frames: int, overlap: int = OVERLAP_FRAMES) -> torch.Tensor:
-    """Decoded chunks [F, ...] -> one video: later chunks drop their ``overlap`` re-generated frames."""
-    parts = [f if i == 0 else f[overlap:] for i, f in enumerate(frames)]
-    video = torch.cat(parts, dim=0)
-    return video[:num_frames] if num_frames > 0 else video
+    """Decoded chunks [F, ...] -> one video: later chunks drop their ``overlap`` re-generated frames
+    (the official loop; models/common/chunking.py, curve "previous")."""
+    starts = [i * (frames[0].shape[0] - overlap) for i in range(len(frames))]
+    total = starts[-1] + frames[-1].shape[0]
+    return overlap_add(frames, starts, min(num_frames, total) if num_frames > 0 else total, dim=0, curve="previous")
 
 
 @torch.no_grad()
