@@ -142,8 +142,8 @@ def load_template(page, name: str) -> None:
     """Opens the Templates dialog, picks the pack's section, clicks the workflow's card."""
     page.evaluate("app.extensionManager.command.execute('Comfy.BrowseTemplates')")
     dialog = page.locator("[role=dialog]")
-    dialog.get_by_text("soundstage", exact=True).first.click()
-    dialog.get_by_text(TITLE_OF.get(name, name), exact=True).first.click()
+    click(dialog.get_by_text("soundstage", exact=True).first)
+    click(dialog.get_by_text(TITLE_OF.get(name, name), exact=True).first)
     page.wait_for_function(f"() => app.graph.nodes.length > 0 && app.extensionManager.workflow.activeWorkflow"
                            f"?.filename?.includes({json.dumps(name)})", timeout=60_000)
     close_dialogs(page)
@@ -151,6 +151,17 @@ def load_template(page, name: str) -> None:
 
 
 TITLE_OF: dict[str, str] = {}
+
+
+def click(locator, timeout_ms: int = 15_000) -> None:
+    """Clicks; if the element never holds still (the template cards animate, and a loaded machine stretches
+    the animation past Playwright's stability wait), clicks it anyway: the caller checks what the click did."""
+    try:
+        locator.click(timeout=timeout_ms)
+    except Exception as e:
+        if "Timeout" not in type(e).__name__:
+            raise
+        locator.click(force=True, timeout=timeout_ms)
 
 
 def close_dialogs(page) -> None:

@@ -180,7 +180,7 @@ def run_to_success(page, name, overrides) -> None:
     page.evaluate("""() => { window.__ssRun = null;
         app.api.addEventListener('execution_success', () => window.__ssRun = 'success', {once: true});
         app.api.addEventListener('execution_error', e => window.__ssRun = 'error: ' + JSON.stringify(e.detail).slice(0, 2000), {once: true}); }""")
-    page.get_by_role("button", name=re.compile(r"^\s*Run\s*$")).first.click()
+    bs.click(page.get_by_role("button", name=re.compile(r"^\s*Run\s*$")).first)
     page.wait_for_function("() => window.__ssRun", timeout=300_000)
     assert page.evaluate("window.__ssRun") == "success"
     page.wait_for_timeout(1000)
