@@ -110,3 +110,27 @@ def test_tiny_single_file_loads_every_23_part(tmp_path):
     with torch.no_grad():
         wav, rate = decode_audio(parts.audio_vae, parts.vocoder, latent)
     assert rate == 48000 and wav.shape[0] == 2 and wav.shape[-1] > 0
+
+
+def test_every_tensor_of_the_22b_file_belongs_to_exactly_one_part(manifest):
+    # The five loaders together consume the whole single file: nothing is dropped or read twice.
+    from diffusers import AutoencoderKLLTX2Audio
+
+    from soundstage.models.just_dub_it.codecs import audio_vae_kwargs, audio_vae_state_dict
+    from soundstage.models.just_dub_it.text import connector_state_dict
+    from soundstage.models.just_dub_it.transformer import transformer_keys
+
+    everything = {**manifest["keys"], **manifest["other_keys_in_single_file"]["keys"]}
+    assert len(everything) == manifest["total_tensors_single_file"]
+    sd = {k: torch.empty(v["shape"], device="meta") for k, v in everything.items()}
+    header = {"config": json.dumps(manifest["config"])}
+    audio = audio_vae_state_dict(sd)
+    with meta_device():
+        audio_vae = AutoencoderKLLTX2Audio(**audio_vae_kwargs(audio, header))
+    report = compare_keys(model_shapes(audio_vae), {k: tuple(v.shape) for k, v in audio.items()})
+    assert report.ok, report.describe(10)
+    counts = [len(transformer_keys(sd)), len(connector_state_dict(sd)), len(video_vae_state_dict(sd)), len(audio),
+              len(vocoder_state_dict(sd))]
+    assert sum(counts) == len(everything)
+    parts = manifest["components"]
+    assert counts[3] == parts["audio_vae"]["num_tensors"]
