@@ -89,6 +89,7 @@ class DubbedLatents:
     audio: torch.Tensor
     frames: int
     fps: float
+    waveform: dict | None = None  # AUDIO the clip carries instead of the decoded latent (own voice)
 
 
 # --------------------------------------------------------------------------- plain functions
@@ -269,8 +270,11 @@ def decode_dubbed(model: LTX2AVModel, latents: DubbedLatents, tiled: bool = Fals
     voc = model.require("vocoder", node, "model")
     with vae.use() as v, vae_tiling(v, tiled):
         frames = decode_video(v, latents.video)[: latents.frames].cpu()
-    with avae.use() as a, voc.use() as vo:
-        wav, rate = decode_audio(a, vo, latents.audio)
+    if latents.waveform is not None:  # given speech: kept as recorded, not through the VAE and vocoder
+        wav, rate = latents.waveform["waveform"][0].float(), int(latents.waveform["sample_rate"])
+    else:
+        with avae.use() as a, voc.use() as vo:
+            wav, rate = decode_audio(a, vo, latents.audio)
     wav = fit_waveform(wav.cpu(), rate, latents.frames / latents.fps)  # same duration as the source clip
     audio = {"waveform": wav.unsqueeze(0).contiguous(), "sample_rate": rate}
     fps = Fraction(latents.fps).limit_denominator(1001)
