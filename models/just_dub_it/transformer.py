@@ -1,5 +1,6 @@
 """The LTX-2 audio-video transformer (diffusers ``LTX2VideoTransformer3DModel``) loaded from the
-native single-file checkpoint, wrapped for JUST-DUB-IT's in-context forward."""
+native single-file checkpoint, wrapped for the in-context forwards: JUST-DUB-IT on LTX-2.0 and
+Lightricks' DubIt on LTX-2.3 (the version is read from the file's keys; :mod:`.ltx23_forward`)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -20,6 +21,7 @@ from ..common.fp8 import Fp8Linear
 from .attention_processor import CrossModalMasks, install_processors
 from .config import diffusers_transformer_kwargs, native_transformer_config
 from .formats import Fp8Layout, read_fp8_layout
+from .ltx23_forward import ltx23_forward
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
 # Stored under the transformer prefix but belonging to the Gemma text connectors.
@@ -35,7 +37,20 @@ def transformer_state_dict(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, 
     native = {k: v for k, v in native.items() if not k[len(TRANSFORMER_PREFIX):].startswith(CONNECTOR_PREFIXES)}
     if not native:
         raise CheckpointError(f"LTX-2 checkpoint: no '{TRANSFORMER_PREFIX}*' transformer keys found")
-    return convert_ltx2_transformer_to_diffusers(dict(native))
+    converted = convert_ltx2_transformer_to_diffusers(dict(native))
+    # diffusers' single-file table predates 2.3: its prompt AdaLN keeps the native name.
+    return {_PROMPT_ADALN.get(k.partition(".")[0], k.partition(".")[0]) + k[len(k.partition(".")[0]):]: v
+            for k, v in converted.items()}
+
+
+_PROMPT_ADALN = {"prompt_adaln_single": "prompt_adaln", "audio_prompt_adaln_single": "audio_prompt_adaln"}
+
+
+def transformer_keys(checkpoint: Mapping[str, torch.Tensor] | Fp8Layout) -> list[str]:
+    """The transformer's native keys of a single file (connectors excluded), for version detection."""
+    tensors = checkpoint.tensors if isinstance(checkpoint, Fp8Layout) else checkpoint
+    return [k for k in tensors if k.startswith(TRANSFORMER_PREFIX)
+            and not k[len(TRANSFORMER_PREFIX):].startswith(CONNECTOR_PREFIXES)]
 
 
 def diffusers_to_native_key(key: str) -> str:
@@ -55,6 +70,7 @@ _NATIVE_TOP_LEVEL = {
     "av_cross_attn_video_a2v_gate": "av_ca_a2v_gate_adaln_single",
     "av_cross_attn_audio_scale_shift": "av_ca_audio_scale_shift_adaln_single",
     "av_cross_attn_audio_v2a_gate": "av_ca_v2a_gate_adaln_single",
+    "prompt_adaln": "prompt_adaln_single", "audio_prompt_adaln": "audio_prompt_adaln_single",
 }
 _NATIVE_ANYWHERE = {
     "video_a2v_cross_attn_scale_shift_table": "scale_shift_table_a2v_ca_video",
@@ -82,9 +98,10 @@ def load_transformer(
 ) -> "InContextTransformer":
     """bf16/fp32 files, and fp8 files (ComfyUI scaled fp8, mixed precision, plain e4m3 casts) whose
     block weights are kept bit for bit as :class:`Fp8Linear` with the file's scales."""
-    kwargs = diffusers_transformer_kwargs(native_transformer_config(metadata))
     layout = checkpoint if isinstance(checkpoint, Fp8Layout) else read_fp8_layout(
         checkpoint, metadata, context="LTX-2 transformer")
+    # The version comes from the keys (LTX-2.3 adds gate logits and prompt AdaLN), never from the user.
+    kwargs = diffusers_transformer_kwargs(native_transformer_config(metadata, transformer_keys(layout)))
     if not layout.quantized:
         sd = transformer_state_dict(layout.tensors)
         model = build_and_load(lambda: build_transformer(kwargs), sd, context="LTX-2 transformer", dtype=dtype)
@@ -132,7 +149,11 @@ def _fp8_linears_(model: nn.Module, names: list[str], *, bias_dtype: torch.dtype
 
 class InContextTransformer(nn.Module):
     """LTX-2 AV transformer called on token sequences with per-token timesteps, explicit positions
-    and the a2v / v2a isolation masks (JUST-DUB-IT paper 3.3)."""
+    and optional a2v / v2a isolation masks (JUST-DUB-IT paper 3.3; DubIt uses none).
+
+    LTX-2.0 runs diffusers' forward (the JUST-DUB-IT convention: every AdaLN from the stream's own
+    per-token timesteps). LTX-2.3 runs :func:`.ltx23_forward.ltx23_forward` (ltx-core 1.2.0), which
+    also takes each stream's scalar ``sigma``."""
 
     def __init__(self, transformer: LTX2VideoTransformer3DModel):
         super().__init__()
@@ -148,6 +169,10 @@ class InContextTransformer(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.transformer.proj_in.weight.dtype
 
+    @property
+    def version(self) -> str:
+        return "2.3" if self.config.cross_attn_mod else "2.0"
+
     def forward(
         self,
         video_latent: torch.Tensor,
@@ -160,12 +185,29 @@ class InContextTransformer(nn.Module):
         audio_context: torch.Tensor,
         a2v_mask: torch.Tensor | None = None,
         v2a_mask: torch.Tensor | None = None,
+        *,
+        video_sigma: torch.Tensor | float | None = None,
+        audio_sigma: torch.Tensor | float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Velocities [B, N, C] for video and audio tokens; timesteps are sigmas per token [B, N, 1]."""
+        """Velocities [B, N, C] for video and audio tokens; timesteps are sigmas per token [B, N, 1].
+
+        ``video_sigma`` / ``audio_sigma`` (LTX-2.3 only; scalar or [B]) are the streams' step sigmas
+        (ltx_core ``Modality.sigma``), 0 for a frozen stream. Left out, each is the stream's largest
+        per-token timestep, which is the same thing whenever one target token has denoise mask 1.
+        """
         scale = self.config.timestep_scale_multiplier  # ltx_core embeds sigma * 1000
         dtype = self.dtype
         # Kept after the call: gradient checkpointing re-runs the blocks during backward.
         self.masks.a2v, self.masks.v2a = a2v_mask, v2a_mask
+        if self.version == "2.3":
+            b = video_latent.shape[0]
+            return ltx23_forward(
+                self.transformer, video_latent.to(dtype), audio_latent.to(dtype), video_timesteps.float(),
+                audio_timesteps.float(), _stream_sigma(video_sigma, video_timesteps, b),
+                _stream_sigma(audio_sigma, audio_timesteps, b), video_positions, audio_positions,
+                video_context, audio_context)
+        if video_sigma is not None or audio_sigma is not None:
+            raise ValueError("video_sigma / audio_sigma are LTX-2.3 inputs; this is an LTX-2.0 transformer")
         video, audio = self.transformer(
             hidden_states=video_latent.to(dtype),
             audio_hidden_states=audio_latent.to(dtype),
@@ -185,3 +227,10 @@ class InContextTransformer(nn.Module):
         v_den = video_latent.float() - v_vel.float() * video_timesteps.float()
         a_den = audio_latent.float() - a_vel.float() * audio_timesteps.float()
         return v_den, a_den
+
+
+def _stream_sigma(sigma, timesteps: torch.Tensor, batch: int) -> torch.Tensor:
+    if sigma is None:
+        return timesteps.detach().float().flatten(1).amax(dim=1)
+    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=timesteps.device)
+    return sigma.expand(batch) if sigma.numel() == 1 else sigma.reshape(batch)
