@@ -52,3 +52,60 @@ def tiny_ltx23_transformer(seed: int = 0, *, dtype: torch.dtype | None = None):
 
 def tiny_ltx23_header() -> dict[str, str]:
     return {"config": json.dumps({"transformer": TINY_LTX23_NATIVE_CONFIG}), "model_version": "2.3.0"}
+
+
+# ---- text connectors (FeatureExtractorV2 projections + gated connectors with registers) -----------
+
+def _native_connector_key(key: str) -> str:
+    from .just_dub_it import _native_connector_key as native_20
+
+    for stream in ("video", "audio"):
+        if key.startswith(f"{stream}_text_proj_in."):
+            return f"text_embedding_projection.{stream}_aggregate_embed." + key[len(f"{stream}_text_proj_in."):]
+    return native_20(key)
+
+
+def random_ltx23_connectors(native_config: dict[str, Any] | None = None, gemma_layers: int = 2, seed: int = 0):
+    """Tiny 2.3 text projections + connectors under their native single-file keys; the Gemma width is
+    ``caption_channels`` and ``gemma_layers`` + 1 hidden states are stacked (as the tiny Gemma gives)."""
+    from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
+
+    from ..models.just_dub_it.text import connector_kwargs, connector_state_dict
+    from .just_dub_it import _randomise
+
+    native = dict(TINY_LTX23_NATIVE_CONFIG if native_config is None else native_config)
+    meta = {"config": json.dumps({"transformer": native})}
+    video = native["num_attention_heads"] * native["attention_head_dim"]
+    audio = native["audio_num_attention_heads"] * native["audio_attention_head_dim"]
+    flat = native["caption_channels"] * (gemma_layers + 1)
+    registers = native["connector_num_learnable_registers"]
+    probe = {"video_text_proj_in.weight": torch.empty(video, flat), "video_text_proj_in.bias": torch.empty(video),
+             "audio_text_proj_in.weight": torch.empty(audio, flat),
+             "video_connector.learnable_registers": torch.empty(registers, video),
+             "audio_connector.learnable_registers": torch.empty(registers, audio)}
+    for stream in ("video", "audio"):
+        for i in range(native["connector_num_layers"]):
+            probe[f"{stream}_connector.transformer_blocks.{i}.attn1.to_gate_logits.weight"] = torch.empty(0)
+    model = LTX2TextConnectors(**connector_kwargs(probe, meta))
+    sd = _randomise(model.state_dict(), torch.Generator().manual_seed(seed), _native_connector_key)
+    assert set(connector_state_dict(sd)) == set(model.state_dict()), "native 2.3 connector key table out of date"
+    return sd
+
+
+def write_tiny_ltx23_single_file(path: str | Path, seed: int = 0) -> Path:
+    """Transformer + 2.3 text connectors + video/audio VAE + vocoder in one native single file
+    (loads with ``models.just_dub_it.bundle.load_ltx2_parts``; pair it with ``write_tiny_gemma``)."""
+    from safetensors.torch import save_file
+
+    from .just_dub_it import random_native_codecs
+
+    sd, meta = random_ltx23_checkpoint(seed)
+    codecs, codec_cfg = random_native_codecs(seed)
+    sd.update(codecs)
+    sd.update(random_ltx23_connectors(seed=seed))
+    config = json.loads(meta["config"])
+    config.update(codec_cfg)
+    path = Path(path)
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(path),
+              metadata={"config": json.dumps(config), "model_version": "2.3.0"})
+    return path

@@ -76,7 +76,7 @@ def test_version_is_detected_from_keys():
 def test_header_that_contradicts_the_keys_is_refused():
     sd23, _ = random_ltx23_checkpoint(seed=0)
     header = dict(TINY_LTX23_NATIVE_CONFIG, cross_attention_adaln=False)
-    with pytest.raises(CheckpointError, match="LTX-2.3 transformer but the header config says cross_attention_adaln"):
+    with pytest.raises(CheckpointError, match="LTX-2.3 model but the header config says cross_attention_adaln"):
         load_transformer(sd23, {"config": json.dumps({"transformer": header})})
 
 

@@ -79,24 +79,26 @@ def _header_config(metadata: Mapping[str, str] | None) -> dict[str, Any] | None:
     return cfg.get("transformer", cfg)
 
 
-def native_transformer_config(metadata: Mapping[str, str] | None, keys: Iterable[str] | None = None) -> dict[str, Any]:
+def native_transformer_config(metadata: Mapping[str, str] | None, keys: Iterable[str] | None = None, *,
+                              version: str | None = None) -> dict[str, Any]:
     """The ``transformer`` section of a single file's ``config`` metadata over the release defaults.
 
-    ``keys`` (the file's tensor names) pick the version's defaults and must agree with the header's
-    2.3 flags; without ``keys`` the header alone decides (19B 2.0 defaults when it is absent).
+    ``keys`` (the file's tensor names) or ``version`` pick the version's defaults and must agree with
+    the header's 2.3 flags; with neither the header alone decides (19B 2.0 defaults when it is absent).
     """
     cfg = _header_config(metadata)
-    if keys is None:
-        version = "2.3" if cfg and cfg.get("cross_attention_adaln") else "2.0"
-    else:
+    if keys is not None:
         version = ltx_version(keys)
+    elif version is None:
+        version = "2.3" if cfg and cfg.get("cross_attention_adaln") else "2.0"
+    check = keys is not None or cfg is not None
     base = LTX23_22B_NATIVE_CONFIG if version == "2.3" else LTX2_19B_NATIVE_CONFIG
     native = {**base, **(cfg or {})}
-    if keys is not None:
+    if check:
         flags = ("apply_gated_attention", "cross_attention_adaln", "caption_proj_before_connector")
         wrong = [f for f in flags if bool(native.get(f, False)) != (version == "2.3")]
         if wrong:
-            raise CheckpointError(f"LTX-2 checkpoint: the keys are an LTX-{version} transformer but the header config "
+            raise CheckpointError(f"LTX-2 checkpoint: its tensors are an LTX-{version} model but the header config "
                                   f"says {', '.join(f'{f}={native.get(f)!r}' for f in wrong)}")
     return native
 

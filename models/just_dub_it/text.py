@@ -2,8 +2,12 @@
 
 The connectors and the feature projection live in the LTX-2 single file
 (``model.diffusion_model.{video,audio}_embeddings_connector.*``, ``text_embedding_projection.*``);
-diffusers' ``LTX2TextConnectors`` implements the LTX-2.0 path (per-layer masked mean/range
-normalisation, shared projection, learnable registers for padding, video output masked).
+diffusers' ``LTX2TextConnectors`` implements both paths: LTX-2.0 (per-layer masked mean/range
+normalisation, one shared projection to 3840, learnable registers for padding, video output masked)
+and LTX-2.3 (``per_modality_projections``: per-token RMS norm over each layer's features, rescaled by
+sqrt(width / 3840), separate video and audio projections with bias, 8-layer gated connectors at the
+stream widths; ltx_core feature_extractor.py FeatureExtractorV2, embeddings_connector.py). Which one a
+file holds is read from its keys (``text_embedding_projection.{video,audio}_aggregate_embed``).
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ CONNECTOR_RENAMES = (
     (r"^model\.diffusion_model\.video_embeddings_connector\.", "video_connector."),
     (r"^model\.diffusion_model\.audio_embeddings_connector\.", "audio_connector."),
     (r"^text_embedding_projection\.aggregate_embed\.", "text_proj_in."),
+    (r"^text_embedding_projection\.video_aggregate_embed\.", "video_text_proj_in."),
+    (r"^text_embedding_projection\.audio_aggregate_embed\.", "audio_text_proj_in."),
     (r"\.transformer_1d_blocks\.", ".transformer_blocks."),
     (r"\.q_norm\.", ".norm_q."),
     (r"\.k_norm\.", ".norm_k."),
@@ -46,6 +52,8 @@ def connector_state_dict(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, to
 
 
 def connector_kwargs(sd: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None) -> dict[str, Any]:
+    if "video_text_proj_in.weight" in sd:
+        return _ltx23_connector_kwargs(sd, metadata)
     native = native_transformer_config(metadata)
     proj = sd["text_proj_in.weight"]
     caption = proj.shape[0]
@@ -61,11 +69,49 @@ def connector_kwargs(sd: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
         video_connector_num_layers=layers, audio_connector_num_layers=layers,
         video_connector_num_learnable_registers=None if registers is None else registers.shape[0],
         audio_connector_num_learnable_registers=None if registers is None else registers.shape[0],
-        # ltx_core Embeddings1DConnectorConfigurator reads these from the transformer config.
+        **_rope_kwargs(native),
+    )
+
+
+def _rope_kwargs(native: Mapping[str, Any]) -> dict[str, Any]:
+    # ltx_core Embeddings1DConnectorConfigurator reads these from the transformer config.
+    return dict(
         connector_rope_base_seq_len=list(native.get("connector_positional_embedding_max_pos", [1]))[0],
         rope_theta=float(native["positional_embedding_theta"]),
         rope_double_precision=native.get("frequencies_precision") == "float64",
         rope_type=native["rope_type"],
+    )
+
+
+def _ltx23_connector_kwargs(sd: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None) -> dict[str, Any]:
+    """FeatureExtractorV2 + two connectors at the stream widths (encoder_configurator.py L163-209)."""
+    native = native_transformer_config(metadata, version="2.3")
+    video_proj, audio_proj = sd["video_text_proj_in.weight"], sd["audio_text_proj_in.weight"]
+    caption = native["caption_channels"]  # Gemma-3's hidden size: 3840 for 12B
+    if video_proj.shape[1] % caption or audio_proj.shape[1] != video_proj.shape[1]:
+        raise CheckpointError(f"LTX-2.3 text projection: inputs {video_proj.shape[1]} / {audio_proj.shape[1]} are not "
+                              f"one multiple of the Gemma width caption_channels={caption}")
+
+    def stream(name: str, prefix: str) -> dict[str, Any]:
+        registers = sd.get(f"{name}_connector.learnable_registers")
+        return {
+            f"{name}_connector_num_attention_heads": native[f"{prefix}connector_num_attention_heads"],
+            f"{name}_connector_attention_head_dim": native[f"{prefix}connector_attention_head_dim"],
+            f"{name}_connector_num_layers": len({k.split(".")[2] for k in sd
+                                                 if k.startswith(f"{name}_connector.transformer_blocks.")}),
+            f"{name}_connector_num_learnable_registers": None if registers is None else registers.shape[0],
+            f"{name}_gated_attn": any(k.startswith(f"{name}_connector.") and ".to_gate_logits." in k for k in sd),
+        }
+
+    return dict(
+        caption_channels=caption,
+        text_proj_in_factor=video_proj.shape[1] // caption,
+        per_modality_projections=True,
+        proj_bias="video_text_proj_in.bias" in sd,
+        video_hidden_dim=video_proj.shape[0],
+        audio_hidden_dim=audio_proj.shape[0],
+        **stream("video", ""), **stream("audio", "audio_"),
+        **_rope_kwargs(native),
     )
 
 
