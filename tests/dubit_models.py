@@ -1,9 +1,6 @@
-"""Tiny DubIt (LTX-2.3) models and inputs for the workflow tests, headless and in a real ComfyUI.
-
-The LTX-2.3 single file holds the tiny 2.3 transformer (``testing.ltx23``: gated attention, 9-row AdaLN,
-prompt AdaLN, no caption projection) beside text connectors and codecs in the layout the loader reads
-today. The audio stream is as wide as the video stream (16) so one connector width serves both.
-"""
+"""Tiny DubIt (LTX-2.3) models and inputs for the workflow tests, headless and in a real ComfyUI: the tiny
+2.3 single file of ``testing.ltx23`` (gated attention, 9-row AdaLN, prompt AdaLN, no caption projection, the
+2.3 text connectors), a tiny Gemma-3, the x2 upscaler and a DubIt-format LoRA."""
 from __future__ import annotations
 
 import json
@@ -11,42 +8,27 @@ from pathlib import Path
 
 import torch
 
-CKPT, LORA, UPSCALER, GEMMA = "ltx23_tiny.safetensors", "dubit_tiny.safetensors", "up_tiny.safetensors", "gemma16"
-
-
-def tiny_native_config() -> dict:
-    from soundstage.testing.ltx23 import TINY_LTX23_NATIVE_CONFIG
-
-    return {**TINY_LTX23_NATIVE_CONFIG, "audio_attention_head_dim": 8, "audio_cross_attention_dim": 16,
-            "caption_channels": 16}
+CKPT, LORA, UPSCALER, GEMMA = "ltx23_tiny.safetensors", "dubit_tiny.safetensors", "up_tiny.safetensors", "gemma_tiny"
 
 
 def write_tiny_dubit_models(models: Path, seed: int = 4) -> dict:
-    """models/{soundstage/ltx2, loras, latent_upscale_models, text_encoders}; returns the workflow overrides
-    (by input name, for the loader nodes) that point at them."""
+    """models/{soundstage/ltx2, loras, latent_upscale_models, text_encoders}; returns the loader inputs (by input
+    name) that point at them."""
     from safetensors.torch import save_file
 
-    from soundstage.testing.just_dub_it import (random_native_codecs, random_native_connectors, write_tiny_gemma,
-                                                write_tiny_upsampler)
-    from soundstage.testing.ltx23 import random_ltx23_checkpoint
+    from soundstage.testing.just_dub_it import write_tiny_gemma, write_tiny_upsampler
+    from soundstage.testing.ltx23 import write_tiny_ltx23_single_file
 
     for sub in ("soundstage/ltx2", "loras", "latent_upscale_models", "text_encoders"):
         (models / sub).mkdir(parents=True, exist_ok=True)
-    cfg = tiny_native_config()
-    sd, meta = random_ltx23_checkpoint(seed, cfg)
-    codecs, codec_cfg = random_native_codecs(seed)
-    sd.update(codecs)
-    sd.update(random_native_connectors(cfg, seed=seed))
-    config = {**json.loads(meta["config"]), **codec_cfg}
-    save_file({k: v.contiguous() for k, v in sd.items()}, str(models / "soundstage/ltx2" / CKPT),
-              metadata={"config": json.dumps(config), "model_version": "2.3.0"})
-    write_tiny_gemma(models / "text_encoders" / GEMMA, caption_channels=16)
+    write_tiny_ltx23_single_file(models / "soundstage/ltx2" / CKPT, seed=seed)
+    write_tiny_gemma(models / "text_encoders" / GEMMA)
     write_tiny_upsampler(models / "latent_upscale_models" / UPSCALER, seed=seed)
     g = torch.Generator().manual_seed(seed)
     lora = {}
     # A video attention and an audio feed-forward of the 2.3 blocks (DubIt's LoRA targets both streams).
     for name, (out_f, in_f) in {"transformer_blocks.0.attn1.to_q": (16, 16),
-                                "transformer_blocks.1.audio_ff.net.2": (16, 64)}.items():
+                                "transformer_blocks.1.audio_ff.net.2": (8, 32)}.items():
         lora[f"diffusion_model.{name}.lora_A.weight"] = torch.randn(4, in_f, generator=g) * 0.1
         lora[f"diffusion_model.{name}.lora_B.weight"] = torch.randn(out_f, 4, generator=g) * 0.1
     save_file(lora, str(models / "loras" / LORA))
