@@ -208,6 +208,7 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
 
     if not prompt.strip():
         raise ValueError(f"{node}: input 'prompt': describe the target dialogue (e.g. 'She says in Spanish: ...')")
+    require_ltx20(model, node)
     connectors = model.require("connectors", node, "model")
     prompts = [prompt, negative] if cfg != 1.0 else [prompt]
     with text.handle.use(), connectors.use() as c:
@@ -221,6 +222,14 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
     with model.transformer.use() as t, loras_merged(t.transformer, model.loras, device=model.transformer.device):
         video, audio = dub(t, clip.context, positive, negative_ctx, steps=steps, cfg=cfg, seed=seed, callback=callback)
     return DubbedLatents(video, audio, clip.frames, clip.fps)
+
+
+def require_ltx20(model: LTX2AVModel, node: str) -> None:
+    """JUST-DUB-IT's LoRA, masks and schedule are LTX-2.0's; an LTX-2.3 file goes to DubIt Sampler."""
+    version = getattr(model.transformer.module, "version", "2.0")
+    if version != "2.0":
+        raise ValueError(f"{node}: input 'model': {model.name} is an LTX-{version} checkpoint; JUST-DUB-IT runs on "
+                         "LTX-2.0 (for LTX-2.3 use DubIt Sampler or DubIt Own Voice)")
 
 
 def load_upsampler(path: str, precision: str, node: str = "Load LTX-2 Latent Upsampler") -> ModelHandle:
@@ -243,6 +252,7 @@ def refine_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, upsampler: ModelH
 
     if not prompt.strip():
         raise ValueError(f"{node}: input 'prompt': use the stage-1 prompt")
+    require_ltx20(model, node)
     if clip.source is None:
         raise ValueError(f"{node}: input 'context': encode the clip with Encode Dubbing Context")
     video, audio = clip.source

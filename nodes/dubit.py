@@ -30,7 +30,7 @@ def _video_parts(video, audio: dict | None, node: str):
 
 
 def _require_23(model: LTX2AVModel, node: str) -> None:
-    version = getattr(model.transformer.module, "version", "2.0")
+    version = getattr(model.transformer.module, "version", "2.0")  # read from the file's keys by the loader
     if version != "2.3":
         raise ValueError(f"{node}: input 'model': {model.name} is an LTX-{version} checkpoint; DubIt and its LoRA "
                          "are trained on LTX-2.3 (use Dubbing Sampler for JUST-DUB-IT on LTX-2.0)")

@@ -156,3 +156,12 @@ def test_dubit_refuses_an_ltx20_model_and_bad_inputs(models, tmp_path):
         run_dubit(model, text, up, video, "hello", 128, 128, 0, 1.0, 0)
     with pytest.raises(ValueError, match="DubIt Sampler: input 'reference_strength'"):
         run_dubit(model, text, up, video, "hello", 128, 128, 0, 1.5, 0)
+
+
+def test_just_dub_it_nodes_refuse_an_ltx23_model(models):
+    from soundstage.nodes.dubbing import load_ltx2_av, require_ltx20
+
+    root, names = models
+    model = load_ltx2_av(str(root / "soundstage/ltx2" / names["ckpt_name"]), "fp32")
+    with pytest.raises(ValueError, match="Dubbing Sampler: input 'model'.*LTX-2.3.*DubIt Sampler"):
+        require_ltx20(model, "Dubbing Sampler")
