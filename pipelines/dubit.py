@@ -32,7 +32,7 @@ from ..models.just_dub_it.in_context import TokenState, add_noise, unpatchify_au
 from ..models.just_dub_it.sampler import euler_sample
 from ..models.just_dub_it.schedule import STAGE2_DISTILLED_SIGMAS, valid_frame_count
 
-# ltx_pipelines/utils/constants.py DISTILLED_SIGMA_VALUES: the distilled model's 8 stage-1 steps.
+# The distilled model's 8 stage-1 sigmas (LTX-2 1.2.0 ltx_pipelines, as dubit.py's stage 1 runs them).
 DISTILLED_SIGMAS = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
 # Stage 2 starts from the upscaled latent re-noised to the first of these (dubit.py, noise_scale).
 STAGE2_SIGMAS = STAGE2_DISTILLED_SIGMAS
