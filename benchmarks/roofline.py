@@ -1,6 +1,7 @@
 """FLOPs and activation memory of each issue's target shape, measured without a GPU.
 
-    python benchmarks/roofline.py                      # all four targets (about 3 minutes)
+    python benchmarks/roofline.py                      # all five targets (about 5 minutes)
+    python benchmarks/roofline.py ltx23                # LTX-2.3 22B in DubIt's layout
     python benchmarks/roofline.py ovi --peak-tflops 790
 
 The same model code the GPU benchmarks time runs at the released sizes on fake tensors (shapes
@@ -126,6 +127,34 @@ def ltx2() -> dict:
             "target_s": 0.75, "activations_gib": act / GIB, "weights_gib": weights, "peak_target_gib": 24.0}
 
 
+def ltx23() -> dict:
+    """Issue 22: the 22B LTX-2.3 in DubIt's layout at its default final size (stage 2: 1024x1536, 121
+    frames, reference appended, source audio at negative time; one pass per step, no CFG).
+
+    Run at 1 and 2 blocks, not 48: under no_grad each block's activations are freed before the next
+    runs, so the peak is the same, and the FLOPs grow by one block's count per block."""
+    from soundstage.models.just_dub_it.config import diffusers_transformer_kwargs
+    from soundstage.models.just_dub_it.transformer import InContextTransformer, build_transformer
+
+    b = _bench("ltx2")
+    native = b["native_config"]("dubit", "2.3")
+    args, _, _ = b["inputs"](native, "dubit", 1, "cpu", BF16)
+    measured = []
+    for layers in (1, 2):
+        with _building_in(BF16):
+            model = InContextTransformer(build_transformer(diffusers_transformer_kwargs(
+                dict(native, num_layers=layers))).eval().requires_grad_(False))
+        measured.append(_measure(lambda: model(*args), model))
+    (f1, a1), (f2, a2) = measured
+    flops = f1 + (native["num_layers"] - 1) * (f2 - f1)
+    weights = lambda: _modes(b["memory_table"](version="2.3"), {  # noqa: E731
+        "bf16": ("bf16", "all"), "fp8": ("fp8", "all"), "fp8 + block swap 16": ("fp8 + block swap", 16),
+        "fp8 + block swap 8": ("fp8 + block swap", 8)})
+    return {"target": "ltx23 dubit stage 2 1024x1536x121", "unit": "forward", "tflop": flops / 1e12,
+            "target_s": None, "activations_gib": max(a1, a2) / GIB, "weights_gib": weights,
+            "peak_target_gib": 24.0}
+
+
 def mtv() -> dict:
     """Issue 8: 50 steps at 49x480x720 with CFG batched (batch 2); audio projected once per chunk."""
     from soundstage.models.mtv.audio_modules import MSTConfig
@@ -162,7 +191,7 @@ def mtv() -> dict:
             "target_s": 60.0, "activations_gib": act / GIB, "weights_gib": weights, "peak_target_gib": 24.0}
 
 
-TARGETS = {"mmdit": mmdit, "ovi": ovi, "ltx2": ltx2, "mtv": mtv}
+TARGETS = {"mmdit": mmdit, "ovi": ovi, "ltx2": ltx2, "ltx23": ltx23, "mtv": mtv}
 
 
 def main(argv=None) -> list[dict]:
@@ -179,7 +208,7 @@ def main(argv=None) -> list[dict]:
             row = TARGETS[name]()
         row["weights_gib"] = row["weights_gib"]()  # meta-device tables, outside the fake mode
         row["bound_s"] = row["tflop"] / a.peak_tflops
-        row["share_of_peak_needed"] = row["bound_s"] / row["target_s"]
+        row["share_of_peak_needed"] = row["bound_s"] / row["target_s"] if row["target_s"] else None
         row["peak_gib_estimate"] = {mode: w + row["activations_gib"] for mode, w in row.pop("weights_gib").items()}
         rows.append({"name": name, **_rounded(row)})
         print(json.dumps(rows[-1]))

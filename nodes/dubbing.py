@@ -155,14 +155,21 @@ def _linear_or_none(root: torch.nn.Module, path: str):
     return module if isinstance(module, (torch.nn.Linear, Fp8Linear)) else None
 
 
-def load_text_encoder(path: str, precision: str, max_tokens: int, node: str = "Load LTX-2 Text Encoder") -> GemmaTextEncoder:
+def load_text_encoder(path: str, precision: str, max_tokens: int, node: str = "Load LTX-2 Text Encoder",
+                      weight_storage: str = "default") -> GemmaTextEncoder:
+    from ..models.just_dub_it.memory import gemma_fp8_
     from ..models.just_dub_it.text import load_gemma
 
     placement = placement_for(precision)
+    weight_storage = canonical_name(weight_storage)
+    if weight_storage not in WEIGHT_STORAGE:
+        raise ValueError(f"{node}: input 'weight_storage': unknown value {weight_storage!r}")
     try:
         encoder = load_gemma(path, dtype=placement.dtype, device="cpu")
     except (OSError, ValueError, ImportError) as exc:
         raise ValueError(f"{node}: input 'text_encoder': {exc}") from exc
+    if weight_storage != "default":  # Gemma-3 12B: ~11.9 GiB on the GPU instead of ~21.9 GiB in bf16
+        gemma_fp8_(encoder.model, fp8_matmul=weight_storage.endswith("_fast"))
     # Used once per run and large: released right after each use, as umt5-xxl is.
     handle = ModelHandle(encoder.model, placement, info={"kind": "gemma3", "file": Path(path).name},
                          offload_after_use=True)
@@ -302,12 +309,14 @@ class LoadLTX2AVModel(io.ComfyNode):
             **search_aliases('ltx2', 'ltx-2', 'just dub it'),
             display_name="Load LTX-2 AV Model",
             category=CATEGORY,
-            description="The LTX-2 single-file checkpoint: audio-video transformer, text connectors, video and audio VAEs, vocoder. "
+            description="The LTX-2 single-file checkpoint (LTX-2.0 19B or LTX-2.3 22B, told apart by its keys): "
+                        "audio-video transformer, text connectors, video and audio VAEs, vocoder. "
                         "The config comes from the file's metadata.",
             inputs=[
                 io.Combo.Input("ckpt_name", options=model_choices("soundstage_ltx2"),
-                               tooltip="LTX-2 single file (models/soundstage/ltx2), e.g. ltx-2-19b-dev.safetensors or an fp8 "
-                                       "release (ComfyUI scaled fp8 / mixed precision, or plain float8_e4m3fn weights)."),
+                               tooltip="LTX-2 single file (models/soundstage/ltx2), e.g. ltx-2-19b-dev.safetensors, "
+                                       "ltx-2.3-22b-distilled.safetensors or an fp8 release (ComfyUI scaled fp8 / mixed "
+                                       "precision, or plain float8_e4m3fn weights). LTX-2.0 or 2.3 is read from the file."),
                 weight_dtype_input("Weight dtype; default = bf16 on GPU, fp32 on CPU."),
                 io.Combo.Input("weight_storage", options=list(WEIGHT_STORAGE), default="default",
                                tooltip="fp8_e4m3fn stores the transformer blocks' linear weights in 8 bits (one scale "
@@ -320,8 +329,12 @@ class LoadLTX2AVModel(io.ComfyNode):
                               "storage: the under-24 GB mode).", optional=True),
                 io.Int.Input("resident_blocks", default=0, min=0, max=128, step=1, optional=True,
                              tooltip="With offload block_swap: transformer blocks kept on the GPU (more = faster, more VRAM; "
-                                     "LTX-2 19B has 48). Estimated peaks for a 512x768, 121-frame dub: fp8 with 16 "
-                                     "resident ~15 GiB; fp8 without block swap ~26 GiB (benchmarks/roofline.py)."),
+                                     "LTX-2 19B and LTX-2.3 22B have 48). Estimated peaks for a 512x768, 121-frame dub "
+                                     "(19B): fp8 with 16 resident ~15 GiB; fp8 without block swap ~26 GiB. LTX-2.3 22B "
+                                     "weights: bf16 35.4 GiB, fp8 18.1 GiB, fp8 + block swap 16 resident 7.3 GiB "
+                                     "(8 resident 4.4 GiB); DubIt's 1024x1536, 121-frame stage 2 adds ~16.9 GiB of "
+                                     "activations: fp8 + block swap with 8 resident ~21.3 GiB peak, the 24 GB mode "
+                                     "(16 resident ~24.2 GiB) (benchmarks/roofline.py ltx23)."),
             ],
             outputs=[LTX2Model.Output(display_name="model")],
         )
@@ -376,18 +389,23 @@ class LoadLTX2TextEncoder(io.ComfyNode):
                 weight_dtype_input("Gemma dtype while encoding."),
                 io.Int.Input("max_tokens", default=MAX_PROMPT_TOKENS, min=8, max=4096, step=8,
                              tooltip="Prompts are left-padded to this length; must be a multiple of the connectors' register count (128 for LTX-2)."),
+                io.Combo.Input("weight_storage", options=list(WEIGHT_STORAGE), default="default", optional=True,
+                               tooltip="fp8_e4m3fn stores Gemma's decoder linears in 8 bits: Gemma-3 12B needs ~11.9 GiB "
+                                       "on the GPU while it encodes instead of ~21.9 GiB in bf16, and is released "
+                                       "right after encoding, so it never shares a 24 GB card with the LTX-2 "
+                                       "transformer (benchmarks/roofline.py, estimate_gemma_bytes)."),
             ],
             outputs=[TextEncoder.Output(display_name="text_encoder")],
         )
 
     @classmethod
-    def validate_inputs(cls, precision=None):
-        return check_names(precision=precision)
+    def validate_inputs(cls, precision=None, weight_storage=None):
+        return check_names(precision=precision, weight_storage=weight_storage)
 
     @classmethod
-    def execute(cls, text_encoder, precision, max_tokens) -> io.NodeOutput:
+    def execute(cls, text_encoder, precision, max_tokens, weight_storage="default") -> io.NodeOutput:
         path = resolve_model("text_encoders", text_encoder, "Load LTX-2 Text Encoder", "text_encoder")
-        return io.NodeOutput(load_text_encoder(path, precision, max_tokens))
+        return io.NodeOutput(load_text_encoder(path, precision, max_tokens, weight_storage=weight_storage))
 
 
 class EncodeDubbingContext(io.ComfyNode):

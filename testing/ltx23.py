@@ -93,14 +93,12 @@ def random_ltx23_connectors(native_config: dict[str, Any] | None = None, gemma_l
 
 
 def write_tiny_ltx23_single_file(path: str | Path, seed: int = 0) -> Path:
-    """Transformer + 2.3 text connectors + video/audio VAE + vocoder in one native single file
-    (loads with ``models.just_dub_it.bundle.load_ltx2_parts``; pair it with ``write_tiny_gemma``)."""
+    """Transformer + 2.3 text connectors + 2.3 video VAE + audio VAE + 48 kHz BWE vocoder in one native
+    single file (loads with ``models.just_dub_it.bundle.load_ltx2_parts``; pair it with ``write_tiny_gemma``)."""
     from safetensors.torch import save_file
 
-    from .just_dub_it import random_native_codecs
-
     sd, meta = random_ltx23_checkpoint(seed)
-    codecs, codec_cfg = random_native_codecs(seed)
+    codecs, codec_cfg = random_ltx23_codecs(seed)
     sd.update(codecs)
     sd.update(random_ltx23_connectors(seed=seed))
     config = json.loads(meta["config"])
@@ -109,3 +107,84 @@ def write_tiny_ltx23_single_file(path: str | Path, seed: int = 0) -> Path:
     save_file({k: v.contiguous() for k, v in sd.items()}, str(path),
               metadata={"config": json.dumps(config), "model_version": "2.3.0"})
     return path
+
+
+# ---- codecs: 2.3 video VAE and the vocoder with bandwidth extension ------------------------------
+
+_TINY_VAE_DIVISOR = 32  # 256..1024 channels -> 8..32
+
+
+def _native_ltx23_video_vae_key(key: str) -> str:
+    import re
+
+    stats = {"latents_mean": "per_channel_statistics.mean-of-means", "latents_std": "per_channel_statistics.std-of-means"}
+    if key in stats:
+        return "vae." + stats[key]
+
+    def flat(m: "re.Match") -> str:
+        part, stage, resampler = m.group(1), m.group(2), m.group(3)
+        if part == "encoder.down_blocks":
+            return f"encoder.down_blocks.{2 * int(stage) + (1 if resampler else 0)}."
+        return f"decoder.up_blocks.{2 * int(stage) + (1 if resampler else 2)}."
+
+    key = re.sub(r"^(encoder\.down_blocks|decoder\.up_blocks)\.(\d+)\.(downsamplers\.0\.|upsamplers\.0\.)?", flat, key)
+    key = key.replace("encoder.mid_block.", "encoder.down_blocks.8.").replace("decoder.mid_block.", "decoder.up_blocks.0.")
+    return "vae." + key.replace(".resnets.", ".res_blocks.")
+
+
+_BWE_NATIVE = (("conv_in.", "conv_pre."), ("upsamplers.", "ups."), ("resnets.", "resblocks."),
+               ("conv_out.", "conv_post."), ("act_out.", "act_post."))
+
+
+def _native_bwe_vocoder_key(key: str) -> str:
+    part, _, rest = key.partition(".")
+    if part in ("vocoder", "bwe_generator"):
+        for diff, native in _BWE_NATIVE:
+            if rest.startswith(diff):
+                rest = native + rest[len(diff):]
+        rest = rest.replace(".downsample.filter", ".downsample.lowpass.filter")
+    return f"vocoder.{part}.{rest}"
+
+
+# Real rates and kernels (16 kHz from 100 Hz mel frames, x3 to 48 kHz), tiny widths (halved per upsampling).
+TINY_BWE_VOCODER_CONFIG = {
+    "vocoder": {"upsample_initial_channel": 64, "resblock": "AMP1", "upsample_rates": [5, 2, 2, 2, 2, 2],
+                "resblock_kernel_sizes": [3], "upsample_kernel_sizes": [11, 4, 4, 4, 4, 4],
+                "resblock_dilation_sizes": [[1, 3, 5]], "stereo": True, "use_tanh_at_final": False,
+                "activation": "snakebeta", "use_bias_at_final": False},
+    "bwe": {"upsample_initial_channel": 32, "resblock": "AMP1", "upsample_rates": [6, 5, 2, 2, 2],
+            "resblock_kernel_sizes": [3], "upsample_kernel_sizes": [12, 11, 4, 4, 4],
+            "resblock_dilation_sizes": [[1, 3, 5]], "stereo": True, "use_tanh_at_final": False,
+            "activation": "snakebeta", "use_bias_at_final": False, "apply_final_activation": False,
+            "input_sampling_rate": 16000, "output_sampling_rate": 48000, "hop_length": 80, "n_fft": 512,
+            "win_size": 512, "num_mels": 64},
+}
+
+
+def random_ltx23_codecs(seed: int = 0) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tiny 2.3 video VAE, the (unchanged) audio VAE and the BWE vocoder under their native keys."""
+    from diffusers import AutoencoderKLLTX2Video
+    from diffusers.pipelines.ltx2.vocoder import LTX2VocoderWithBWE
+
+    from ..models.just_dub_it.codecs import LTX23_VIDEO_VAE, bwe_vocoder_kwargs, video_vae_state_dict, vocoder_state_dict
+    from .just_dub_it import _randomise, random_native_codecs
+
+    sd, cfg = random_native_codecs(seed)
+    sd = {k: v for k, v in sd.items() if k.startswith("audio_vae.")}
+    g = torch.Generator().manual_seed(seed + 1)
+    arch = dict(LTX23_VIDEO_VAE)
+    for key in ("block_out_channels", "decoder_block_out_channels"):
+        arch[key] = tuple(c // _TINY_VAE_DIVISOR for c in arch[key])
+    video = AutoencoderKLLTX2Video(**arch)
+    sd.update(_randomise(video.state_dict(), g, _native_ltx23_video_vae_key))
+    cfg = {**cfg, "vocoder": TINY_BWE_VOCODER_CONFIG}
+    meta = {"config": json.dumps(cfg)}
+    probe = {f"{p}.conv_in.weight": torch.empty(c, 128, 7) for p, c in (("vocoder", 64), ("bwe_generator", 32))}
+    probe.update({f"{p}.upsamplers.{i}.weight": torch.empty(0) for p, n in (("vocoder", 6), ("bwe_generator", 5))
+                  for i in range(n)})
+    vocoder = LTX2VocoderWithBWE(**bwe_vocoder_kwargs(probe, meta))
+    voc = _randomise(vocoder.state_dict(), g, _native_bwe_vocoder_key)
+    sd.update(voc)
+    assert set(video_vae_state_dict(sd)) == set(video.state_dict()), "native 2.3 video VAE key table out of date"
+    assert set(vocoder_state_dict(sd)) == set(vocoder.state_dict()), "native BWE vocoder key table out of date"
+    return sd, cfg

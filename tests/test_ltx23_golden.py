@@ -126,14 +126,19 @@ def test_layout_built_from_raw_inputs(fixture):
     fps = _fps(inp["stage1_video_positions"])
     ref_video = inp["raw.stage1_ref_video_latent"]
     frames = audio_target_frames(_pixel_frames(ref_video.shape[2]), fps)
+    assert frames == inp["stage1_audio_latent"].shape[1] - inp["raw.stage1_ref_audio_latent"].shape[2]
     sigma1 = inp["stage1_video_sigma"].item()
     sigma2 = inp["stage2_video_sigma"].item()
+    # reference_strength (video only) is not a JSON number; the reference tokens' mask is 1 - strength.
+    strength = 1.0 - inp["stage1_video_denoise_mask"][0, -1, 0].item()
     states = {
-        "stage1_video": add_noise(dubit_video_state(ref_video, fps), inp["raw.stage1_video_noise"]),
+        "stage1_video": add_noise(dubit_video_state(ref_video, fps, reference_strength=strength),
+                                  inp["raw.stage1_video_noise"]),
         "stage1_audio": add_noise(dubit_audio_state(inp["raw.stage1_ref_audio_latent"], frames),
                                   inp["raw.stage1_audio_noise"]),
         "stage2_video": add_noise(dubit_video_state(inp["raw.stage2_ref_video_latent"], fps,
-                                                    target=inp["raw.stage2_upscaled_video_latent"]),
+                                                    target=inp["raw.stage2_upscaled_video_latent"],
+                                                    reference_strength=strength),
                                   inp["raw.stage2_video_noise"], noise_scale=sigma2),
         "stage2_audio": dubit_audio_state(inp["raw.stage2_stage1_audio_latent"], frames,
                                           target=inp["raw.stage2_stage1_audio_latent"], frozen=True),

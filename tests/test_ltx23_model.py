@@ -159,11 +159,12 @@ def test_sigma_inputs_are_refused_by_an_ltx20_transformer():
               audio.positions, ctx, ctx, video_sigma=0.5)
 
 
-def test_fp8_release_of_23_keeps_gate_logits_in_fp8():
+@pytest.mark.parametrize("style", ["ltx_core", "scaled_fp8"])
+def test_fp8_release_of_23_keeps_gate_logits_in_fp8(style):
     from test_ltx2_formats import _dequantised, _quantise
 
     sd, meta = random_ltx23_checkpoint(seed=5)
-    q = _quantise(sd, "ltx_core")
+    q = _quantise(sd, style)
     model = load_transformer(q, meta)
     gate = model.transformer.transformer_blocks[0].video_to_audio_attn.to_gate_logits
     assert isinstance(gate, Fp8Linear)

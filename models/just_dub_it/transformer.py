@@ -38,12 +38,16 @@ def transformer_state_dict(checkpoint: Mapping[str, torch.Tensor]) -> dict[str, 
     if not native:
         raise CheckpointError(f"LTX-2 checkpoint: no '{TRANSFORMER_PREFIX}*' transformer keys found")
     converted = convert_ltx2_transformer_to_diffusers(dict(native))
-    # diffusers' single-file table predates 2.3: its prompt AdaLN keeps the native name.
-    return {_PROMPT_ADALN.get(k.partition(".")[0], k.partition(".")[0]) + k[len(k.partition(".")[0]):]: v
-            for k, v in converted.items()}
+    return {_diffusers_prompt_adaln(k): v for k, v in converted.items()}
 
 
+# diffusers' single-file table predates 2.3: it leaves the prompt AdaLN under its native name.
 _PROMPT_ADALN = {"prompt_adaln_single": "prompt_adaln", "audio_prompt_adaln_single": "audio_prompt_adaln"}
+
+
+def _diffusers_prompt_adaln(key: str) -> str:
+    head, dot, rest = key.partition(".")
+    return _PROMPT_ADALN.get(head, head) + dot + rest
 
 
 def transformer_keys(checkpoint: Mapping[str, torch.Tensor] | Fp8Layout) -> list[str]:
