@@ -91,6 +91,7 @@ class DubbedLatents:
     frames: int
     fps: float
     parts: list = field(default_factory=list)  # a long clip's segments: [(DubSegment, DubbedLatents)]
+    waveform: dict | None = None  # AUDIO the clip carries instead of the decoded latent (own voice)
 
 
 LONG_CLIPS = ("segments", "trim")
@@ -264,6 +265,7 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
 
     if not prompt.strip():
         raise ValueError(f"{node}: input 'prompt': describe the target dialogue (e.g. 'She says in Spanish: ...')")
+    require_ltx20(model, node)
     if clip.parts:  # a long clip: each speech segment dubbed alone, same seed and voice reference throughout
         prompts = split_prompt(prompt, len(clip.parts), clip, node)
         return DubbedLatents(None, None, clip.frames, clip.fps, [
@@ -282,6 +284,14 @@ def sample_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, clip: EncodedClip
     with model.transformer.use() as t, loras_merged(t.transformer, model.loras, device=model.transformer.device):
         video, audio = dub(t, clip.context, positive, negative_ctx, steps=steps, cfg=cfg, seed=seed, callback=callback)
     return DubbedLatents(video, audio, clip.frames, clip.fps)
+
+
+def require_ltx20(model: LTX2AVModel, node: str) -> None:
+    """JUST-DUB-IT's LoRA, masks and schedule are LTX-2.0's; an LTX-2.3 file goes to DubIt Sampler."""
+    version = getattr(model.transformer.module, "version", "2.0")
+    if version != "2.0":
+        raise ValueError(f"{node}: input 'model': {model.name} is an LTX-{version} checkpoint; JUST-DUB-IT runs on "
+                         "LTX-2.0 (for LTX-2.3 use DubIt Sampler or DubIt Own Voice)")
 
 
 def load_upsampler(path: str, precision: str, node: str = "Load LTX-2 Latent Upsampler") -> ModelHandle:
@@ -304,6 +314,7 @@ def refine_dubbing(model: LTX2AVModel, text: GemmaTextEncoder, upsampler: ModelH
 
     if not prompt.strip():
         raise ValueError(f"{node}: input 'prompt': use the stage-1 prompt")
+    require_ltx20(model, node)
     if latents.parts:
         if len(clip.parts) != len(latents.parts):
             raise ValueError(f"{node}: input 'latents': {len(latents.parts)} segments, the context has {len(clip.parts)}")
@@ -343,8 +354,11 @@ def decode_dubbed(model: LTX2AVModel, latents: DubbedLatents, tiled: bool = Fals
     voc = model.require("vocoder", node, "model")
     with vae.use() as v, vae_tiling(v, tiled):
         frames = decode_video(v, latents.video)[: latents.frames].cpu()
-    with avae.use() as a, voc.use() as vo:
-        wav, rate = decode_audio(a, vo, latents.audio)
+    if latents.waveform is not None:  # given speech: kept as recorded, not through the VAE and vocoder
+        wav, rate = latents.waveform["waveform"][0].float(), int(latents.waveform["sample_rate"])
+    else:
+        with avae.use() as a, voc.use() as vo:
+            wav, rate = decode_audio(a, vo, latents.audio)
     wav = fit_waveform(wav.cpu(), rate, latents.frames / latents.fps)  # same duration as the source clip
     audio = {"waveform": wav.unsqueeze(0).contiguous(), "sample_rate": rate}
     return InputImpl.VideoFromComponents(Types.VideoComponents(images=frames, audio=audio, frame_rate=fps)), audio

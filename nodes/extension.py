@@ -17,6 +17,7 @@ NODE_MODULES = (
     "audiogen",
     "ovi",
     "dubbing",
+    "dubit",
     "mtv",
     "synthworld",
     "metrics",

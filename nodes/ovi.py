@@ -12,7 +12,8 @@ import torch
 from ..compat import io, ui
 from ..models.common.device import FP8_WEIGHT_DTYPES, Placement, canonical_name, resolve_dtype
 from ..models.common.images import center_crop_to_aspect
-from ..models.ovi.preprocess import VIDEO_FPS, first_frame_pixels, format_prompt, image_size_for_area
+from ..models.ovi.preprocess import (VIDEO_FPS, first_frame_pixels, format_prompt, image_size_for_area, latent_lengths,
+                                     spec, variant_from_filename)
 from ..models.ovi.loader import WAN_TEXT_LEN, load_ovi_fusion
 from ..models.ovi.long_clip import overlap_frames, stitch_audio, stitch_frames
 from ..models.common.vae_tiling import vae_tiling
@@ -46,6 +47,7 @@ class LoadedOvi:
     handle: ModelHandle
     offload: str
     resident_blocks: int
+    variant: str = "720x720_5s"  # which release: its target area, trained length and caption format
 
     @property
     def module(self) -> torch.nn.Module:
@@ -63,8 +65,22 @@ class LoadedOvi:
         return self.handle.use()
 
 
+VARIANT_AUTO = "auto"
+
+
+def model_variant(ckpt_name: str, choice: str = VARIANT_AUTO, node: str = "Load Ovi Model") -> str:
+    """The release the user loaded: named on the loader, or read from the file name (the weights of the three
+    releases have one layout and cannot tell)."""
+    if choice in (None, "", VARIANT_AUTO):
+        return variant_from_filename(ckpt_name)
+    if choice not in MODEL_VARIANTS:
+        raise ValueError(f"{node}: input 'model_variant': {choice!r} is not one of {(VARIANT_AUTO,) + MODEL_VARIANTS}")
+    return choice
+
+
 def load_ovi_model(ckpt_name: str, precision: str, offload: str, resident_blocks: int, num_heads: int,
-                   text_len: int, node: str = "Load Ovi Model") -> LoadedOvi:
+                   text_len: int, node: str = "Load Ovi Model", variant: str = VARIANT_AUTO) -> LoadedOvi:
+    variant = model_variant(ckpt_name, variant, node)
     path = resolve_model("soundstage_ovi", ckpt_name, node, "ckpt_name")
     device = compute_device()
     precision, offload = canonical_name(precision), canonical_name(offload)
@@ -84,8 +100,8 @@ def load_ovi_model(ckpt_name: str, precision: str, offload: str, resident_blocks
     if offload == "block_swap":
         # Block swap places the weights itself: a model manager would load every block at once.
         swap = ovi_block_swap(model, device, resident_blocks, place=False)
-        return LoadedOvi(ModelHandle(model, placement, info=info, placer=swap), offload, resident_blocks)
-    return LoadedOvi(ModelHandle(model, placement, info=info), offload, resident_blocks)
+        return LoadedOvi(ModelHandle(model, placement, info=info, placer=swap), offload, resident_blocks, variant)
+    return LoadedOvi(ModelHandle(model, placement, info=info), offload, resident_blocks, variant)
 
 
 class LoadOviModel(io.ComfyNode):
@@ -96,7 +112,8 @@ class LoadOviModel(io.ComfyNode):
             **search_aliases('ovi', 'audio video model'),
             display_name="Load Ovi Model",
             category=CATEGORY,
-            description="Ovi twin-DiT fusion checkpoint (model.safetensors: video_model.* + audio_model.*).",
+            description="Ovi twin-DiT fusion checkpoint (video_model.* + audio_model.*): Ovi 1.0 model.safetensors "
+                        "(720x720, 5 s) or Ovi 1.1 model_960x960.safetensors / model_960x960_10s.safetensors.",
             inputs=[
                 io.Combo.Input("ckpt_name", options=model_choices("soundstage_ovi"),
                                tooltip="Fusion checkpoint in models/soundstage/ovi."),
@@ -115,6 +132,12 @@ class LoadOviModel(io.ComfyNode):
                              tooltip="Attention heads; 0 = dim / 128 as in the released models."),
                 io.Int.Input("text_len", default=WAN_TEXT_LEN, min=1, max=4096, step=1,
                              tooltip="Text tokens the model pads to (512 for the released models)."),
+                io.Combo.Input("model_variant", options=[VARIANT_AUTO, *MODEL_VARIANTS], default=VARIANT_AUTO,
+                               optional=True,  # optional: graphs saved before Ovi 1.1 lack it
+                               tooltip="Which Ovi release the file is (the three share one weight layout): its "
+                                       "target area, trained length and audio caption format. auto reads the file "
+                                       "name: '960x960' and '10s' in it -> 960x960_10s, '960x960' -> 960x960_5s, "
+                                       "else 720x720_5s (Ovi 1.0 model.safetensors)."),
             ],
             outputs=[OviModel.Output("ovi_model")],
         )
@@ -124,8 +147,10 @@ class LoadOviModel(io.ComfyNode):
         return check_names(precision=precision, offload=offload)
 
     @classmethod
-    def execute(cls, ckpt_name, precision, offload, resident_blocks, num_heads, text_len) -> io.NodeOutput:
-        return io.NodeOutput(load_ovi_model(ckpt_name, precision, offload, resident_blocks, num_heads, text_len))
+    def execute(cls, ckpt_name, precision, offload, resident_blocks, num_heads, text_len,
+                model_variant=VARIANT_AUTO) -> io.NodeOutput:
+        return io.NodeOutput(load_ovi_model(ckpt_name, precision, offload, resident_blocks, num_heads, text_len,
+                                            variant=model_variant))
 
 
 # ----------------------------------------------------------------------------- prompt
@@ -235,12 +260,26 @@ class LoadOviTextEncoder(io.ComfyNode):
         return io.NodeOutput(load_text_encoder(text_encoder, tokenizer, text_len))
 
 
-def encode_ovi_text(encoder: HandledEncoder, prompt: str, video_negative: str, audio_negative: str) -> dict:
+def encode_ovi_text(encoder: HandledEncoder, prompt: str, video_negative: str, audio_negative: str,
+                    ovi: LoadedOvi | None = None) -> dict:
     if not prompt.strip():
         raise ValueError("Ovi Text Encode: input 'prompt': the prompt is empty")
+    if ovi is not None:
+        # As the engine does before encoding (ovi_fusion_engine.py L199-203): the caption in the model's tags.
+        prompt = format_prompt(prompt, ovi.variant)
     with encoder.handle.use():
         pos, vneg, aneg = encoder.encoder.encode([prompt, video_negative, audio_negative])
-    return {"positive": pos, "video_negative": vneg, "audio_negative": aneg}
+    return {"positive": pos, "video_negative": vneg, "audio_negative": aneg, "prompt": prompt}
+
+
+def check_prompt_format(conditioning: dict, variant: str, node: str = "Ovi Sampler") -> None:
+    """A caption in the other release's tags is text the model never saw in training: refuse it."""
+    prompt = conditioning.get("prompt")
+    if prompt is not None and format_prompt(prompt, variant) != prompt:
+        tags = "<AUDCAP>...<ENDAUDCAP>" if variant == "720x720_5s" else "'Audio: ...'"
+        raise ValueError(f"{node}: input 'conditioning': the {variant} model reads its audio caption as {tags}; "
+                         f"set Ovi Prompt Builder's model_variant to {variant}, or connect ovi_model to Ovi Text "
+                         f"Encode so it rewrites the caption")
 
 
 class OviTextEncode(io.ComfyNode):
@@ -258,13 +297,16 @@ class OviTextEncode(io.ComfyNode):
                                 tooltip="Negative prompt of the video branch."),
                 io.String.Input("audio_negative", multiline=True, default=DEFAULT_AUDIO_NEGATIVE,
                                 tooltip="Negative prompt of the audio branch."),
+                OviModel.Input("ovi_model", optional=True,
+                               tooltip="Connect the loaded model to rewrite the audio caption to its format "
+                                       "(<AUDCAP>..<ENDAUDCAP> for 720x720, 'Audio: ...' for the 960 models)."),
             ],
             outputs=[OviConditioningType.Output("conditioning")],
         )
 
     @classmethod
-    def execute(cls, text_encoder, prompt, video_negative, audio_negative) -> io.NodeOutput:
-        return io.NodeOutput(encode_ovi_text(text_encoder, prompt, video_negative, audio_negative))
+    def execute(cls, text_encoder, prompt, video_negative, audio_negative, ovi_model=None) -> io.NodeOutput:
+        return io.NodeOutput(encode_ovi_text(text_encoder, prompt, video_negative, audio_negative, ovi_model))
 
 
 # ----------------------------------------------------------------------------- sampler
@@ -272,35 +314,54 @@ def _image(image_latent: dict | None):
     return None if image_latent is None else image_latent["samples"]
 
 
+SIZE_MODES = ("model_area", "exact")
+
+
+def model_size(ovi: LoadedOvi, conditioning: dict, latent_frames: int, audio_length: int, size_mode: str,
+               node: str) -> tuple[int, int, int]:
+    """(video latents, audio latents, pixel area or 0) for the loaded release; checks the caption format."""
+    if size_mode not in SIZE_MODES:
+        raise ValueError(f"{node}: input 'size_mode': {size_mode!r} is not one of {SIZE_MODES}")
+    check_prompt_format(conditioning, ovi.variant, node)
+    frames, audio = latent_lengths(ovi.variant, latent_frames, audio_length)
+    return frames, audio, spec(ovi.variant).video_area if size_mode == "model_area" else 0
+
+
 def ovi_sample(ovi: LoadedOvi, conditioning: dict, width: int, height: int, latent_frames: int, audio_length: int,
                steps: int, shift: float, video_cfg: float, audio_cfg: float, slg_layer: int, seed: int,
-               batch_cfg: bool, image_latent: dict | None = None, node: str = "Ovi Sampler"):
+               batch_cfg: bool, image_latent: dict | None = None, node: str = "Ovi Sampler",
+               size_mode: str = "exact"):
     s = OviSampling(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg, slg_layer=slg_layer,
                     seed=seed, batch_cfg=batch_cfg)
-    pipeline.sampling_inputs(ovi.module.num_blocks, conditioning, width, height, slg_layer, _image(image_latent), node)
+    latent_frames, audio_length, area = model_size(ovi, conditioning, latent_frames, audio_length, size_mode, node)
+    pipeline.sampling_inputs(ovi.module.num_blocks, conditioning, width, height, slg_layer, _image(image_latent), node,
+                             area)
     with ovi.use() as model, node_errors(node, "image_latent", ValueError):
         video, audio = pipeline.generate(model, conditioning, width=width, height=height, latent_frames=latent_frames,
                                          audio_length=audio_length, sampling=s, image_latent=_image(image_latent),
-                                         device=ovi.device, callback=step_callback(steps), node=node)
+                                         device=ovi.device, callback=step_callback(steps), node=node, area=area)
     return {"samples": video[None]}, audio_latent(audio.T[None])
 
 
 def ovi_sample_long(ovi: LoadedOvi, conditioning: dict, chunks: int, width: int, height: int, latent_frames: int,
                     audio_length: int, steps: int, shift: float, video_cfg: float, audio_cfg: float, slg_layer: int,
                     seed: int, batch_cfg: bool, image_latent: dict | None = None, seconds: float = 0.0,
-                    carry_frames: int = 1, node: str = "Ovi Long Clip Sampler"):
+                    carry_frames: int = 1, node: str = "Ovi Long Clip Sampler", size_mode: str = "exact"):
+    s = OviSampling(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg, slg_layer=slg_layer,
+                    seed=seed, batch_cfg=batch_cfg)
+    latent_frames, audio_length, area = model_size(ovi, conditioning, latent_frames, audio_length, size_mode, node)
     extra = {}
     if seconds > 0:  # enough chunks for `seconds`; the decode and the audio stitch cut to exactly that
         chunks, _ = pipeline.chunks_for_seconds(seconds, latent_frames, carry_frames, node)
         extra = {"ovi_seconds": float(seconds)}
-    s = OviSampling(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg, slg_layer=slg_layer,
-                    seed=seed, batch_cfg=batch_cfg)
-    pipeline.sampling_inputs(ovi.module.num_blocks, conditioning, width, height, slg_layer, _image(image_latent), node)
+    pipeline.sampling_inputs(ovi.module.num_blocks, conditioning, width, height, slg_layer, _image(image_latent), node,
+                             area)
     with ovi.use() as model:
         parts = pipeline.generate_long(model, conditioning, chunks=chunks, width=width, height=height,
                                        latent_frames=latent_frames, audio_length=audio_length, sampling=s,
                                        image_latent=_image(image_latent), device=ovi.device,
-                                       callback=step_callback(chunks * steps), node=node, carry=carry_frames)
+                                       callback=step_callback(chunks * steps), node=node, carry=carry_frames,
+                                       area=area)
     overlap = parts[-1].audio_overlap if chunks > 1 else 0
     video = {"samples": torch.stack([p.video for p in parts]), "ovi_chunks": True,
              "ovi_video_overlap": overlap_frames(carry_frames), **extra}
@@ -333,12 +394,16 @@ def _sampler_inputs() -> list:
         OviConditioningType.Input("conditioning"),
         io.Latent.Input("image_latent", optional=True,
                         tooltip="First frame from Wan VAE Encode (i2av); its size overrides width/height."),
-        io.Int.Input("width", default=704, min=32, max=2048, step=32, tooltip="Video width (multiple of 32)."),
-        io.Int.Input("height", default=704, min=32, max=2048, step=32, tooltip="Video height (multiple of 32)."),
-        io.Int.Input("latent_frames", default=31, min=2, max=1024, step=1,
-                     tooltip="Video latent frames: 31 = 121 frames = 5 s at 24 fps (the trained length)."),
-        io.Int.Input("audio_length", default=157, min=1, max=1024, step=1,
-                     tooltip="Audio latent frames: 157 = 5 s of 16 kHz audio (the trained length)."),
+        io.Int.Input("width", default=704, min=32, max=2048, step=32,
+                     tooltip="Video width (multiple of 32). With size_mode model_area only the aspect counts."),
+        io.Int.Input("height", default=704, min=32, max=2048, step=32,
+                     tooltip="Video height (multiple of 32). With size_mode model_area only the aspect counts."),
+        io.Int.Input("latent_frames", default=0, min=0, max=1024, step=1,
+                     tooltip="Video latent frames; 0 = the model's trained length: 31 = 121 frames = 5 s at 24 fps, "
+                             "61 = 241 frames = 10 s for the 960x960_10s model."),
+        io.Int.Input("audio_length", default=0, min=0, max=1024, step=1,
+                     tooltip="Audio latent frames; 0 = the model's trained length: 157 = 5 s of 16 kHz audio, "
+                             "314 = 10 s for the 960x960_10s model."),
         io.Int.Input("steps", default=50, min=1, max=200, step=1, tooltip="Solver steps."),
         io.Float.Input("shift", default=5.0, min=0.1, max=20.0, step=0.1, tooltip="Flow sigma shift."),
         io.Float.Input("video_cfg", default=4.0, min=0.0, max=20.0, step=0.1, tooltip="Video guidance scale."),
@@ -348,6 +413,9 @@ def _sampler_inputs() -> list:
         seed_input("Noise seed (noise is drawn on the CPU: same seed, same clip on any device).", default=100),
         io.Boolean.Input("batch_cfg", default=True,
                          tooltip="Run the positive and negative passes as one batch (faster, more memory)."),
+        io.Combo.Input("size_mode", options=list(SIZE_MODES), default="model_area", optional=True,
+                       tooltip="model_area: as Ovi does, width x height is scaled to the model's trained area "
+                               "(720x720 or 960x960) keeping its aspect, each side snapped to 32. exact: that size."),
     ]
 
 
@@ -367,9 +435,10 @@ class OviSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, ovi_model, conditioning, width, height, latent_frames, audio_length, steps, shift, video_cfg,
-                audio_cfg, slg_layer, seed, batch_cfg, image_latent=None) -> io.NodeOutput:
+                audio_cfg, slg_layer, seed, batch_cfg, image_latent=None, size_mode="model_area") -> io.NodeOutput:
         return io.NodeOutput(*ovi_sample(ovi_model, conditioning, width, height, latent_frames, audio_length, steps,
-                                         shift, video_cfg, audio_cfg, slg_layer, seed, batch_cfg, image_latent))
+                                         shift, video_cfg, audio_cfg, slg_layer, seed, batch_cfg, image_latent,
+                                         size_mode=size_mode))
 
 
 class OviLongSampler(io.ComfyNode):
@@ -400,11 +469,11 @@ class OviLongSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, chunks, ovi_model, conditioning, width, height, latent_frames, audio_length, steps, shift,
-                video_cfg, audio_cfg, slg_layer, seed, batch_cfg, image_latent=None, seconds=0.0,
-                carry_frames=1) -> io.NodeOutput:
+                video_cfg, audio_cfg, slg_layer, seed, batch_cfg, image_latent=None, size_mode="model_area",
+                seconds=0.0, carry_frames=1) -> io.NodeOutput:
         return io.NodeOutput(*ovi_sample_long(ovi_model, conditioning, chunks, width, height, latent_frames,
                                               audio_length, steps, shift, video_cfg, audio_cfg, slg_layer, seed,
-                                              batch_cfg, image_latent, seconds, carry_frames))
+                                              batch_cfg, image_latent, seconds, carry_frames, size_mode=size_mode))
 
 
 class OviStitchAudio(io.ComfyNode):

@@ -10,7 +10,7 @@ import torch
 import math
 
 from ..models.ovi.long_clip import sample_ovi_long
-from ..models.ovi.preprocess import VIDEO_FPS
+from ..models.ovi.preprocess import VIDEO_FPS, snap_to_area
 from ..models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
 
 VAE_TEMPORAL = 4  # Wan2.2 VAE: 4 frames per latent frame after the first
@@ -25,12 +25,16 @@ def check_pixel_size(width: int, height: int, node: str = "Ovi Sampler") -> None
 
 
 def sampling_inputs(num_blocks: int, conditioning: dict, width: int, height: int, slg_layer: int,
-                    image_latent: Optional[torch.Tensor] = None, node: str = "Ovi Sampler"):
+                    image_latent: Optional[torch.Tensor] = None, node: str = "Ovi Sampler", area: int = 0):
     """Checked conditioning and latent size: (OviConditioning, latent height, latent width).
 
     ``conditioning``: {"positive", "video_negative", "audio_negative"} text features; ``image_latent``
     the Wan VAE latent of a first frame [1, C, 1, H, W] (its size then wins over width/height).
+    ``area`` > 0: width x height only give the aspect; the size is scaled to that pixel area and snapped to
+    32 as Ovi's t2v does (processing_utils.py ``snap_hw_to_multiple_of_32``; 960x960 for the 1.1 models).
     """
+    if area > 0:
+        height, width = snap_to_area(height, width, area)
     check_pixel_size(width, height, node)
     if slg_layer >= num_blocks:
         raise ValueError(f"{node}: input 'slg_layer': the model has {num_blocks} blocks (0 disables SLG)")
@@ -48,9 +52,10 @@ def sampling_inputs(num_blocks: int, conditioning: dict, width: int, height: int
 
 def generate(model, conditioning: dict, *, width: int, height: int, latent_frames: int, audio_length: int,
              sampling: OviSampling, image_latent: Optional[torch.Tensor] = None, device=None,
-             callback: Optional[Callable] = None, node: str = "Ovi Sampler"):
+             callback: Optional[Callable] = None, node: str = "Ovi Sampler", area: int = 0):
     """One clip: (video latent [C, F, h, w], audio latent [T, C])."""
-    cond, lh, lw = sampling_inputs(model.num_blocks, conditioning, width, height, sampling.slg_layer, image_latent, node)
+    cond, lh, lw = sampling_inputs(model.num_blocks, conditioning, width, height, sampling.slg_layer, image_latent, node,
+                                   area)
     device = device if device is not None else next(model.parameters()).device
     return sample_ovi(model, cond, latent_frames=latent_frames, latent_height=lh, latent_width=lw,
                       audio_length=audio_length, sampling=sampling, device=device, callback=callback)
@@ -58,11 +63,13 @@ def generate(model, conditioning: dict, *, width: int, height: int, latent_frame
 
 def generate_long(model, conditioning: dict, *, chunks: int, width: int, height: int, latent_frames: int,
                   audio_length: int, sampling: OviSampling, image_latent: Optional[torch.Tensor] = None, device=None,
-                  callback: Optional[Callable] = None, node: str = "Ovi Long Clip Sampler", carry: int = 1):
+                  callback: Optional[Callable] = None, node: str = "Ovi Long Clip Sampler", carry: int = 1,
+                  area: int = 0):
     """``chunks`` clips continued from each other's last ``carry`` latent frames (``models/ovi/long_clip.py``)."""
     if not 1 <= carry < latent_frames:
         raise ValueError(f"{node}: input 'carry_frames': must be from 1 to latent_frames - 1 ({latent_frames - 1})")
-    cond, lh, lw = sampling_inputs(model.num_blocks, conditioning, width, height, sampling.slg_layer, image_latent, node)
+    cond, lh, lw = sampling_inputs(model.num_blocks, conditioning, width, height, sampling.slg_layer, image_latent, node,
+                                   area)
     device = device if device is not None else next(model.parameters()).device
     return sample_ovi_long(model, cond, chunks=chunks, latent_frames=latent_frames, latent_height=lh,
                            latent_width=lw, audio_length=audio_length, sampling=sampling, device=device,

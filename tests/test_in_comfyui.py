@@ -35,3 +35,41 @@ def test_main_workflow_runs_in_comfyui(tmp_path):
     saved = result["outputs"]["3"]["images"][0]
     assert (tmp_path / "out" / saved["subfolder"] / saved["filename"]).stat().st_size > 1000
     assert "av_align" in result["outputs"]["4"]["text"][0]
+
+
+def _run_probe(prompt: dict, tmp_path: Path, inputs: Path, models: Path) -> dict:
+    (tmp_path / "prompt.json").write_text(json.dumps(prompt))
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "comfyui_probe.py"), str(REPO),
+                           str(tmp_path / "prompt.json"), str(tmp_path / "out"), str(inputs), str(models)],
+                          cwd=COMFYUI, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["valid"], result["validation"]
+    assert result["success"], result["errors"]
+    return result
+
+
+@pytest.mark.parametrize("name", ["dub_video_ltx23", "dub_own_voice_ltx23"])
+def test_dubit_workflows_run_in_comfyui(tmp_path, name):
+    """DubIt and own voice with a tiny LTX-2.3 single file, through ComfyUI's own loader, validator and executor."""
+    import av
+
+    from dubit_models import api_prompt, source_as_stems, write_tiny_dubit_models
+    from media_factory import make_audio, make_video
+
+    models, inputs = tmp_path / "models", tmp_path / "input"
+    inputs.mkdir()
+    names = write_tiny_dubit_models(models)
+    make_video(inputs / "dub_source.mp4", seconds=0.75, fps=24, size=(192, 128), audio="tone", sample_rate=16000)
+    make_audio(inputs / "speech.wav", seconds=0.6, sample_rate=16000, kind="speechlike")
+    prompt = api_prompt(json.loads((REPO / "workflows" / f"{name}.json").read_text()), names,
+                        {"width": 192, "height": 128})
+    if name == "dub_own_voice_ltx23":
+        prompt = source_as_stems(prompt)  # no separator weights in a tiny test
+    result = _run_probe(prompt, tmp_path, inputs, models)
+    save = next(nid for nid, n in prompt.items() if n["class_type"] == "SaveVideo")
+    saved = result["outputs"][save]["images"][0]
+    with av.open(str(tmp_path / "out" / saved["subfolder"] / saved["filename"])) as c:
+        v = c.streams.video[0]
+        assert (v.width, v.height) == (192, 128) and sum(1 for _ in c.decode(video=0)) == 17
+        assert len(c.streams.audio) == 1

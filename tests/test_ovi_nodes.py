@@ -19,7 +19,8 @@ from helpers import runner_folders, temporary_models_dir, write_codec_files
 REPO = Path(__file__).resolve().parents[1]
 TINY_VAE = dict(base_dim=8, decoder_base_dim=8, dim_mult=[1, 2, 2, 2], num_res_blocks=1)
 TINY_WIDGETS = {"1.num_heads": 2, "1.text_len": 16, "3.text_len": 16, "6.precision": "fp32", "5.width": 32, "5.height": 32,
-                "5.latent_frames": 2, "5.audio_length": 8, "5.steps": 2, "5.slg_layer": 1}
+                "5.latent_frames": 2, "5.audio_length": 8, "5.steps": 2, "5.slg_layer": 1,
+                "5.size_mode": "exact"}
 
 
 def _tiny_vae_file(path: Path, seed: int = 0) -> None:
@@ -40,6 +41,9 @@ def models_dir(tmp_path_factory):
 def _write_tiny_models(root: Path) -> None:
     save_file({k: v.contiguous() for k, v in tiny_fusion(seed=2).state_dict().items()},
               str(root / "soundstage/ovi/model.safetensors"))
+    # Ovi 1.1's file names: same layout, the release told by the name.
+    for name in ("model_960x960.safetensors", "model_960x960_10s.safetensors"):
+        (root / "soundstage/ovi" / name).write_bytes((root / "soundstage/ovi/model.safetensors").read_bytes())
     save_file(tiny_umt5_state_dict(), str(root / "text_encoders/umt5-xxl-enc-bf16.safetensors"))
     # The names Ovi downloads: Wan's own .pth layouts for the text encoder and the VAE.
     torch.save(tiny_umt5_state_dict(wan_naming=True), root / "text_encoders/models_t5_umt5-xxl-enc-bf16.pth")
@@ -240,7 +244,8 @@ def test_wan_vae_loads_wans_own_layout(models_dir, tmp_path):
 def test_long_clip_nodes_join_chunks(models_dir):
     ovi = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16)
     cond = {"positive": torch.randn(3, 24), "video_negative": torch.randn(2, 24), "audio_negative": torch.randn(2, 24)}
-    video, audio = nodes.OviLongSampler.execute(2, ovi, cond, 32, 32, 2, 9, 2, 5.0, 4.0, 3.0, 1, 7, True).args
+    video, audio = nodes.OviLongSampler.execute(2, ovi, cond, 32, 32, 2, 9, 2, 5.0, 4.0, 3.0, 1, 7, True,
+                                                 size_mode="exact").args
     assert video["samples"].shape == (2, 48, 2, 2, 2) and audio["samples"].shape == (2, 20, 9)
     assert torch.equal(video["samples"][1, :, 0], video["samples"][0, :, -1])
     vae = nodes.load_video_vae("wan2.2_vae.safetensors", "fp32")
@@ -259,10 +264,83 @@ def test_long_clip_seconds_gives_exactly_that_length(models_dir):
     cond = {"positive": torch.randn(3, 24), "video_negative": torch.randn(2, 24), "audio_negative": torch.randn(2, 24)}
     seconds = 0.5  # 12 frames at 24 fps; chunks of 2 latent frames add 4 frames each after a first of 5
     video, audio = nodes.OviLongSampler.execute(1, ovi, cond, 32, 32, 2, 9, 1, 5.0, 4.0, 3.0, 1, 7, True,
-                                                seconds=seconds).args
+                                                seconds=seconds, size_mode="exact").args
     assert video["samples"].shape[0] == 3  # ceil((12 - 1) / 4), whatever 'chunks' says
     frames = nodes.wan_decode(nodes.load_video_vae("wan2.2_vae.safetensors", "fp32"), video)
     assert frames.shape[0] == round(seconds * 24)
     wav = torch.rand(3, 1, 90)
     joined = nodes.stitch_ovi_audio({"waveform": wav, "sample_rate": 300}, audio)
     assert joined["waveform"].shape[-1] == round(seconds * 300)
+
+
+def test_release_is_told_by_file_name_or_option(models_dir):
+    assert nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16).variant == "720x720_5s"
+    assert nodes.load_ovi_model("model_960x960.safetensors", "fp32", "none", 0, 2, 16).variant == "960x960_5s"
+    ten = nodes.load_ovi_model("model_960x960_10s.safetensors", "fp32", "none", 0, 2, 16)
+    assert ten.variant == "960x960_10s"
+    named = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16, variant="960x960_10s")
+    assert named.variant == "960x960_10s"  # an explicit choice wins over the name
+    with pytest.raises(ValueError, match="Load Ovi Model: input 'model_variant'"):
+        nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16, variant="1080p")
+
+
+def test_text_encode_rewrites_the_caption_for_the_loaded_release(models_dir):
+    enc = nodes.load_text_encoder("umt5-xxl-enc-bf16.safetensors", "umt5-xxl/tokenizer.json", 16)
+    ten = nodes.load_ovi_model("model_960x960_10s.safetensors", "fp32", "none", 0, 2, 16)
+    old = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16)
+    text = "w1 w2 <AUDCAP>w3 w4<ENDAUDCAP>"
+    cond = nodes.encode_ovi_text(enc, text, "w4", "w5", ten)
+    assert cond["prompt"] == "w1 w2 Audio: w3 w4"
+    assert torch.equal(cond["positive"], nodes.encode_ovi_text(enc, "w1 w2 Audio: w3 w4", "w4", "w5")["positive"])
+    assert nodes.encode_ovi_text(enc, "w1 Audio: w3", "w4", "w5", old)["prompt"] == "w1 <AUDCAP>w3<ENDAUDCAP>"
+    # A caption in the other release's tags reaching the sampler is refused, naming the input.
+    raw = nodes.encode_ovi_text(enc, text, "w4", "w5")
+    with pytest.raises(ValueError, match="Ovi Sampler: input 'conditioning'.*Audio: ..."):
+        nodes.ovi_sample(ten, raw, 32, 32, 2, 8, 1, 5.0, 4.0, 3.0, 1, 0, True)
+
+
+def test_model_area_and_trained_lengths_follow_the_release(models_dir, monkeypatch):
+    cond = {"positive": torch.randn(3, 24), "video_negative": torch.randn(2, 24), "audio_negative": torch.randn(2, 24)}
+    seen = {}
+
+    def fake_sample(model, c, *, latent_frames, latent_height, latent_width, audio_length, **kw):
+        seen.update(f=latent_frames, h=latent_height, w=latent_width, a=audio_length)
+        return torch.zeros(48, latent_frames, latent_height, latent_width), torch.zeros(audio_length, 20)
+
+    monkeypatch.setattr(nodes.pipeline, "sample_ovi", fake_sample)
+    ten = nodes.load_ovi_model("model_960x960_10s.safetensors", "fp32", "none", 0, 2, 16)
+    nodes.ovi_sample(ten, cond, 64, 32, 0, 0, 1, 5.0, 4.0, 3.0, 1, 0, True, size_mode="model_area")
+    # 2:1 aspect scaled to 960*960 pixels -> 1344 x 672 (snapped to 32), /16 for the latent; 10 s = 61 / 314.
+    h, w = seen["h"] * 16, seen["w"] * 16
+    assert (seen["f"], seen["a"]) == (61, 314) and w == 2 * h and abs(h * w - 960 * 960) < 0.03 * 960 * 960
+    old = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16)
+    nodes.ovi_sample(old, cond, 704, 704, 0, 0, 1, 5.0, 4.0, 3.0, 1, 0, True, size_mode="model_area")
+    assert (seen["f"], seen["a"], seen["h"] * 16, seen["w"] * 16) == (31, 157, 704, 704)
+    nodes.ovi_sample(ten, cond, 64, 32, 5, 9, 1, 5.0, 4.0, 3.0, 1, 0, True, size_mode="exact")
+    assert (seen["f"], seen["a"], seen["h"] * 16, seen["w"] * 16) == (5, 9, 32, 64)
+
+
+def test_ten_second_workflow_runs_headless_at_tiny_size(models_dir, tmp_path):
+    runner_mod = _runner({"CreateVideo", "SaveVideo"})
+    import av
+
+    inp, out = runner_folders(tmp_path)
+    # Tiny model and frame size, the release's own lengths (61 video / 314 audio latents, from the workflow).
+    overrides = {k: v for k, v in TINY_WIDGETS.items() if k not in ("5.latent_frames", "5.audio_length")}
+    overrides["5.steps"] = 1
+    wf = json.loads((REPO / "workflows" / "t2av_ovi_10s.json").read_text())
+    sampler = next(n for n in wf["nodes"] if n["id"] == 5)
+    frames_lat, audio_lat = sampler["widgets_values"][2:4]
+    r = runner_mod.Runner(input_dir=inp, output_dir=out, models_dir=models_dir)
+    r.run(REPO / "workflows" / "t2av_ovi_10s.json", overrides=overrides)
+    files = sorted(p for p in out.rglob("*") if p.suffix in (".mp4", ".mkv", ".webm", ".mov"))
+    assert files, "SaveVideo wrote no file"
+    with av.open(str(files[0])) as c:
+        vs = c.streams.video[0]
+        frames = sum(1 for _ in c.decode(video=0))
+        rate = float(vs.average_rate)
+        c.seek(0)
+        samples = sum(f.samples for f in c.decode(audio=0))
+    assert frames == (frames_lat - 1) * 4 + 1 and (vs.width, vs.height) == (32, 32)
+    assert abs(frames / rate - 10.0) < 0.1  # 241 frames at 24 fps
+    assert abs(samples - audio_lat * 512) <= 1024, samples

@@ -103,3 +103,18 @@ def test_node_encodes_the_whole_image_when_the_size_is_ovis_own(monkeypatch):
     assert seen[-1].shape == (1, h, w, 3) and seen[-1][0, :, 0].mean() > 0.5
     nodes.wan_encode_first_frame(Handle(), image, 64, 64)  # square from 16:9: centre crop drops the edge
     assert seen[-1].shape == (1, 64, 64, 3) and seen[-1][0, :, 0].abs().mean() < 0.1
+
+
+def test_release_from_file_name_and_trained_lengths():
+    from soundstage.models.ovi.preprocess import latent_lengths, variant_from_filename
+
+    assert variant_from_filename("model.safetensors") == "720x720_5s"
+    assert variant_from_filename("model_fp8_e4m3fn.safetensors") == "720x720_5s"  # fp8 exists only for 720
+    assert variant_from_filename("sub/model_960x960.safetensors") == "960x960_5s"
+    assert variant_from_filename("Ovi-960x960-10s.safetensors") == "960x960_10s"
+    assert variant_from_filename("model_960x960_100s.safetensors") == "960x960_5s"  # '10s' only as a word
+    # 10 s: 61 video latents = 241 frames at 24 fps; 314 audio latents (twice 157).
+    assert latent_lengths("960x960_10s") == (61, 314) and latent_lengths("720x720_5s") == (31, 157)
+    assert latent_lengths("960x960_10s", 5, 9) == (5, 9)
+    with pytest.raises(ValueError, match="unknown Ovi model variant"):
+        latent_lengths("480p")

@@ -52,6 +52,23 @@ def spec(variant: str) -> OviSpec:
     return SPECS[variant]
 
 
+# The three checkpoints share one key layout (golden/manifests/ovi_1_1_fusion_note.json), so the weights
+# cannot tell them apart: the released file names can (chetwinlow1/Ovi: model.safetensors,
+# model_960x960.safetensors, model_960x960_10s.safetensors; fp8 exists only for the 720 model).
+def variant_from_filename(name: str) -> str:
+    """``960x960_10s`` / ``960x960_5s`` / ``720x720_5s`` from a checkpoint's file name (720 when it says neither)."""
+    stem = re.sub(r"[^0-9a-z]+", "_", str(name).replace("\\", "/").rsplit("/", 1)[-1].lower())
+    if "960x960" in stem or "960" in stem.split("_"):
+        return "960x960_10s" if re.search(r"(^|_)10s($|_)", stem) else "960x960_5s"
+    return "720x720_5s"
+
+
+def latent_lengths(variant: str, latent_frames: int = 0, audio_length: int = 0) -> tuple[int, int]:
+    """(video, audio) latent lengths; 0 takes the checkpoint's trained length (5 s: 31 / 157, 10 s: 61 / 314)."""
+    s = spec(variant)
+    return latent_frames or s.video_latent_length, audio_length or s.audio_latent_length
+
+
 def format_prompt(text: str, variant: str) -> str:
     """The engine rewrites the audio caption to the checkpoint's tags (ovi_fusion_engine.py L199-203)."""
     if uses_audcap_tags(variant):
