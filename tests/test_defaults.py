@@ -135,6 +135,10 @@ def test_train_defaults_resumes_finished_stages_to_the_same_weights(smoke_run):
     for name in FILES.values():
         a, b = load_file(str(smoke_run / "a" / "weights" / name)), load_file(str(work / "weights" / name))
         assert all(torch.equal(a[k], b[k]) for k in a), name
+    # another seed in the same folder trains every stage afresh
+    assert main(["train-defaults", "audiogen_omni", "--scale", "smoke", "--seed", "1", "--out", str(work)]) == 0
+    report = json.loads((work / "train_report.json").read_text())
+    assert not any(s.get("resumed") for s in report["stages"])
 
 
 def test_eval_defaults_writes_every_condition_on_held_out_clips(smoke_run, tmp_path):

@@ -61,7 +61,9 @@ SCALES = {
                    sample_steps=2, hidden=32),
     "feasibility": Scale(train_clips=48, seconds=2.0, size=64, vae_steps=150, vocoder_steps=500, mmdit_steps=1000,
                          synchformer_steps=800),
-    "full": Scale(train_clips=512, seconds=4.0, size=96, vae_steps=3000, vocoder_steps=3000, mmdit_steps=6000),
+    # not yet run: a plan (benchmarks/tiny_defaults_feasibility.md)
+    "full": Scale(train_clips=512, seconds=4.0, size=96, vae_steps=3000, vocoder_steps=3000, mmdit_steps=6000,
+                  synchformer_steps=3000),
 }
 
 
@@ -85,7 +87,8 @@ def sync_features(sf: Synchformer, frames: np.ndarray, fps: float, seconds: floa
     return sf.encode_video(sync_pixels(picked.sync_frames).unsqueeze(0))[0]
 
 
-def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, stages: list) -> Synchformer:
+def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, stages: list,
+                      resume: bool = False) -> Synchformer:
     """Distilled onto the oracle sync stream of the training clips (sync_proxy.py); comes back frozen."""
     from . import sync_proxy
 
@@ -94,19 +97,20 @@ def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, s
                for c, p in zip(clips, pixels)]
     sf = _run(sf.train().requires_grad_(True), sync_proxy.distill_loss,
               sync_proxy.segment_batches(pixels, targets, sc.batch, seed), sc.synchformer_steps, sc.synchformer_lr,
-              out, seed, stages, "synchformer", warmup=sc.synchformer_warmup)
+              out, seed, stages, "synchformer", warmup=sc.synchformer_warmup, resume=resume)
     return sf.eval().requires_grad_(False)
 
 
 def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log: list, name: str, ema=None,
-         warmup: int = 0):
-    """Train one stage, or take it from ``out/name`` when an earlier run of the same work folder finished it:
-    every stage is seeded on its own, so a resumed run gives the weights of an uninterrupted one."""
+         warmup: int = 0, resume: bool = False):
+    """Train one stage, or (``resume``) take it from ``out/name`` when an earlier run of the same work folder
+    with the same scale and seed finished it: every stage is seeded on its own, so a resumed run gives the
+    weights of an uninterrupted one."""
     from safetensors.torch import load_file as load_tensors, save_file
 
     done, entry = out / name / "final.safetensors", out / name / "stage.json"
     kept = ema.shadow if ema else model
-    if done.is_file() and entry.is_file() and json.loads(entry.read_text())["steps"] == steps:
+    if resume and done.is_file() and entry.is_file():
         kept.load_state_dict(load_tensors(str(done)))
         log.append(json.loads(entry.read_text()) | {"resumed": True})
         return model if ema else kept
@@ -147,6 +151,10 @@ class AudioGenOmniRecipe:
         sc = SCALES[scale]
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        settings, marker = {"scale": asdict(sc), "seed": seed}, out / "settings.json"
+        # finished stages of an earlier run are reused only when it trained the same scale from the same seed
+        resume = marker.is_file() and json.loads(marker.read_text()) == json.loads(json.dumps(settings))
+        marker.write_text(json.dumps(settings))
         stages: list[dict] = []
         t0, cpu0 = time.time(), time.process_time()
         clips = world_clips("train", sc.train_clips, task="v2a", stems=("effects",), seconds=sc.seconds, size=sc.size)
@@ -157,13 +165,13 @@ class AudioGenOmniRecipe:
         vae = codecs.new_vae(seed)
         codecs.set_mel_statistics(vae, [m for _, m in pairs])
         vae = _run(vae, codecs.vae_loss, codecs.mel_batches([m for _, m in pairs], sc.batch, seed), sc.vae_steps,
-                   sc.lr, out, seed, stages, "vae").eval()
+                   sc.lr, out, seed, stages, "vae", resume=resume).eval()
         voc = _run(codecs.new_vocoder(seed), codecs.VocoderLoss(), codecs.vocoder_batches(pairs, sc.vocoder_batch, seed),
-                   sc.vocoder_steps, sc.vocoder_lr, out, seed, stages, "vocoder").eval()
+                   sc.vocoder_steps, sc.vocoder_lr, out, seed, stages, "vocoder", resume=resume).eval()
 
         sf = new_synchformer(seed)
         if sc.synchformer_steps:
-            sf = train_synchformer(sf, clips, sc, out, seed, stages)
+            sf = train_synchformer(sf, clips, sc, out, seed, stages, resume=resume)
         t1 = time.time()
         items = []
         with torch.no_grad():
@@ -179,7 +187,7 @@ class AudioGenOmniRecipe:
         ema = EMA(net, sc.ema)
         dropout = DropoutConfig(clip=0.0, sync=0.1, text=0.0, lyrics=0.0)
         _run(net, make_loss_fn(dropout, seed=seed), batches(items, net, sc.batch, seed), sc.mmdit_steps, sc.lr, out,
-             seed, stages, "mmdit", ema=ema)
+             seed, stages, "mmdit", ema=ema, resume=resume)
 
         weights = out / "weights"
         weights.mkdir(exist_ok=True)
