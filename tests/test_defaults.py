@@ -111,8 +111,34 @@ def test_train_defaults_is_deterministic_and_writes_strictly_loadable_real_layou
     assert vae.config.latent_channels == net.config.latent_dim and voc.config.hop_length == 256
     assert net.config.sync_dim == sf.config.embed_dim
     report = json.loads((smoke_run / "a" / "train_report.json").read_text())
-    assert [s["stage"] for s in report["stages"]] == ["vae", "vocoder", "mmdit"]
+    assert [s["stage"] for s in report["stages"]] == ["vae", "vocoder", "synchformer", "mmdit"]
     assert report["train_seeds"][1] < 100_000  # training clips come from the train seed range only
+
+
+def test_train_defaults_resumes_finished_stages_to_the_same_weights(smoke_run):
+    # a long run can be split into bounded runs of one work folder: finished stages are taken, not retrained
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from soundstage.cli import main
+    from soundstage.training.defaults.audiogen_omni import FILES
+
+    work = smoke_run / "resumed"
+    shutil.copytree(smoke_run / "a", work)
+    shutil.rmtree(work / "mmdit")  # as if the run had stopped during the MMDiT stage
+    shutil.rmtree(work / "weights")
+    assert main(["train-defaults", "audiogen_omni", "--scale", "smoke", "--out", str(work)]) == 0
+    report = json.loads((work / "train_report.json").read_text())
+    assert [(s["stage"], bool(s.get("resumed"))) for s in report["stages"]] == [
+        ("vae", True), ("vocoder", True), ("synchformer", True), ("mmdit", False)]
+    for name in FILES.values():
+        a, b = load_file(str(smoke_run / "a" / "weights" / name)), load_file(str(work / "weights" / name))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    # another seed in the same folder trains every stage afresh
+    assert main(["train-defaults", "audiogen_omni", "--scale", "smoke", "--seed", "1", "--out", str(work)]) == 0
+    report = json.loads((work / "train_report.json").read_text())
+    assert not any(s.get("resumed") for s in report["stages"])
 
 
 def test_eval_defaults_writes_every_condition_on_held_out_clips(smoke_run, tmp_path):
@@ -182,20 +208,25 @@ def test_vocoder_loss_sees_a_dc_offset_the_spectral_terms_miss():
     assert float(shifted - exact) > 0.5 * DC_WEIGHT * 0.2
 
 
-def test_sync_proxy_targets_line_up_with_the_synchformer_tokens():
+def test_sync_proxy_oracle_lines_up_with_the_synchformer_tokens():
     from soundstage.models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
     from soundstage.training.defaults import sync_proxy
 
-    sf = Synchformer(SynchformerConfig(embed_dim=8, depth=1, num_heads=1, image_size=32)).eval()
+    sf = Synchformer(SynchformerConfig(embed_dim=8, depth=1, num_heads=1, patch_size=16, image_size=32)).eval()
     frames = torch.zeros(1, 41, 3, 32, 32)
     with torch.no_grad():
         tokens = sf.encode_video(frames)
     times = sync_proxy.token_times(41)
-    assert tokens.shape[1] == len(times)
-    env = sync_proxy.event_envelope(times, [0.5])
-    assert times[env.argmax()] == pytest.approx(0.5, abs=1 / 25)  # the token over the event's frame peaks
-    assert env.max() > 0.5 and env.min() < 1e-3
-    segs, target = next(sync_proxy.segment_batches([frames[0].half()], [[0.5]], 3, seed=0))
-    assert segs.shape == (3, 1, 16, 3, 32, 32) and target.shape == (3, 8)
-    with torch.no_grad():
-        assert sync_proxy.EventHead(sf)(segs).shape == (3, 8)
+    assert tokens.shape[1] == len(times) == sync_proxy.n_tokens(41)
+    oracle = sync_proxy.oracle_stream({"impacts": [0.5], "beeps": []}, 41, 8)
+    assert oracle.shape == tokens.shape[1:]
+    strength = oracle.norm(dim=1).numpy()
+    assert times[strength.argmax()] == pytest.approx(0.5, abs=1 / 25)  # the token over the event's frame peaks
+    assert strength.min() < 1e-3 * strength.max()
+    # the two kinds go to different directions of the token space
+    beep = sync_proxy.oracle_stream({"impacts": [], "beeps": [0.5]}, 41, 8)
+    assert float(torch.nn.functional.cosine_similarity(oracle.sum(0), beep.sum(0), dim=0)).__abs__() < 0.99
+    segs, target = next(sync_proxy.segment_batches([frames[0].half()], [oracle], 3, seed=0))
+    assert segs.shape == (3, 1, 16, 3, 32, 32) and target.shape == (3, 8, 8)
+    loss, logs = sync_proxy.distill_loss(sf, (segs, target))
+    assert loss.ndim == 0 and logs["mse"] > 0

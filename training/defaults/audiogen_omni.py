@@ -2,9 +2,11 @@
 
 Video to audio first: the target is the effects stem of ``v2a`` clips (balls bouncing, the lamp's beeps),
 conditioned on Synchformer-layout features of the frames. The Synchformer here is a tiny network in the
-released layout, initialised from the recipe seed and frozen; a scale with ``synchformer_steps`` first
-trains it on the event-envelope proxy (sync_proxy.py), which no scale does yet (not yet measured to help). Every stage runs on the shared accelerate
-trainer; a scale fixes clip counts and step counts, so a seed gives the same weights on every run.
+released layout; a scale with ``synchformer_steps`` first distils it onto the oracle sync stream (the
+ground-truth event envelope at each token's tubelet, sync_proxy.py), then freezes it, and the MMDiT
+learns from its features, the ones inference computes (with random frozen features the MMDiT ignored the
+video; benchmarks/tiny_defaults_feasibility.md). Every stage runs on the shared accelerate trainer; a scale
+fixes clip counts and step counts, so a seed gives the same weights on every run.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from . import codecs
 from .world import event_times, world_clips
 
 SYSTEM = "audiogen_omni"
-TINY_SYNCHFORMER = SynchformerConfig(embed_dim=64, depth=1, num_heads=1)
+# Patch 56 (16 patches per 224 px frame; the world is drawn at 64 px): a fraction of patch 16's cost per step.
+TINY_SYNCHFORMER = SynchformerConfig(embed_dim=64, depth=1, num_heads=1, patch_size=56)
 PREFIX = "soundstage-tiny/audiogen_omni"  # name the loaders list (defaults/soundstage_mmaudio/<this>/...)
 FILES = {"vae": "mel_vae_16k.safetensors", "vocoder": "bigvgan_16k.safetensors",
          "synchformer": "synchformer.safetensors", "mmdit": "mmdit_v2a.safetensors"}
@@ -44,8 +47,9 @@ class Scale:
     lr: float = 1e-3
     vocoder_batch: int = 4  # more, smaller steps: measured in benchmarks/tiny_defaults_feasibility.md (round 2)
     vocoder_lr: float = 2e-3
-    synchformer_steps: int = 0  # 0: random frozen Synchformer; else trained on the event proxy, then frozen
-    synchformer_lr: float = 1e-3
+    synchformer_steps: int = 0  # 0: random frozen Synchformer; else distilled onto the oracle stream, then frozen
+    synchformer_lr: float = 2e-3
+    synchformer_warmup: int = 50
     ema: float = 0.99
     sample_steps: int = 16
     hidden: int = 64
@@ -53,9 +57,13 @@ class Scale:
 
 SCALES = {
     "smoke": Scale(train_clips=4, seconds=1.0, size=48, vae_steps=2, vocoder_steps=2, mmdit_steps=2, batch=2,
+                   synchformer_steps=2,
                    sample_steps=2, hidden=32),
-    "feasibility": Scale(train_clips=48, seconds=2.0, size=64, vae_steps=150, vocoder_steps=500, mmdit_steps=1000),
-    "full": Scale(train_clips=512, seconds=4.0, size=96, vae_steps=3000, vocoder_steps=3000, mmdit_steps=6000),
+    "feasibility": Scale(train_clips=48, seconds=2.0, size=64, vae_steps=150, vocoder_steps=500, mmdit_steps=1000,
+                         synchformer_steps=800),
+    # not yet run: a plan (benchmarks/tiny_defaults_feasibility.md)
+    "full": Scale(train_clips=512, seconds=4.0, size=96, vae_steps=3000, vocoder_steps=3000, mmdit_steps=6000,
+                  synchformer_steps=3000),
 }
 
 
@@ -79,21 +87,35 @@ def sync_features(sf: Synchformer, frames: np.ndarray, fps: float, seconds: floa
     return sf.encode_video(sync_pixels(picked.sync_frames).unsqueeze(0))[0]
 
 
-def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, stages: list) -> Synchformer:
-    """The event-envelope proxy (sync_proxy.py) on the training clips; the encoder comes back frozen."""
+def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, stages: list,
+                      resume: bool = False) -> Synchformer:
+    """Distilled onto the oracle sync stream of the training clips (sync_proxy.py); comes back frozen."""
     from . import sync_proxy
 
     pixels = [sync_proxy.clip_pixels(c.frames, c.fps, sc.seconds) for c in clips]
-    events = [sorted(sum(event_times(c.truth).values(), [])) for c in clips]
-    model = sync_proxy.EventHead(sf.train().requires_grad_(True))
-    model = _run(model, sync_proxy.proxy_loss, sync_proxy.segment_batches(pixels, events, sc.batch, seed),
-                 sc.synchformer_steps, sc.synchformer_lr, out, seed, stages, "synchformer")
-    return model.synchformer.eval().requires_grad_(False)
+    targets = [sync_proxy.oracle_stream(event_times(c.truth), p.shape[0], sf.config.embed_dim)
+               for c, p in zip(clips, pixels)]
+    sf = _run(sf.train().requires_grad_(True), sync_proxy.distill_loss,
+              sync_proxy.segment_batches(pixels, targets, sc.batch, seed), sc.synchformer_steps, sc.synchformer_lr,
+              out, seed, stages, "synchformer", warmup=sc.synchformer_warmup, resume=resume)
+    return sf.eval().requires_grad_(False)
 
 
-def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log: list, name: str, ema=None):
+def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log: list, name: str, ema=None,
+         warmup: int = 0, resume: bool = False):
+    """Train one stage, or (``resume``) take it from ``out/name`` when an earlier run of the same work folder
+    with the same scale and seed finished it: every stage is seeded on its own, so a resumed run gives the
+    weights of an uninterrupted one."""
+    from safetensors.torch import load_file as load_tensors, save_file
+
+    done, entry = out / name / "final.safetensors", out / name / "stage.json"
+    kept = ema.shadow if ema else model
+    if resume and done.is_file() and entry.is_file():
+        kept.load_state_dict(load_tensors(str(done)))
+        log.append(json.loads(entry.read_text()) | {"resumed": True})
+        return model if ema else kept
     cfg = TrainConfig(out_dir=str(out / name), steps=steps, lr=lr, seed=seed, log_every=max(1, steps // 20),
-                      save_every=10**9, keep_checkpoints=1, weight_decay=0.0)
+                      save_every=10**9, keep_checkpoints=1, weight_decay=0.0, warmup_steps=min(warmup, steps // 2))
     start, cpu = time.time(), time.process_time()
     trainer = Trainer(model, loss_fn, cfg, on_step=(lambda s, logs: ema.update(trainer.unwrapped())) if ema else None)
     history = trainer.fit(data)
@@ -103,7 +125,11 @@ def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log:
                 "loss_first": history[0]["loss"], "loss_last": float(np.mean([h["loss"] for h in history[-10:]])),
                 "curve": [round(h["loss"], 5) for h in history]})
     (out / "stages.json").write_text(json.dumps(log))  # partial progress, stage by stage
-    return trainer.unwrapped()
+    model = trainer.unwrapped()
+    kept = ema.shadow if ema else model
+    save_file({k: v.detach().clone().contiguous() for k, v in kept.state_dict().items()}, str(done))
+    entry.write_text(json.dumps(log[-1]))
+    return model
 
 
 class AudioGenOmniRecipe:
@@ -125,6 +151,10 @@ class AudioGenOmniRecipe:
         sc = SCALES[scale]
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        settings, marker = {"scale": asdict(sc), "seed": seed}, out / "settings.json"
+        # finished stages of an earlier run are reused only when it trained the same scale from the same seed
+        resume = marker.is_file() and json.loads(marker.read_text()) == json.loads(json.dumps(settings))
+        marker.write_text(json.dumps(settings))
         stages: list[dict] = []
         t0, cpu0 = time.time(), time.process_time()
         clips = world_clips("train", sc.train_clips, task="v2a", stems=("effects",), seconds=sc.seconds, size=sc.size)
@@ -135,13 +165,13 @@ class AudioGenOmniRecipe:
         vae = codecs.new_vae(seed)
         codecs.set_mel_statistics(vae, [m for _, m in pairs])
         vae = _run(vae, codecs.vae_loss, codecs.mel_batches([m for _, m in pairs], sc.batch, seed), sc.vae_steps,
-                   sc.lr, out, seed, stages, "vae").eval()
+                   sc.lr, out, seed, stages, "vae", resume=resume).eval()
         voc = _run(codecs.new_vocoder(seed), codecs.VocoderLoss(), codecs.vocoder_batches(pairs, sc.vocoder_batch, seed),
-                   sc.vocoder_steps, sc.vocoder_lr, out, seed, stages, "vocoder").eval()
+                   sc.vocoder_steps, sc.vocoder_lr, out, seed, stages, "vocoder", resume=resume).eval()
 
         sf = new_synchformer(seed)
         if sc.synchformer_steps:
-            sf = train_synchformer(sf, clips, sc, out, seed, stages)
+            sf = train_synchformer(sf, clips, sc, out, seed, stages, resume=resume)
         t1 = time.time()
         items = []
         with torch.no_grad():
@@ -157,7 +187,7 @@ class AudioGenOmniRecipe:
         ema = EMA(net, sc.ema)
         dropout = DropoutConfig(clip=0.0, sync=0.1, text=0.0, lyrics=0.0)
         _run(net, make_loss_fn(dropout, seed=seed), batches(items, net, sc.batch, seed), sc.mmdit_steps, sc.lr, out,
-             seed, stages, "mmdit", ema=ema)
+             seed, stages, "mmdit", ema=ema, resume=resume)
 
         weights = out / "weights"
         weights.mkdir(exist_ok=True)

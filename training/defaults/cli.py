@@ -16,7 +16,8 @@ def add_train_arguments(p) -> None:
     p.add_argument("--scale", choices=SCALES, default="full",
                    help="full: the shipped default; feasibility: minutes; smoke: seconds (tests)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="work folder (default: defaults-work/SYSTEM-SCALE)")
+    p.add_argument("--out", default=None, help="work folder (default: defaults-work/SYSTEM-SCALE); a rerun with the same "
+                   "folder, scale and seed takes the stages it already finished")
     p.add_argument("--install", action="store_true",
                    help="evaluate on 16 held-out clips, copy the weights into the pack's defaults/ folder and write its model card")
 
