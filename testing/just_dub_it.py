@@ -183,16 +183,22 @@ def write_tiny_gemma(folder: str | Path, caption_channels: int = 24, seed: int =
 
 def write_tiny_single_file(path: str | Path, seed: int = 0) -> Path:
     """Transformer + text connectors + video/audio VAE + vocoder in one native single file."""
+    return save_single_file(path, random_native_checkpoint(seed=seed), random_native_codecs(seed),
+                            random_native_connectors(seed=seed))
+
+
+def save_single_file(path: str | Path, checkpoint: tuple[dict, dict], codecs: tuple[dict, dict], connectors: dict,
+                     **metadata: str) -> Path:
+    """One native single file as Lightricks ships it: every part's tensors, the config (transformer and
+    codecs) in the header."""
     from safetensors.torch import save_file
 
-    sd, meta = random_native_checkpoint(seed=seed)
-    codecs, codec_cfg = random_native_codecs(seed)
-    sd.update(codecs)
-    sd.update(random_native_connectors(seed=seed))
-    config = json.loads(meta["config"])
-    config.update(codec_cfg)
+    sd, meta = checkpoint
+    codec_sd, codec_cfg = codecs
+    config = {**json.loads(meta["config"]), **codec_cfg}
     path = Path(path)
-    save_file({k: v.contiguous() for k, v in sd.items()}, str(path), metadata={"config": json.dumps(config)})
+    save_file({k: v.contiguous() for k, v in {**sd, **codec_sd, **connectors}.items()}, str(path),
+              metadata={"config": json.dumps(config), **metadata})
     return path
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..models.just_dub_it.config import LTX23_22B_NATIVE_CONFIG
-from .just_dub_it import random_native_checkpoint
+from .just_dub_it import random_native_checkpoint, save_single_file
 
 TINY_LTX23_NATIVE_CONFIG: dict[str, Any] = {
     **LTX23_22B_NATIVE_CONFIG,
@@ -95,18 +95,8 @@ def random_ltx23_connectors(native_config: dict[str, Any] | None = None, gemma_l
 def write_tiny_ltx23_single_file(path: str | Path, seed: int = 0) -> Path:
     """Transformer + 2.3 text connectors + 2.3 video VAE + audio VAE + 48 kHz BWE vocoder in one native
     single file (loads with ``models.just_dub_it.bundle.load_ltx2_parts``; pair it with ``write_tiny_gemma``)."""
-    from safetensors.torch import save_file
-
-    sd, meta = random_ltx23_checkpoint(seed)
-    codecs, codec_cfg = random_ltx23_codecs(seed)
-    sd.update(codecs)
-    sd.update(random_ltx23_connectors(seed=seed))
-    config = json.loads(meta["config"])
-    config.update(codec_cfg)
-    path = Path(path)
-    save_file({k: v.contiguous() for k, v in sd.items()}, str(path),
-              metadata={"config": json.dumps(config), "model_version": "2.3.0"})
-    return path
+    return save_single_file(path, random_ltx23_checkpoint(seed), random_ltx23_codecs(seed),
+                            random_ltx23_connectors(seed=seed), model_version="2.3.0")
 
 
 # ---- codecs: 2.3 video VAE and the vocoder with bandwidth extension ------------------------------

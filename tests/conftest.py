@@ -50,6 +50,20 @@ def golden_dir() -> Path:
     return root
 
 
+def golden_parts(path: Path) -> tuple[dict, dict, dict, dict]:
+    """A golden file split as its README describes: (weights, ``input.*``, ``output.*`` with the prefixes
+    dropped, and the JSON beside it)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    data = load_file(str(path))
+    weights = {k: v for k, v in data.items() if not k.startswith(("input.", "output."))}
+    inputs = {k[len("input."):]: v for k, v in data.items() if k.startswith("input.")}
+    outputs = {k[len("output."):]: v for k, v in data.items() if k.startswith("output.")}
+    return weights, inputs, outputs, json.loads(path.with_suffix(".json").read_text())
+
+
 def golden_files(item: str, pattern: str = "*.safetensors") -> list[Path]:
     """Fixture files of one golden item, for parametrizing; empty when shared/ is absent."""
     folder = golden_root() / item

@@ -1,14 +1,13 @@
 """LTX-2 AV transformer in JUST-DUB-IT's in-context layout against the reference fixtures."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import golden_files
-from soundstage.models.common.checkpoint import load_file, safetensors_metadata
+from conftest import golden_files, golden_parts
+from soundstage.models.common.checkpoint import safetensors_metadata
 from soundstage.models.just_dub_it.in_context import add_noise, audio_state, isolation_masks, video_state
 from soundstage.models.just_dub_it.lora import loras_merged, read_lora
 from soundstage.models.just_dub_it.schedule import ltx2_sigmas, stage2_sigmas
@@ -25,11 +24,7 @@ OUTPUTS = ("video_velocity", "audio_velocity", "video_denoised", "audio_denoised
 class Fixture:
     def __init__(self, path: Path):
         self.path = path
-        self.meta = json.loads(path.with_suffix(".json").read_text())
-        data = load_file(path)
-        self.inputs = {k[len("input."):]: v for k, v in data.items() if k.startswith("input.")}
-        self.outputs = {k[len("output."):]: v for k, v in data.items() if k.startswith("output.")}
-        self.weights = {k: v for k, v in data.items() if not k.startswith(("input.", "output."))}
+        self.weights, self.inputs, self.outputs, self.meta = golden_parts(path)
         self.model = load_transformer(self.weights, safetensors_metadata(path))
 
     def run(self, **overrides):

@@ -5,8 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import golden_files
-from safetensors.torch import load_file
+from conftest import golden_files, golden_parts
 
 from soundstage.models.common.checkpoint import CheckpointError, compare_keys, meta_device, model_shapes
 from soundstage.models.common.codecs.mmaudio_vae import (
@@ -24,12 +23,7 @@ VAE_FIXTURES = golden_files("mmaudio_vae_vocoder", "vae*.safetensors")
 
 
 def _split(path):
-    d = load_file(str(path))
-    meta = json.loads(path.with_suffix(".json").read_text())
-    ckpt = {k: v for k, v in d.items() if not k.startswith(("input.", "output."))}
-    inputs = {k[len("input."):]: v for k, v in d.items() if k.startswith("input.")}
-    outputs = {k[len("output."):]: v for k, v in d.items() if k.startswith("output.")}
-    return ckpt, inputs, outputs, meta
+    return golden_parts(path)
 
 
 def _check(got: dict, outputs: dict, meta: dict) -> None:

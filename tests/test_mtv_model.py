@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import golden_files
+from conftest import golden_files, golden_parts
 from soundstage.models.common.checkpoint import CheckpointError, meta_device
 from soundstage.models.mtv.audio_modules import MSTConfig
 from soundstage.models.mtv.convert import convert_sat_to_ours, read_official_checkpoint, sat_network_state
@@ -18,11 +16,7 @@ FILES = golden_files("mtv_audio")
 
 
 def _case(path):
-    meta = json.loads(path.with_suffix(".json").read_text())
-    t = load_file(str(path))
-    sd = {k: v for k, v in t.items() if not k.startswith(("input.", "output."))}
-    inputs = {k[len("input."):]: v for k, v in t.items() if k.startswith("input.")}
-    outputs = {k[len("output."):]: v for k, v in t.items() if k.startswith("output.")}
+    sd, inputs, outputs, meta = golden_parts(path)
     return meta, sd, inputs, outputs
 
 

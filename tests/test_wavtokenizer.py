@@ -5,8 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import golden_files
-from safetensors.torch import load_file
+from conftest import golden_files, golden_parts
 
 from soundstage.models.common.checkpoint import CheckpointError, compare_keys, meta_device, model_shapes
 from soundstage.models.common.codecs.wavtokenizer import (
@@ -18,11 +17,7 @@ from soundstage.models.common.codecs.wavtokenizer import (
 
 
 def _split(path):
-    d = load_file(str(path))
-    ckpt = {k: v for k, v in d.items() if not k.startswith(("input.", "output."))}
-    inputs = {k[len("input."):]: v for k, v in d.items() if k.startswith("input.")}
-    outputs = {k[len("output."):]: v for k, v in d.items() if k.startswith("output.")}
-    return ckpt, inputs, outputs, json.loads(path.with_suffix(".json").read_text())
+    return golden_parts(path)
 
 
 @pytest.mark.parametrize("path", golden_files("wavtokenizer"), ids=lambda p: p.stem)
