@@ -154,6 +154,9 @@ def cmd_run(args) -> int:
     finally:
         SIGNALS.runner = None
     print(json.dumps({"outputs": result.outputs}, indent=2, default=str))
+    for node_id, ui in result.outputs.items():  # text reports (metrics nodes) readable too; stdout stays JSON
+        for text in (ui or {}).get("text", []) if isinstance(ui, dict) else []:
+            print(f"[node {node_id}] {text}", file=sys.stderr)
     if SIGNALS.received is not None:  # the signal came after the last step: every output is complete
         print(SIGNALS.message("run", " after the last step (outputs are complete)"), file=sys.stderr)
         return SIGNALS.exit_code()

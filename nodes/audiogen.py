@@ -145,7 +145,11 @@ def encode_text(prompt: str, negative: str, t5: Optional[HandledEncoder], encode
             return clip_text_features(encoders.clip, [text]).cpu(), None
 
     if t5 is None and (encoders is None or encoders.clip is None):
-        raise ValueError(f"{node}: connect 't5' (AudioGen-Omni) or 'clip_encoders' with a CLIP model (MMAudio)")
+        if not prompt.strip() and not negative.strip():  # nothing to encode: the model's learned empty features
+            return {"prompt": "", "kind": "none", "features": None, "mask": None, "negative": None,
+                    "negative_mask": None}
+        raise ValueError(f"{node}: connect 't5' (AudioGen-Omni) or 'clip_encoders' with a CLIP model (MMAudio) "
+                         f"to encode a prompt")
     out = {"prompt": prompt, "kind": "t5" if t5 is not None else "clip"}
     out["features"], out["mask"] = one(prompt) if prompt.strip() else (None, None)
     # MMAudio demo.py always passes negative_text=[negative_prompt] (default ""): the unconditional branch

@@ -32,6 +32,10 @@ class ClipSpec:
     speech: bool = True
     profile_views: bool = True
     head_motion: bool = True
+    # Random event starts (balls held still 0-1 s, first blink at 0.2-1.6 s, from their own generator so the
+    # rest of the clip is unchanged): with every clip starting its events alike, another clip's sound is
+    # nearly in sync and a model can learn the world's timing instead of reading it from the video.
+    event_delays: bool = False
 
 
 @dataclass
@@ -74,15 +78,18 @@ def generate_clip(spec: ClipSpec) -> Clip:
     # balls, their impacts; the light and its beeps
     effects = np.zeros(n_samples, np.float32)
     ball_states, impacts = [], []
+    delays = np.random.default_rng([spec.seed, 1]) if spec.event_delays else None
+    holds = delays.uniform(0.0, 1.0, spec.n_balls) if delays else np.zeros(spec.n_balls)
     for k in range(spec.n_balls):
         ball = scene.Ball(x0=0.55 + 0.3 * rng.random(), vx=rng.uniform(-0.15, 0.15), drop_height=rng.uniform(0.45, 0.7),
-                          radius=0.05 + 0.02 * rng.random(), colour=BALL_COLOURS[k % len(BALL_COLOURS)])
+                          radius=0.05 + 0.02 * rng.random(), colour=BALL_COLOURS[k % len(BALL_COLOURS)],
+                          hold=float(holds[k]))
         heights, xs, contacts = scene.ball_track(ball, times)
         ball_states.append((heights, xs, ball))
         for c in contacts:
             sounds.place(effects, sounds.impact(spec.sample_rate, rng, ball.radius * 20), c, spec.sample_rate)
             impacts.append({"time": round(c, 4), "frame": int(round(c * spec.fps)), "ball": k})
-    blinks = scene.blink_times(rng, spec.seconds)
+    blinks = scene.blink_times(rng, spec.seconds, first=float(delays.uniform(0.2, 1.6)) if delays else None)
     for b in blinks:
         sounds.place(effects, sounds.beep(spec.sample_rate), b, spec.sample_rate)
 

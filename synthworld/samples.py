@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .clip import ClipSpec, generate_clip, write_video
+from .splits import clip_spec
 
 
 def _save(path: Path, wave: np.ndarray, rate: int) -> None:
@@ -39,8 +40,12 @@ def write_workflow_samples(out: str | Path, *, seed: int = 0, seconds: float = 3
         _save(out / name, wave, rate)
         written.append(out / name)
 
-    for name in ("dualdub_input.mp4", "soundtrack_input.mp4", "talking_head_silent.mp4"):
+    for name in ("dualdub_input.mp4", "talking_head_silent.mp4"):
         video(name, None)  # silent video in, soundtrack out
+    # video to audio: a held-out clip of the world the AudioGen-Omni default knows (balls and the lamp, silent face)
+    v2a = generate_clip(clip_spec("heldout", 2, task="v2a", seconds=seconds, size=size, sample_rate=rate))
+    write_video(out / "soundtrack_input.mp4", v2a.frames, v2a.spec.fps, None, rate)
+    written.append(out / "soundtrack_input.mp4")
     for name in ("dub_source.mp4", "dub_clip.mp4"):
         video(name, en.mix)
     audio("reference_voice.wav", ref.stems["speech"])

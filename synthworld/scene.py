@@ -16,12 +16,13 @@ class Ball:
     radius: float  # in frame heights
     colour: tuple[int, int, int]
     restitution: float = 0.85
+    hold: float = 0.0  # seconds the ball hangs still at its drop height before it falls
 
 
 def ball_track(ball: Ball, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Heights above the floor and x positions at ``times``, and the exact contact times."""
-    contacts, h = [], np.zeros_like(times)
-    t0, v0, y0 = 0.0, 0.0, ball.drop_height
+    contacts, h = [], np.full_like(times, ball.drop_height)
+    t0, v0, y0 = ball.hold, 0.0, ball.drop_height
     segments = []  # (start, y0, v0) of each ballistic arc
     t_end = float(times[-1]) + 1.0
     while t0 < t_end:
@@ -37,8 +38,9 @@ def ball_track(ball: Ball, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, l
         sel = (times >= a) & (times < b)
         dt = times[sel] - a
         h[sel] = y + v * dt - 0.5 * GRAVITY * dt * dt
-    x = (ball.x0 + ball.vx * times) % 1.0
-    x = np.where(((ball.x0 + ball.vx * times) // 1.0) % 2 == 1, 1.0 - x, x)  # bounce off the side walls
+    travel = ball.x0 + ball.vx * np.maximum(times - ball.hold, 0.0)
+    x = travel % 1.0
+    x = np.where((travel // 1.0) % 2 == 1, 1.0 - x, x)  # bounce off the side walls
     return np.clip(h, 0, None), x, [c for c in contacts if c <= times[-1]]
 
 
@@ -58,8 +60,11 @@ def make_music(rng: np.random.Generator) -> Music:
     return Music(bpm=float(rng.choice([90, 100, 120])), chords=chords, mood=mood)
 
 
-def blink_times(rng: np.random.Generator, seconds: float) -> list[float]:
+def blink_times(rng: np.random.Generator, seconds: float, first: float | None = None) -> list[float]:
+    """Lamp blinks: the first at ``first`` (default 0.4-0.8 s from ``rng``), then every 0.9-1.8 s."""
     t, out = 0.4 + rng.random() * 0.4, []
+    if first is not None:
+        t = first
     while t < seconds - 0.2:
         out.append(round(float(t), 3))
         t += 0.9 + rng.random() * 0.9

@@ -11,6 +11,9 @@ from those two numbers alone, and the same (split, index) in another language is
 | heldout   | 1 000 000 .. 1 000 999   | sentence ids with id % 10 == 9    |
 | ci        | 1 000 000 .. 1 000 001   | (the first two held-out clips)    |
 
+Split clips start their events at random times (``ClipSpec.event_delays``: balls held 0-1 s, first blink
+at 0.2-1.6 s), so that another clip's soundtrack is not nearly in sync by chance.
+
 These ranges are part of every default's model card; never change them, add new ranges instead.
 """
 from __future__ import annotations
@@ -52,7 +55,7 @@ def clip_spec(split: str, index: int, *, task: str = "full", language: str = "en
     speakers = sorted(SPEAKERS)
     spec = ClipSpec(seed=seeds[index], seconds=seconds, fps=fps, width=size, height=size, sample_rate=sample_rate,
                     language=language, speaker=speakers[index % len(speakers)],
-                    sentence=ids[(index * _SENTENCE_STRIDE) % len(ids)], n_balls=1 + index % 2)
+                    sentence=ids[(index * _SENTENCE_STRIDE) % len(ids)], n_balls=1 + index % 2, event_delays=True)
     if task == "v2a":  # the face stays still and silent: sound comes from the balls and the lamp only
         spec = replace(spec, speech=False, head_motion=False, profile_views=False)
     return spec

@@ -121,6 +121,20 @@ def test_omni_speech_chain(models_dir):
     assert out["samples"].shape == (1, 20, 16) and torch.isfinite(out["samples"]).all()
 
 
+def test_empty_prompt_needs_no_text_encoder(models_dir):
+    # A Synchformer-only encoder set (the tiny default has no CLIP) with an empty prompt: the model's learned
+    # empty features, the same latents as no text at all; a prompt without an encoder is refused.
+    model = nodes.LoadMMDiT.execute("mmaudio_tiny.pth", "fp32")[0]
+    enc = nodes.LoadMMDiTVisualEncoders.execute("synchformer_tiny.safetensors", "none", "dfn5b_h14_384", "fp32")[0]
+    text = nodes.MMDiTTextEncode.execute("", "", clip_encoders=enc)[0]
+    assert text["kind"] == "none" and text["features"] is None and text["negative"] is None
+    with_text = nodes.MMDiTSampler.execute(model, "audio", 0.5, 2, 4.5, 3, 1, text=text)[0]
+    without = nodes.MMDiTSampler.execute(model, "audio", 0.5, 2, 4.5, 3, 1)[0]
+    assert torch.equal(with_text["samples"], without["samples"])
+    with pytest.raises(ValueError, match="MMDiT Text Encode.*clip_encoders"):
+        nodes.MMDiTTextEncode.execute("rain", "", clip_encoders=enc)
+
+
 def test_errors_name_node_and_input(models_dir):
     mm = nodes.LoadMMDiT.execute("mmaudio_tiny.pth", "fp32")[0]
     lyrics = nodes.MMDiTLyricsEncode.execute("la la", "auto", "none (UTF-8 symbols)")[0]

@@ -104,6 +104,7 @@ def test_main_job_writes_the_delivery_file(tmp_path):
             assert abs(sum(f.samples for f in c.decode(audio=i)) / stream.rate - 1.5) < 0.05, stream.metadata
     report = json.loads(proc.stdout)["outputs"]["4"]["text"][0]
     assert "av_align" in report
+    assert f"[node 4] {report}" in proc.stderr  # the report in plain text for a person at the terminal
 
 
 @needs_espeak

@@ -3,6 +3,7 @@ evaluated by the train-defaults / eval-defaults commands."""
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -230,3 +231,42 @@ def test_sync_proxy_oracle_lines_up_with_the_synchformer_tokens():
     assert segs.shape == (3, 1, 16, 3, 32, 32) and target.shape == (3, 8, 8)
     loss, logs = sync_proxy.distill_loss(sf, (segs, target))
     assert loss.ndim == 0 and logs["mse"] > 0
+
+
+def test_sync_probe_reads_event_times_back_from_tokens():
+    # The Synchformer stage's gate reads events back from its tokens; on the oracle itself it must find them.
+    from soundstage.training.defaults import sync_proxy
+
+    events = {"impacts": [0.53, 1.21], "beeps": [0.9]}
+    oracle = sync_proxy.oracle_stream(events, 50, 16)
+    found = sync_proxy.probe_events(oracle)
+    for kind, times in events.items():
+        assert len(found[kind]) == len(times) and np.allclose(found[kind], times, atol=0.005), (kind, found)
+    report = sync_proxy.probe_report([oracle, torch.zeros_like(oracle)], [events, events])
+    assert report["events"] == 6 and report["miss_rate"] == pytest.approx(0.5)  # the silent stream misses all
+
+
+def test_soundtrack_workflow_runs_as_shipped_on_the_sample_input(tmp_path):
+    # The README's main job: `synth --samples`, then the template with no model files of the user's own.
+    from soundstage.headless.runner import Runner
+    from soundstage.synthworld.samples import write_workflow_samples
+    from soundstage.training.defaults.cli import _installed
+
+    if _installed("audiogen_omni") is None:
+        pytest.skip("the AudioGen-Omni tiny default is not shipped in defaults/ (train-defaults audiogen_omni --install)")
+    import av
+
+    inp, out, models = tmp_path / "input", tmp_path / "output", tmp_path / "models"
+    write_workflow_samples(inp)
+    models.mkdir()
+    result = Runner(input_dir=inp, output_dir=out, models_dir=models).run(
+        pack_defaults.DEFAULTS_DIR.parent / "workflows" / "soundtrack_mmdit.json")
+    files = sorted(out.rglob("*.mp4"))
+    assert len(files) == 1
+    with av.open(str(files[0])) as c:
+        assert c.streams.audio and c.streams.video
+        rate = c.streams.audio[0].rate
+        samples = sum(f.samples for f in c.decode(audio=0))
+    assert abs(samples / rate - 3.0) < 0.05  # the whole 3 s sample clip, across the sampler's windows
+    report = result.values["33"][3]
+    assert report.startswith("AV sync") and "av_align" in report, report

@@ -73,3 +73,23 @@ def test_dubit_workflows_run_in_comfyui(tmp_path, name):
         v = c.streams.video[0]
         assert (v.width, v.height) == (192, 128) and sum(1 for _ in c.decode(video=0)) == 17
         assert len(c.streams.audio) == 1
+
+
+def test_soundtrack_workflow_runs_in_comfyui_with_the_shipped_default(tmp_path):
+    """The template as shipped: ComfyUI lists the pack's tiny default under soundstage-tiny/ (an extra search path)
+    and runs the graph on the sample input with an empty models folder."""
+    from soundstage.headless.registry import build_registry
+    from soundstage.headless.workflow import ui_to_api
+    from soundstage.synthworld.samples import write_workflow_samples
+    from soundstage.training.defaults.cli import _installed
+
+    if _installed("audiogen_omni") is None:
+        pytest.skip("the AudioGen-Omni tiny default is not shipped in defaults/ (train-defaults audiogen_omni --install)")
+    models, inputs = tmp_path / "models", tmp_path / "input"
+    models.mkdir()
+    write_workflow_samples(inputs, seconds=2.0)
+    prompt = ui_to_api(json.loads((REPO / "workflows" / "soundtrack_mmdit.json").read_text()), build_registry())
+    result = _run_probe(prompt, tmp_path, inputs, models)
+    saved = result["outputs"]["31"]["images"][0]
+    assert (tmp_path / "out" / saved["subfolder"] / saved["filename"]).stat().st_size > 1000
+    assert "av_align" in result["outputs"]["33"]["text"][0]

@@ -1,4 +1,5 @@
 """The synthetic world's sentences, captions and seed ranges that the tiny defaults train and evaluate on."""
+import dataclasses
 import re
 
 import numpy as np
@@ -47,6 +48,29 @@ def test_v2a_clips_are_silent_except_balls_and_beeps_and_deterministic():
     x, y = generate_clip(s), generate_clip(s)
     assert np.array_equal(x.frames, y.frames) and np.array_equal(x.stems["effects"], y.stems["effects"])
     assert not x.stems["speech"].any() and x.truth["transcript"] == ""
+
+
+def test_split_clips_start_their_events_at_different_times():
+    # A fixed start would let another clip's sound pass as in sync (the mismatched baseline of eval-defaults).
+    firsts, blinks = [], []
+    for index in range(8):
+        c = generate_clip(clip_spec("train", index, task="v2a", seconds=3.0, size=48))
+        firsts.append(min(e["time"] for e in c.truth["impacts"]))
+        blinks.append(c.truth["beeps"][0]["time"])
+    assert np.ptp(firsts) > 0.4 and np.ptp(blinks) > 0.4
+    plain = generate_clip(dataclasses.replace(clip_spec("train", 0, task="v2a", seconds=3.0, size=48), event_delays=False))
+    assert min(e["time"] for e in plain.truth["impacts"]) < 0.75  # dropped at t = 0: at most ~0.73 s of fall
+
+
+def test_a_held_ball_hangs_still_then_falls_from_rest():
+    from soundstage.synthworld.scene import GRAVITY, Ball, ball_track
+
+    times = np.arange(75) / 25
+    ball = Ball(x0=0.6, vx=0.1, drop_height=0.5, radius=0.05, colour=(1, 2, 3), hold=0.6)
+    h, x, contacts = ball_track(ball, times)
+    before = times < 0.6
+    assert np.all(h[before] == 0.5) and np.all(x[before] == 0.6) and h[~before][1] < 0.5 and x[-1] != 0.6
+    assert contacts[0] == pytest.approx(0.6 + np.sqrt(2 * 0.5 / GRAVITY))
 
 
 def test_caption_matches_the_scene():

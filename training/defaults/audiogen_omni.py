@@ -61,9 +61,9 @@ SCALES = {
                    sample_steps=2, hidden=32),
     "feasibility": Scale(train_clips=48, seconds=2.0, size=64, vae_steps=150, vocoder_steps=500, mmdit_steps=1000,
                          synchformer_steps=800),
-    # not yet run: a plan (benchmarks/tiny_defaults_feasibility.md)
-    "full": Scale(train_clips=512, seconds=4.0, size=96, vae_steps=3000, vocoder_steps=3000, mmdit_steps=6000,
-                  synchformer_steps=3000),
+    # the shipped default (benchmarks/tiny_defaults_feasibility.md, round 4)
+    "full": Scale(train_clips=128, seconds=2.0, size=128, vae_steps=150, vocoder_steps=600, mmdit_steps=2000,
+                  synchformer_steps=5000),
 }
 
 
@@ -97,12 +97,12 @@ def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, s
                for c, p in zip(clips, pixels)]
     sf = _run(sf.train().requires_grad_(True), sync_proxy.distill_loss,
               sync_proxy.segment_batches(pixels, targets, sc.batch, seed), sc.synchformer_steps, sc.synchformer_lr,
-              out, seed, stages, "synchformer", warmup=sc.synchformer_warmup, resume=resume)
+              out, seed, stages, "synchformer", warmup=sc.synchformer_warmup, resume=resume, schedule="cosine")
     return sf.eval().requires_grad_(False)
 
 
 def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log: list, name: str, ema=None,
-         warmup: int = 0, resume: bool = False):
+         warmup: int = 0, resume: bool = False, schedule: str = "constant"):
     """Train one stage, or (``resume``) take it from ``out/name`` when an earlier run of the same work folder
     with the same scale and seed finished it: every stage is seeded on its own, so a resumed run gives the
     weights of an uninterrupted one."""
@@ -115,7 +115,8 @@ def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log:
         log.append(json.loads(entry.read_text()) | {"resumed": True})
         return model if ema else kept
     cfg = TrainConfig(out_dir=str(out / name), steps=steps, lr=lr, seed=seed, log_every=max(1, steps // 20),
-                      save_every=10**9, keep_checkpoints=1, weight_decay=0.0, warmup_steps=min(warmup, steps // 2))
+                      save_every=10**9, keep_checkpoints=1, weight_decay=0.0, warmup_steps=min(warmup, steps // 2),
+                      schedule=schedule)
     start, cpu = time.time(), time.process_time()
     trainer = Trainer(model, loss_fn, cfg, on_step=(lambda s, logs: ema.update(trainer.unwrapped())) if ema else None)
     history = trainer.fit(data)
@@ -137,7 +138,7 @@ class AudioGenOmniRecipe:
     files = FILES
     folders = {key: "soundstage_mmaudio" for key in FILES}  # the ComfyUI model folder each file is listed in
     can = ["video to audio in the synthetic world: an impact sound where a ball touches the floor, a beep when the "
-           "lamp lights (16 kHz, clips up to the trained length)"]
+           "lamp lights (16 kHz; trained on 2 s clips, longer ones through the MMDiT Sampler's windows of 1.92 s)"]
     cannot = ["speech, song, text prompts or captions (no transcript or caption training yet)",
               "anything outside the cartoon world; real videos give noise-like or silent output",
               "44.1 kHz audio; CLIP features are not used (the clip stream stays at its learned empty feature)"]

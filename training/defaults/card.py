@@ -35,6 +35,9 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
         for cond, kinds in evaluation["summary"].items():
             for kind, m in kinds.items():
                 lines.append(f"| {cond} | {kind} | {m['median_ms']} | {m['miss_rate']} | {m['onset_precision']} |")
+        if probe := evaluation.get("synchformer_probe"):
+            lines += ["", f"Synchformer alone (events read back from its tokens): median {probe['median_ms']} ms, "
+                          f"miss rate {probe['miss_rate']}, precision {probe['precision']} over {probe['events']} events."]
     lines += ["", "## What it can do", ""] + [f"- {c}" for c in can]
     lines += ["", "## What it cannot do", ""] + [f"- {c}" for c in cannot]
     return "\n".join(lines) + "\n"
@@ -46,5 +49,7 @@ def write_card(path: Path, train: dict, evaluation: dict | None, **kwargs) -> Pa
     path.with_suffix(".json").write_text(json.dumps({"train": {k: v for k, v in train.items() if k != "stages"},
                                                      "stages": [{k: v for k, v in s.items() if k != "curve"}
                                                                 for s in train["stages"]],
-                                                     "eval": evaluation and evaluation["summary"]}, indent=1))
+                                                     "eval": evaluation and evaluation["summary"],
+                                                     "synchformer_probe": evaluation and evaluation.get("synchformer_probe")},
+                                                    indent=1))
     return path

@@ -13,6 +13,7 @@ from ...models.common.codecs.bigvgan import load_bigvgan
 from ...models.common.codecs.mel import MEL_16K, LogMel
 from ...models.common.codecs.mmaudio_vae import load_mel_vae
 from .report import write_report
+from .sync_proxy import probe_report
 from .world import event_times, world_clips
 
 CONDITIONS = ("default", "mismatched", "untrained", "codec_round_trip", "truth")
@@ -77,7 +78,9 @@ def evaluate_v2a(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
         rows.append(row)
     summary = summarise(rows)
     result = {"system": recipe.system, "task": "video_to_audio", "clips": [r["clip"] for r in rows],
-              "conditions": list(CONDITIONS), "summary": summary, "per_clip": rows}
+              "conditions": list(CONDITIONS), "summary": summary, "per_clip": rows,
+              # the Synchformer alone: events read back from its tokens (its stage's target, sync_proxy.py)
+              "synchformer_probe": probe_report(syncs, [event_times(c.truth) for c in held])}
     write_report(out, result)
     return result
 
