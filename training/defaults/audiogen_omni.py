@@ -131,10 +131,11 @@ class AudioGenOmniRecipe:
 
         vae = codecs.new_vae(seed)
         codecs.set_mel_statistics(vae, [m for _, m in pairs])
-        vae = run_stage(vae, codecs.vae_loss, codecs.mel_batches([m for _, m in pairs], sc.batch, seed), sc.vae_steps,
-                   sc.lr, out, seed, stages, "vae", resume=resume).eval()
-        voc = run_stage(codecs.new_vocoder(seed), codecs.VocoderLoss(), codecs.vocoder_batches(pairs, sc.vocoder_batch, seed),
-                   sc.vocoder_steps, sc.vocoder_lr, out, seed, stages, "vocoder", resume=resume).eval()
+        vae = run_stage(vae, codecs.vae_loss, codecs.mel_batches([m for _, m in pairs], sc.batch, seed),
+                        sc.vae_steps, sc.lr, out, seed, stages, "vae", resume=resume).eval()
+        voc = run_stage(codecs.new_vocoder(seed), codecs.VocoderLoss(),
+                        codecs.vocoder_batches(pairs, sc.vocoder_batch, seed), sc.vocoder_steps, sc.vocoder_lr, out,
+                        seed, stages, "vocoder", resume=resume).eval()
 
         sf = new_synchformer(seed)
         if sc.synchformer_steps:
@@ -153,8 +154,8 @@ class AudioGenOmniRecipe:
         features_s = time.time() - t1
         ema = EMA(net, sc.ema)
         dropout = DropoutConfig(clip=0.0, sync=0.1, text=0.0, lyrics=0.0)
-        run_stage(net, make_loss_fn(dropout, seed=seed), batches(items, net, sc.batch, seed), sc.mmdit_steps, sc.lr, out,
-             seed, stages, "mmdit", ema=ema, resume=resume)
+        run_stage(net, make_loss_fn(dropout, seed=seed), batches(items, net, sc.batch, seed), sc.mmdit_steps, sc.lr,
+                  out, seed, stages, "mmdit", ema=ema, resume=resume)
 
         weights = out / "weights"
         weights.mkdir(exist_ok=True)
