@@ -148,6 +148,7 @@ def evaluate_dualdub(recipe, weights: Path, out: Path, scale, *, clips: int, see
                                   {"skipped": "resemblyzer is not installed: no voice similarity"})
     result = {"system": recipe.system, "task": "v2st (speech + background)", "clips": [r["clip"] for r in rows],
               "conditions": list(CONDITIONS), "summary": summary, "kv_cache": kv, "per_clip": rows}
+    result["table"] = table(result)
     write_report(out, result, text=markdown(result), metrics=("median_ms", "int_corr_mean", "own_highest_share"))
     return result
 
@@ -161,9 +162,14 @@ def _median(x) -> float | None:
 
 
 def markdown(result: dict) -> str:
+    return "\n".join([f"# {result['system']}: {result['task']} on {len(result['clips'])} held-out clips", ""]
+                     + table(result)) + "\n"
+
+
+def table(result: dict) -> list[str]:
+    """The metric table (report.md and the model card) and the sampler's line, as Markdown lines."""
     s = result["summary"]
-    lines = [f"# {result['system']}: {result['task']} on {len(result['clips'])} held-out clips", "",
-             "Background: each ground-truth event matched to the nearest onset of the background head's audio "
+    lines = ["Background: each ground-truth event matched to the nearest onset of the background head's audio "
              "(median ms, a miss = 200 ms; precision = share of onsets within 100 ms of an event). Speech: Int-Corr "
              "and duration error against the clip's own speech. Voice: share of clips whose speech is closer "
              "(resemblyzer) to the reference speaker than to each of the other three.", "",
@@ -179,7 +185,7 @@ def markdown(result: dict) -> str:
     lines += ["", f"Sampler: tokens with and without the KV cache identical: **{kv.get('identical')}**; "
               f"{kv.get('tokens_per_s_cached')} tokens/s with the cache, {kv.get('tokens_per_s_uncached')} without "
               f"({kv.get('steps')} steps of 2 tokens, {kv.get('threads')} CPU threads)."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-__all__ = ["CONDITIONS", "evaluate_dualdub", "kv_cache_check", "load_parts", "markdown"]
+__all__ = ["CONDITIONS", "evaluate_dualdub", "kv_cache_check", "load_parts", "markdown", "table"]
