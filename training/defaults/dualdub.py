@@ -55,11 +55,13 @@ class Scale:
     vocab: int = 400
     temperature: float = 1.0
     top_k: int = 0
+    diagnostic_clips: int = 8  # held-out clips that measure the frame and speaker encoders (never trained on)
 
 
 SCALES = {
     "smoke": Scale(train_clips=4, seconds=1.0, size=32, codec_steps=2, clip_steps=2, speaker_steps=2,
-                   lm_steps=(1, 1, 1), batch=2, bins=32, codec_width=32, hidden=32, heads=2, vocab=300),
+                   lm_steps=(1, 1, 1), batch=2, bins=32, codec_width=32, hidden=32, heads=2, vocab=300,
+                   diagnostic_clips=4),
     # minutes on a 2-core CPU: measured in benchmarks/tiny_defaults_feasibility.md (DualDub)
     "feasibility": Scale(train_clips=48, seconds=4.0, size=64, codec_steps=600, clip_steps=300, speaker_steps=200,
                          lm_steps=(300, 300, 400)),
@@ -180,6 +182,10 @@ class DualDubRecipe:
                           enc.clip_batches(pixels, targets, 4 * sc.batch, seed), sc.clip_steps, sc.lr, out, seed,
                           stages, "clip", resume=resume)
         save_file(enc.clip_state_dict(probe.tower), str(weights / FILES["clip"]))
+        # measured, never trained on: how much of the frame targets the encoder carries on held-out clips
+        held = talking_clips("heldout", sc.diagnostic_clips, sc)
+        clip_r2 = enc.clip_r2(probe.eval(), [enc.clip_pixels(c.frames, sc.size) for c in held],
+                              [enc.frame_targets(c.truth, len(c.frames), c.spec.fps) for c in held])
         clip = load_clip_vision(weights / FILES["clip"])
 
         # 3. the LM's speaker encoder, alone, on the four speakers
@@ -191,7 +197,9 @@ class DualDubRecipe:
         run_stage(enc.SpeakerProbe(model.speaker_encoder, model.config.speaker_dim), enc.speaker_loss,
                   enc.speaker_batches(speech, labels, sc.batch, seed, codec.sample_rate), sc.speaker_steps, sc.lr,
                   out, seed, stages, "speaker", resume=resume)
-        speaker_acc = enc.speaker_accuracy(model.speaker_encoder, speech, labels, codec.sample_rate)
+        speaker_acc = enc.speaker_accuracy(model.speaker_encoder, [wt.to_codec_rate(c.stems["speech"], c.spec.sample_rate)
+                                                                   for c in held],
+                                           [enc.SPEAKER_NAMES.index(c.spec.speaker) for c in held], codec.sample_rate)
         init = save_dualdub(out / "lm_init" / "dualdub_init.safetensors", model, tokenizer)
 
         # 4. the curriculum, stage by stage from the previous stage's checkpoint
@@ -202,7 +210,10 @@ class DualDubRecipe:
 
         report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc), "seed": seed,
                   "train_seeds": [0, len(clips) - 1], "data_s": round(data_s, 1),
-                  "speaker_train_accuracy": round(speaker_acc, 3), "stages": stages,
+                  "heldout_diagnostics": {"clips": len(held), "speaker_accuracy": round(speaker_acc, 3),
+                                          "clip_r2": dict(zip(("lamp", "mouth", "since_contact", "to_contact",
+                                                               "contact"), clip_r2))},
+                  "stages": stages,
                   "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1),
                   "threads": torch.get_num_threads(),
                   "files": {k: {"name": f"{PREFIX}/{v}", "bytes": (weights / v).stat().st_size}

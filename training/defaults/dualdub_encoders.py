@@ -96,6 +96,15 @@ def clip_batches(pixels: list[torch.Tensor], targets: list[torch.Tensor], batch:
         yield (torch.stack([pixels[i][j] for i, j in picks]), torch.stack([targets[i][j] for i, j in picks]))
 
 
+@torch.no_grad()
+def clip_r2(probe: ClipProbe, pixels: list[torch.Tensor], targets: list[torch.Tensor]) -> list[float]:
+    """Per target, 1 - MSE / variance of the probe on (held-out) frames: 0 = no better than the mean."""
+    pred = torch.cat([probe(p) for p in pixels])
+    true = torch.cat(targets)
+    mse = (pred - true).pow(2).mean(0)
+    return [round(float(1 - m / v), 3) if v > 0 else None for m, v in zip(mse, true.var(0, unbiased=False))]
+
+
 class SpeakerProbe(nn.Module):
     def __init__(self, encoder: SpeakerEncoder, dim: int):
         super().__init__()
@@ -142,5 +151,5 @@ def speaker_accuracy(encoder: SpeakerEncoder, speech: list[torch.Tensor], labels
     return right / max(1, len(emb))
 
 
-__all__ = ["CLIP_WIDTH", "ClipProbe", "SpeakerProbe", "clip_batches", "clip_loss", "clip_pixels",
+__all__ = ["CLIP_WIDTH", "ClipProbe", "SpeakerProbe", "clip_batches", "clip_loss", "clip_pixels", "clip_r2",
            "clip_state_dict", "frame_targets", "speaker_accuracy", "speaker_batches", "speaker_loss", "tiny_clip"]

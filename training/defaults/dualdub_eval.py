@@ -146,8 +146,16 @@ def evaluate_dualdub(recipe, weights: Path, out: Path, scale, *, clips: int, see
         summary[cond]["voice"] = ({"own_highest_share": round(float(np.mean([v["own_highest"] for v in voiced])), 3),
                                    "clips": len(voiced)} if voiced else
                                   {"skipped": "resemblyzer is not installed: no voice similarity"})
+    # the speaker encoder alone: nearest-centroid (leave-one-out) speaker of each held-out clip's speech
+    from .dualdub_encoders import SPEAKER_NAMES, speaker_accuracy
+
+    everyone = held + refs
+    accuracy = speaker_accuracy(model.speaker_encoder, [wt.to_codec_rate(c.stems["speech"], c.spec.sample_rate)
+                                                        for c in everyone],
+                                [SPEAKER_NAMES.index(c.spec.speaker) for c in everyone], rate)
     result = {"system": recipe.system, "task": "v2st (speech + background)", "clips": [r["clip"] for r in rows],
-              "conditions": list(CONDITIONS), "summary": summary, "kv_cache": kv, "per_clip": rows}
+              "conditions": list(CONDITIONS), "summary": summary, "kv_cache": kv,
+              "speaker_encoder_accuracy": round(accuracy, 3), "per_clip": rows}
     result["table"] = table(result)
     write_report(out, result, text=markdown(result), metrics=("median_ms", "int_corr_mean", "own_highest_share"))
     return result
@@ -184,7 +192,9 @@ def table(result: dict) -> list[str]:
     kv = result.get("kv_cache") or {}
     lines += ["", f"Sampler: tokens with and without the KV cache identical: **{kv.get('identical')}**; "
               f"{kv.get('tokens_per_s_cached')} tokens/s with the cache, {kv.get('tokens_per_s_uncached')} without "
-              f"({kv.get('steps')} steps of 2 tokens, {kv.get('threads')} CPU threads)."]
+              f"({kv.get('steps')} steps of 2 tokens, {kv.get('threads')} CPU threads).",
+              "", f"Speaker encoder alone (nearest speaker centroid, leave-one-out, held-out speech): accuracy "
+              f"{result.get('speaker_encoder_accuracy')} (chance 0.25)."]
     return lines
 
 
