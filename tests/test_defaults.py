@@ -142,6 +142,28 @@ def test_train_defaults_resumes_finished_stages_to_the_same_weights(smoke_run):
     assert not any(s.get("resumed") for s in report["stages"])
 
 
+def test_a_changed_stage_retrains_itself_and_what_reads_it_only(smoke_run, monkeypatch):
+    import dataclasses
+    import shutil
+
+    from soundstage.training.defaults import audiogen_omni as ag
+
+    work = smoke_run / "changed"
+    shutil.copytree(smoke_run / "a", work)
+    smoke = ag.SCALES["smoke"]
+
+    def resumed(**change):
+        monkeypatch.setitem(ag.SCALES, "smoke", dataclasses.replace(smoke, **change))
+        report = ag.RECIPE.train(str(work), scale="smoke", seed=0)
+        return {s["stage"]: bool(s.get("resumed")) for s in report["stages"]}
+
+    # the vocoder reads nothing and nothing reads it; the MMDiT reads the VAE's latents and the Synchformer's tokens
+    assert resumed(vocoder_steps=smoke.vocoder_steps + 1) == {"vae": True, "vocoder": False, "synchformer": True,
+                                                              "mmdit": True}
+    assert resumed(vocoder_steps=smoke.vocoder_steps + 1, synchformer_steps=smoke.synchformer_steps + 1) == {
+        "vae": True, "vocoder": True, "synchformer": False, "mmdit": False}
+
+
 def test_eval_defaults_writes_every_condition_on_held_out_clips(smoke_run, tmp_path):
     from soundstage.cli import main
 

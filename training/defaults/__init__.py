@@ -13,7 +13,7 @@ from typing import Protocol
 # system -> module holding its recipe (a module-level ``RECIPE``); None: not built yet (issues 17-20).
 RECIPES: dict[str, str | None] = {
     "audiogen_omni": ".audiogen_omni",
-    "dualdub": None,
+    "dualdub": ".dualdub",
     "ovi": None,
     "mtv": None,
     "just_dub_it": None,

@@ -23,8 +23,8 @@ from ...models.audiogen_omni.sampler import generate
 from ...models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
 from ...models.audiogen_omni.preprocess import load_video_frames, sync_pixels
 from ...models.common.codecs.mel import MEL_16K, LogMel
-from ..trainer import TrainConfig, Trainer
 from . import codecs
+from .stages import run_stage
 from .world import event_times, world_clips
 
 SYSTEM = "audiogen_omni"
@@ -62,7 +62,7 @@ SCALES = {
     "feasibility": Scale(train_clips=48, seconds=2.0, size=64, vae_steps=150, vocoder_steps=500, mmdit_steps=1000,
                          synchformer_steps=800),
     # the shipped default (benchmarks/tiny_defaults_feasibility.md, round 4)
-    "full": Scale(train_clips=128, seconds=2.0, size=128, vae_steps=150, vocoder_steps=600, mmdit_steps=2000,
+    "full": Scale(train_clips=128, seconds=2.0, size=128, vae_steps=150, vocoder_steps=2000, mmdit_steps=2000,
                   synchformer_steps=5000),
 }
 
@@ -88,49 +88,18 @@ def sync_features(sf: Synchformer, frames: np.ndarray, fps: float, seconds: floa
 
 
 def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, stages: list,
-                      resume: bool = False) -> Synchformer:
+                      resume: bool = False, key: dict | None = None) -> Synchformer:
     """Distilled onto the oracle sync stream of the training clips (sync_proxy.py); comes back frozen."""
     from . import sync_proxy
 
     pixels = [sync_proxy.clip_pixels(c.frames, c.fps, sc.seconds) for c in clips]
     targets = [sync_proxy.oracle_stream(event_times(c.truth), p.shape[0], sf.config.embed_dim)
                for c, p in zip(clips, pixels)]
-    sf = _run(sf.train().requires_grad_(True), sync_proxy.distill_loss,
-              sync_proxy.segment_batches(pixels, targets, sc.batch, seed), sc.synchformer_steps, sc.synchformer_lr,
-              out, seed, stages, "synchformer", warmup=sc.synchformer_warmup, resume=resume, schedule="cosine")
+    sf = run_stage(sf.train().requires_grad_(True), sync_proxy.distill_loss,
+                   sync_proxy.segment_batches(pixels, targets, sc.batch, seed), sc.synchformer_steps,
+                   sc.synchformer_lr, out, seed, stages, "synchformer", warmup=sc.synchformer_warmup, resume=resume,
+                   schedule="cosine", key=key)
     return sf.eval().requires_grad_(False)
-
-
-def _run(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log: list, name: str, ema=None,
-         warmup: int = 0, resume: bool = False, schedule: str = "constant"):
-    """Train one stage, or (``resume``) take it from ``out/name`` when an earlier run of the same work folder
-    with the same scale and seed finished it: every stage is seeded on its own, so a resumed run gives the
-    weights of an uninterrupted one."""
-    from safetensors.torch import load_file as load_tensors, save_file
-
-    done, entry = out / name / "final.safetensors", out / name / "stage.json"
-    kept = ema.shadow if ema else model
-    if resume and done.is_file() and entry.is_file():
-        kept.load_state_dict(load_tensors(str(done)))
-        log.append(json.loads(entry.read_text()) | {"resumed": True})
-        return model if ema else kept
-    cfg = TrainConfig(out_dir=str(out / name), steps=steps, lr=lr, seed=seed, log_every=max(1, steps // 20),
-                      save_every=10**9, keep_checkpoints=1, weight_decay=0.0, warmup_steps=min(warmup, steps // 2),
-                      schedule=schedule)
-    start, cpu = time.time(), time.process_time()
-    trainer = Trainer(model, loss_fn, cfg, on_step=(lambda s, logs: ema.update(trainer.unwrapped())) if ema else None)
-    history = trainer.fit(data)
-    wall, cpu = time.time() - start, time.process_time() - cpu
-    log.append({"stage": name, "steps": steps, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-                "cpu_s_per_step": round(cpu / max(1, steps), 3),
-                "loss_first": history[0]["loss"], "loss_last": float(np.mean([h["loss"] for h in history[-10:]])),
-                "curve": [round(h["loss"], 5) for h in history]})
-    (out / "stages.json").write_text(json.dumps(log))  # partial progress, stage by stage
-    model = trainer.unwrapped()
-    kept = ema.shadow if ema else model
-    save_file({k: v.detach().clone().contiguous() for k, v in kept.state_dict().items()}, str(done))
-    entry.write_text(json.dumps(log[-1]))
-    return model
 
 
 class AudioGenOmniRecipe:
@@ -152,10 +121,9 @@ class AudioGenOmniRecipe:
         sc = SCALES[scale]
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        settings, marker = {"scale": asdict(sc), "seed": seed}, out / "settings.json"
-        # finished stages of an earlier run are reused only when it trained the same scale from the same seed
-        resume = marker.is_file() and json.loads(marker.read_text()) == json.loads(json.dumps(settings))
-        marker.write_text(json.dumps(settings))
+        (out / "settings.json").write_text(json.dumps({"scale": asdict(sc), "seed": seed}))
+        # a finished stage of an earlier run is reused when its key (data, settings, the stages it reads) is unchanged
+        data = {"split": "train", "task": "v2a", "clips": sc.train_clips, "seconds": sc.seconds, "size": sc.size}
         stages: list[dict] = []
         t0, cpu0 = time.time(), time.process_time()
         clips = world_clips("train", sc.train_clips, task="v2a", stems=("effects",), seconds=sc.seconds, size=sc.size)
@@ -165,14 +133,21 @@ class AudioGenOmniRecipe:
 
         vae = codecs.new_vae(seed)
         codecs.set_mel_statistics(vae, [m for _, m in pairs])
-        vae = _run(vae, codecs.vae_loss, codecs.mel_batches([m for _, m in pairs], sc.batch, seed), sc.vae_steps,
-                   sc.lr, out, seed, stages, "vae", resume=resume).eval()
-        voc = _run(codecs.new_vocoder(seed), codecs.VocoderLoss(), codecs.vocoder_batches(pairs, sc.vocoder_batch, seed),
-                   sc.vocoder_steps, sc.vocoder_lr, out, seed, stages, "vocoder", resume=resume).eval()
+        vae = run_stage(vae, codecs.vae_loss, codecs.mel_batches([m for _, m in pairs], sc.batch, seed),
+                        sc.vae_steps, sc.lr, out, seed, stages, "vae", resume=True,
+                        key={"data": data, "batch": sc.batch, "config": asdict(codecs.TINY_VAE)}).eval()
+        after = {"vae": stages[-1]["key"]}
+        voc = run_stage(codecs.new_vocoder(seed), codecs.VocoderLoss(),
+                        codecs.vocoder_batches(pairs, sc.vocoder_batch, seed), sc.vocoder_steps, sc.vocoder_lr, out,
+                        seed, stages, "vocoder", resume=True, schedule="cosine",
+                        key={"data": data, "batch": sc.vocoder_batch, "config": asdict(codecs.TINY_VOCODER)}).eval()
 
         sf = new_synchformer(seed)
+        after["synchformer"] = None  # random and frozen
         if sc.synchformer_steps:
-            sf = train_synchformer(sf, clips, sc, out, seed, stages, resume=resume)
+            sf = train_synchformer(sf, clips, sc, out, seed, stages, resume=True,
+                                   key={"data": data, "batch": sc.batch, "config": asdict(TINY_SYNCHFORMER)})
+            after["synchformer"] = stages[-1]["key"]
         t1 = time.time()
         items = []
         with torch.no_grad():
@@ -187,8 +162,10 @@ class AudioGenOmniRecipe:
         features_s = time.time() - t1
         ema = EMA(net, sc.ema)
         dropout = DropoutConfig(clip=0.0, sync=0.1, text=0.0, lyrics=0.0)
-        _run(net, make_loss_fn(dropout, seed=seed), batches(items, net, sc.batch, seed), sc.mmdit_steps, sc.lr, out,
-             seed, stages, "mmdit", ema=ema, resume=resume)
+        run_stage(net, make_loss_fn(dropout, seed=seed), batches(items, net, sc.batch, seed), sc.mmdit_steps, sc.lr,
+                  out, seed, stages, "mmdit", ema=ema, resume=True,
+                  key={"data": data, "batch": sc.batch, "config": asdict(net.config), "dropout": asdict(dropout),
+                       "after": after})
 
         weights = out / "weights"
         weights.mkdir(exist_ok=True)

@@ -28,7 +28,10 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
     lines += ["", f"Total wall time {train['wall_s']} s with {train['threads']} CPU threads.", "",
               "## Files", "", "| file | bytes |", "|---|---|"]
     lines += [f"| `{f['name']}` | {f['bytes']} |" for f in train["files"].values()]
-    if evaluation:
+    if evaluation and "table" in evaluation:  # a recipe with metrics of its own gives its table
+        lines += ["", "## Held-out metrics", "", f"`python -m soundstage eval-defaults {train['system']}` on "
+                  f"{len(evaluation['clips'])} held-out clips:", ""] + evaluation["table"]
+    elif evaluation:
         lines += ["", "## Held-out metrics", "", f"`python -m soundstage eval-defaults {train['system']}` on "
                   f"{len(evaluation['clips'])} held-out clips (median onset error, misses count as 200 ms):", "",
                   "| condition | kind | median ms | miss rate | onset precision |", "|---|---|---|---|---|"]

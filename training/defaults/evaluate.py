@@ -85,12 +85,13 @@ def evaluate_v2a(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
     return result
 
 
-def summarise(rows: list[dict]) -> dict:
+def summarise(rows: list[dict], conditions=CONDITIONS,
+              kinds=("all", "impacts", "beeps", "mel_all", "mel_impacts", "mel_beeps")) -> dict:
     """Per condition and event kind: the median over all events of all clips (misses count as 200 ms)."""
     out = {}
-    for cond in CONDITIONS:
+    for cond in conditions:
         out[cond] = {}
-        for kind in ("all", "impacts", "beeps", "mel_all", "mel_impacts", "mel_beeps"):
+        for kind in kinds:
             errs = [e for r in rows if kind in r[cond] for e in r[cond][kind]["errors_s"]]
             prec = [p for r in rows if kind in r[cond] if not np.isnan(p := r[cond][kind]["precision"])]
             if errs:

@@ -42,9 +42,11 @@ def plot(result: dict, path: Path, metric: str = "median_ms") -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, result: dict) -> None:
+def write_report(out: Path, result: dict, *, text: str | None = None,
+                 metrics: tuple[str, ...] = ("median_ms", "onset_precision")) -> None:
+    """``text``: a recipe's own Markdown (default: the onset table); ``metrics``: one PNG each."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(result, indent=1))
-    (out / "report.md").write_text(markdown(result))
-    for metric in ("median_ms", "onset_precision"):
+    (out / "report.md").write_text(markdown(result) if text is None else text)
+    for metric in metrics:
         plot(result, out / f"{metric}.png", metric)

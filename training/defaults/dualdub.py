@@ -1,0 +1,234 @@
+"""DualDub tiny default: a WavTokenizer, a CLIP frame encoder, the speaker encoder, then the dual-head LM
+through the paper's three-stage curriculum (3.4: V2A, then + TTS, then + V2ST), by the code of
+``train dualdub --stage 1..3`` on a manifest folder written from the world's clips.
+
+Clips are the world's ``full`` task (the face speaks a grammar sentence while balls bounce and the lamp
+beeps). The background track is the effects stem (impacts and beeps: the sounds the video shows; the
+world's music is left out, it would be an off-screen track the video cannot predict) and the speech track
+the speech stem. Each training clip gives one manifest entry per task; a TTS / V2ST entry's reference voice
+is another training clip of the same speaker (speakers go round the clip index, synthworld.splits), so the
+speaker encoder learns the voice, not the sentence. Every stage is resumable: a rerun of the same work
+folder with the same scale and seed takes finished stages, and an LM stage stopped midway resumes from its
+last trainer checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ...synthworld import generate_clip
+from ...synthworld.splits import clip_spec
+from . import dualdub_encoders as enc
+from . import wavtokenizer as wt
+from .stages import curve_entry, finished, record, resumable, run_stage
+
+SYSTEM = "dualdub"
+PREFIX = "soundstage-tiny/dualdub"
+FILES = {"lm": "dualdub.safetensors", "tokenizer": "dualdub.tokenizer.json",
+         "codec": "wavtokenizer_40tps.safetensors", "clip": "clip_vision.safetensors"}
+FOLDERS = {"lm": "soundstage_dualdub", "tokenizer": "soundstage_dualdub", "codec": "audio_encoders",
+           "clip": "clip_vision"}
+
+
+@dataclass(frozen=True)
+class Scale:
+    train_clips: int
+    seconds: float
+    size: int  # frame size (px); also the tiny CLIP's input size (a multiple of its 8 px patch)
+    codec_steps: int
+    clip_steps: int
+    speaker_steps: int
+    lm_steps: tuple[int, int, int]  # curriculum stages 1 (V2A), 2 (+TTS), 3 (+V2ST)
+    batch: int = 8
+    lr: float = 1e-3
+    lm_lr: float = 1e-3
+    bins: int = 512
+    codec_width: int = 64
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    vocab: int = 400
+    temperature: float = 1.0
+    top_k: int = 0
+    diagnostic_clips: int = 8  # held-out clips that measure the frame and speaker encoders (never trained on)
+
+
+SCALES = {
+    "smoke": Scale(train_clips=4, seconds=1.0, size=32, codec_steps=2, clip_steps=2, speaker_steps=2,
+                   lm_steps=(1, 1, 1), batch=2, bins=32, codec_width=32, hidden=32, heads=2, vocab=300,
+                   diagnostic_clips=4),
+    # minutes on a 2-core CPU: measured in benchmarks/tiny_defaults_feasibility.md (DualDub)
+    "feasibility": Scale(train_clips=48, seconds=4.0, size=64, codec_steps=600, clip_steps=300, speaker_steps=200,
+                         lm_steps=(300, 300, 400)),
+    # not yet run: a plan (benchmarks/tiny_defaults_feasibility.md)
+    "full": Scale(train_clips=400, seconds=4.0, size=64, codec_steps=3000, clip_steps=1000, speaker_steps=600,
+                  lm_steps=(2000, 2000, 3000), hidden=96, layers=3),
+}
+
+
+def talking_clips(split: str, count: int, sc: Scale, start: int = 0) -> list:
+    """The world's ``full`` clips of ``split`` (synthworld.splits seed ranges), with every stem."""
+    return [generate_clip(clip_spec(split, i, task="full", seconds=sc.seconds, size=sc.size))
+            for i in range(start, start + count)]
+
+
+def lm_config(sc: Scale, codec, text_vocab: int) -> dict:
+    """DualDubConfig fields of the tiny LM (a Qwen2 trunk, as the released configuration's)."""
+    lm = {"model_type": "qwen2", "hidden_size": sc.hidden, "num_hidden_layers": sc.layers,
+          "num_attention_heads": sc.heads, "num_key_value_heads": max(1, sc.heads // 2),
+          "intermediate_size": 2 * sc.hidden, "max_position_embeddings": 4096, "rope_theta": 10000.0,
+          "vocab_size": 1}
+    return dict(codebook_size=codec.codebook_size, token_rate=codec.sample_rate / codec.hop_length,
+                codec_sample_rate=codec.sample_rate, text_vocab_size=text_vocab, video_dim=enc.CLIP_WIDTH,
+                aligner_heads=2, speaker_dim=32, speaker_channels=sc.hidden, speaker_heads=2, n_mels=40, lm=lm)
+
+
+def write_manifest(clips: list, folder: Path) -> Path:
+    """The ``train dualdub`` data folder: media files and manifest.json (one entry per clip and task)."""
+    from ...media.save_audio import save_audio
+    from ...synthworld.clip import write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i, c in enumerate(clips):
+        rate = c.spec.sample_rate
+        write_video(folder / f"v{i}.mp4", c.frames, c.spec.fps, None, rate)
+        for stem, name in (("effects", "bg"), ("speech", "sp")):
+            save_audio(folder / f"{name}{i}.wav", torch.from_numpy(c.stems[stem])[None], rate, "wav_float")
+    n = len(clips)
+    for i, c in enumerate(clips):
+        ref = f"sp{(i + 4) % n}.wav"  # the same speaker (speaker = index % 4), another sentence
+        text = c.truth["transcript"]
+        entries += [{"video": f"v{i}.mp4", "background": f"bg{i}.wav", "task": "v2a"},
+                    {"speech": f"sp{i}.wav", "transcript": text, "reference": ref, "task": "tts"},
+                    {"video": f"v{i}.mp4", "background": f"bg{i}.wav", "speech": f"sp{i}.wav", "transcript": text,
+                     "reference": ref, "task": "v2st"}]
+    (folder / "manifest.json").write_text(json.dumps(entries, indent=1))
+    return folder
+
+
+def lm_stage(stage: int, data: Path, out: Path, steps: int, sc: Scale, codec, clip, init: Path, seed: int,
+             log: list, resume: bool) -> Path:
+    """One curriculum stage by ``train dualdub --stage N``'s own function; -> its checkpoint."""
+    from ..dualdub.train import train
+
+    name = f"lm_stage{stage}"
+    folder = out / name
+    ckpt = folder / f"dualdub_stage{stage}.safetensors"
+    if ckpt.is_file() and finished(out, name, log, resume):
+        return ckpt
+    # A stage stopped before its first trainer checkpoint restarts from the previous stage, not from the
+    # config (``train`` rebuilds a fresh model when its folder has a config but no checkpoint to resume).
+    if not resume or not any(folder.glob("checkpoint-*")):
+        shutil.rmtree(folder, ignore_errors=True)
+    start, cpu = time.time(), time.process_time()
+    result = train(stage, data, folder, steps, codec=codec, clip=clip, init_from=init, batch_size=sc.batch,
+                   lr=sc.lm_lr, seed=seed, save_every=max(50, steps // 4))
+    record(out, name, log, curve_entry(name, steps, time.time() - start, time.process_time() - cpu,
+                                       result["history"]) | {"resumed_from_step": steps - len(result["history"])})
+    return ckpt
+
+
+class DualDubRecipe:
+    system = SYSTEM
+    files = FILES
+    folders = FOLDERS
+    can = ["a talking clip of the synthetic world soundtracked in one pass: the background head's impacts and "
+           "beeps, the speech head's words in the reference speaker's voice (24 kHz)",
+           "background only (V2A) or speech only (TTS), as the curriculum trained them"]
+    cannot = ["anything outside the cartoon world: real videos, real voices and free text give noise-like output",
+              "music, or languages other than the world's English sentences",
+              "audio above 8 kHz (the world is drawn at 16 kHz)"]
+
+    def train(self, out_dir: str, *, scale: str = "feasibility", seed: int = 0) -> dict:
+        from safetensors.torch import save_file
+
+        from ...models.common.codecs.wavtokenizer import load_wavtokenizer
+        from ...models.dualdub.config import V2A_PROMPT, DualDubConfig
+        from ...models.dualdub.io import load_dualdub, save_dualdub
+        from ...models.dualdub.model import DualDub
+        from ...models.dualdub.text import train_bpe
+        from ...models.dualdub.vision import load_clip_vision
+
+        sc = SCALES[scale]
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        resume = resumable(out, {"scale": asdict(sc), "seed": seed})
+        weights = out / "weights"
+        weights.mkdir(exist_ok=True)
+        stages: list[dict] = []
+        t0, cpu0 = time.time(), time.process_time()
+        clips = talking_clips("train", sc.train_clips, sc)
+        data = write_manifest(clips, out / "data")
+        data_s = time.time() - t0
+
+        # 1. the codec, on both tracks' stems at 24 kHz
+        waves = [wt.to_codec_rate(c.stems[s], c.spec.sample_rate) for c in clips for s in ("effects", "speech")]
+        cfg = wt.tiny_config(sc.bins, sc.codec_width)
+        codec = run_stage(wt.new_codec(cfg, seed), wt.CodecLoss(seed), wt.wave_batches(waves, sc.batch, seed,
+                          cfg.hop_length), sc.codec_steps, sc.lr, out, seed, stages, "codec", resume=resume)
+        save_file(wt.codec_state_dict(codec), str(weights / FILES["codec"]))
+        codec = load_wavtokenizer(weights / FILES["codec"], dtype=torch.float32)  # what inference reads
+
+        # 2. the frame encoder, on every frame of the training clips
+        pixels = [enc.clip_pixels(c.frames, sc.size) for c in clips]
+        targets = [enc.frame_targets(c.truth, len(c.frames), c.spec.fps) for c in clips]
+        probe = run_stage(enc.ClipProbe(enc.tiny_clip(seed, sc.size)), enc.clip_loss,
+                          enc.clip_batches(pixels, targets, 4 * sc.batch, seed), sc.clip_steps, sc.lr, out, seed,
+                          stages, "clip", resume=resume)
+        save_file(enc.clip_state_dict(probe.tower), str(weights / FILES["clip"]))
+        # measured, never trained on: how much of the frame targets the encoder carries on held-out clips
+        held = talking_clips("heldout", sc.diagnostic_clips, sc)
+        clip_r2 = enc.clip_r2(probe.eval(), [enc.clip_pixels(c.frames, sc.size) for c in held],
+                              [enc.frame_targets(c.truth, len(c.frames), c.spec.fps) for c in held])
+        clip = load_clip_vision(weights / FILES["clip"])
+
+        # 3. the LM's speaker encoder, alone, on the four speakers
+        tokenizer = train_bpe([c.truth["transcript"] for c in clips] + [V2A_PROMPT], sc.vocab)
+        torch.manual_seed(seed + 3)
+        model = DualDub(DualDubConfig(**lm_config(sc, codec, tokenizer.get_vocab_size())))
+        speech = [wt.to_codec_rate(c.stems["speech"], c.spec.sample_rate) for c in clips]
+        labels = [enc.SPEAKER_NAMES.index(c.spec.speaker) for c in clips]
+        run_stage(enc.SpeakerProbe(model.speaker_encoder, model.config.speaker_dim), enc.speaker_loss,
+                  enc.speaker_batches(speech, labels, sc.batch, seed, codec.sample_rate), sc.speaker_steps, sc.lr,
+                  out, seed, stages, "speaker", resume=resume)
+        speaker_acc = enc.speaker_accuracy(model.speaker_encoder, [wt.to_codec_rate(c.stems["speech"], c.spec.sample_rate)
+                                                                   for c in held],
+                                           [enc.SPEAKER_NAMES.index(c.spec.speaker) for c in held], codec.sample_rate)
+        init = save_dualdub(out / "lm_init" / "dualdub_init.safetensors", model, tokenizer)
+
+        # 4. the curriculum, stage by stage from the previous stage's checkpoint
+        for stage, steps in zip((1, 2, 3), sc.lm_steps):
+            init = lm_stage(stage, data, out, steps, sc, codec, clip, init, seed, stages, resume)
+        model, tokenizer = load_dualdub(init)
+        save_dualdub(weights / FILES["lm"], model.half(), tokenizer)
+
+        report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc), "seed": seed,
+                  "train_seeds": [0, len(clips) - 1], "data_s": round(data_s, 1),
+                  "heldout_diagnostics": {"clips": len(held), "speaker_accuracy": round(speaker_acc, 3),
+                                          "clip_r2": dict(zip(("lamp", "mouth", "since_contact", "to_contact",
+                                                               "contact"), clip_r2))},
+                  "stages": stages,
+                  "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1),
+                  "threads": torch.get_num_threads(),
+                  "files": {k: {"name": f"{PREFIX}/{v}", "bytes": (weights / v).stat().st_size}
+                            for k, v in FILES.items()}}
+        (out / "train_report.json").write_text(json.dumps(report, indent=1))
+        return report
+
+    def evaluate(self, weights_dir: str, out_dir: str, *, scale: str = "feasibility", clips: int = 16,
+                 seed: int = 0) -> dict:
+        from .dualdub_eval import evaluate_dualdub
+
+        return evaluate_dualdub(self, Path(weights_dir), Path(out_dir), SCALES[scale], clips=clips, seed=seed)
+
+
+RECIPE = DualDubRecipe()
+
+
+__all__ = ["FILES", "RECIPE", "SCALES", "Scale", "lm_config", "talking_clips", "write_manifest"]

@@ -1,0 +1,93 @@
+"""What every tiny-default recipe does around its stages: take a finished stage from an earlier run of the
+same work folder, else train it on the shared trainer and log its wall / CPU time and loss curve.
+
+A finished stage is reused only when a rerun asks for the same stage: with a ``key`` (everything the stage's
+weights depend on: its data, settings and the keys of the stages it reads), a stage is taken when its key is
+unchanged, so changing one stage's steps retrains that stage and those after it that read it, nothing else;
+without one, when the work folder was started with the same scale and seed (``settings.json``). Either
+way a recipe can be run as bounded pieces and still give the weights of an uninterrupted run (every stage
+is seeded on its own).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..trainer import TrainConfig, Trainer
+
+
+def resumable(out: Path, settings: dict) -> bool:
+    """True when ``out`` was started with the same ``settings``; records them for the next run."""
+    marker = out / "settings.json"
+    same = marker.is_file() and json.loads(marker.read_text()) == json.loads(json.dumps(settings))
+    marker.write_text(json.dumps(settings))
+    return same
+
+
+def finished(out: Path, name: str, log: list, resume: bool, key: dict | None = None) -> bool:
+    """A stage an earlier run finished (its ``stage.json`` exists, with the same ``key`` when one is given):
+    its log entry is taken, marked resumed."""
+    entry = out / name / "stage.json"
+    if not (resume and entry.is_file()):
+        return False
+    done = json.loads(entry.read_text())
+    if key is not None and done.get("key") != json.loads(json.dumps(key)):
+        return False
+    log.append(done | {"resumed": True})
+    return True
+
+
+def record(out: Path, name: str, log: list, entry: dict) -> None:
+    """Log a finished stage: in the run's ``stages.json`` (partial progress) and as the stage's marker."""
+    log.append(entry)
+    (out / "stages.json").write_text(json.dumps(log))
+    (out / name).mkdir(parents=True, exist_ok=True)
+    (out / name / "stage.json").write_text(json.dumps(entry))
+
+
+def curve_entry(name: str, steps: int, wall: float, cpu: float, history: list[dict]) -> dict:
+    return {"stage": name, "steps": steps, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+            "cpu_s_per_step": round(cpu / max(1, steps), 3),
+            "loss_first": history[0]["loss"] if history else None,
+            "loss_last": float(np.mean([h["loss"] for h in history[-10:]])) if history else None,
+            "curve": [round(h["loss"], 5) for h in history]}
+
+
+def stage_key(key: dict, *, steps: int, lr: float, seed: int, warmup: int, schedule: str, ema=None) -> dict:
+    """A stage's whole key: the recipe's part (data, settings, upstream keys) and the trainer's."""
+    return key | {"steps": steps, "lr": lr, "seed": seed, "warmup": warmup, "schedule": schedule,
+                  "ema": getattr(ema, "decay", None)}
+
+
+def run_stage(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int, log: list, name: str, ema=None,
+              warmup: int = 0, resume: bool = False, schedule: str = "constant", key: dict | None = None):
+    """Train one stage on the shared trainer, or (``resume``) take it from ``out/name`` when an earlier run
+    finished the same stage (same ``key`` plus these arguments; without a key, same scale and seed). Returns the
+    trained model (with ``ema``: the raw model; the kept weights are ``ema.shadow``)."""
+    if key is not None:
+        key = stage_key(key, steps=steps, lr=lr, seed=seed, warmup=warmup, schedule=schedule, ema=ema)
+    from safetensors.torch import load_file as load_tensors, save_file
+
+    done = out / name / "final.safetensors"
+    kept = ema.shadow if ema else model
+    if done.is_file() and finished(out, name, log, resume, key):
+        kept.load_state_dict(load_tensors(str(done)))
+        return model if ema else kept
+    cfg = TrainConfig(out_dir=str(out / name), steps=steps, lr=lr, seed=seed, log_every=max(1, steps // 20),
+                      save_every=10**9, keep_checkpoints=1, weight_decay=0.0, warmup_steps=min(warmup, steps // 2),
+                      schedule=schedule)
+    start, cpu = time.time(), time.process_time()
+    trainer = Trainer(model, loss_fn, cfg, on_step=(lambda s, logs: ema.update(trainer.unwrapped())) if ema else None)
+    history = trainer.fit(data)
+    wall, cpu = time.time() - start, time.process_time() - cpu
+    model = trainer.unwrapped()
+    kept = ema.shadow if ema else model
+    save_file({k: v.detach().clone().contiguous() for k, v in kept.state_dict().items()}, str(done))
+    record(out, name, log, curve_entry(name, steps, wall, cpu, history) | ({"key": key} if key is not None else {}))
+    return model
+
+
+__all__ = ["curve_entry", "finished", "record", "resumable", "run_stage", "stage_key"]
