@@ -21,7 +21,7 @@ import torch
 from ...models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
 from ...models.audiogen_omni.sampler import generate
 from ...models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
-from ...models.audiogen_omni.preprocess import load_video_frames, sync_pixels
+from ...models.audiogen_omni.preprocess import SYNC_FPS, SYNC_STRIDE, load_video_frames, sync_pixels
 from ...models.common.codecs.mel import MEL_16K, LogMel
 from . import codecs
 from .stages import run_stage
@@ -53,6 +53,10 @@ class Scale:
     ema: float = 0.99
     sample_steps: int = 16
     hidden: int = 64
+    # Scenes this long (0: ``seconds``) train the codecs and the Synchformer whole and the MMDiT as windows of
+    # ``seconds`` from every point of the scene, so that later, smaller bounces and windows that start
+    # mid-flight (the sampler's windows over long clips) are in its data, not only the first drop.
+    scene_seconds: float = 0.0
 
 
 SCALES = {
@@ -62,8 +66,8 @@ SCALES = {
     "feasibility": Scale(train_clips=48, seconds=2.0, size=64, vae_steps=150, vocoder_steps=500, mmdit_steps=1000,
                          synchformer_steps=800),
     # the shipped default (benchmarks/tiny_defaults_feasibility.md, round 4)
-    "full": Scale(train_clips=128, seconds=2.0, size=128, vae_steps=150, vocoder_steps=2000, mmdit_steps=2000,
-                  synchformer_steps=5000),
+    "full": Scale(train_clips=128, seconds=2.0, size=128, vae_steps=150, vocoder_steps=2000, mmdit_steps=3000,
+                  synchformer_steps=5000, scene_seconds=5.0),
 }
 
 
@@ -87,12 +91,19 @@ def sync_features(sf: Synchformer, frames: np.ndarray, fps: float, seconds: floa
     return sf.encode_video(sync_pixels(picked.sync_frames).unsqueeze(0))[0]
 
 
+def window_starts(scene: float, seconds: float) -> list[float]:
+    """Starts of the MMDiT's training windows in a scene: every 0.96 s (three 0.32 s Synchformer segments, the
+    grid the sampler's windows start on) while the window fits."""
+    step = 3 * SYNC_STRIDE / SYNC_FPS
+    return [k * step for k in range(int((scene - seconds) / step + 1e-9) + 1)]
+
+
 def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, stages: list,
                       resume: bool = False, key: dict | None = None) -> Synchformer:
     """Distilled onto the oracle sync stream of the training clips (sync_proxy.py); comes back frozen."""
     from . import sync_proxy
 
-    pixels = [sync_proxy.clip_pixels(c.frames, c.fps, sc.seconds) for c in clips]
+    pixels = [sync_proxy.clip_pixels(c.frames, c.fps, len(c.frames) / c.fps) for c in clips]
     targets = [sync_proxy.oracle_stream(event_times(c.truth), p.shape[0], sf.config.embed_dim)
                for c, p in zip(clips, pixels)]
     sf = run_stage(sf.train().requires_grad_(True), sync_proxy.distill_loss,
@@ -123,10 +134,12 @@ class AudioGenOmniRecipe:
         out.mkdir(parents=True, exist_ok=True)
         (out / "settings.json").write_text(json.dumps({"scale": asdict(sc), "seed": seed}))
         # a finished stage of an earlier run is reused when its key (data, settings, the stages it reads) is unchanged
-        data = {"split": "train", "task": "v2a", "clips": sc.train_clips, "seconds": sc.seconds, "size": sc.size}
+        scene = sc.scene_seconds or sc.seconds
+        data = {"split": "train", "task": "v2a", "clips": sc.train_clips, "seconds": sc.seconds, "size": sc.size,
+                "scene_seconds": scene}
         stages: list[dict] = []
         t0, cpu0 = time.time(), time.process_time()
-        clips = world_clips("train", sc.train_clips, task="v2a", stems=("effects",), seconds=sc.seconds, size=sc.size)
+        clips = world_clips("train", sc.train_clips, task="v2a", stems=("effects",), seconds=scene, size=sc.size)
         mel = LogMel(MEL_16K)
         pairs = codecs.waves_and_mels([c.audio for c in clips], mel)
         data_s = time.time() - t0
@@ -151,9 +164,13 @@ class AudioGenOmniRecipe:
         t1 = time.time()
         items = []
         with torch.no_grad():
-            for c, (_, m) in zip(clips, pairs):
-                mean, _ = vae.encode(m[None])
-                items.append({"latent": mean[0].T.contiguous(), "sync": sync_features(sf, c.frames, c.fps, sc.seconds)})
+            for c in clips:
+                for start in window_starts(scene, sc.seconds):
+                    f0, s0 = round(start * c.fps), round(start * c.sample_rate)
+                    frames = c.frames[f0: f0 + round(sc.seconds * c.fps)]
+                    (_, m), = codecs.waves_and_mels([c.audio[s0: s0 + round(sc.seconds * c.sample_rate)]], mel)
+                    mean, _ = vae.encode(m[None])
+                    items.append({"latent": mean[0].T.contiguous(), "sync": sync_features(sf, frames, c.fps, sc.seconds)})
         lat = torch.cat([it["latent"] for it in items])
         torch.manual_seed(seed + 2)
         net = MMDiT(mmdit_config(sc))
