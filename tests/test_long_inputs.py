@@ -142,3 +142,20 @@ def test_dualdub_windows_follow_pauses_keep_whole_words_and_exact_length():
     lines = dualdub.words_per_window(text["text"], [type("W", (), {"start": round(a * rate), "end": round(b * rate)})
                                                      for a, b in tokens["windows_s"]], None, total)
     assert " ".join(w for w in lines if w) == text["text"]  # every word once, none cut
+
+
+def test_the_shipped_default_keeps_time_over_a_minute_of_windows():
+    """The trained AudioGen-Omni default soundtracks a 60 s clip of the world in windows of its trained length:
+    onsets stay within a video frame overall, later windows are no worse than earlier ones (no drift), and
+    window borders jump no more than the inside of windows."""
+    bench = _bench()
+    try:
+        r = bench.measure_default(60.0)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    assert r["windows"] >= 30 and r["events"] >= 30
+    assert r["median_ms"] <= r["video_frame_ms"], r["median_ms"]
+    assert r["median_ms_second_half"] <= r["median_ms_first_half"] + 10, r  # no drift
+    assert r["miss_rate"] <= 0.2, r["miss_rate"]
+    for name in ("envelope", "spectrum"):
+        assert r["seams"][name]["border_max"] <= r["seams"][name]["inside_max"], (name, r["seams"][name])

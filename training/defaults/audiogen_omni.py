@@ -140,20 +140,25 @@ class AudioGenOmniRecipe:
         stages: list[dict] = []
         t0, cpu0 = time.time(), time.process_time()
         clips = world_clips("train", sc.train_clips, task="v2a", stems=("effects",), seconds=scene, size=sc.size)
+        # The codecs learn from clips of the training length: trained on the 5 s scenes instead, the vocoder lost
+        # the lamp's beep onsets (benchmarks/tiny_defaults_feasibility.md, round 4).
+        codec_clips = clips if scene == sc.seconds else world_clips(
+            "train", sc.train_clips, task="v2a", stems=("effects",), seconds=sc.seconds, size=sc.size)
+        codec_data = {k: v for k, v in data.items() if k != "scene_seconds"}
         mel = LogMel(MEL_16K)
-        pairs = codecs.waves_and_mels([c.audio for c in clips], mel)
+        pairs = codecs.waves_and_mels([c.audio for c in codec_clips], mel)
         data_s = time.time() - t0
 
         vae = codecs.new_vae(seed)
         codecs.set_mel_statistics(vae, [m for _, m in pairs])
         vae = run_stage(vae, codecs.vae_loss, codecs.mel_batches([m for _, m in pairs], sc.batch, seed),
                         sc.vae_steps, sc.lr, out, seed, stages, "vae", resume=True,
-                        key={"data": data, "batch": sc.batch, "config": asdict(codecs.TINY_VAE)}).eval()
+                        key={"data": codec_data, "batch": sc.batch, "config": asdict(codecs.TINY_VAE)}).eval()
         after = {"vae": stages[-1]["key"]}
         voc = run_stage(codecs.new_vocoder(seed), codecs.VocoderLoss(),
                         codecs.vocoder_batches(pairs, sc.vocoder_batch, seed), sc.vocoder_steps, sc.vocoder_lr, out,
                         seed, stages, "vocoder", resume=True, schedule="cosine",
-                        key={"data": data, "batch": sc.vocoder_batch, "config": asdict(codecs.TINY_VOCODER)}).eval()
+                        key={"data": codec_data, "batch": sc.vocoder_batch, "config": asdict(codecs.TINY_VOCODER)}).eval()
 
         sf = new_synchformer(seed)
         after["synchformer"] = None  # random and frozen

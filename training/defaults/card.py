@@ -17,7 +17,8 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
         "## Data", "",
         f"- training clips: synthworld split `train`, indices {train['train_seeds'][0]}..{train['train_seeds'][1]} "
         f"(scene seeds within {SEED_RANGES['train'].start}..{SEED_RANGES['train'].stop - 1}), "
-        f"{sc['seconds']} s, {sc['size']} px",
+        f"{sc['seconds']} s, {sc['size']} px" + (f" (and {sc['scene_seconds']} s scenes of the same indices for the stages "
+                                                  f"that learn timing)" if sc.get("scene_seconds") else ""),
         f"- evaluation clips: split `heldout` (seeds {SEED_RANGES['heldout'].start}.."
         f"{SEED_RANGES['heldout'].stop - 1}), never used in training", "",
         "## Reproduce", "",
@@ -25,7 +26,9 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
         "| stage | steps | CPU s | wall s |", "|---|---|---|---|",
     ]
     lines += [f"| {s['stage']} | {s['steps']} | {s.get('cpu_s', '')} | {s['wall_s']} |" for s in train["stages"]]
-    lines += ["", f"Total wall time {train['wall_s']} s with {train['threads']} CPU threads.", "",
+    total = sum(st["wall_s"] for st in train["stages"]) + train.get("data_s", 0) + train.get("features_s", 0)
+    lines += ["", f"Total wall time {round(total / 60, 1)} min with {train['threads']} CPU threads (every stage's own "
+                  f"time, also for stages a rerun took from an earlier run; clips and features included).", "",
               "## Files", "", "| file | bytes |", "|---|---|"]
     lines += [f"| `{f['name']}` | {f['bytes']} |" for f in train["files"].values()]
     if evaluation and "table" in evaluation:  # a recipe with metrics of its own gives its table
