@@ -199,8 +199,8 @@ def cmd_batch(args) -> int:
         start = time.perf_counter()
         try:
             if args.ray is None:
-                SIGNALS.runner = runner
-                batch_mod.run_local(runner, prompt, load_key, batch, todo, bars)
+                SIGNALS.runner = stop = batch_mod.LocalInterrupt(runner)
+                batch_mod.run_local(runner, prompt, load_key, batch, todo, bars, stop=stop)
             else:
                 ray_mod = importlib.import_module(".headless.batch_ray", _package())
                 executor = ray_mod.RayExecutor(None if args.ray == "local" else args.ray, args.num_cpus,

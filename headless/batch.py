@@ -25,6 +25,7 @@ import secrets
 import shutil
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -343,11 +344,29 @@ class Batch:
         return record
 
 
-def run_local(runner, prompt: dict, load_key: str, batch: Batch, items: list[Item], bars=None) -> None:
+class LocalInterrupt:
+    """What Ctrl-C calls during a local batch: the item in progress stops at its next step, and no further
+    item starts (a runner forgets an interrupt when its next prompt starts, as ComfyUI does, so one that
+    arrives between two items would otherwise be lost)."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.requested = threading.Event()
+
+    def interrupt(self) -> None:
+        self.requested.set()
+        self.runner.interrupt()
+
+
+def run_local(runner, prompt: dict, load_key: str, batch: Batch, items: list[Item], bars=None,
+              stop: LocalInterrupt | None = None) -> None:
     """Every item in this process with one runner, so models loaded for the first item serve the rest."""
     from .runner import ExecutionInterrupted
 
     for item in items:
+        if stop is not None and stop.requested.is_set():
+            batch.summary.interrupted = True
+            return
         if bars is not None:
             bars.start_item(item, len(prompt))
         try:
