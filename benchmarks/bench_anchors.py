@@ -1,19 +1,31 @@
 """The media path and MMDiT attention against their anchors, as ratios measured side by side in one run.
 
     python benchmarks/bench_anchors.py                       # 360p, 4 s at 25 fps, small_16k fused block
+    python benchmarks/bench_anchors.py --only decode attention --repeats 11
     python benchmarks/bench_anchors.py --width 1280 --height 720 --preset large_44k --repeats 5
 
 - encode: ``media.mux`` (H.264, crf 18, preset medium, yuv420p) of in-memory frames vs the ffmpeg CLI encoding
   the same raw rgb24 frames from a file with the same settings;
 - decode: ``media.decode.decode_video`` into a float32 IMAGE tensor vs the ffmpeg CLI decoding the same file
-  to raw rgb24 on a pipe read into memory;
-- attention: an MMDiT fused block's forward (its SDPA now gets a dense ``v``, the copy included) vs the same
-  block with SDPA on q/k/v made dense beforehand; ``strided_ratio`` is the old block (stride-3 ``v``, math
-  path) against the same anchor, ``attention_call_ratio`` the SDPA call alone with and without the copy.
+  to raw rgb24 on a pipe read into memory (both decoders on FFmpeg's automatic thread count, the same
+  swscale conversion: the CLI's bytes equal our IMAGE times 255, the same frame count);
+- attention: an MMDiT fused block's forward (its SDPA gets ``v`` as a unit-stride slice of the [q|k|v]
+  projection, no copy) vs the same block with SDPA on q/k/v made dense beforehand; ``copy_ratio`` is the
+  block before (MMAudio's interleaved ``v`` copied dense), ``strided_ratio`` the block before that (stride-3
+  ``v`` straight into SDPA, the math path), ``attention_call_ratio`` / ``attention_call_copy_ratio`` the SDPA
+  call alone, as the block now makes it / with the copy, against dense.
 
-Each pair alternates ``--repeats`` times and keeps each side's fastest run (the least disturbed by other
-load). A ratio <= 1.05 meets the target. The ffmpeg CLI is taken from PATH, else from the imageio-ffmpeg
-wheel (``pip install imageio-ffmpeg``); without either, the two media ratios are skipped. One JSON line.
+Each pair alternates ``--repeats`` times; ``ratio`` is the ratio of the median wall times (the target,
+<= 1.05), ``ratio_fastest`` that of the fastest runs and ``cpu_ratio`` that of the median CPU seconds
+(this process and the CLI child, all threads), which other load on a shared machine moves less. The
+ffmpeg CLI is taken from PATH, else from the imageio-ffmpeg wheel (``pip install imageio-ffmpeg``);
+without either, the media ratios are skipped. One JSON line.
+
+Measured on the 2-core CPU of the development machine while training runs held both cores (load 4-6), 360p:
+decode 1.067 median wall (0.857 fastest, 0.977 CPU seconds; before this change 1.14-1.16 wall and 1.13-1.15
+CPU in the same alternation, bit-identical IMAGE); the fused block 0.86 median wall (0.99 CPU), its SDPA call
+0.91 (1.02-1.05 with one thread on a quieter machine), the old copy 1.14 and the stride-3 v 2-13x. Under
+such load the wall ratios swing by +-15 %; rerun on a quiet machine for the target itself.
 """
 from __future__ import annotations
 
