@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 
 from .errors import MediaError
 from .memory import require
@@ -46,22 +47,26 @@ class DecodedVideo:
 
 def probe_video(source: Source) -> VideoInfo:
     with open_input(source) as container:
-        if not container.streams.video:
-            raise MediaError(f"{source_name(source)} has no video stream")
-        stream = container.streams.video[0]
-        decoder_of(stream, source_name(source))
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        duration = None
-        if stream.duration is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
-        return VideoInfo(
-            width=stream.codec_context.width, height=stream.codec_context.height,
-            fps=float(rate) if rate else 0.0, duration=duration,
-            frame_count=stream.frames or None, has_audio=bool(container.streams.audio),
-            audio_streams=len(container.streams.audio),
-        )
+        return _probe(container, source_name(source))
+
+
+def _probe(container, name: str) -> VideoInfo:
+    if not container.streams.video:
+        raise MediaError(f"{name} has no video stream")
+    stream = container.streams.video[0]
+    decoder_of(stream, name)
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    duration = None
+    if stream.duration is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    return VideoInfo(
+        width=stream.codec_context.width, height=stream.codec_context.height,
+        fps=float(rate) if rate else 0.0, duration=duration,
+        frame_count=stream.frames or None, has_audio=bool(container.streams.audio),
+        audio_streams=len(container.streams.audio),
+    )
 
 
 def _check_window(start: float, duration: float, max_frames: int, fps: float, stride: int) -> None:
@@ -114,30 +119,36 @@ def iter_frames(source: Source, start: float = 0.0, duration: float = 0.0, max_f
     source size; or give a ready ``plan``.
     """
     _check_window(start, duration, max_frames, fps, stride)
-    end = start + duration if duration > 0 else float("inf")
     with open_input(source) as container:
         if not container.streams.video:
             raise MediaError(f"{source_name(source)} has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        if plan is None and resize:
-            plan = plan_resize(stream.codec_context.width, stream.codec_context.height, **resize)
-        convert = _converter(plan)
-        picked = emitted = 0
-        # Timestamps are rounded to the stream's time base (1 ms in mkv): within one tick counts as on time.
-        eps = max(TIME_EPS, float(stream.time_base or 0))
-        timeline = _resampled if fps > 0 else _native
-        last_frame, last_rgb = None, None
-        frames = _source_frames(container, stream, start, origin_seconds(container))
-        for t, frame in timeline(frames, start, end, fps, eps):
-            if picked % stride == 0:
-                if frame is not last_frame:  # held frames repeat: convert once
-                    last_frame, last_rgb = frame, convert(frame)
-                yield t - start, last_rgb
-                emitted += 1
-                if max_frames and emitted >= max_frames:
-                    return
-            picked += 1
+        yield from _window_frames(container, start, duration, max_frames, fps, stride, plan, resize)
+
+
+def _window_frames(container, start: float, duration: float, max_frames: int, fps: float, stride: int,
+                   plan: ResizePlan | None, resize: dict | None) -> Iterator[tuple[float, np.ndarray]]:
+    """``iter_frames`` on an open container with a video stream."""
+    end = start + duration if duration > 0 else float("inf")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    if plan is None and resize:
+        plan = plan_resize(stream.codec_context.width, stream.codec_context.height, **resize)
+    convert = _converter(plan)
+    picked = emitted = 0
+    # Timestamps are rounded to the stream's time base (1 ms in mkv): within one tick counts as on time.
+    eps = max(TIME_EPS, float(stream.time_base or 0))
+    timeline = _resampled if fps > 0 else _native
+    last_frame, last_rgb = None, None
+    frames = _source_frames(container, stream, start, origin_seconds(container))
+    for t, frame in timeline(frames, start, end, fps, eps):
+        if picked % stride == 0:
+            if frame is not last_frame:  # held frames repeat: convert once
+                last_frame, last_rgb = frame, convert(frame)
+            yield t - start, last_rgb
+            emitted += 1
+            if max_frames and emitted >= max_frames:
+                return
+        picked += 1
 
 
 def _native(frames, start: float, end: float, fps: float, eps: float = TIME_EPS):
@@ -171,12 +182,16 @@ def _resampled(frames, start: float, end: float, fps: float, eps: float = TIME_E
 
 
 def _converter(plan: ResizePlan | None):
+    # One swscale context for the whole stream: ``frame.to_ndarray(format=...)`` builds a new context (and its
+    # slice-thread pool) for every frame, which cost as much as the conversion itself.
+    reformatter = VideoReformatter()
+
     def convert(frame: av.VideoFrame) -> np.ndarray:
         if plan is None or (plan.scaled_w, plan.scaled_h) == (frame.width, frame.height):
-            rgb = frame.to_ndarray(format="rgb24")
+            rgb = reformatter.reformat(frame, format="rgb24").to_ndarray()
         else:
-            rgb = frame.reformat(width=plan.scaled_w, height=plan.scaled_h, format="rgb24",
-                                 interpolation="AREA").to_ndarray()
+            rgb = reformatter.reformat(frame, width=plan.scaled_w, height=plan.scaled_h, format="rgb24",
+                                       interpolation="AREA").to_ndarray()
         return plan.crop(rgb) if plan is not None else rgb
 
     return convert
@@ -190,7 +205,14 @@ def decode_video(source: Source, start: float = 0.0, duration: float = 0.0, max_
     ``callback(frames_done, expected_total)`` runs after each frame (the total is an estimate).
     """
     _check_window(start, duration, max_frames, fps, stride)  # bad settings first, then the memory they need
-    info = probe_video(source)
+    with open_input(source) as container:  # one open for the probe and the frames
+        return _decode_window(container, source_name(source), start, duration, max_frames, fps, stride, resize,
+                              callback)
+
+
+def _decode_window(container, name: str, start: float, duration: float, max_frames: int, fps: float, stride: int,
+                   resize: dict | None, callback: Callable[[int, int], None] | None) -> DecodedVideo:
+    info = _probe(container, name)
     expected = expected_frames(info, start, duration, max_frames, fps, stride)
     width, height = info.width or 0, info.height or 0
     if resize:
@@ -203,13 +225,13 @@ def decode_video(source: Source, start: float = 0.0, duration: float = 0.0, max_
     require(count * frame_bytes * 4, f"decoding {count} frames of {width}x{height} as float32")
     times: list[float] = []
     images: torch.Tensor | None = None
-    for t, rgb in iter_frames(source, start, duration, max_frames, fps, stride, resize=resize):
+    for t, rgb in _window_frames(container, start, duration, max_frames, fps, stride, None, resize):
         n = len(times)
         if images is None or n == images.shape[0]:  # the container may understate its length: grow by half
             images = _grown(images, n, max(count, 1) if images is None else n + n // 2 + 1, rgb.shape)
             buffer = images.numpy()
         if rgb.shape != images.shape[1:]:
-            raise MediaError(f"frame {n} of {source_name(source)} is {rgb.shape[1]}x{rgb.shape[0]}, the first was "
+            raise MediaError(f"frame {n} of {name} is {rgb.shape[1]}x{rgb.shape[0]}, the first was "
                              f"{images.shape[2]}x{images.shape[1]}; resize to one size to load it")
         # One single-threaded pass, float32(x) / 255 as .to(float32).div_(255) computes it (the same bits); a
         # torch op per frame pays its thread pool's start-up for a job this small.
@@ -219,7 +241,7 @@ def decode_video(source: Source, start: float = 0.0, duration: float = 0.0, max_
             callback(len(times), max(expected, len(times)))
     if not times:
         raise MediaError(f"no frames in the window start={start} s, duration={duration or 'to end'} "
-                         f"of {source_name(source)} (its length is {info.duration or 'unknown'} s)")
+                         f"of {name} (its length is {info.duration or 'unknown'} s)")
     n = len(times)
     # The container overstated its length: a view when the spare frames are few, else a copy that frees them.
     images = images[:n] if n * 10 >= images.shape[0] * 9 else images[:n].clone()
@@ -230,7 +252,9 @@ def decode_video(source: Source, start: float = 0.0, duration: float = 0.0, max_
 def _grown(images: torch.Tensor | None, used: int, capacity: int, shape: tuple) -> torch.Tensor:
     """A float32 [capacity, H, W, 3] buffer holding the ``used`` frames already in ``images``."""
     require(capacity * int(np.prod(shape)) * 4, f"decoding more than {used} frames of {shape[1]}x{shape[0]} as float32")
-    grown = torch.empty((capacity, *shape), dtype=torch.float32)
+    # Allocated by numpy, which asks the kernel for huge pages on large buffers (madvise); torch.empty does not,
+    # and faulting in 4 KiB pages cost about as much as the uint8 -> float32 pass that fills them.
+    grown = torch.from_numpy(np.empty((capacity, *shape), dtype=np.float32))
     if images is not None and used:
         grown[:used] = images[:used]
     return grown

@@ -123,3 +123,26 @@ def test_variable_length_mask_isolates_padding():
         v3 = net.predict_flow(x2, torch.tensor([0.3]), cond, None)
     assert torch.allclose(v1[:, :8], v2[:, :8], atol=1e-5)
     assert not torch.allclose(v1[:, :8], v3[:, :8], atol=1e-3)
+
+
+
+@pytest.mark.parametrize("path", golden_files("mmaudio_net"), ids=lambda p: p.stem)
+def test_qkv_rows_reordered_in_memory_only(golden_dir, path):
+    """q/k/v are held as thirds so v reaches SDPA with a unit last-dim stride, yet state_dict gives back the
+    checkpoint's own tensors and v is the checkpoint's interleaved 'b n (h d j)' split."""
+    ckpt, *_ = _split(path)
+    net, _ = load_mmdit_state_dict(ckpt)
+    saved = net.state_dict()
+    weights = sorted(k for k in ckpt if k.endswith("attn.qkv.weight"))
+    assert weights
+    for key in weights:
+        bias = key[: -len("weight")] + "bias"
+        assert torch.equal(saved[key], ckpt[key]) and torch.equal(saved[bias], ckpt[bias])
+    attn = net.get_submodule(weights[-1][: -len(".qkv.weight")])
+    h = torch.randn(2, 5, attn.qkv.in_features)
+    with torch.no_grad():
+        q, k, v = attn.project(h, None)
+        interleaved = torch.nn.functional.linear(h, ckpt[weights[-1]], ckpt[weights[-1][:-6] + "bias"])
+        want = interleaved.view(2, 5, attn.heads, -1, 3)[..., 2].transpose(1, 2)
+    assert v.stride(-1) == 1 and q.stride(-1) == 1 and k.stride(-1) == 1
+    assert torch.allclose(v, want, rtol=1e-6, atol=1e-6)

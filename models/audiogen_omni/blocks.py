@@ -20,20 +20,56 @@ def key_mask(valid: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return None if valid is None else valid[:, None, None, :]
 
 
+def _interleaved_to_thirds(t: torch.Tensor) -> torch.Tensor:
+    """Rows of MMAudio's qkv projection, '(h d j)' with j (q/k/v) fastest -> '(j h d)': q, k, v in thirds."""
+    return t.reshape(-1, 3, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+
+
+def _thirds_to_interleaved(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(3, -1, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+
+
+class ThirdsQKV(nn.Linear):
+    """MMAudio's fused QKV projection, its output rows held in memory as [q | k | v] rather than the checkpoint's
+    per-channel interleave, so ``v`` comes out with a unit last-dim stride and SDPA takes it as it is (a stride-3
+    ``v`` drops it to the math path; copying it dense cost about 15 % of the attention call). Checkpoints keep
+    MMAudio's order: rows are reordered as they load and reordered back in ``state_dict``."""
+
+    def __init__(self, dim: int):
+        super().__init__(dim, dim * 3, bias=True)
+        with torch.no_grad():  # drawn in the checkpoint's order, so a seeded model is the same network as before
+            self.weight.copy_(_interleaved_to_thirds(self.weight))
+            self.bias.copy_(_interleaved_to_thirds(self.bias))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("weight", "bias"):
+            key = prefix + name
+            if key in state_dict and state_dict[key].shape[:1] == getattr(self, name).shape[:1]:
+                state_dict[key] = _interleaved_to_thirds(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for name in ("weight", "bias"):
+            tensor = destination[prefix + name]
+            destination[prefix + name] = _thirds_to_interleaved(tensor if keep_vars else tensor.detach())
+
+
 class QKNormAttention(nn.Module):
     """Concatenated QKV projection with per-head RMSNorm on Q and K (MMAudio SelfAttention)."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.qkv = ThirdsQKV(dim)
         self.q_norm = nn.RMSNorm(dim // heads)
         self.k_norm = nn.RMSNorm(dim // heads)
 
     def project(self, x: torch.Tensor, rot: Optional[torch.Tensor]):
         b, n, _ = x.shape
-        # MMAudio splits 'b n (h d j)': q/k/v are interleaved per channel (j fastest), not in thirds.
-        qkv = self.qkv(x).view(b, n, self.heads, -1, 3).permute(4, 0, 2, 1, 3)
+        # MMAudio splits 'b n (h d j)'; ThirdsQKV holds the same rows as '(j h d)', so each of q/k/v is a plain
+        # slice [B, H, N, D] with unit last-dim stride.
+        qkv = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         q, k = self.q_norm(q), self.k_norm(k)
         if rot is not None:
@@ -75,9 +111,7 @@ class StreamBlock(nn.Module):
 
     def forward(self, x, c, rot=None, valid: Optional[torch.Tensor] = None):
         (q, k, v), mod = self.pre_attention(x, c, rot)
-        # v is a stride-3 slice of the interleaved qkv (q and k leave RMSNorm/RoPE dense): SDPA's fused kernels
-        # want a unit last-dim stride and would fall back to the math path (~10x slower on CPU) for it.
-        out = merge_heads(attention(q, k, v.contiguous(), key_mask(valid)))
+        out = merge_heads(attention(q, k, v, key_mask(valid)))
         return self.post_attention(x, out, mod)
 
 
