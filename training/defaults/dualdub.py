@@ -138,9 +138,10 @@ class DualDubRecipe:
     system = SYSTEM
     files = FILES
     folders = FOLDERS
-    can = ["a talking clip of the synthetic world soundtracked in one pass: the background head's impacts and "
-           "beeps, the speech head's words in the reference speaker's voice (24 kHz)",
-           "background only (V2A) or speech only (TTS), as the curriculum trained them"]
+    # what it is trained for; the card's held-out table says how well it does it
+    can = ["trained to soundtrack a talking clip of the synthetic world in one pass: the background head's impacts "
+           "and beeps, the speech head's sentence in the reference speaker's voice (24 kHz)",
+           "background only (V2A) or speech only (TTS), the curriculum's first two tasks"]
     cannot = ["anything outside the cartoon world: real videos, real voices and free text give noise-like output",
               "music, or languages other than the world's English sentences",
               "audio above 8 kHz (the world is drawn at 16 kHz)"]
