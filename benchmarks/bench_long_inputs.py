@@ -161,8 +161,9 @@ def measure(seconds: float = 60.0, window: float = 8.0, overlap: float = 1.0, *,
 
 
 def long_world_clip(seconds: float, *, size: int = 128, first_index: int = 100):
-    """Frames [T, H, W, 3] and event times (impacts and beeps) of held-out v2a scenes strung end to end
-    (scenes of PIECE_SECONDS: the balls come to rest after ~8 s)."""
+    """Frames [T, H, W, 3] and event times ({"impacts", "beeps"}) of held-out v2a scenes strung end to end
+    (scenes of PIECE_SECONDS: the balls come to rest after ~8 s); events closer than MIN_GAP to another
+    event of either kind are left out (one onset would cover both)."""
     from soundstage.synthworld.splits import clip_spec
     from soundstage.training.defaults.world import event_times
 
@@ -170,12 +171,13 @@ def long_world_clip(seconds: float, *, size: int = 128, first_index: int = 100):
     for k in range(int(np.ceil(seconds / PIECE_SECONDS))):
         clip = generate_clip(clip_spec("heldout", first_index + k, task="v2a", seconds=PIECE_SECONDS, size=size))
         frames.append(clip.frames)
-        ev = event_times(clip.truth)
-        events += [k * PIECE_SECONDS + t for t in ev["impacts"] + ev["beeps"]]
+        for kind, times in event_times(clip.truth).items():
+            events += [(k * PIECE_SECONDS + t, kind) for t in times]
     frames = np.concatenate(frames)[: int(round(seconds * 25))]
-    events = sorted(t for t in events if t < seconds - 0.3)
-    return frames, [t for i, t in enumerate(events)
-                    if (i == 0 or t - events[i - 1] >= MIN_GAP) and (i + 1 == len(events) or events[i + 1] - t >= MIN_GAP)]
+    events = sorted(e for e in events if e[0] < seconds - 0.3)
+    kept = [e for i, e in enumerate(events) if (i == 0 or e[0] - events[i - 1][0] >= MIN_GAP)
+            and (i + 1 == len(events) or events[i + 1][0] - e[0] >= MIN_GAP)]
+    return frames, {kind: [t for t, k in kept if k == kind] for kind in ("impacts", "beeps")}
 
 
 @torch.no_grad()
@@ -194,7 +196,7 @@ def measure_default(seconds: float = 60.0, *, steps: int = 16, seed: int = 0, wi
     latent_rate = cfg.sample_rate / cfg.samples_per_latent
     if window is None:  # the longest window on the 0.32 s grid within the default's trained length
         window = int(cfg.latent_seq_len / latent_rate / 0.32) * 0.32
-    frames, events = long_world_clip(seconds)
+    frames, kinds = long_world_clip(seconds)
     visual = {"clip": None, "sync": ag.sync_features(sf, frames, 25, seconds)[None], "duration_s": seconds}
     latent, duration = audiogen_omni.generate_latent(net, duration=seconds, steps=steps, cfg=1.0, seed=seed,
                                                     visual=visual, window_seconds=window, overlap_seconds=overlap)
@@ -203,13 +205,18 @@ def measure_default(seconds: float = 60.0, *, steps: int = 16, seed: int = 0, wi
     n = net.latent_len_for(duration)
     windows = audiogen_omni.mmdit_windows(net, duration, window, overlap, None, visual["sync"], None,
                                           initial_noise(1, n + 2, cfg.latent_dim, seed))
+
+    def scored(times: list[float]) -> dict:
+        err = np.asarray(event_errors(onsets, times)) * 1000
+        return {"events": len(times), "median_ms": float(np.median(err)) if err.size else None,
+                "max_ms": float(err.max()) if err.size else None}
+
+    events = sorted(kinds["impacts"] + kinds["beeps"])
     per_window = []
     for w in windows:
-        mine = [t for t in events if w.start_s <= t < w.start_s + w.duration_s]
-        err = np.asarray(event_errors(onsets, mine)) * 1000
-        per_window.append({"start_s": round(w.start_s, 3), "seconds": round(w.duration_s, 3), "events": len(mine),
-                           "median_ms": float(np.median(err)) if err.size else None,
-                           "max_ms": float(err.max()) if err.size else None})
+        inside = lambda times: [t for t in times if w.start_s <= t < w.start_s + w.duration_s]  # noqa: E731
+        per_window.append({"start_s": round(w.start_s, 3), "seconds": round(w.duration_s, 3), **scored(inside(events)),
+                           "impacts": scored(inside(kinds["impacts"])), "beeps": scored(inside(kinds["beeps"]))})
     borders = sorted({w.start_s for w in windows[1:]} | {w.start_s + w.duration_s for w in windows[:-1]})
     all_err = np.asarray(event_errors(onsets, events)) * 1000
     halves = [np.median(all_err[: len(all_err) // 2]), np.median(all_err[len(all_err) // 2:])]
@@ -217,6 +224,7 @@ def measure_default(seconds: float = 60.0, *, steps: int = 16, seed: int = 0, wi
             "events": len(events), "video_frame_ms": 1000 / 25, "per_window": per_window,
             "median_ms": float(np.median(all_err)), "median_ms_first_half": float(halves[0]),
             "median_ms_second_half": float(halves[1]), "miss_rate": float(np.mean(all_err >= 200)),
+            "impacts": scored(kinds["impacts"]), "beeps": scored(kinds["beeps"]),
             "seams": seam_report(torch.from_numpy(wave.copy()), SAMPLE_RATE, borders)}
 
 

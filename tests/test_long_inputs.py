@@ -155,6 +155,7 @@ def test_the_shipped_default_keeps_time_over_a_minute_of_windows():
         pytest.skip(str(exc))
     assert r["windows"] >= 30 and r["events"] >= 30
     assert r["median_ms"] <= r["video_frame_ms"], r["median_ms"]
+    assert r["impacts"]["median_ms"] <= r["video_frame_ms"] and r["impacts"]["max_ms"] < 200, r["impacts"]
     assert r["median_ms_second_half"] <= r["median_ms_first_half"] + 10, r  # no drift
     assert r["miss_rate"] <= 0.2, r["miss_rate"]
     for name in ("envelope", "spectrum"):
