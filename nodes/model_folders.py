@@ -72,10 +72,10 @@ def resolve_model(folder: str, name: str, node: str, input_name: str) -> str:
 # What a file is, from the names its official source gives it; a loader lists the files of its own kind
 # and any file whose name says nothing (a renamed one is still offered).
 KINDS = {
-    "mel_vae": r"^v1-(16|44)\.pth$",  # MMAudio ext_weights: mel VAEs
+    "mel_vae": r"^v1-(16|44)\.pth$|mel_vae",  # MMAudio ext_weights: mel VAEs; the tiny default's mel_vae_16k
     "vocoder": r"best_netg|bigvgan",  # MMAudio's 16 kHz BigVGAN, NVIDIA's BigVGAN-v2 44 kHz
     "synchformer": r"synchformer",
-    "mmdit": r"^mmaudio_|audiogen|omni",
+    "mmdit": r"^mmaudio_|audiogen|omni|mmdit",
     "wan_vae": r"wan2\.\d_vae",
     "cogvideox": r"cogvideo",
     "tokenizer": r"\.json$",
