@@ -26,10 +26,16 @@ def defaults_root(tmp_path, monkeypatch):
     path.parent.mkdir(parents=True)
     torch.manual_seed(0)
     save_mmdit(MMDiT(TINY).half(), path)
+    # the pack's own shipped defaults (registered by whatever loaded the nodes earlier) step aside meanwhile:
+    # the same names under both roots would resolve to the shipped files
+    shipped = str(pack_defaults.DEFAULTS_DIR)
+    saved = {name: list(paths) for name, (paths, _) in folder_paths.folder_names_and_paths.items()}
+    for paths, _ in folder_paths.folder_names_and_paths.values():
+        paths[:] = [p for p in paths if not p.startswith(shipped)]
     monkeypatch.setattr(pack_defaults, "DEFAULTS_DIR", root)
     yield root
     for name, (paths, _) in folder_paths.folder_names_and_paths.items():
-        paths[:] = [p for p in paths if not p.startswith(str(root))]
+        paths[:] = saved.get(name, [p for p in paths if not p.startswith(str(root))])
 
 
 def test_search_paths_name_only_folders_with_defaults(tmp_path):
