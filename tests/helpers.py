@@ -36,6 +36,17 @@ def temporary_models_dir(root: Path, *subfolders: str) -> Iterator[Path]:
         folder_paths.set_models_directory(old)
 
 
+def load_benchmark(name: str):
+    """A script of ``benchmarks/`` imported as a module (the folder is not a package of the pack)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def runner_folders(tmp_path: Path) -> tuple[Path, Path]:
     """Fresh input and output folders for one headless run."""
     inp, out = tmp_path / "input", tmp_path / "output"

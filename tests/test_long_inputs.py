@@ -1,9 +1,7 @@
 """Inputs longer than a model's window: MMDiT windows keep timing exact and leave no audible seam."""
 from __future__ import annotations
 
-import importlib.util
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,13 +12,11 @@ from soundstage.models.common.frame_rate import exact_rate
 from soundstage.pipelines import audiogen_omni
 from soundstage.testing.audiogen_omni import tiny_mmdit
 
+from helpers import load_benchmark
+
 
 def _bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_long_inputs.py"
-    spec = importlib.util.spec_from_file_location("bench_long_inputs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_long_inputs")
 
 
 @pytest.fixture(scope="module")

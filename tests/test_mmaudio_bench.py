@@ -1,19 +1,15 @@
 """The MMDiT benchmark script runs end to end (tiny config, CPU) and reports a finite sample."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
+from helpers import load_benchmark
+
 
 def _bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_mmdit.py"
-    spec = importlib.util.spec_from_file_location("bench_mmdit", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_mmdit")
 
 
 def test_bench_tiny_cpu(capsys):

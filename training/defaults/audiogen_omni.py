@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from ...models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
-from ...models.audiogen_omni.sampler import generate
 from ...models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
 from ...models.audiogen_omni.preprocess import SYNC_FPS, SYNC_STRIDE, load_video_frames, sync_pixels
 from ...models.common.codecs.mel import MEL_16K, LogMel

@@ -112,8 +112,6 @@ def probe_events(tokens: torch.Tensor, threshold: float = 0.3) -> dict[str, list
 
 def probe_report(streams: list[torch.Tensor], events: list[dict]) -> dict:
     """How well token streams time the clips' events: median error (ms) and miss rate over all events."""
-    from ...metrics.events import event_errors
-
     from ...metrics.events import event_errors, onset_precision
 
     errs, prec = [], []
