@@ -9,6 +9,8 @@ from .signals import pearson, rms_envelope
 def speech_span(wave: np.ndarray, sample_rate: int, *, threshold_db: float = -40.0, rate: float = 100.0) -> tuple[float, float]:
     """First and last time the RMS envelope is within ``threshold_db`` of its peak."""
     env = rms_envelope(wave, sample_rate, rate)
+    if env.size and not np.isfinite(env).all():  # a diverged model's NaN/inf output has no span to measure
+        return float("nan"), float("nan")
     if env.size == 0 or env.max() <= 0:
         return 0.0, 0.0
     active = np.flatnonzero(20 * np.log10(env / env.max() + 1e-12) > threshold_db)

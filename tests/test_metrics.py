@@ -60,6 +60,9 @@ def test_int_corr_and_dur_err(clip):
     assert timing.int_corr(sp, sp, sr) > 0.99
     assert timing.int_corr(delayed(sp, sr), sp, sr) < 0.6
     assert timing.dur_err(sp, sp, sr) == 0.0
+    broken = sp.copy()
+    broken[100] = np.nan  # a diverged model's output: no span, so no duration error, rather than a crash
+    assert np.isnan(timing.dur_err(broken, sp, sr)) and np.isnan(timing.speech_span(broken, sr)[0])
     stretched = np.repeat(sp, 2)[: len(sp) * 2]
     assert abs(timing.dur_err(np.pad(stretched, (0, 0)), np.pad(sp, (0, len(sp))), sr) - 1.0) < 0.1
 

@@ -126,7 +126,11 @@ def evaluate_dualdub(recipe, weights: Path, out: Path, scale, *, clips: int, see
         kinds = {"impacts": events["impacts"], "all": sorted(events["impacts"] + events["beeps"])}
         row = {"clip": f"heldout/{c.spec.seed}", "speaker": c.spec.speaker, "transcript": c.truth["transcript"]}
         for name, (bg, sp) in rendered.items():
+            # a diverged model's NaN/inf samples are scored as silence, and counted
+            bad = int((~np.isfinite(bg)).sum() + (~np.isfinite(sp)).sum())
+            bg, sp = np.nan_to_num(bg, nan=0.0, posinf=0.0, neginf=0.0), np.nan_to_num(sp, nan=0.0, posinf=0.0, neginf=0.0)
             r = {kind: event_sync(bg, rate, ev) for kind, ev in kinds.items() if ev}
+            r["non_finite_samples"] = bad
             r["int_corr"] = int_corr(sp, truth_sp.numpy(), rate)
             r["dur_err"] = dur_err(sp, truth_sp.numpy(), rate)
             sims = _voice_similarities(sp, rate, [ref_of[n].stems["speech"] for n in names], ref.spec.sample_rate)
