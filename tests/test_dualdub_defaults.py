@@ -19,7 +19,7 @@ def test_tiny_wavtokenizer_file_loads_strictly_at_40_tokens_per_second(tmp_path)
 
     cfg = wt.tiny_config(bins=32, width=32)
     codec = wt.new_codec(cfg, 0)
-    loss = wt.CodecLoss(0)
+    loss = wt.CodecLoss(0, autoencoder_steps=0)
     codec.train()
     wave = torch.randn(2, 24000) * 0.1
     value, logs = loss(codec, wave)  # the first training step initialises the codebook from the data
@@ -33,6 +33,26 @@ def test_tiny_wavtokenizer_file_loads_strictly_at_40_tokens_per_second(tmp_path)
     assert loaded.decode_codes(codes[0]).shape == (1, 24000)
 
 
+def test_a_new_codec_hears_its_input_and_draws_its_codebook_after_autoencoding():
+    from soundstage.training.defaults import wavtokenizer as wt
+
+    torch.manual_seed(0)
+    waves = [torch.randn(24000) * 0.1 * (torch.arange(24000) > 12000) for _ in range(3)]
+    cfg = wt.tiny_config(bins=16, width=32)
+    codec = wt.new_codec(cfg, 0, waves)
+    # the features vary with the sound over time as much as they are offset (default init: ~1/30)
+    z = codec.encode_features(torch.stack(waves[:2])).detach()
+    assert float(z.std(-1).mean()) > 0.5 * float(z.pow(2).mean().sqrt())
+    # the head starts at the data's average spectrum, not at silence
+    assert float(codec.head.out.bias[: cfg.n_fft // 2 + 1].max()) > float(wt.soft_log(torch.zeros(1)))
+    loss = wt.CodecLoss(0, autoencoder_steps=2)
+    book = codec.feature_extractor.encodec.quantizer.vq.layers[0]._codebook
+    codec.train()
+    for step in range(3):
+        value, logs = loss(codec, torch.stack(waves[:2]))
+        assert bool(book.inited) == (step == 2) and (logs["commit"] > 0) == (step == 2)
+
+
 def test_codebook_follows_the_data_and_revives_dead_codes():
     from soundstage.training.defaults import wavtokenizer as wt
 
@@ -42,7 +62,7 @@ def test_codebook_follows_the_data_and_revives_dead_codes():
     data = torch.randn(64, 32, generator=g) + 5.0  # far from the random initial codebook
     wt.update_codebook(book, data, g)
     assert abs(float(book.embed.mean()) - 5.0) < 0.3  # initialised from the data, not left at randn
-    for _ in range(200):
+    for _ in range(800):  # an unused code's EMA size falls under the threshold after ~400 steps
         wt.update_codebook(book, data[:4], g)  # only a few vectors: most codes go dead and are replaced
     assert float(torch.cdist(book.embed, data[:4]).min(1).values.max()) < 1.0
 

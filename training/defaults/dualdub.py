@@ -171,8 +171,10 @@ class DualDubRecipe:
         # 1. the codec, on both tracks' stems at 24 kHz
         waves = [wt.to_codec_rate(c.stems[s], c.spec.sample_rate) for c in clips for s in ("effects", "speech")]
         cfg = wt.tiny_config(sc.bins, sc.codec_width)
-        codec = run_stage(wt.new_codec(cfg, seed), wt.CodecLoss(seed), wt.wave_batches(waves, sc.batch, seed,
-                          cfg.hop_length), sc.codec_steps, sc.lr, out, seed, stages, "codec", resume=resume)
+        codec = run_stage(wt.new_codec(cfg, seed, waves),
+                          wt.CodecLoss(seed, autoencoder_steps=min(wt.AUTOENCODER_STEPS, sc.codec_steps // 5)),
+                          wt.wave_batches(waves, sc.batch, seed, cfg.hop_length), sc.codec_steps, sc.lr, out, seed,
+                          stages, "codec", resume=resume)
         save_file(wt.codec_state_dict(codec), str(weights / FILES["codec"]))
         codec = load_wavtokenizer(weights / FILES["codec"], dtype=torch.float32)  # what inference reads
 
