@@ -21,14 +21,18 @@ def _save(path: Path, wave: np.ndarray, rate: int) -> None:
     save_audio(path, torch.from_numpy(np.ascontiguousarray(wave, np.float32))[None], rate, fmt)
 
 
+DUALDUB_SAMPLE = 2  # held-out index of soundtrack_dualdub's clip; the workflow's transcript is its sentence
+
+
+def dualdub_sample_transcript() -> str:
+    return generate_clip(clip_spec("heldout", DUALDUB_SAMPLE, task="full", seconds=4.0, size=64)).truth["transcript"]
+
+
 def write_workflow_samples(out: str | Path, *, seed: int = 0, seconds: float = 3.0, size: int = 128) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rate = 16000
     en = generate_clip(ClipSpec(seed=seed, seconds=seconds, width=size, height=size, sample_rate=rate, speaker="spk1"))
-    # the same speaker on another line: a reference voice that is not the clip's own audio
-    ref = generate_clip(ClipSpec(seed=seed + 1, seconds=seconds, width=size, height=size, sample_rate=rate,
-                                 speaker="spk1", line=2, n_balls=0))
     stems = en.stems
     written = []
 
@@ -40,15 +44,21 @@ def write_workflow_samples(out: str | Path, *, seed: int = 0, seconds: float = 3
         _save(out / name, wave, rate)
         written.append(out / name)
 
-    for name in ("dualdub_input.mp4", "talking_head_silent.mp4"):
-        video(name, None)  # silent video in, soundtrack out
+    video("talking_head_silent.mp4", None)  # silent video in, soundtrack out
+    # DualDub: a held-out talking clip at the length and size its default was trained at, the reference
+    # voice another held-out line of the same speaker (speakers go round the index)
+    talk = generate_clip(clip_spec("heldout", DUALDUB_SAMPLE, task="full", seconds=4.0, size=64, sample_rate=rate))
+    talk_ref = generate_clip(clip_spec("heldout", DUALDUB_SAMPLE + 4, task="full", seconds=4.0, size=64,
+                                       sample_rate=rate))
+    write_video(out / "dualdub_input.mp4", talk.frames, talk.spec.fps, None, rate)
+    written.append(out / "dualdub_input.mp4")
     # video to audio: a held-out clip of the world the AudioGen-Omni default knows (balls and the lamp, silent face)
     v2a = generate_clip(clip_spec("heldout", 2, task="v2a", seconds=seconds, size=size, sample_rate=rate))
     write_video(out / "soundtrack_input.mp4", v2a.frames, v2a.spec.fps, None, rate)
     written.append(out / "soundtrack_input.mp4")
     for name in ("dub_source.mp4", "dub_clip.mp4"):
         video(name, en.mix)
-    audio("reference_voice.wav", ref.stems["speech"])
+    audio("reference_voice.wav", talk_ref.stems["speech"])
     audio("speech.wav", stems["speech"])
     audio("dialogue.wav", stems["speech"])
     audio("effects.flac", stems["effects"])
