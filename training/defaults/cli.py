@@ -1,8 +1,11 @@
 """``python -m soundstage train-defaults SYSTEM`` and ``python -m soundstage eval-defaults [SYSTEM]``."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,6 +64,7 @@ def main_train(args) -> int:
 
 
 def _installed(system: str) -> Path | None:
+    """The folder of an installed default's first part (None: not every part installed)."""
     r = recipe(system)
     paths = [pack_defaults.file_path(r.folders[k], system, f) for k, f in r.files.items()]
     if not all(p.is_file() for p in paths):
@@ -68,22 +72,38 @@ def _installed(system: str) -> Path | None:
     return paths[0].parent
 
 
+@contextlib.contextmanager
+def installed_weights(system: str):
+    """An installed default as the one weights folder a recipe's ``evaluate`` reads (None: not installed). Parts
+    in several model folders (DualDub's codec and CLIP sit in ComfyUI's own folders) are linked side by side
+    in a temporary folder."""
+    r = recipe(system)
+    first = _installed(system)
+    if first is None or all(r.folders[k] == r.folders[next(iter(r.files))] for k in r.files):
+        yield first
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, name in r.files.items():
+            os.symlink(pack_defaults.file_path(r.folders[key], system, name), Path(tmp) / name)
+        yield Path(tmp)
+
+
 def main_eval(args) -> int:
     systems = [args.system] if args.system else [s for s, m in RECIPES.items() if m is not None]
     results = {}
     for system in systems:
-        weights = Path(args.weights) if args.weights else _installed(system)
-        if weights is None:
-            if args.system:
-                raise FileNotFoundError(f"eval-defaults: no installed {system} default in the pack's defaults/ "
-                                        f"folder; run train-defaults {system} --install or give --weights")
-            continue
-        scale = args.scale
-        card = pack_defaults.card_path(system).with_suffix(".json")
-        if scale is None:
-            scale = json.loads(card.read_text())["train"]["scale"] if card.is_file() and not args.weights else "full"
-        result = recipe(system).evaluate(str(weights), str(Path(args.out) / system), scale=scale, clips=args.clips,
-                                         seed=args.seed)
+        with contextlib.nullcontext(Path(args.weights)) if args.weights else installed_weights(system) as weights:
+            if weights is None:
+                if args.system:
+                    raise FileNotFoundError(f"eval-defaults: no installed {system} default in the pack's defaults/ "
+                                            f"folder; run train-defaults {system} --install or give --weights")
+                continue
+            scale = args.scale
+            card = pack_defaults.card_path(system).with_suffix(".json")
+            if scale is None:
+                scale = json.loads(card.read_text())["train"]["scale"] if card.is_file() and not args.weights else "full"
+            result = recipe(system).evaluate(str(weights), str(Path(args.out) / system), scale=scale,
+                                             clips=args.clips, seed=args.seed)
         results[system] = result["summary"]
         print(open(Path(args.out) / system / "report.md").read())
     if not results:
