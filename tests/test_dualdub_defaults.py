@@ -150,6 +150,30 @@ def test_rerun_takes_finished_stages_and_retrains_a_missing_one_to_the_same_weig
 
 
 @needs_espeak
+def test_more_steps_for_the_last_curriculum_stage_retrain_that_stage_only(smoke_run, monkeypatch):
+    import dataclasses
+
+    from soundstage.cli import main
+    from soundstage.training.defaults import dualdub as dd
+
+    work = smoke_run / "longer"
+    shutil.copytree(smoke_run / "a", work)
+    smoke = dd.SCALES["smoke"]
+    monkeypatch.setitem(dd.SCALES, "smoke", dataclasses.replace(smoke, lm_steps=smoke.lm_steps[:2] + (2,),
+                                                                temperature=0.5))  # sampling: retrains nothing
+    assert main(["train-defaults", "dualdub", "--scale", "smoke", "--out", str(work)]) == 0
+    report = json.loads((work / "train_report.json").read_text())
+    assert [(s["stage"], bool(s.get("resumed"))) for s in report["stages"]] == [
+        ("codec", True), ("clip", True), ("speaker", True), ("lm_stage1", True), ("lm_stage2", True),
+        ("lm_stage3", False)]
+    assert report["stages"][-1]["steps"] == 2
+    monkeypatch.setitem(dd.SCALES, "smoke", dataclasses.replace(smoke, lm_steps=(2,) + smoke.lm_steps[1:]))
+    assert main(["train-defaults", "dualdub", "--scale", "smoke", "--out", str(work)]) == 0
+    report = json.loads((work / "train_report.json").read_text())
+    assert [bool(s.get("resumed")) for s in report["stages"]] == [True, True, True, False, False, False]
+
+
+@needs_espeak
 def test_eval_defaults_reports_every_condition_and_the_kv_cache_identity(smoke_run, tmp_path):
     from soundstage.cli import main
 

@@ -19,14 +19,6 @@ import numpy as np
 from ..trainer import TrainConfig, Trainer
 
 
-def resumable(out: Path, settings: dict) -> bool:
-    """True when ``out`` was started with the same ``settings``; records them for the next run."""
-    marker = out / "settings.json"
-    same = marker.is_file() and json.loads(marker.read_text()) == json.loads(json.dumps(settings))
-    marker.write_text(json.dumps(settings))
-    return same
-
-
 def finished(out: Path, name: str, log: list, resume: bool, key: dict | None = None) -> bool:
     """A stage an earlier run finished (its ``stage.json`` exists, with the same ``key`` when one is given):
     its log entry is taken, marked resumed."""
@@ -90,4 +82,4 @@ def run_stage(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int,
     return model
 
 
-__all__ = ["curve_entry", "finished", "record", "resumable", "run_stage", "stage_key"]
+__all__ = ["curve_entry", "finished", "record", "run_stage", "stage_key"]
