@@ -7,9 +7,9 @@ beeps). The background track is the effects stem (impacts and beeps: the sounds 
 world's music is left out, it would be an off-screen track the video cannot predict) and the speech track
 the speech stem. Each training clip gives one manifest entry per task; a TTS / V2ST entry's reference voice
 is another training clip of the same speaker (speakers go round the clip index, synthworld.splits), so the
-speaker encoder learns the voice, not the sentence. Every stage is resumable: a rerun of the same work
-folder with the same scale and seed takes finished stages, and an LM stage stopped midway resumes from its
-last trainer checkpoint.
+speaker encoder learns the voice, not the sentence. Stages resume by key (``stage_keys``): a rerun of the
+same work folder takes every stage whose settings are unchanged, and an LM stage stopped midway resumes from
+its last trainer checkpoint.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from ...synthworld import generate_clip
 from ...synthworld.splits import clip_spec
 from . import dualdub_encoders as enc
 from . import wavtokenizer as wt
-from .stages import curve_entry, finished, record, resumable, run_stage
+from .stages import curve_entry, finished, record, run_stage
 
 SYSTEM = "dualdub"
 PREFIX = "soundstage-tiny/dualdub"
@@ -80,6 +80,13 @@ def training_settings(sc: Scale) -> dict:
     return {k: v for k, v in asdict(sc).items() if k not in SAMPLING}
 
 
+def stage_keys(sc: Scale, seed: int) -> dict[str, dict]:
+    """What each stage's weights depend on: every training setting but the steps of later LM stages, so more
+    steps for curriculum stage 3 retrain stage 3 only, and anything else retrains everything after it."""
+    common = {k: v for k, v in training_settings(sc).items() if k != "lm_steps"} | {"seed": seed}
+    return {"encoders": common} | {f"lm_stage{n}": common | {"lm_steps": list(sc.lm_steps[:n])} for n in (1, 2, 3)}
+
+
 def talking_clips(split: str, count: int, sc: Scale, start: int = 0) -> list:
     """The world's ``full`` clips of ``split`` (synthworld.splits seed ranges), with every stem."""
     return [generate_clip(clip_spec(split, i, task="full", seconds=sc.seconds, size=sc.size))
@@ -122,24 +129,30 @@ def write_manifest(clips: list, folder: Path) -> Path:
 
 
 def lm_stage(stage: int, data: Path, out: Path, steps: int, sc: Scale, codec, clip, init: Path, seed: int,
-             log: list, resume: bool) -> Path:
-    """One curriculum stage by ``train dualdub --stage N``'s own function; -> its checkpoint."""
+             log: list, key: dict) -> Path:
+    """One curriculum stage by ``train dualdub --stage N``'s own function; -> its checkpoint. Taken from an
+    earlier run that finished it with the same ``key``; continued from a trainer checkpoint of one that stopped."""
     from ..dualdub.train import train
 
     name = f"lm_stage{stage}"
     folder = out / name
     ckpt = folder / f"dualdub_stage{stage}.safetensors"
-    if ckpt.is_file() and finished(out, name, log, resume):
+    if ckpt.is_file() and finished(out, name, log, True, key):
         return ckpt
     # A stage stopped before its first trainer checkpoint restarts from the previous stage, not from the
     # config (``train`` rebuilds a fresh model when its folder has a config but no checkpoint to resume).
-    if not resume or not any(folder.glob("checkpoint-*")):
+    started = folder / "key.json"
+    same = started.is_file() and json.loads(started.read_text()) == json.loads(json.dumps(key))
+    if not same or not any(folder.glob("checkpoint-*")):
         shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    started.write_text(json.dumps(key))
     start, cpu = time.time(), time.process_time()
     result = train(stage, data, folder, steps, codec=codec, clip=clip, init_from=init, batch_size=sc.batch,
                    lr=sc.lm_lr, seed=seed, save_every=max(50, steps // 4))
     record(out, name, log, curve_entry(name, steps, time.time() - start, time.process_time() - cpu,
-                                       result["history"]) | {"resumed_from_step": steps - len(result["history"])})
+                                       result["history"]) | {"resumed_from_step": steps - len(result["history"]),
+                                                             "key": key})
     return ckpt
 
 
@@ -168,7 +181,7 @@ class DualDubRecipe:
         sc = SCALES[scale]
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        resume = resumable(out, {"scale": training_settings(sc), "seed": seed})
+        keys = stage_keys(sc, seed)
         weights = out / "weights"
         weights.mkdir(exist_ok=True)
         stages: list[dict] = []
@@ -183,7 +196,7 @@ class DualDubRecipe:
         codec = run_stage(wt.new_codec(cfg, seed, waves),
                           wt.CodecLoss(seed, autoencoder_steps=min(wt.AUTOENCODER_STEPS, sc.codec_steps // 5)),
                           wt.wave_batches(waves, sc.batch, seed, cfg.hop_length), sc.codec_steps, sc.lr, out, seed,
-                          stages, "codec", resume=resume)
+                          stages, "codec", resume=True, key=keys["encoders"])
         save_file(wt.codec_state_dict(codec), str(weights / FILES["codec"]))
         codec = load_wavtokenizer(weights / FILES["codec"], dtype=torch.float32)  # what inference reads
 
@@ -192,7 +205,7 @@ class DualDubRecipe:
         targets = [enc.frame_targets(c.truth, len(c.frames), c.spec.fps) for c in clips]
         probe = run_stage(enc.ClipProbe(enc.tiny_clip(seed, sc.size)), enc.clip_loss,
                           enc.clip_batches(pixels, targets, 4 * sc.batch, seed), sc.clip_steps, sc.lr, out, seed,
-                          stages, "clip", resume=resume)
+                          stages, "clip", resume=True, key=keys["encoders"])
         save_file(enc.clip_state_dict(probe.tower), str(weights / FILES["clip"]))
         # measured, never trained on: how much of the frame targets the encoder carries on held-out clips
         held = talking_clips("heldout", sc.diagnostic_clips, sc)
@@ -208,7 +221,7 @@ class DualDubRecipe:
         labels = [enc.SPEAKER_NAMES.index(c.spec.speaker) for c in clips]
         run_stage(enc.SpeakerProbe(model.speaker_encoder, model.config.speaker_dim), enc.speaker_loss,
                   enc.speaker_batches(speech, labels, sc.batch, seed, codec.sample_rate), sc.speaker_steps, sc.lr,
-                  out, seed, stages, "speaker", resume=resume)
+                  out, seed, stages, "speaker", resume=True, key=keys["encoders"])
         speaker_acc = enc.speaker_accuracy(model.speaker_encoder, [wt.to_codec_rate(c.stems["speech"], c.spec.sample_rate)
                                                                    for c in held],
                                            [enc.SPEAKER_NAMES.index(c.spec.speaker) for c in held], codec.sample_rate)
@@ -216,7 +229,7 @@ class DualDubRecipe:
 
         # 4. the curriculum, stage by stage from the previous stage's checkpoint
         for stage, steps in zip((1, 2, 3), sc.lm_steps):
-            init = lm_stage(stage, data, out, steps, sc, codec, clip, init, seed, stages, resume)
+            init = lm_stage(stage, data, out, steps, sc, codec, clip, init, seed, stages, keys[f"lm_stage{stage}"])
         model, tokenizer = load_dualdub(init)
         save_dualdub(weights / FILES["lm"], model.half(), tokenizer)
 
