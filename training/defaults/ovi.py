@@ -232,7 +232,8 @@ class OviRecipe:
         save_ovi_fusion(ema.shadow, weights / FILES["model"], dtype=torch.float16)
         load_ovi_fusion(weights / FILES["model"])  # strict read-back: the file is what the loader expects
 
-        report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc), "seed": seed,
+        report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc) | {"seconds": round(sc.seconds, 3)},
+                  "seed": seed,
                   "train_seeds": [clips[0].index, clips[-1].index], "data_s": round(data_s, 1),
                   "features_s": round(features_s, 1), "features": str(folder), "stages": stages,
                   "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1),
