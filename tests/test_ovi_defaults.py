@@ -212,6 +212,7 @@ def test_eval_defaults_reports_every_condition_and_i2av(smoke_run, tmp_path):
     row = result["per_clip"][0]
     assert row["mismatched"]["colours"] == row["default"]["colours"]  # the mismatched pair keeps the video
     assert result["i2av"]["clips"] == 2 and np.isfinite(result["i2av"]["first_frame_psnr_median"])
+    assert result["long_clip"]["seams"] == 2 * (result["long_clip"]["chunks"] - 1)
     assert "mismatched" in (out / "ovi" / "report.md").read_text()
 
 

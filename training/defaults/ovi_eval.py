@@ -30,6 +30,8 @@ CONTACT_BAND = 0.75  # a contact is a lowest point of the ball's centre below th
 CONTACT_PROMINENCE = 0.025  # ... that it rose at least this share of the height from on both sides
 SPEECH_BAND = (250.0, 4000.0)  # Hz: voice energy (the lamp's 1 kHz beep band is left out)
 BEEP_BAND = (900.0, 1100.0)
+ENVELOPE_HOP = 320  # samples: 20 ms at 16 kHz
+LONG_CLIPS = 4  # prompts the 3x-length long-clip check generates
 SPEECH_MIN_S = 0.4  # voiced time a clip needs to count as speaking (impacts and beeps last < 0.1 s each)
 
 
@@ -205,9 +207,10 @@ def evaluate_ovi(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
                                                [e["time"] for e in c.truth["impacts"]])
         rows.append(row)
     i2av = evaluate_i2av(net, vae, mel_vae, voc, held, texts, scale, seed, encode_image)
+    long = evaluate_long(net, vae, mel_vae, voc, held[:LONG_CLIPS], texts[:LONG_CLIPS], scale, seed)
     summary = summarise(rows)
     result = {"system": recipe.system, "task": "text to audio+video (and i2av)", "clips": [r["clip"] for r in rows],
-              "conditions": list(CONDITIONS), "summary": summary, "i2av": i2av,
+              "conditions": list(CONDITIONS), "summary": summary, "i2av": i2av, "long_clip": long,
               "tracker_vs_truth": _sync(e for r in rows for e in r["tracker_vs_truth"]),
               "per_clip": rows}
     result["table"] = table(result)
@@ -234,6 +237,81 @@ def evaluate_i2av(net, vae, mel_vae, voc, held, texts, scale, seed: int, encode_
             "ball_jump_px_median": round(float(np.median(jumps)), 2) if jumps else None,
             "world_ball_jump_px_median": round(float(np.median(world_jumps)), 2) if world_jumps else None,
             "clips": len(psnrs)}
+
+
+def ball_steps(frames: np.ndarray, colours: set[str]) -> np.ndarray:
+    """[T-1] largest frame-to-frame move (px) of the caption's balls (NaN where one is not seen)."""
+    if not colours:
+        return np.full(max(0, len(frames) - 1), np.nan)
+    return np.max([np.linalg.norm(np.diff(track(frames, c), axis=0), axis=1) for c in colours], axis=0)
+
+
+def envelope_steps(wave: np.ndarray, rate: int = 16000) -> np.ndarray:
+    """[N-1] change of the log RMS envelope (dB) from one ENVELOPE_HOP window to the next."""
+    from ...metrics.signals import rms_envelope
+
+    env = 20 * np.log10(rms_envelope(np.asarray(wave, np.float64), rate, rate / ENVELOPE_HOP) + 1e-5)
+    return np.abs(np.diff(env))
+
+
+@torch.no_grad()
+def evaluate_long(net, vae, mel_vae, voc, held, texts, scale, seed: int, chunks: int = 3) -> dict:
+    """The long-clip path (models/ovi/long_clip.py, as Ovi Long Clip Sampler runs it): ``chunks`` chunks,
+    stitched as the nodes stitch them. At each seam, the ball's move between the frames around it and the
+    audio envelope's change over the crossfade, against what the world itself does from frame to frame in
+    clips of the same length (its 99th percentile and maximum)."""
+    from ...models.ovi.long_clip import sample_ovi_long, stitch_audio, stitch_frames
+    from ...models.ovi.sampler import OviConditioning, OviSampling
+    from ...models.ovi.video_vae import decode_video
+
+    rate, hop = 16000, 512  # one audio latent = 2 mel frames of 256 samples
+    lat = scale.size // 16
+    seam_ball, seam_env, world_ball, world_env = [], [], [], []
+    for i, c in enumerate(held):
+        empty = texts[i].new_zeros(0, texts[i].shape[1])
+        s = OviSampling(steps=scale.sample_steps, shift=scale.shift, video_cfg=1.0, audio_cfg=1.0, slg_layer=0,
+                        seed=seed + i)
+        parts = sample_ovi_long(net, OviConditioning(texts[i], empty, empty), chunks=chunks,
+                                latent_frames=scale.latent_frames, latent_height=lat, latent_width=lat,
+                                audio_length=audio_length(scale.seconds), sampling=s, device="cpu")
+        decoded = [(decode_video(vae, p.video[None])[0] * 255).round().to(torch.uint8) for p in parts]
+        frames = stitch_frames(decoded, parts[1].video_overlap).numpy()
+        waves = [voc(mel_vae.decode(p.audio.T[None]))[0, 0] for p in parts]
+        wave = stitch_audio(waves, parts[1].audio_overlap * hop).numpy()
+        colours = caption_colours(c.prompt)
+        steps, env = ball_steps(frames, colours), envelope_steps(wave, rate)
+        start, end = 0, waves[0].shape[-1]
+        for k, part in enumerate(decoded[:-1]):
+            start += part.shape[0] - parts[k + 1].video_overlap  # first frame of chunk k + 1 in the clip
+            near = steps[max(0, start - 1): start + 1]
+            seam_ball.append(float(np.nanmax(near)) if np.isfinite(near).any() else float("nan"))
+            # the crossfade stitch_audio makes: from the next chunk's start to the previous chunk's end
+            fade = end - min(parts[k + 1].audio_overlap * hop, waves[k + 1].shape[-1])
+            a, b = fade // ENVELOPE_HOP, end // ENVELOPE_HOP
+            seam_env.append(float(np.max(env[max(0, a - 1): b + 1], initial=0.0)))
+            end = fade + waves[k + 1].shape[-1]
+        world = generate_clip_of(c.index, len(frames), scale)
+        world_ball += list(ball_steps(world.frames, colours))
+        world_env += list(envelope_steps(world.audio, rate))
+    wb, we = np.asarray(world_ball, float), np.asarray(world_env, float)
+    sb = np.asarray(seam_ball, float)
+    return {"chunks": chunks, "clips": len(held), "seams": len(seam_ball), "seams_ball_seen": int(np.isfinite(sb).sum()),
+            "seam_ball_move_px_max": round(float(np.nanmax(sb)), 2) if np.isfinite(sb).any() else None,
+            "world_ball_move_px_p99": round(float(np.nanpercentile(wb, 99)), 2) if np.isfinite(wb).any() else None,
+            "world_ball_move_px_max": round(float(np.nanmax(wb)), 2) if np.isfinite(wb).any() else None,
+            "seam_envelope_db_max": round(float(np.max(seam_env)), 2) if seam_env else None,
+            "world_envelope_db_p99": round(float(np.percentile(we, 99)), 2),
+            "world_envelope_db_max": round(float(np.max(we)), 2)}
+
+
+def generate_clip_of(index: int, frames: int, scale):
+    """The held-out world clip ``index`` drawn ``frames`` frames long (what a long generation is compared to)."""
+    from dataclasses import replace
+
+    from . import ovi
+
+    longer = replace(scale, latent_frames=(frames - 1) // 4 + 1)
+    return ovi.ovi_clips("heldout", 1, longer, start=index)[0]
 
 
 def _sync(errors) -> dict:
@@ -272,6 +350,13 @@ def table(result: dict) -> list[str]:
               f"i2av ({i2av['clips']} first frames): generated first frame PSNR median {i2av['first_frame_psnr_median']} dB "
               f"(min {i2av['first_frame_psnr_min']}); ball jump frame 0 -> 1 median {i2av['ball_jump_px_median']} px "
               f"(the world's own: {i2av['world_ball_jump_px_median']} px)."]
+    lo = result.get("long_clip")
+    if lo:
+        lines += ["", f"Long clips ({lo['clips']} prompts x {lo['chunks']} chunks, {lo['seams']} seams, the ball seen "
+                      f"at {lo['seams_ball_seen']}): ball move at a seam max {lo['seam_ball_move_px_max']} px (the world frame to frame: p99 "
+                      f"{lo['world_ball_move_px_p99']}, max {lo['world_ball_move_px_max']} px); audio envelope change "
+                      f"over a seam max {lo['seam_envelope_db_max']} dB per 20 ms (the world: p99 "
+                      f"{lo['world_envelope_db_p99']}, max {lo['world_envelope_db_max']} dB)."]
     return lines
 
 
