@@ -74,9 +74,9 @@ class Scale:
 SCALES = {
     "smoke": Scale(train_clips=4, latent_frames=2, size=32, vae_steps=2, dit_steps=2, batch=2, vae_batch=2,
                    z_dim=8, hidden=32, ffn=64, text_dim=16, sample_steps=2),
-    # minutes on a 2-core CPU (benchmarks/tiny_defaults_feasibility.md, Ovi)
+    # minutes on a 2-core CPU (benchmarks/tiny_defaults_ovi.md)
     "feasibility": Scale(train_clips=48, latent_frames=13, size=64, vae_steps=300, dit_steps=600),
-    # a plan sized from the feasibility run's s/step (benchmarks/tiny_defaults_feasibility.md, Ovi)
+    # a plan sized from the feasibility run's CPU s/step (benchmarks/tiny_defaults_ovi.md)
     "full": Scale(train_clips=256, latent_frames=13, size=64, vae_steps=1500, dit_steps=4000),
 }
 
