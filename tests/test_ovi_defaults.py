@@ -156,6 +156,8 @@ def test_smoke_default_writes_every_part_in_the_layout_its_loader_reads(smoke_ru
     weights = smoke_run / "a" / "weights"
     report = json.loads((smoke_run / "a" / "train_report.json").read_text())
     assert [s["stage"] for s in report["stages"]] == ["video_vae", "fusion"]
+    check = report["video_vae_heldout"]  # the VAE's held-out round trip, measured before the fusion stage
+    assert check["clips"] == 4 and np.isfinite(check["psnr_db"]) and 0 <= check["balls_seen"] <= 1
     assert sum(report["files"][k]["bytes"] for k in FILES) < 40e6
     with safe_open(str(weights / FILES["model"]), "pt") as f:
         keys = list(f.keys())

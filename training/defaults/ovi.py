@@ -77,7 +77,7 @@ SCALES = {
     # minutes on a 2-core CPU (benchmarks/tiny_defaults_ovi.md)
     "feasibility": Scale(train_clips=48, latent_frames=13, size=64, vae_steps=300, dit_steps=600),
     # a plan sized from the feasibility run's CPU s/step (benchmarks/tiny_defaults_ovi.md)
-    "full": Scale(train_clips=256, latent_frames=13, size=64, vae_steps=1500, dit_steps=4000),
+    "full": Scale(train_clips=256, latent_frames=13, size=64, vae_steps=2000, dit_steps=4000),
 }
 
 
@@ -158,6 +158,22 @@ def text_encoder(weights: Path, text_len: int):
                            load_tokenizer(weights / FILES["tokenizer"]), text_len)
 
 
+@torch.no_grad()
+def video_vae_check(vae, sc: Scale, clips: int = 4) -> dict:
+    """Held-out round trip through the video VAE: PSNR, and whether the caption's balls are still seen (the DiT
+    cannot draw a ball its VAE cannot decode: check this before spending steps on the fusion stage)."""
+    from ...models.ovi.video_vae import decode_video, encode_video
+    from . import ovi_eval
+
+    psnrs, seen = [], []
+    for c in ovi_clips("heldout", clips, sc):
+        z = encode_video(vae, torch.from_numpy(c.frames[None]).float() / 255)
+        frames = (decode_video(vae, z)[0].numpy() * 255).round().astype(np.uint8)
+        psnrs.append(ovi_eval.psnr(frames, c.frames))
+        seen.append(ovi_eval.seen_colours(frames) == ovi_eval.caption_colours(c.prompt))
+    return {"clips": clips, "psnr_db": round(float(np.mean(psnrs)), 2), "balls_seen": round(float(np.mean(seen)), 3)}
+
+
 class OviRecipe:
     system = SYSTEM
     files = FILES
@@ -199,6 +215,7 @@ class OviRecipe:
         parts.set_latent_statistics(vae, [c.frames for c in clips])
         parts.save_video_vae(vae, weights / FILES["vae"])
         vae = load_wan_vae(weights / FILES["vae"], dtype=torch.float32)  # what inference reads
+        vae_check = video_vae_check(vae, sc)
 
         # 2. the text encoder: random and frozen (its outputs are fixed features of the caption's tokens)
         parts.train_tokenizer([c.prompt for c in clips], weights / FILES["tokenizer"])
@@ -235,7 +252,8 @@ class OviRecipe:
         report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc) | {"seconds": round(sc.seconds, 3)},
                   "seed": seed,
                   "train_seeds": [clips[0].index, clips[-1].index], "data_s": round(data_s, 1),
-                  "features_s": round(features_s, 1), "features": str(folder), "stages": stages,
+                  "features_s": round(features_s, 1), "features": str(folder), "video_vae_heldout": vae_check,
+                  "stages": stages,
                   "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1),
                   "threads": torch.get_num_threads(), "audio_codec": {k: f"soundstage-tiny/{AUDIO_CODEC_SYSTEM}/{v}"
                                                                       for k, v in AUDIO_CODEC.items()},

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 KL_WEIGHT = 1e-6  # the posterior only needs to stay finite; reconstruction is what the DiT's targets need
-MOTION_WEIGHT = 10.0  # salient pixels (moving, or off the background: balls, face, lamp) weigh this much more
+MOTION_WEIGHT = 10.0  # moving pixels (balls, mouth, lamp) weigh this much more than the still background
 SPECIALS = ("<pad>", "</s>", "<unk>")  # umt5's ids 0, 1, 2
 SPEECH_TAGS = ("<S>", "<E>")  # Ovi's speech tags (models/ovi/text.py) stay whole tokens
 
@@ -53,25 +53,26 @@ def frame_batches(clips: list[np.ndarray], batch: int, seed: int, frames: int = 
         yield torch.stack(out)
 
 
-def salient(x: torch.Tensor) -> torch.Tensor:
-    """[B, 1, T, H, W] 1 where a pixel moves from the frame before or stands out of its frame's background
-    (the frame's median colour): the balls, the face, the lamp and the floor; 0 on the plain background."""
-    background = x.flatten(3).median(dim=3).values[..., None, None]
-    out = (x - background).abs().amax(1, keepdim=True).gt(0.2)
-    out[:, :, 1:] |= (x[:, :, 1:] - x[:, :, :-1]).abs().amax(1, keepdim=True).gt(0.1)
-    return out.to(x.dtype)
+def moving(x: torch.Tensor) -> torch.Tensor:
+    """[B, 1, T, H, W] 1 where a pixel changes from the frame before (the first frame takes the second's mask)."""
+    out = torch.zeros_like(x[:, :1])
+    if x.shape[2] > 1:
+        out[:, :, 1:] = (x[:, :, 1:] - x[:, :, :-1]).abs().amax(1, keepdim=True).gt(0.1).to(x.dtype)
+        out[:, :, 0] = out[:, :, 1]
+    return out
 
 
 def vae_loss(model, x: torch.Tensor):
-    """Motion-weighted L1 reconstruction of the posterior mean + a small KL. The ball is ~1 % of a frame: with a plain L1 the tiny
-    VAE blurs it into the floor first, and the ball's position is what the DiT's sync depends on."""
+    """Motion-weighted L1 reconstruction of the posterior mean + a small KL. The ball is ~1 % of a frame and
+    its position is what the DiT's sync depends on; weighting every pixel off the background instead made the
+    decoder paint the face bigger (benchmarks/tiny_defaults_ovi.md)."""
     net = getattr(model, "module", model)
     post = net.encode(x).latent_dist
     # The posterior mean, not a sample: the DiT's targets and every encode are means (video_vae.encode_video),
     # and a sample's initial unit variance hides the ball from the decoder (measured: after 300 steps on
     # samples the decoder drew the face and the room and no ball; benchmarks/tiny_defaults_ovi.md).
     rec = net.decode(post.mode()).sample
-    w = 1 + MOTION_WEIGHT * salient(x)
+    w = 1 + MOTION_WEIGHT * moving(x)
     l1 = ((rec - x).abs() * w).mean() / w.mean()
     kl = post.kl().mean() / x[0].numel()
     return l1 + KL_WEIGHT * kl, {"l1": float(l1.detach()), "kl": float(kl.detach())}
