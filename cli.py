@@ -24,6 +24,7 @@ TRAINERS = {
     "dualdub": ".training.dualdub.train",
     "audiogen": ".training.audiogen_omni.train",
     "dubbing-lora": ".training.just_dub_it.train",
+    "ovi": ".training.ovi.train",
 }
 
 

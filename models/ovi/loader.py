@@ -72,3 +72,16 @@ def load_ovi_fusion(source: str | Path | Mapping[str, torch.Tensor], *, num_head
                                     audio_rope_scale=audio_rope_scale)
     model = build_and_load(lambda: OviFusion(config), sd, context="Ovi fusion checkpoint", dtype=dtype)
     return model.to(device).eval().requires_grad_(False)
+
+
+def save_ovi_fusion(model: OviFusion, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model.safetensors`` in Ovi's layout (``video_model.*`` / ``audio_model.*``): what
+    :func:`load_ovi_fusion` reads back."""
+    from safetensors.torch import save_file
+
+    sd = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous()
+          for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path))
+    return path

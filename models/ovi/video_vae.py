@@ -131,10 +131,16 @@ def decode_video(vae, latent: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_image(vae, image: torch.Tensor) -> torch.Tensor:
-    """Image [B, H, W, 3] in 0..1 -> normalised latent [B, z, 1, H/16, W/16] (posterior mean, as Wan)."""
+def encode_video(vae, frames: torch.Tensor) -> torch.Tensor:
+    """Frames [B, T, H, W, 3] in 0..1 (T = 1 + 4k) -> normalised latent [B, z, 1 + (T - 1) / 4, H/16, W/16]
+    (posterior mean, as Wan encodes)."""
     p = next(vae.parameters())
-    x = (image.to(device=p.device, dtype=p.dtype) * 2 - 1).permute(0, 3, 1, 2)[:, :, None]
+    x = (frames.to(device=p.device, dtype=p.dtype) * 2 - 1).permute(0, 4, 1, 2, 3)
     mu = vae.encode(x).latent_dist.mode()
     mean, std = _stats(vae, mu)
     return ((mu - mean) / std).float().cpu()
+
+
+def encode_image(vae, image: torch.Tensor) -> torch.Tensor:
+    """Image [B, H, W, 3] in 0..1 -> normalised latent [B, z, 1, H/16, W/16] (posterior mean, as Wan)."""
+    return encode_video(vae, image[:, None])

@@ -14,7 +14,7 @@ from typing import Protocol
 RECIPES: dict[str, str | None] = {
     "audiogen_omni": ".audiogen_omni",
     "dualdub": ".dualdub",
-    "ovi": None,
+    "ovi": ".ovi",
     "mtv": None,
     "just_dub_it": None,
 }

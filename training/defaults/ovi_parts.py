@@ -1,0 +1,142 @@
+"""The parts of the Ovi tiny default around the twin DiTs: a Wan2.2-layout video VAE trained on the world's
+frames, and a umt5-layout text encoder (random and frozen) with a word-level tokenizer of the world's captions.
+
+The video VAE keeps Wan2.2's design (patch 2, three residual downsamplings: 16x spatial, 4x temporal, causal
+in time) at a tiny width and latent size; its per-channel latent statistics, measured on the training clips,
+go into the file's ``config`` metadata (``latents_mean`` / ``latents_std``) where the Wan VAE loader reads them,
+so the Ovi model sees unit-scale latents as it does with Wan2.2's own statistics.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+KL_WEIGHT = 1e-6  # the posterior only needs to stay finite; reconstruction is what the DiT's targets need
+MOTION_WEIGHT = 10.0  # moving pixels (balls, mouth, lamp) weigh this much more than the still background
+SPECIALS = ("<pad>", "</s>", "<unk>")  # umt5's ids 0, 1, 2
+SPEECH_TAGS = ("<S>", "<E>")  # Ovi's speech tags (models/ovi/text.py) stay whole tokens
+
+
+def tiny_vae_config(z_dim: int, base_dim: int) -> dict:
+    """AutoencoderKLWan sizes: Wan2.2's layout (patch 2, residual blocks, 16x / 4x) at a tiny width."""
+    return dict(base_dim=base_dim, decoder_base_dim=base_dim, z_dim=z_dim, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+                attn_scales=[], temperal_downsample=[False, True, True], is_residual=True, in_channels=12,
+                out_channels=12, patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
+                latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
+
+
+def new_video_vae(config: dict, seed: int):
+    from ...models.ovi.video_vae import build_wan_vae
+
+    torch.manual_seed(seed)
+    return build_wan_vae(**config)
+
+
+def to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> [3, T, H, W] in [-1, 1] (the VAE's input range)."""
+    return torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)
+
+
+def frame_batches(clips: list[np.ndarray], batch: int, seed: int, frames: int = 5) -> Iterator[torch.Tensor]:
+    """Random crops of ``frames`` = 1 + 4k frames (the causal VAE's first frame and one 4-frame group)."""
+    rng = random.Random(seed)
+    while True:
+        out = []
+        for i in rng.sample(range(len(clips)), min(batch, len(clips))):
+            a = rng.randrange(0, clips[i].shape[0] - frames + 1)
+            out.append(to_pixels(clips[i][a: a + frames]))
+        yield torch.stack(out)
+
+
+def moving(x: torch.Tensor) -> torch.Tensor:
+    """[B, 1, T, H, W] 1 where a pixel changes from the frame before (the first frame takes the second's mask)."""
+    out = torch.zeros_like(x[:, :1])
+    if x.shape[2] > 1:
+        out[:, :, 1:] = (x[:, :, 1:] - x[:, :, :-1]).abs().amax(1, keepdim=True).gt(0.1).to(x.dtype)
+        out[:, :, 0] = out[:, :, 1]
+    return out
+
+
+def vae_loss(model, x: torch.Tensor):
+    """Motion-weighted L1 reconstruction of the posterior mean + a small KL. The ball is ~1 % of a frame and
+    its position is what the DiT's sync depends on; weighting every pixel off the background instead made the
+    decoder paint the face bigger (benchmarks/tiny_defaults_ovi.md)."""
+    net = getattr(model, "module", model)
+    post = net.encode(x).latent_dist
+    # The posterior mean, not a sample: the DiT's targets and every encode are means (video_vae.encode_video),
+    # and a sample's initial unit variance hides the ball from the decoder (measured: after 300 steps on
+    # samples the decoder drew the face and the room and no ball; benchmarks/tiny_defaults_ovi.md).
+    rec = net.decode(post.mode()).sample
+    w = 1 + MOTION_WEIGHT * moving(x)
+    l1 = ((rec - x).abs() * w).mean() / w.mean()
+    kl = post.kl().mean() / x[0].numel()
+    return l1 + KL_WEIGHT * kl, {"l1": float(l1.detach()), "kl": float(kl.detach())}
+
+
+@torch.no_grad()
+def set_latent_statistics(vae, clips: list[np.ndarray]) -> None:
+    """Per-channel mean / std of the posterior means of whole training clips, into the VAE's config."""
+    from ...models.ovi.video_vae import encode_video
+
+    vae.eval()
+    vae.register_to_config(latents_mean=[0.0] * vae.config.z_dim, latents_std=[1.0] * vae.config.z_dim)
+    lat = torch.cat([encode_video(vae, torch.from_numpy(f[None]).float() / 255).flatten(2) for f in clips], dim=2)
+    vae.register_to_config(latents_mean=lat.mean(dim=(0, 2)).tolist(),
+                           latents_std=lat.std(dim=(0, 2)).clamp_min(1e-3).tolist())
+
+
+def save_video_vae(vae, path: Path) -> Path:
+    """diffusers AutoencoderKLWan layout (one of the two the Wan2.2 VAE loader reads), fp16, config in metadata."""
+    from safetensors.torch import save_file
+
+    cfg = {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}
+    save_file({k: v.detach().half().contiguous() for k, v in vae.state_dict().items()}, str(path),
+              metadata={"config": json.dumps(cfg)})
+    return path
+
+
+# -- text ---------------------------------------------------------------------------------------------------
+def train_tokenizer(texts: list[str], path: Path) -> Path:
+    """A word-level tokenizer.json of the captions' words (lower case, punctuation split off), with umt5's
+    special tokens and ``</s>`` appended to every text, as umt5's tokenizer does."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    pre = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    words = sorted({w for t in texts for w, _ in pre.pre_tokenize_str(t.lower())} - set(SPECIALS))
+    vocab = {tok: i for i, tok in enumerate([*SPECIALS, *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre
+    tok.add_special_tokens(list(SPECIALS))
+    tok.add_tokens(list(SPEECH_TAGS))
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tok.save(str(path))
+    return path
+
+
+def new_umt5(vocab: int, d_model: int, seed: int):
+    """A tiny UMT5EncoderModel in umt5-xxl's design (gated GELU FFN, relative attention per layer)."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(seed)
+    cfg = UMT5Config(vocab_size=vocab, d_model=d_model, d_kv=d_model // 2, d_ff=2 * d_model, num_layers=1,
+                     num_heads=2, relative_attention_num_buckets=32, feed_forward_proj="gated-gelu",
+                     dense_act_fn="gelu_new", is_gated_act=True, layer_norm_epsilon=1e-6)
+    return UMT5EncoderModel(cfg).eval().requires_grad_(False)
+
+
+def save_umt5(model, path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().half().contiguous() for k, v in model.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    save_file(sd, str(path))
+    return path
+
+
+__all__ = ["frame_batches", "new_umt5", "new_video_vae", "save_umt5", "save_video_vae", "set_latent_statistics",
+           "tiny_vae_config", "train_tokenizer", "vae_loss"]
