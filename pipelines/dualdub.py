@@ -55,9 +55,9 @@ def speaker_embedding(model, audio: Optional[dict], seconds: float, node: str = 
     if wave.dim() != 3 or wave.shape[-1] == 0:
         raise ValueError(f"{node}: input 'reference': expected a non-empty AUDIO waveform [B, C, T]")
     ref = speaker_reference(audio, cfg.codec_sample_rate, seconds)
-    device = next(model.parameters()).device
+    weight = next(model.speaker_encoder.parameters())  # the LM may sit in fp16 / bf16 (ComfyUI picks the precision)
     with torch.no_grad():
-        emb = model.speaker_encoder(ref[None].to(device))
+        emb = model.speaker_encoder(ref[None].to(weight.device, weight.dtype))
     return {"embedding": emb.float().cpu()}
 
 

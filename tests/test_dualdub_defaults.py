@@ -272,3 +272,19 @@ def test_soundtrack_dualdub_workflow_runs_as_shipped_on_the_sample_input(tmp_pat
     samples = sum(f.samples for f in frames)
     loudest = max(float(np.abs(f.to_ndarray()).max()) for f in frames)
     assert abs(samples / rate - 4.0) < 0.1 and loudest > 1e-3  # the whole clip, and not silence
+
+
+def test_codec_and_speaker_encoder_run_in_half_precision_on_the_cpu():
+    # ComfyUI may hold these weights in fp16 on a CPU (found by running soundtrack_dualdub in its executor)
+    from soundstage.models.dualdub.speaker import SpeakerEncoder
+    from soundstage.training.defaults import wavtokenizer as wt
+
+    codec = wt.new_codec(wt.tiny_config(bins=8, width=32), 0).eval()
+    codes = torch.randint(0, 8, (1, 5))
+    want = codec.decode_codes(codes)
+    got = codec.half().decode_codes(codes)
+    assert got.dtype == torch.float32 and got.shape == want.shape and torch.isfinite(got).all()
+    speaker = SpeakerEncoder(n_mels=20, channels=16, out_dim=8, heads=2, sample_rate=24000).eval()
+    wave = torch.randn(1, 24000) * 0.1
+    with torch.no_grad():
+        assert torch.allclose(speaker.half()(wave).float(), speaker.float()(wave), atol=5e-2)

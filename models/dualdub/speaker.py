@@ -26,9 +26,10 @@ class LogMel(nn.Module):
         self.register_buffer("fbank", fb, persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(wav.float(), self.n_fft, self.hop_length, window=self.window, center=True,
+        # fp32 whatever the module's dtype: CPU FFTs take no fp16
+        spec = torch.stft(wav.float(), self.n_fft, self.hop_length, window=self.window.float(), center=True,
                           pad_mode="reflect", return_complex=True).abs()
-        mel = torch.einsum("bft,fm->bmt", spec, self.fbank)
+        mel = torch.einsum("bft,fm->bmt", spec, self.fbank.float())
         return torch.log(torch.clamp(mel, min=1e-5))
 
 
@@ -63,7 +64,8 @@ class SpeakerEncoder(nn.Module):
         """
         if lengths is not None:
             return torch.cat([self(w[None, : int(n)]) for w, n in zip(wav, lengths)])
-        h = self.convs(self.logmel(wav)).transpose(1, 2)  # [B, frames, C]
+        mel = self.logmel(wav).to(self.convs[0].weight.dtype)  # the log-mel is fp32; the convs may be fp16 / bf16
+        h = self.convs(mel).transpose(1, 2)  # [B, frames, C]
         return self.proj(self.attn(h).mean(1))
 
 

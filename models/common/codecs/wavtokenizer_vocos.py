@@ -121,10 +121,11 @@ class ISTFT(nn.Module):
         win, hop = self.n_fft, self.hop_length
         pad = (win - hop) // 2
         frames = spec.shape[-1]
-        ifft = torch.fft.irfft(spec, win, dim=1, norm="backward") * self.window[None, :, None]
+        window = self.window.float()  # fp32 whatever the module's dtype: CPU FFTs take no fp16
+        ifft = torch.fft.irfft(spec, win, dim=1, norm="backward") * window[None, :, None]
         out_len = (frames - 1) * hop + win
         y = F.fold(ifft, output_size=(1, out_len), kernel_size=(1, win), stride=(1, hop))[:, 0, 0, pad:-pad]
-        env = self.window.square().expand(1, frames, -1).transpose(1, 2)
+        env = window.square().expand(1, frames, -1).transpose(1, 2)
         env = F.fold(env, output_size=(1, out_len), kernel_size=(1, win), stride=(1, hop)).squeeze()[pad:-pad]
         return y / env
 
@@ -138,6 +139,6 @@ class ISTFTHead(nn.Module):
         self.istft = ISTFT(n_fft, hop_length)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mag, phase = self.out(x).transpose(1, 2).chunk(2, dim=1)
+        mag, phase = self.out(x).float().transpose(1, 2).chunk(2, dim=1)  # the spectrum and ISTFT in fp32
         mag = torch.clip(torch.exp(mag), max=1e2)  # reference safeguard against huge magnitudes
         return self.istft(mag * (torch.cos(phase) + 1j * torch.sin(phase)))
