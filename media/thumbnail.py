@@ -97,8 +97,8 @@ def render_card(title: str, caption: str, *, frame: np.ndarray | None = None,
     draw = ImageDraw.Draw(card)
     if frame is not None:
         card.paste(_fit(frame, CARD, FRAME_H), (0, 0))
-        if frame_label:
-            _label(draw, (6, 6), frame_label)
+        if frame_label:  # bottom right: the dialog puts its own badge on the top left
+            _label(draw, (CARD - 14 - int(draw.textlength(frame_label, font=_font(12))), FRAME_H - 23), frame_label)
     elif frame_label:  # no picture: the band names what stands in for it
         big = _font(26)
         for i, line in enumerate(_wrap(draw, frame_label, big, CARD - 40)[:3]):
