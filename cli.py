@@ -304,6 +304,12 @@ def cmd_eval(args) -> int:
     return int(module.main(args) or 0)
 
 
+def cmd_thumbnails(args) -> int:
+    module = importlib.import_module(".headless.thumbnails", _package())
+    module.make_thumbnails(args.names or None)
+    return 0
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soundstage", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -397,6 +403,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="folder for report.json, report.md and plots")
     ev.add_argument("--clip", default=None, help="CLIP vision weights (file or HF folder) for Temp-C and CLIP FD")
     ev.set_defaults(func=cmd_eval)
+
+    thumbs = sub.add_parser("thumbnails", help="redraw workflows/<name>.jpg, the Templates dialog's pictures "
+                                                "(workflows that run as shipped show their real output)")
+    thumbs.add_argument("names", nargs="*", help="workflow names (default: all)")
+    thumbs.set_defaults(func=cmd_thumbnails)
     return parser
 
 

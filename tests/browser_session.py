@@ -138,19 +138,22 @@ def open_app(context, url: str, settings: dict | None = None):
     return page
 
 
-def load_template(page, name: str) -> None:
-    """Opens the Templates dialog, picks the pack's section, clicks the workflow's card."""
+def open_templates(page):
+    """Opens the Templates dialog on the pack's section; returns the dialog."""
     page.evaluate("app.extensionManager.command.execute('Comfy.BrowseTemplates')")
     dialog = page.locator("[role=dialog]")
     click(dialog.get_by_text("soundstage", exact=True).first)
-    click(dialog.get_by_text(TITLE_OF.get(name, name), exact=True).first)
+    return dialog
+
+
+def load_template(page, name: str) -> None:
+    """Opens the Templates dialog, picks the pack's section, clicks the workflow's card."""
+    dialog = open_templates(page)
+    click(dialog.locator(f'[data-testid="template-workflow-{name}"]').first)
     page.wait_for_function(f"() => app.graph.nodes.length > 0 && app.extensionManager.workflow.activeWorkflow"
                            f"?.filename?.includes({json.dumps(name)})", timeout=60_000)
     close_dialogs(page)
     wait_for_previews(page)
-
-
-TITLE_OF: dict[str, str] = {}
 
 
 def click(locator, timeout_ms: int = 15_000) -> None:

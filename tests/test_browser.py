@@ -11,6 +11,7 @@ $SOUNDSTAGE_SCREENSHOTS (default: the test's temporary folder).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,9 +26,10 @@ pytestmark = [pytest.mark.skipif(bs.missing() is not None, reason=f"browser test
 
 PALETTE = dict(re.findall(r'(SOUNDSTAGE_\w+): "(#[0-9a-fA-F]{6})"', (bs.REPO / "js" / "colours.js").read_text()))
 AUDIO_NODES = {"SoundstageLoadAudio", "SoundstageSaveAudio", "SoundstagePreviewAudio"}
-# Workflows whose nodes need no model weights of the user's (soundtrack_mmdit: the pack's tiny default, on the
-# sample input prepare_base writes): run to success in the browser.
-RUNNABLE = {"synth_mix_mux": {"1": {"seconds": 1.5, "size": 64}}, "media_me_delivery": {}, "soundtrack_mmdit": {}}
+# Workflows whose nodes need no model weights of the user's (soundtrack_mmdit, soundtrack_dualdub: the pack's tiny
+# defaults, on the sample input prepare_base writes): run to success in the browser.
+RUNNABLE = {"synth_mix_mux": {"1": {"seconds": 1.5, "size": 64}}, "media_me_delivery": {}, "soundtrack_mmdit": {},
+            "soundtrack_dualdub": {}}
 # Decoy files in the model folders (prepare_decoys) and the loader inputs that must not offer them.
 DECOYS = {"vae": ["Wan2.2_VAE.pth", "cogvideox_vae.safetensors"],
           "soundstage/mmaudio": ["mmaudio_large_44k_v2.pth", "synchformer_state_dict.pth", "v1-16.pth",
@@ -202,6 +204,51 @@ def run_to_success(page, name, overrides) -> None:
             assert result and result["value"], f"{n['title']}: no text result on the node"
             look_at(page, n["id"])  # a wide graph fits at a zoom where the editor hides node widgets
             assert page.evaluate(TEXT_SHOWN, [n["id"], result["value"][:40]]), f"{n['title']}: text result not visible"
+
+
+TEMPLATE_CARDS = """() => [...document.querySelectorAll('[data-testid^="template-workflow-"]')].map(c => {
+    const r = c.getBoundingClientRect(), img = c.querySelector('img');
+    return {name: c.dataset.testid.slice('template-workflow-'.length), title: c.querySelector('h3')?.textContent.trim(),
+            description: c.querySelector('.soundstage-template-description')?.textContent ?? null,
+            shown: r.width > 0 && r.height > 0, x: r.x, y: r.y, img: img?.getAttribute('src') ?? null,
+            loaded: !!img && img.complete && img.naturalWidth > 0};
+})"""
+
+
+def test_templates_dialog_titles_describes_and_sorts_the_examples(page, shoot):
+    shoot(check_templates_dialog, page)
+
+
+def check_templates_dialog(page) -> None:
+    """8: each example's card has its title and one-line description (its extra.soundstage), the cards run by
+    system then title, and each shows its own thumbnail."""
+    info = {name: json.loads((bs.REPO / "workflows" / f"{name}.json").read_text())["extra"]["soundstage"]
+            for name in bs.WORKFLOWS}
+    bs.open_templates(page)
+    try:
+        page.wait_for_function(f"() => document.querySelectorAll('.soundstage-template-description').length >= "
+                               f"{len(info)}", timeout=30_000)
+        cards = {c["name"]: c for c in page.evaluate(TEMPLATE_CARDS)}
+        assert set(info) <= set(cards), f"cards missing: {sorted(set(info) - set(cards))}"
+        for name, meta in info.items():
+            card = cards[name]
+            assert card["shown"] and card["title"] == meta["title"], (name, card["title"])
+            assert card["description"] == meta["description"], (name, card["description"])
+        on_screen = [c["name"] for c in sorted((cards[n] for n in info), key=lambda c: (round(c["y"]), c["x"]))]
+        expected = sorted(info, key=lambda n: (info[n]["system"].lower(), info[n]["title"].lower()))
+        assert on_screen == expected, f"order on screen {on_screen}"
+        for name in expected:  # thumbnails load as they scroll into view; each card shows its own file
+            page.locator(f'[data-testid="template-workflow-{name}"]').first.scroll_into_view_if_needed()
+            page.wait_for_function("(n) => { const i = document.querySelector(`[data-testid='template-workflow-${n}'] img`);"
+                                   " return i && i.complete && i.naturalWidth > 0; }", arg=name, timeout=15_000)
+            digest = page.evaluate("""async (n) => {
+                const i = document.querySelector(`[data-testid='template-workflow-${n}'] img`);
+                const bytes = await (await fetch(i.src)).arrayBuffer();
+                return [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))]
+                    .map(b => b.toString(16).padStart(2, '0')).join(''); }""", name)
+            assert digest == hashlib.sha256((bs.REPO / "workflows" / f"{name}.jpg").read_bytes()).hexdigest(), name
+    finally:
+        bs.close_dialogs(page)
 
 
 @pytest.mark.parametrize("word", list(SEARCH))
