@@ -89,3 +89,28 @@ def assert_ntsc_and_in_sync(path: Path, expect_frames: int | None = None) -> dic
     assert info["audio_s"] is not None, f"{path.name} has no audio"
     assert abs(info["audio_s"] - info["video_s"]) <= info["audio_frame_s"], info
     return info
+
+
+@contextmanager
+def installed_smoke_default(system: str, smoke_dir: Path, tmp_path: Path, monkeypatch, *subfolders: str) -> Iterator[dict]:
+    """A smoke run's default installed into a temporary defaults folder (the pack's own stays aside), with a
+    temporary models folder holding ``subfolders``; yields the run's train report. The defaults' search paths are
+    taken out of ComfyUI's folder table afterwards."""
+    import json
+
+    from soundstage import defaults as pack_defaults
+    from soundstage.training.defaults import recipe
+    from soundstage.training.defaults.cli import install
+
+    root = tmp_path / "defaults"
+    monkeypatch.setattr(pack_defaults, "DEFAULTS_DIR", root)
+    report = json.loads((smoke_dir / "train_report.json").read_text())
+    written = install(system, smoke_dir / "weights", report)
+    parts = recipe(system)
+    assert len(written) == len(parts.files) + 2 and set(pack_defaults.search_paths(root)) == set(parts.folders.values())
+    try:
+        with temporary_models_dir(tmp_path / "models", *subfolders):
+            yield report
+    finally:
+        for _, (paths, _) in folder_paths.folder_names_and_paths.items():
+            paths[:] = [p for p in paths if not p.startswith(str(root))]

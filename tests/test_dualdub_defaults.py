@@ -213,31 +213,20 @@ def test_kv_cache_gives_the_tokens_of_the_full_forward_on_the_trained_weights(sm
 
 @needs_espeak
 def test_install_puts_each_part_where_the_load_dualdub_node_lists_and_loads_it(smoke_run, tmp_path, monkeypatch):
-    from helpers import temporary_models_dir
+    from helpers import installed_smoke_default
 
-    from soundstage import defaults as pack_defaults
-    from soundstage.compat import folder_paths
     from soundstage.nodes.dualdub import LoadDualDub
     from soundstage.training.defaults.card import card_markdown
-    from soundstage.training.defaults.cli import install
-    from soundstage.training.defaults.dualdub import FILES, FOLDERS, RECIPE
+    from soundstage.training.defaults.dualdub import FILES, RECIPE
 
-    root = tmp_path / "defaults"
-    monkeypatch.setattr(pack_defaults, "DEFAULTS_DIR", root)
-    report = json.loads((smoke_run / "a" / "train_report.json").read_text())
-    written = install("dualdub", smoke_run / "a" / "weights", report)
-    assert len(written) == len(FILES) + 2 and set(pack_defaults.search_paths(root)) == set(FOLDERS.values())
-    try:
-        with temporary_models_dir(tmp_path / "models", "soundstage/dualdub", "audio_encoders", "clip_vision"):
-            inputs = {i.id: i for i in LoadDualDub.define_schema().inputs}
-            names = [inputs[k].options[0] for k in ("ckpt_name", "codec_name", "clip_name")]
-            assert names == [f"soundstage-tiny/dualdub/{FILES[k]}" for k in ("lm", "codec", "clip")]
-            dualdub, codec, clip = LoadDualDub.execute(*names, "fp32").result
-            assert dualdub.handle.module.config.codebook_size == codec.module.codebook_size
-            assert dualdub.tokenizer.get_vocab_size() == dualdub.handle.module.config.text_vocab_size
-    finally:
-        for _, (paths, _) in folder_paths.folder_names_and_paths.items():
-            paths[:] = [p for p in paths if not p.startswith(str(root))]
+    with installed_smoke_default("dualdub", smoke_run / "a", tmp_path, monkeypatch, "soundstage/dualdub",
+                                 "audio_encoders", "clip_vision") as report:
+        inputs = {i.id: i for i in LoadDualDub.define_schema().inputs}
+        names = [inputs[k].options[0] for k in ("ckpt_name", "codec_name", "clip_name")]
+        assert names == [f"soundstage-tiny/dualdub/{FILES[k]}" for k in ("lm", "codec", "clip")]
+        dualdub, codec, clip = LoadDualDub.execute(*names, "fp32").result
+        assert dualdub.handle.module.config.codebook_size == codec.module.codebook_size
+        assert dualdub.tokenizer.get_vocab_size() == dualdub.handle.module.config.text_vocab_size
     card = card_markdown(report, {"clips": ["heldout/1"], "table": ["| condition | x |", "|---|---|", "| default | 1 |"]},
                          can=RECIPE.can, cannot=RECIPE.cannot)
     assert "train-defaults dualdub --scale smoke" in card and "| default | 1 |" in card and "lm_stage3" in card

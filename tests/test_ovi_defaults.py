@@ -219,33 +219,21 @@ def test_eval_defaults_reports_every_condition_and_i2av(smoke_run, tmp_path):
 
 
 def test_install_puts_each_part_where_the_ovi_loader_nodes_list_and_load_it(smoke_run, tmp_path, monkeypatch):
-    from helpers import temporary_models_dir
+    from helpers import installed_smoke_default
 
-    from soundstage import defaults as pack_defaults
-    from soundstage.compat import folder_paths
     from soundstage.nodes.ovi import LoadOviModel, LoadOviTextEncoder, LoadWanVAE, encode_ovi_text
-    from soundstage.training.defaults.cli import install
-    from soundstage.training.defaults.ovi import FILES, FOLDERS
+    from soundstage.training.defaults.ovi import FILES
 
-    root = tmp_path / "defaults"
-    monkeypatch.setattr(pack_defaults, "DEFAULTS_DIR", root)
-    report = json.loads((smoke_run / "a" / "train_report.json").read_text())
-    written = install("ovi", smoke_run / "a" / "weights", report)
-    assert len(written) == len(FILES) + 2 and set(pack_defaults.search_paths(root)) == set(FOLDERS.values())
-    try:
-        with temporary_models_dir(tmp_path / "models", "soundstage/ovi", "text_encoders", "vae"):
-            def first(node, key):
-                return {i.id: i for i in node.define_schema().inputs}[key].options[0]
+    with installed_smoke_default("ovi", smoke_run / "a", tmp_path, monkeypatch, "soundstage/ovi", "text_encoders", "vae"):
+        def first(node, key):
+            return {i.id: i for i in node.define_schema().inputs}[key].options[0]
 
-            names = [first(LoadOviModel, "ckpt_name"), first(LoadOviTextEncoder, "text_encoder"),
-                     first(LoadOviTextEncoder, "tokenizer"), first(LoadWanVAE, "vae_name")]
-            assert names == [f"soundstage-tiny/ovi/{FILES[k]}" for k in ("model", "text_encoder", "tokenizer", "vae")]
-            ovi = LoadOviModel.execute(names[0], "fp32", "none", 0, 0, 512).result[0]
-            enc = LoadOviTextEncoder.execute(names[1], names[2], 512).result[0]
-            vae = LoadWanVAE.execute(names[3], "fp32").result[0]
-            cond = encode_ovi_text(enc, "a red ball bounces", "", "")
-            assert cond["positive"].shape[1] == ovi.handle.module.config.video.text_dim
-            assert vae.module.config.z_dim == ovi.handle.module.config.video.in_dim
-    finally:
-        for _, (paths, _) in folder_paths.folder_names_and_paths.items():
-            paths[:] = [p for p in paths if not p.startswith(str(root))]
+        names = [first(LoadOviModel, "ckpt_name"), first(LoadOviTextEncoder, "text_encoder"),
+                 first(LoadOviTextEncoder, "tokenizer"), first(LoadWanVAE, "vae_name")]
+        assert names == [f"soundstage-tiny/ovi/{FILES[k]}" for k in ("model", "text_encoder", "tokenizer", "vae")]
+        ovi = LoadOviModel.execute(names[0], "fp32", "none", 0, 0, 512).result[0]
+        enc = LoadOviTextEncoder.execute(names[1], names[2], 512).result[0]
+        vae = LoadWanVAE.execute(names[3], "fp32").result[0]
+        cond = encode_ovi_text(enc, "a red ball bounces", "", "")
+        assert cond["positive"].shape[1] == ovi.handle.module.config.video.text_dim
+        assert vae.module.config.z_dim == ovi.handle.module.config.video.in_dim
