@@ -79,7 +79,7 @@ def installed_weights(system: str):
     in a temporary folder."""
     r = recipe(system)
     first = _installed(system)
-    if first is None or all(r.folders[k] == r.folders[next(iter(r.files))] for k in r.files):
+    if first is None or len(set(r.folders.values())) == 1:
         yield first
         return
     with tempfile.TemporaryDirectory() as tmp:
