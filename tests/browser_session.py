@@ -231,10 +231,20 @@ def hex_rgb(colour: str) -> tuple[int, int, int] | None:
     return tuple(int(c[i:i + 2], 16) for i in (0, 2, 4)) if len(c) == 6 else None
 
 
+# Output nodes whose media preview appears only once the workflow has run: the layout keeps room for a square
+# preview as wide as the node (the examples' sample inputs are square), so the preview covers nothing below it.
+RUN_PREVIEWS = ("SaveVideo", "SaveImage", "PreviewImage", "SoundstageMux")
+
+
 def stacked_layout(workflow: dict, boxes: list[dict], gap: float = 40.0, column_gap: float = 60.0) -> dict:
     """Positions for ``workflow``'s nodes with no two boxes overlapping, from the boxes measured in the
-    browser (previews loaded): the columns and their order are kept, each column restacked top-down."""
-    measured = {str(b["id"]): b for b in boxes}
+    browser (previews loaded, and room for the previews a run adds): the columns and their order are kept,
+    each column restacked top-down."""
+    measured = {str(b["id"]): dict(b) for b in boxes}
+    for node in workflow["nodes"]:
+        box = measured[str(node["id"])]
+        if node["type"] in RUN_PREVIEWS:
+            box["h"] += box["w"]
     columns: dict[int, list[dict]] = {}
     for node in workflow["nodes"]:
         columns.setdefault(round(node["pos"][0] / 10), []).append(node)

@@ -194,6 +194,9 @@ def run_to_success(page, name, overrides) -> None:
     page.wait_for_function("() => window.__ssRun", timeout=300_000)
     assert page.evaluate("window.__ssRun") == "success"
     page.wait_for_timeout(1000)
+    bs.wait_for_previews(page)
+    # 1 again: the previews the run added (a saved video, a muxed file) cover no other node
+    assert bs.overlaps(page.evaluate(bs.NODE_BOXES)) == []
     nodes = page.evaluate(NODE_STATE)
     for n in nodes:
         widgets = {w["name"]: w for w in n["widgets"]}
