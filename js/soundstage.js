@@ -77,7 +77,21 @@ function showText(node, message) {
   }
   widget.value = value;
   if (widget.element) widget.element.value = value;
+  // A report is a few lines: the node grows to show all of it (up to 24 lines) instead of a scrolled box.
+  const lines = Math.min(value.split("\n").length, 24);
+  widget.options.getMinHeight = () => 16 + 15 * lines;
+  const needed = node.computeSize?.()[1];
+  if (needed > node.size[1]) node.setSize?.([node.size[0], needed]);
   node.setDirtyCanvas?.(true, true);
+  setTimeout(() => fitVueTextarea(node, value), 50);
+}
+
+// In Vue-nodes mode the node's DOM renders the widget as its own fixed-height textarea: let it hold every line.
+function fitVueTextarea(node, value, tries = 10) {
+  const root = document.querySelector(`[data-node-id="${node.id}"]`);
+  const boxes = [...(root?.querySelectorAll("textarea") ?? [])].filter((t) => t.value === value);
+  for (const t of boxes) t.style.minHeight = `${t.scrollHeight + 4}px`;
+  if (root && !boxes.length && tries > 0) setTimeout(() => fitVueTextarea(node, value, tries - 1), 100);
 }
 
 // ---------------------------------------------------------------- per-track widgets grow with the tracks

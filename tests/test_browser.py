@@ -115,6 +115,16 @@ TEXT_SHOWN = """([id, text]) => {
 }"""
 
 
+# ... and whole: the box that shows it has room for every line (no scrolling needed to read a report).
+TEXT_WHOLE = """([id, text]) => {
+    const w = app.graph.getNodeById(Number(id))?.widgets?.find(w => w.name === 'soundstage_result');
+    const node = document.querySelector(`[data-node-id="${id}"]`);
+    const boxes = [w?.element, ...(node ? node.querySelectorAll('textarea') : [])]
+        .filter(e => e && e.offsetHeight && (e.value ?? '').includes(text));
+    return boxes.length > 0 && boxes.every(e => e.scrollHeight <= e.clientHeight + 2);
+}"""
+
+
 def fit_view(page) -> None:
     page.evaluate("""() => { const c = app.canvas; const nodes = app.graph.nodes; if (!nodes.length) return;
         const r = nodes.map(n => n.boundingRect);
@@ -207,6 +217,7 @@ def run_to_success(page, name, overrides) -> None:
             assert result and result["value"], f"{n['title']}: no text result on the node"
             look_at(page, n["id"])  # a wide graph fits at a zoom where the editor hides node widgets
             assert page.evaluate(TEXT_SHOWN, [n["id"], result["value"][:40]]), f"{n['title']}: text result not visible"
+            assert page.evaluate(TEXT_WHOLE, [n["id"], result["value"][:40]]), f"{n['title']}: text result cut off"
 
 
 TEMPLATE_CARDS = """() => [...document.querySelectorAll('[data-testid^="template-workflow-"]')].map(c => {
