@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -288,10 +289,68 @@ def relayout_workflows(base: Path, names: list[str] = WORKFLOWS) -> dict[str, in
     return {name: len(boxes) for name, boxes in measured.items()}
 
 
-if __name__ == "__main__":  # python tests/browser_session.py --layout [names...]: rewrite the example layouts
+WATCH_RUN = """() => { window.__ssRun = null;
+    app.api.addEventListener('execution_success', () => window.__ssRun = 'success', {once: true});
+    app.api.addEventListener('execution_error', e => window.__ssRun = 'error: ' + JSON.stringify(e.detail).slice(0, 2000), {once: true}); }"""
+
+
+def run_graph(page, timeout_ms: int = 300_000) -> str:
+    """Clicks Run; 'success' or 'error: ...' once the prompt has ended."""
+    page.evaluate(WATCH_RUN)
+    click(page.get_by_role("button", name=re.compile(r"^\s*Run\s*$")).first)
+    page.wait_for_function("() => window.__ssRun", timeout=timeout_ms)
+    return page.evaluate("window.__ssRun")
+
+
+def screenshots(base: Path, out: Path, names: list[str], run: bool = True) -> dict[str, str]:
+    """What an artist sees, as PNGs in ``out``: the Templates dialog, and per workflow the graph as loaded
+    (fitted), after a run (fitted) and the last node at 100 % (text results, players). Details are drawn at
+    every zoom (LiteGraph's low-quality mode off) so a fitted graph stays readable."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    prepare_base(base)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    with comfy_server(base) as url, browser(base / "chrome-shots") as context:
+        page = open_app(context, url, {"Comfy.VueNodes.Enabled": False, "LiteGraph.Canvas.MinFontSizeForLOD": 1,
+                                       "Comfy.Minimap.Visible": False})
+        page.set_viewport_size({"width": 2000, "height": 1100})
+        open_templates(page)
+        page.wait_for_timeout(4000)
+        page.screenshot(path=str(out / "templates.png"))
+        close_dialogs(page)
+        for name in names:
+            load_template(page, name)
+            page.evaluate("app.extensionManager.command.execute('Comfy.Canvas.FitView')")
+            page.wait_for_timeout(1200)
+            page.screenshot(path=str(out / f"{name}_loaded.png"))
+            if not run:
+                continue
+            results[name] = run_graph(page)
+            with contextlib.suppress(PlaywrightTimeout):
+                wait_for_previews(page)
+            for close in page.locator(".p-toast-icon-close").all():
+                close.click(force=True)
+            page.evaluate("app.extensionManager.command.execute('Comfy.Canvas.FitView')")
+            page.wait_for_timeout(1200)
+            page.screenshot(path=str(out / f"{name}_ran.png"))
+            page.evaluate("""() => { const c = app.canvas, n = app.graph.nodes.filter(n => n.type !== 'Note')
+                    .reduce((a, b) => (b.pos[0] > a.pos[0] || (b.pos[0] === a.pos[0] && b.pos[1] > a.pos[1])) ? b : a);
+                c.ds.scale = 1; c.ds.offset = [700 - n.pos[0], 200 - n.pos[1]]; c.setDirty(true, true); }""")
+            page.wait_for_timeout(1200)
+            page.screenshot(path=str(out / f"{name}_result.png"))
+    return results
+
+
+if __name__ == "__main__":
+    # python tests/browser_session.py --layout [names...]: rewrite the example layouts
+    # python tests/browser_session.py --screenshots OUT [names...]: what an artist sees, as PNGs
     import tempfile
 
-    if len(sys.argv) < 2 or sys.argv[1] != "--layout":
-        sys.exit("usage: browser_session.py --layout [workflow ...]")
+    if len(sys.argv) < 2 or sys.argv[1] not in ("--layout", "--screenshots"):
+        sys.exit("usage: browser_session.py --layout [workflow ...] | --screenshots OUT [workflow ...]")
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(relayout_workflows(Path(tmp), sys.argv[2:] or WORKFLOWS), indent=1))
+        if sys.argv[1] == "--layout":
+            print(json.dumps(relayout_workflows(Path(tmp), sys.argv[2:] or WORKFLOWS), indent=1))
+        else:
+            print(json.dumps(screenshots(Path(tmp), Path(sys.argv[2]), sys.argv[3:] or WORKFLOWS), indent=1))

@@ -197,12 +197,7 @@ def run_to_success(page, name, overrides) -> None:
         page.evaluate("([id, values]) => { const n = app.graph.getNodeById(Number(id)) ?? app.graph.getNodeById(id);"
                       " for (const [k, v] of Object.entries(values)) n.widgets.find(w => w.name === k).value = v; }",
                       [node_id, values])
-    page.evaluate("""() => { window.__ssRun = null;
-        app.api.addEventListener('execution_success', () => window.__ssRun = 'success', {once: true});
-        app.api.addEventListener('execution_error', e => window.__ssRun = 'error: ' + JSON.stringify(e.detail).slice(0, 2000), {once: true}); }""")
-    bs.click(page.get_by_role("button", name=re.compile(r"^\s*Run\s*$")).first)
-    page.wait_for_function("() => window.__ssRun", timeout=300_000)
-    assert page.evaluate("window.__ssRun") == "success"
+    assert bs.run_graph(page) == "success"
     page.wait_for_timeout(1000)
     bs.wait_for_previews(page)
     # 1 again: the previews the run added (a saved video, a muxed file) cover no other node
