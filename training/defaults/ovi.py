@@ -76,8 +76,8 @@ class Scale:
 SCALES = {
     "smoke": Scale(train_clips=4, latent_frames=2, size=32, vae_steps=2, dit_steps=2, batch=2, vae_batch=2,
                    vae_frame_steps=2, vae_frame_batch=2, z_dim=8, hidden=32, ffn=64, text_dim=16, sample_steps=2),
-    # minutes on a 2-core CPU. VAE: 2000 single frames + 2400 5-frame crops, ~10.5 CPU min: fewer crops (1200)
-    # drew no green ball (benchmarks/tiny_defaults_ovi.md, round 2)
+    # minutes on a 2-core CPU. VAE: 2000 single frames + 2400 5-frame crops, ~10 CPU min: keeps the red balls
+    # within ~2 px; the green ball is not yet reliable (benchmarks/tiny_defaults_ovi.md, round 2)
     "feasibility": Scale(train_clips=48, latent_frames=13, size=64, vae_frame_steps=2000, vae_steps=2400,
                          dit_steps=600),
     # a plan sized from the measured CPU s/step (benchmarks/tiny_defaults_ovi.md)
