@@ -112,6 +112,48 @@ def test_prompt_is_the_caption_in_ovi_format_without_the_music():
     assert caption_colours("a red ball bounces, while a woman says: <S>the green ball<E>") == {"red"}
 
 
+class FixedReconstruction(torch.nn.Module):
+    """Stands in for the video VAE: decodes every latent to a given reconstruction."""
+
+    def __init__(self, rec):
+        super().__init__()
+        self.rec = rec
+
+    def encode(self, x):
+        from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+        return type("Out", (), {"latent_dist": DiagonalGaussianDistribution(torch.zeros(x.shape[0], 2, 1, 1, 1))})()
+
+    def decode(self, z):
+        return type("Out", (), {"sample": self.rec})()
+
+
+def test_vae_loss_weights_what_moves_off_the_clips_background_not_the_still_face():
+    from soundstage.training.defaults import ovi_parts as parts
+
+    # a clip: a grey room, a still "face" square, and a 2 x 2 "ball" that moves one pixel per frame
+    clip = np.full((9, 16, 16, 3), 120, np.uint8)
+    clip[:, 2:8, 2:8] = (240, 200, 170)
+    for t in range(9):
+        clip[t, 10:12, 2 + t: 4 + t] = (220, 50, 50)
+    bg = parts.background(clip)
+    assert (bg[0, 2:8, 2:8] == (240, 200, 170)).all() and (bg[0, 10:12] == 120).all()  # face kept, ball gone
+    batch = next(parts.frame_batches([clip], 1, seed=0, frames=1))
+    x = batch.pixels
+    mask = parts.off_background(x, batch.background)[0, 0, 0]
+    ball = torch.from_numpy((clip == (220, 50, 50)).all(-1)).float()
+    assert any(torch.equal(mask, ball[t]) for t in range(9))  # exactly the ball's pixels of that frame
+
+    def loss_with_error_at(where):
+        rec = x.clone()
+        rec[..., where[0], where[1]] += 0.5
+        return float(parts.vae_loss(FixedReconstruction(rec), batch)[1]["l1"])
+
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    on_ball, on_face = loss_with_error_at((ys[0], xs[0])), loss_with_error_at((4, 4))
+    assert on_ball == pytest.approx(on_face * (1 + parts.BALL_WEIGHT), rel=1e-5)
+
+
 @needs_espeak
 def test_tracker_and_speech_detector_read_the_worlds_own_clips():
     from soundstage.metrics.events import event_errors
@@ -155,7 +197,7 @@ def test_smoke_default_writes_every_part_in_the_layout_its_loader_reads(smoke_ru
     sc = SCALES["smoke"]
     weights = smoke_run / "a" / "weights"
     report = json.loads((smoke_run / "a" / "train_report.json").read_text())
-    assert [s["stage"] for s in report["stages"]] == ["video_vae", "fusion"]
+    assert [s["stage"] for s in report["stages"]] == ["video_vae_frames", "video_vae", "fusion"]
     check = report["video_vae_heldout"]  # the VAE's held-out round trip, measured before the fusion stage
     assert check["clips"] == 4 and np.isfinite(check["psnr_db"]) and 0 <= check["balls_seen"] <= 1
     assert sum(report["files"][k]["bytes"] for k in FILES) < 40e6
@@ -192,7 +234,8 @@ def test_rerun_takes_finished_stages_and_retrains_a_missing_one_to_the_same_weig
     (work / "weights" / FILES["model"]).unlink()
     assert main(["train-defaults", "ovi", "--scale", "smoke", "--out", str(work)]) == 0
     report = json.loads((work / "train_report.json").read_text())
-    assert [(s["stage"], bool(s.get("resumed"))) for s in report["stages"]] == [("video_vae", True), ("fusion", False)]
+    assert [(s["stage"], bool(s.get("resumed"))) for s in report["stages"]] == [
+        ("video_vae_frames", True), ("video_vae", True), ("fusion", False)]
     for name in FILES.values():
         if name.endswith(".safetensors"):
             a, b = load_file(str(smoke_run / "a" / "weights" / name)), load_file(str(work / "weights" / name))

@@ -43,8 +43,10 @@ class Scale:
     train_clips: int
     latent_frames: int  # video latents per clip: 1 + 4 (latent_frames - 1) frames at 24 fps
     size: int  # frame side (px), a multiple of 32
-    vae_steps: int
+    vae_steps: int  # on 5-frame crops (the first frame and one 4-frame group: the causal temporal path)
     dit_steps: int
+    vae_frame_steps: int = 0  # first, on single frames (images: the spatial path, ~1/2 the CPU s of a crop step)
+    vae_frame_batch: int = 8
     batch: int = 8
     lr: float = 1e-3
     vae_batch: int = 4
@@ -73,11 +75,13 @@ class Scale:
 
 SCALES = {
     "smoke": Scale(train_clips=4, latent_frames=2, size=32, vae_steps=2, dit_steps=2, batch=2, vae_batch=2,
-                   z_dim=8, hidden=32, ffn=64, text_dim=16, sample_steps=2),
-    # minutes on a 2-core CPU (benchmarks/tiny_defaults_ovi.md)
-    "feasibility": Scale(train_clips=48, latent_frames=13, size=64, vae_steps=300, dit_steps=600),
-    # a plan sized from the feasibility run's CPU s/step (benchmarks/tiny_defaults_ovi.md)
-    "full": Scale(train_clips=256, latent_frames=13, size=64, vae_steps=2000, dit_steps=4000),
+                   vae_frame_steps=2, vae_frame_batch=2, z_dim=8, hidden=32, ffn=64, text_dim=16, sample_steps=2),
+    # minutes on a 2-core CPU. VAE: 2000 single frames + 2400 5-frame crops, ~10 CPU min: keeps the red balls
+    # within ~2 px; the green ball is not yet reliable (benchmarks/tiny_defaults_ovi.md, round 2)
+    "feasibility": Scale(train_clips=48, latent_frames=13, size=64, vae_frame_steps=2000, vae_steps=2400,
+                         dit_steps=600),
+    # a plan sized from the measured CPU s/step (benchmarks/tiny_defaults_ovi.md)
+    "full": Scale(train_clips=256, latent_frames=13, size=64, vae_frame_steps=2000, vae_steps=2400, dit_steps=4000),
 }
 
 
@@ -158,6 +162,25 @@ def text_encoder(weights: Path, text_len: int):
                            load_tokenizer(weights / FILES["tokenizer"]), text_len)
 
 
+def train_video_vae(sc: Scale, frames: list[np.ndarray], data: dict, out: Path, seed: int, stages: list):
+    """Single frames first (cheap steps that teach the spatial path to keep the balls), then 5-frame crops (the
+    causal 4x temporal path); both by the background-weighted L1 (ovi_parts.vae_loss). Returns the VAE with its
+    latent statistics set, and the last stage's key (what the fusion stage depends on)."""
+    cfg = parts.tiny_vae_config(sc.z_dim, sc.vae_width)
+    key = {"data": data, "config": cfg, "loss": [parts.KL_WEIGHT, parts.BALL_WEIGHT]}
+    vae = parts.new_video_vae(cfg, seed)
+    if sc.vae_frame_steps:
+        vae = run_stage(vae, parts.vae_loss, parts.frame_batches(frames, sc.vae_frame_batch, seed, frames=1),
+                        sc.vae_frame_steps, sc.vae_lr, out, seed, stages, "video_vae_frames", resume=True,
+                        key=key | {"batch": sc.vae_frame_batch, "frames": 1})
+        key = key | {"after": stages[-1]["key"]}
+    vae = run_stage(vae, parts.vae_loss, parts.frame_batches(frames, sc.vae_batch, seed + 1), sc.vae_steps,
+                    sc.vae_lr, out, seed, stages, "video_vae", resume=True, schedule="cosine",
+                    key=key | {"batch": sc.vae_batch, "frames": 5})
+    parts.set_latent_statistics(vae, frames)
+    return vae, stages[-1]["key"]
+
+
 @torch.no_grad()
 def video_vae_check(vae, sc: Scale, clips: int = 4) -> dict:
     """Held-out round trip through the video VAE: PSNR, and whether the caption's balls are still seen (the DiT
@@ -206,13 +229,7 @@ class OviRecipe:
         data_s = time.time() - t0
 
         # 1. the video VAE
-        vae_cfg = parts.tiny_vae_config(sc.z_dim, sc.vae_width)
-        vae = run_stage(parts.new_video_vae(vae_cfg, seed), parts.vae_loss,
-                        parts.frame_batches([c.frames for c in clips], sc.vae_batch, seed), sc.vae_steps, sc.vae_lr,
-                        out, seed, stages, "video_vae", resume=True, schedule="cosine",
-                        key={"data": data, "batch": sc.vae_batch, "config": vae_cfg,
-                             "loss": [parts.KL_WEIGHT, parts.MOTION_WEIGHT]})
-        parts.set_latent_statistics(vae, [c.frames for c in clips])
+        vae, vae_stage_key = train_video_vae(sc, [c.frames for c in clips], data, out, seed, stages)
         parts.save_video_vae(vae, weights / FILES["vae"])
         vae = load_wan_vae(weights / FILES["vae"], dtype=torch.float32)  # what inference reads
         vae_check = video_vae_check(vae, sc)
@@ -244,7 +261,7 @@ class OviRecipe:
                   stages, "fusion", ema=ema, resume=True, schedule="cosine",
                   key={"data": data, "batch": sc.batch, "config": {"video": config.video.as_dict(),
                                                                    "audio": config.audio.as_dict()},
-                       "loss": asdict(loss), "after": {"video_vae": stages[0]["key"], "text_seed": seed + 1,
+                       "loss": asdict(loss), "after": {"video_vae": vae_stage_key, "text_seed": seed + 1,
                                                        "vocab": vocab}})
         save_ovi_fusion(ema.shadow, weights / FILES["model"], dtype=torch.float16)
         load_ovi_fusion(weights / FILES["model"])  # strict read-back: the file is what the loader expects
@@ -272,4 +289,4 @@ RECIPE = OviRecipe()
 
 
 __all__ = ["FILES", "FOLDERS", "RECIPE", "SCALES", "Scale", "audio_codec", "audio_latents", "fusion_config",
-           "ovi_clips", "prompt", "speaks", "text_encoder"]
+           "ovi_clips", "prompt", "speaks", "text_encoder", "train_video_vae", "video_vae_check"]

@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
 
 KL_WEIGHT = 1e-6  # the posterior only needs to stay finite; reconstruction is what the DiT's targets need
-MOTION_WEIGHT = 10.0  # moving pixels (balls, mouth, lamp) weigh this much more than the still background
+# Pixels off their clip's background (its median frame: the balls, the lamp's light, the mouth) weigh this much
+# more: a ball is ~1 % of a frame, and under plain or motion-weighted L1 the decoder drew the room and a blurred
+# face and no ball, even when overfitting ONE frame (benchmarks/tiny_defaults_ovi.md, round 2).
+BALL_WEIGHT = 30.0
 SPECIALS = ("<pad>", "</s>", "<unk>")  # umt5's ids 0, 1, 2
 SPEECH_TAGS = ("<S>", "<E>")  # Ovi's speech tags (models/ovi/text.py) stay whole tokens
 
@@ -42,37 +45,48 @@ def to_pixels(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)
 
 
-def frame_batches(clips: list[np.ndarray], batch: int, seed: int, frames: int = 5) -> Iterator[torch.Tensor]:
-    """Random crops of ``frames`` = 1 + 4k frames (the causal VAE's first frame and one 4-frame group)."""
+class VaeBatch(NamedTuple):
+    pixels: torch.Tensor  # [B, 3, T, H, W] in [-1, 1]
+    background: torch.Tensor  # [B, 3, 1, H, W]: each crop's clip's median frame
+
+
+def background(frames: np.ndarray) -> np.ndarray:
+    """A clip's median frame: the room and the still face (the balls move, so they are not in it)."""
+    return np.median(frames, axis=0, keepdims=True).astype(np.uint8)
+
+
+def frame_batches(clips: list[np.ndarray], batch: int, seed: int, frames: int = 5) -> Iterator[VaeBatch]:
+    """Random crops of ``frames`` = 1 + 4k frames (1: the causal VAE's first frame, an image; 5: the first frame
+    and one 4-frame group), with their clips' backgrounds."""
     rng = random.Random(seed)
+    backgrounds = [to_pixels(background(c)) for c in clips]
     while True:
-        out = []
+        out, bgs = [], []
         for i in rng.sample(range(len(clips)), min(batch, len(clips))):
             a = rng.randrange(0, clips[i].shape[0] - frames + 1)
             out.append(to_pixels(clips[i][a: a + frames]))
-        yield torch.stack(out)
+            bgs.append(backgrounds[i])
+        yield VaeBatch(torch.stack(out), torch.stack(bgs))
 
 
-def moving(x: torch.Tensor) -> torch.Tensor:
-    """[B, 1, T, H, W] 1 where a pixel changes from the frame before (the first frame takes the second's mask)."""
-    out = torch.zeros_like(x[:, :1])
-    if x.shape[2] > 1:
-        out[:, :, 1:] = (x[:, :, 1:] - x[:, :, :-1]).abs().amax(1, keepdim=True).gt(0.1).to(x.dtype)
-        out[:, :, 0] = out[:, :, 1]
-    return out
+def off_background(x: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
+    """[B, 1, T, H, W] 1 where a pixel stands off its clip's background frame."""
+    return (x - bg).abs().amax(1, keepdim=True).gt(0.1).to(x.dtype)
 
 
-def vae_loss(model, x: torch.Tensor):
-    """Motion-weighted L1 reconstruction of the posterior mean + a small KL. The ball is ~1 % of a frame and
-    its position is what the DiT's sync depends on; weighting every pixel off the background instead made the
-    decoder paint the face bigger (benchmarks/tiny_defaults_ovi.md)."""
+def vae_loss(model, batch: VaeBatch):
+    """L1 reconstruction of the posterior mean, pixels off the clip's background weighted BALL_WEIGHT x, + a
+    small KL. The ball's position is what the DiT's sync depends on, and it is ~1 % of a frame. (Weighting
+    off a single room colour instead made the decoder paint the face bigger; the clip's median frame holds the
+    face, so only what moves is weighted: benchmarks/tiny_defaults_ovi.md.)"""
     net = getattr(model, "module", model)
+    x = batch.pixels
     post = net.encode(x).latent_dist
     # The posterior mean, not a sample: the DiT's targets and every encode are means (video_vae.encode_video),
     # and a sample's initial unit variance hides the ball from the decoder (measured: after 300 steps on
     # samples the decoder drew the face and the room and no ball; benchmarks/tiny_defaults_ovi.md).
     rec = net.decode(post.mode()).sample
-    w = 1 + MOTION_WEIGHT * moving(x)
+    w = 1 + BALL_WEIGHT * off_background(x, batch.background)
     l1 = ((rec - x).abs() * w).mean() / w.mean()
     kl = post.kl().mean() / x[0].numel()
     return l1 + KL_WEIGHT * kl, {"l1": float(l1.detach()), "kl": float(kl.detach())}
@@ -138,5 +152,5 @@ def save_umt5(model, path: Path) -> Path:
     return path
 
 
-__all__ = ["frame_batches", "new_umt5", "new_video_vae", "save_umt5", "save_video_vae", "set_latent_statistics",
+__all__ = ["VaeBatch", "background", "frame_batches", "off_background", "new_umt5", "new_video_vae", "save_umt5", "save_video_vae", "set_latent_statistics",
            "tiny_vae_config", "train_tokenizer", "vae_loss"]
