@@ -152,5 +152,5 @@ def save_umt5(model, path: Path) -> Path:
     return path
 
 
-__all__ = ["VaeBatch", "background", "frame_batches", "off_background", "new_umt5", "new_video_vae", "save_umt5", "save_video_vae", "set_latent_statistics",
-           "tiny_vae_config", "train_tokenizer", "vae_loss"]
+__all__ = ["VaeBatch", "background", "frame_batches", "new_umt5", "new_video_vae", "off_background", "save_umt5",
+           "save_video_vae", "set_latent_statistics", "tiny_vae_config", "train_tokenizer", "vae_loss"]
