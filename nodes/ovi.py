@@ -23,7 +23,7 @@ from ..pipelines import ovi as pipeline
 from ..pipelines.ovi import check_pixel_size
 from ..models.ovi.text import (DEFAULT_AUDIO_NEGATIVE, DEFAULT_VIDEO_NEGATIVE, MODEL_VARIANTS, Umt5TextEncoder,
                                build_prompt, load_tokenizer, load_umt5)
-from ..models.ovi.video_vae import decode_video, encode_image, load_wan_vae
+from ..models.ovi.video_vae import decode_video, encode_image, last_frame_reencoder, load_wan_vae
 from .common import (audio_latent, check_names, compute_device, find_in_model_folders, model_folder_roots,
                      offload_input, placement_for, search_aliases, seed_input, weight_dtype_input)
 from .errors import node_errors
@@ -346,7 +346,8 @@ def ovi_sample(ovi: LoadedOvi, conditioning: dict, width: int, height: int, late
 def ovi_sample_long(ovi: LoadedOvi, conditioning: dict, chunks: int, width: int, height: int, latent_frames: int,
                     audio_length: int, steps: int, shift: float, video_cfg: float, audio_cfg: float, slg_layer: int,
                     seed: int, batch_cfg: bool, image_latent: dict | None = None, seconds: float = 0.0,
-                    carry_frames: int = 1, node: str = "Ovi Long Clip Sampler", size_mode: str = "exact"):
+                    carry_frames: int = 1, node: str = "Ovi Long Clip Sampler", size_mode: str = "exact",
+                    vae: ModelHandle | None = None):
     s = OviSampling(steps=steps, shift=shift, video_cfg=video_cfg, audio_cfg=audio_cfg, slg_layer=slg_layer,
                     seed=seed, batch_cfg=batch_cfg)
     latent_frames, audio_length, area = model_size(ovi, conditioning, latent_frames, audio_length, size_mode, node)
@@ -361,12 +362,22 @@ def ovi_sample_long(ovi: LoadedOvi, conditioning: dict, chunks: int, width: int,
                                        latent_frames=latent_frames, audio_length=audio_length, sampling=s,
                                        image_latent=_image(image_latent), device=ovi.device,
                                        callback=step_callback(chunks * steps), node=node, carry=carry_frames,
-                                       area=area)
+                                       area=area, reencode=_last_frame_reencoder(vae))
     overlap = parts[-1].audio_overlap if chunks > 1 else 0
     video = {"samples": torch.stack([p.video for p in parts]), "ovi_chunks": True,
              "ovi_video_overlap": overlap_frames(carry_frames), **extra}
     audio = audio_latent(torch.stack([p.audio.T for p in parts]), ovi_chunks=True, ovi_audio_overlap=overlap, **extra)
     return video, audio
+
+
+def _last_frame_reencoder(vae: ModelHandle | None):
+    if vae is None:
+        return None
+
+    def reencode(latents: torch.Tensor) -> torch.Tensor:
+        with vae.use() as module:
+            return last_frame_reencoder(module)(latents)
+    return reencode
 
 
 def stitch_ovi_audio(audio: dict, audio_latent: dict, node: str = "Ovi Stitch Audio") -> dict:
@@ -462,6 +473,11 @@ class OviLongSampler(io.ComfyNode):
                                      "frame (Ovi's image-to-video input, the only clean frame it was trained on), "
                                      "the others are held to the previous chunk's values while sampling, for "
                                      "smoother motion across the join; each one more costs 4 frames per chunk."),
+                WanVAE.Input("vae", optional=True,
+                             tooltip="Wan VAE: each chunk starts from the previous chunk's last decoded frame, "
+                                     "encoded as a still image (the clean first frame Ovi's i2v training saw), "
+                                     "so the picture does not jump at the join. Without it, the carried latent "
+                                     "frame (which holds 4 frames) is reused as it is."),
             ],
             outputs=[io.Latent.Output("video_latent", tooltip="One batch item per chunk."),
                      io.Latent.Output("audio_latent", tooltip="One batch item per chunk.")],
@@ -470,10 +486,11 @@ class OviLongSampler(io.ComfyNode):
     @classmethod
     def execute(cls, chunks, ovi_model, conditioning, width, height, latent_frames, audio_length, steps, shift,
                 video_cfg, audio_cfg, slg_layer, seed, batch_cfg, image_latent=None, size_mode="model_area",
-                seconds=0.0, carry_frames=1) -> io.NodeOutput:
+                seconds=0.0, carry_frames=1, vae=None) -> io.NodeOutput:
         return io.NodeOutput(*ovi_sample_long(ovi_model, conditioning, chunks, width, height, latent_frames,
                                               audio_length, steps, shift, video_cfg, audio_cfg, slg_layer, seed,
-                                              batch_cfg, image_latent, seconds, carry_frames, size_mode=size_mode))
+                                              batch_cfg, image_latent, seconds, carry_frames, size_mode=size_mode,
+                                              vae=vae))
 
 
 class OviStitchAudio(io.ComfyNode):

@@ -64,8 +64,9 @@ def generate(model, conditioning: dict, *, width: int, height: int, latent_frame
 def generate_long(model, conditioning: dict, *, chunks: int, width: int, height: int, latent_frames: int,
                   audio_length: int, sampling: OviSampling, image_latent: Optional[torch.Tensor] = None, device=None,
                   callback: Optional[Callable] = None, node: str = "Ovi Long Clip Sampler", carry: int = 1,
-                  area: int = 0):
-    """``chunks`` clips continued from each other's last ``carry`` latent frames (``models/ovi/long_clip.py``)."""
+                  area: int = 0, reencode: Optional[Callable] = None):
+    """``chunks`` clips continued from each other's last ``carry`` latent frames (``models/ovi/long_clip.py``;
+    ``reencode``: video_vae.last_frame_reencoder, to start each chunk from the previous one's last frame)."""
     if not 1 <= carry < latent_frames:
         raise ValueError(f"{node}: input 'carry_frames': must be from 1 to latent_frames - 1 ({latent_frames - 1})")
     cond, lh, lw = sampling_inputs(model.num_blocks, conditioning, width, height, sampling.slg_layer, image_latent, node,
@@ -73,7 +74,7 @@ def generate_long(model, conditioning: dict, *, chunks: int, width: int, height:
     device = device if device is not None else next(model.parameters()).device
     return sample_ovi_long(model, cond, chunks=chunks, latent_frames=latent_frames, latent_height=lh,
                            latent_width=lw, audio_length=audio_length, sampling=sampling, device=device,
-                           callback=callback, carry=carry)
+                           callback=callback, carry=carry, reencode=reencode)
 
 
 def chunks_for_seconds(seconds: float, latent_frames: int, carry: int = 1,

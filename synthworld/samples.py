@@ -22,10 +22,18 @@ def _save(path: Path, wave: np.ndarray, rate: int) -> None:
 
 
 DUALDUB_SAMPLE = 2  # held-out index of soundtrack_dualdub's clip; the workflow's transcript is its sentence
+# held-out index of the Ovi workflows' clip (t2av_ovi's prompt is its caption, i2av_ovi starts from its first
+# frame), at the length, size and frame rate the Ovi default was trained at (training/defaults/ovi.py, full)
+OVI_SAMPLE, OVI_SECONDS, OVI_SIZE, OVI_FPS = 10, 49 / 24, 64, 24  # 49 frames: 13 Wan latents
 
 
 def dualdub_sample_transcript() -> str:
     return generate_clip(clip_spec("heldout", DUALDUB_SAMPLE, task="full", seconds=4.0, size=64)).truth["transcript"]
+
+
+def ovi_sample_clip():
+    return generate_clip(clip_spec("heldout", OVI_SAMPLE, task="full", seconds=OVI_SECONDS, size=OVI_SIZE,
+                                   fps=OVI_FPS))
 
 
 def write_workflow_samples(out: str | Path, *, seed: int = 0, seconds: float = 3.0, size: int = 128) -> list[Path]:
@@ -68,6 +76,6 @@ def write_workflow_samples(out: str | Path, *, seed: int = 0, seconds: float = 3
         audio(f"mtv_{stem}.wav", stems[stem])
     from PIL import Image
 
-    Image.fromarray(en.frames[0]).save(out / "ovi_start.png")
+    Image.fromarray(ovi_sample_clip().frames[0]).save(out / "ovi_start.png")
     written.append(out / "ovi_start.png")
     return written

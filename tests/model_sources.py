@@ -26,8 +26,6 @@ SOURCES: dict[str, tuple[str, str]] = {
     "G14_fullcc2.5b.pt": ("https://dl.fbaipublicfiles.com/MMPT/metaclip/G14_fullcc2.5b.pt",
                           "MetaCLIP README / open_clip pretrained.py (ViT-bigG-14-quickgelu, metaclip_fullcc); "
                           "AudioGen-Omni paper 3.1 names MetaCLIP ViT-bigG-14-QuickGELU"),
-    "model.safetensors": (f"{HF}/chetwinlow1/Ovi/resolve/main/model.safetensors",
-                          "Ovi download_weights.py (720x720_5s -> model.safetensors from chetwinlow1/Ovi)"),
     "model_960x960_10s.safetensors": (f"{HF}/chetwinlow1/Ovi/resolve/main/model_960x960_10s.safetensors",
                                       "Ovi download_weights.py (960x960_10s)"),
     "models_t5_umt5-xxl-enc-bf16.pth": (f"{HF}/Wan-AI/Wan2.2-TI2V-5B/resolve/main/models_t5_umt5-xxl-enc-bf16.pth",
@@ -66,6 +64,9 @@ SOURCES: dict[str, tuple[str, str]] = {
 
 # Named only in a Note (what to use instead of the tiny default for real videos).
 NOTE_ONLY: dict[str, tuple[str, str]] = {
+    # t2av_ovi and i2av_ovi run on the shipped default; their Notes name the released 720x720 model
+    "model.safetensors": (f"{HF}/chetwinlow1/Ovi/resolve/main/model.safetensors",
+                          "Ovi download_weights.py (720x720_5s -> model.safetensors from chetwinlow1/Ovi)"),
     # soundtrack_dualdub runs on the shipped default; its Note names what training one for real videos takes
     "wavtokenizer_large_speech_320_24k.ckpt": (
         f"{HF}/novateur/WavTokenizer-large-speech-75token/resolve/main/wavtokenizer_large_speech_320_24k.ckpt",

@@ -223,6 +223,11 @@ def test_shipped_defaults_meet_loose_targets_on_the_ci_clips(tmp_path):
             result = recipe(system).evaluate(str(weights), str(tmp_path / system), scale=card["train"]["scale"],
                                              clips=len(SEED_RANGES["ci"]), seed=0)
         s = result["summary"]
+        if system == "ovi":  # one pass makes both: picture and sound (its card has the 16-clip table)
+            assert s["default"]["speech"]["share"] >= 0.5 and s["default"]["balls"]["share"] >= 0.5, s["default"]
+            assert s["default"]["sync"]["median_ms"] <= 80, s["default"]
+            assert result["i2av"]["first_frame_psnr_median"] >= 20, result["i2av"]
+            continue
         assert s["default"]["all"]["median_ms"] <= 80, (system, s["default"])
         assert s["default"]["all"]["median_ms"] <= 0.5 * s["mismatched"]["all"]["median_ms"], (system, s)
         if "speech" in s["default"]:  # a speech head: it follows the words and keeps the reference voice

@@ -75,8 +75,9 @@ def test_dubit_workflows_run_in_comfyui(tmp_path, name):
         assert len(c.streams.audio) == 1
 
 
-@pytest.mark.parametrize("system,workflow", [("audiogen_omni", "soundtrack_mmdit"), ("dualdub", "soundtrack_dualdub")])
-def test_soundtrack_workflow_runs_in_comfyui_with_the_shipped_default(tmp_path, system, workflow):
+@pytest.mark.parametrize("system,workflow", [("audiogen_omni", "soundtrack_mmdit"), ("dualdub", "soundtrack_dualdub"),
+                                             ("ovi", "i2av_ovi")])
+def test_workflow_runs_in_comfyui_with_the_shipped_default(tmp_path, system, workflow):
     """The template as shipped: ComfyUI lists the pack's tiny default under soundstage-tiny/ (an extra search path)
     and runs the graph on the sample input with an empty models folder."""
     from soundstage.headless.registry import build_registry

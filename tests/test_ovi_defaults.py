@@ -280,3 +280,51 @@ def test_install_puts_each_part_where_the_ovi_loader_nodes_list_and_load_it(smok
         cond = encode_ovi_text(enc, "a red ball bounces", "", "")
         assert cond["positive"].shape[1] == ovi.handle.module.config.video.text_dim
         assert vae.module.config.z_dim == ovi.handle.module.config.video.in_dim
+
+
+def _video_and_audio(path):
+    import av
+
+    with av.open(str(path)) as c:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    with av.open(str(path)) as c:
+        rate = c.streams.audio[0].rate
+        wave = np.concatenate([f.to_ndarray().mean(0) for f in c.decode(audio=0)]).astype(np.float32)
+    return frames, wave, rate
+
+
+@needs_espeak
+def test_ovi_workflows_run_as_shipped_on_the_sample_input(tmp_path):
+    # `synth --samples`, then both templates with no model files of the user's own: the shipped default.
+    from soundstage import defaults as pack_defaults
+    from soundstage.headless.runner import Runner
+    from soundstage.synthworld.samples import OVI_FPS, OVI_SECONDS, OVI_SIZE, ovi_sample_clip, write_workflow_samples
+    from soundstage.training.defaults import ovi_eval
+    from soundstage.training.defaults.cli import _installed
+    from soundstage.training.defaults.ovi import FPS, SCALES, prompt
+
+    if _installed("ovi") is None:
+        pytest.skip("the Ovi tiny default is not shipped in defaults/ (train-defaults ovi --install)")
+    full = SCALES["full"]
+    assert (OVI_SECONDS, OVI_SIZE, OVI_FPS) == (full.seconds, full.size, FPS)  # the sample is what it was trained on
+    clip = ovi_sample_clip()
+    inp, out, models = tmp_path / "input", tmp_path / "output", tmp_path / "models"
+    write_workflow_samples(inp)
+    models.mkdir()
+    for name in ("t2av_ovi", "i2av_ovi"):
+        workflow = pack_defaults.DEFAULTS_DIR.parent / "workflows" / f"{name}.json"
+        builder = next(n["widgets_values"] for n in json.loads(workflow.read_text())["nodes"]
+                       if n["type"] == "SoundstageOviPromptBuilder")
+        # the prompt is the sample clip's caption in the format the default was trained on
+        assert f"{builder[0]} <S>{builder[1]}<E>" == prompt(clip.truth["caption"])
+        Runner(input_dir=inp, output_dir=out, models_dir=models).run(workflow)
+    (t2av,), (i2av,) = sorted(out.rglob("t2av_*.mp4")), sorted(out.rglob("i2av_*.mp4"))
+    for path in (t2av, i2av):
+        frames, wave, rate = _video_and_audio(path)
+        assert frames.shape == clip.frames.shape  # 2 s, 64 px, 24 fps
+        assert abs(len(wave) / rate - OVI_SECONDS) < 0.05 and ovi_eval.voiced_seconds(wave, rate) > 0.1  # it speaks
+        assert "red" in ovi_eval.seen_colours(frames)  # the caption's ball (loose: the card has the held-out share)
+    # i2av starts from the sample's first frame: its red ball where the image has it (t2av's was 13 px away)
+    ball = [np.argwhere(ovi_eval.colour_masks(f[None])["red"][0]).mean(0)
+            for f in (clip.frames[0], _video_and_audio(i2av)[0][0])]
+    assert np.isfinite(ball[1]).all() and np.abs(ball[0] - ball[1]).max() < 4

@@ -259,6 +259,21 @@ def test_long_clip_nodes_join_chunks(models_dir):
     assert float(joined["waveform"][0, 0, 90 - n]) == pytest.approx(0.5 / n) and joined["waveform"][0, 0, 90] == 1
 
 
+def test_long_clip_with_the_vae_starts_each_chunk_from_the_last_decoded_frame(models_dir):
+    from soundstage.models.ovi.video_vae import decode_video, encode_image
+
+    ovi = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16)
+    cond = {"positive": torch.randn(3, 24), "video_negative": torch.randn(2, 24), "audio_negative": torch.randn(2, 24)}
+    vae = nodes.load_video_vae("wan2.2_vae.safetensors", "fp32")
+    video, _ = nodes.OviLongSampler.execute(2, ovi, cond, 32, 32, 2, 9, 2, 5.0, 4.0, 3.0, 1, 7, True,
+                                            size_mode="exact", vae=vae).args
+    first, second = video["samples"]
+    with torch.no_grad():
+        want = encode_image(vae.module, decode_video(vae.module, first[None])[:, -1])[0]
+    torch.testing.assert_close(second[:, :1], want, atol=1e-5, rtol=0)
+    assert not torch.allclose(second[:, :1], first[:, -1:], atol=1e-3)  # not the carried 4-frame latent
+
+
 def test_long_clip_seconds_gives_exactly_that_length(models_dir):
     ovi = nodes.load_ovi_model("model.safetensors", "fp32", "none", 0, 2, 16)
     cond = {"positive": torch.randn(3, 24), "video_negative": torch.randn(2, 24), "audio_negative": torch.randn(2, 24)}

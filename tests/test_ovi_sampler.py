@@ -134,3 +134,36 @@ def test_long_clip_carries_several_latent_frames(model, cond):
     assert frames.shape[0] == 13 and frames[:9].eq(0).all() and frames[9:].eq(1).all()
     with pytest.raises(ValueError, match="carry"):
         sample_ovi_long(model, cond, chunks=2, carry=3, **shape)
+
+
+def test_long_clip_reencode_gets_the_previous_chunk_up_to_the_carried_frame(model, cond):
+    from soundstage.models.ovi.long_clip import sample_ovi_long
+
+    seen, image = [], torch.full((48, 1, 4, 4), 0.5)
+
+    def reencode(latents):
+        seen.append(latents.clone())
+        return image
+
+    shape = dict(SHAPE, latent_frames=3)
+    first, second = sample_ovi_long(model, cond, chunks=2, sampling=OviSampling(steps=2, slg_layer=1), carry=2,
+                                    reencode=reencode, **shape)
+    (given,) = seen
+    assert torch.equal(given, first.video[:, :2])  # up to and including the first carried latent frame
+    assert torch.equal(second.video[:, :1], image) and torch.equal(second.video[:, 1:2], first.video[:, 2:])
+
+
+def test_last_frame_reencoder_encodes_the_last_decoded_frame_as_an_image():
+    # A later latent frame of the causal VAE holds 4 frames; the next chunk's first latent must be one image.
+    from soundstage.models.ovi.video_vae import build_wan_vae, decode_video, encode_image, last_frame_reencoder
+    from soundstage.training.defaults.ovi_parts import tiny_vae_config
+
+    torch.manual_seed(0)
+    vae = build_wan_vae(**tiny_vae_config(4, 8)).eval()
+    latents = torch.randn(4, 3, 2, 2)
+    got = last_frame_reencoder(vae)(latents)
+    with torch.no_grad():
+        frames = decode_video(vae, latents[None])
+        want = encode_image(vae, frames[:, -1])[0]
+    assert got.shape == (4, 1, 2, 2) and torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, latents[:, -1:], atol=1e-2)  # not the carried latent itself

@@ -3,8 +3,10 @@ length as a limitation in section 6).
 
 Each chunk after the first continues from the previous chunk's last ``carry`` video latent frames.
 The first of them becomes the chunk's clean first latent frame: an image-to-audio+video run, the one
-clean frame Ovi's i2v training conditions on (optionally decoded and re-encoded as a still image by
-``reencode``, which matches what the model saw in i2v training). The others (carry > 1) and the first
+clean frame Ovi's i2v training conditions on. A causal VAE's later latent frames each hold 4 frames, and
+the first one a single image, so ``reencode`` (video_vae.last_frame_reencoder) may decode the previous
+chunk up to the carried frame and encode the last decoded frame as a still image instead: what the model
+saw in i2v training, and the very frame the stitch keeps at the join. The others (carry > 1) and the first
 audio latent frames, the ones that overlap the previous chunk in time, are pinned to the previous
 chunk's values at every step (replaced by their re-noised version at the current sigma): the model was
 not trained on more clean frames, so they steer it like an inpainting mask instead. Chunks are decoded
@@ -88,8 +90,9 @@ def sample_ovi_long(model: OviFusion, cond: OviConditioning, *, chunks: int, lat
                     latent_width: int, audio_length: int, sampling: OviSampling | None = None, device=None,
                     reencode: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     callback: Callable[[int, int], None] | None = None, carry: int = 1) -> list[Chunk]:
-    """``chunks`` consecutive clips; chunk k uses seed + k. ``reencode(first_carried_latent [C,1,H,W])``
-    may turn the carried frame into a still-image latent (decode the frame, encode it as an image)."""
+    """``chunks`` consecutive clips; chunk k uses seed + k. ``reencode(previous [C, F', H, W])``, given the
+    previous chunk's latent frames up to and including the first carried one, may return the image latent
+    [C, 1, H, W] the next chunk starts from (default: that carried latent frame itself)."""
     if chunks < 1:
         raise ValueError(f"chunks must be >= 1, got {chunks}")
     if not 1 <= carry < latent_frames:
@@ -106,7 +109,8 @@ def sample_ovi_long(model: OviFusion, cond: OviConditioning, *, chunks: int, lat
         else:
             carried = out[-1].video[:, -carry:]
             first = carried[:, :1]
-            c = replace(cond, image_latent=reencode(first) if reencode is not None else first)
+            upto = out[-1].video[:, : latent_frames - carry + 1]
+            c = replace(cond, image_latent=reencode(upto) if reencode is not None else first)
             vprefix = carried[:, 1:] if carry > 1 else None
             prefix = out[-1].audio[audio_length - overlap:] if overlap > 0 else None
         done = k * s.steps

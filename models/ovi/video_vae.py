@@ -144,3 +144,14 @@ def encode_video(vae, frames: torch.Tensor) -> torch.Tensor:
 def encode_image(vae, image: torch.Tensor) -> torch.Tensor:
     """Image [B, H, W, 3] in 0..1 -> normalised latent [B, z, 1, H/16, W/16] (posterior mean, as Wan)."""
     return encode_video(vae, image[:, None])
+
+
+def last_frame_reencoder(vae):
+    """``reencode`` for models/ovi/long_clip.sample_ovi_long: decode the previous chunk's latents up to the
+    carried frame and encode the last decoded frame as a still image, the one clean frame i2v training
+    conditions on (a later latent frame holds 4 frames; the first latent frame of a chunk, a single image)."""
+    @torch.no_grad()
+    def reencode(latents: torch.Tensor) -> torch.Tensor:  # [C, F, H, W] -> [C, 1, H, W]
+        frames = decode_video(vae, latents[None])
+        return encode_image(vae, frames[:, -1])[0].to(device=latents.device, dtype=latents.dtype)
+    return reencode

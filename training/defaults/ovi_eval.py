@@ -255,14 +255,17 @@ def envelope_steps(wave: np.ndarray, rate: int = 16000) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate_long(net, vae, mel_vae, voc, held, texts, scale, seed: int, chunks: int = 3) -> dict:
+def evaluate_long(net, vae, mel_vae, voc, held, texts, scale, seed: int, chunks: int = 3,
+                  reencode: bool = True) -> dict:
     """The long-clip path (models/ovi/long_clip.py, as Ovi Long Clip Sampler runs it): ``chunks`` chunks,
     stitched as the nodes stitch them. At each seam, the ball's move between the frames around it and the
     audio envelope's change over the crossfade, against what the world itself does from frame to frame in
-    clips of the same length (its 99th percentile and maximum)."""
+    clips of the same length (its 99th percentile and maximum). ``reencode``: each chunk starts from the
+    previous one's last decoded frame encoded as an image (video_vae.last_frame_reencoder), as the node does
+    when given the VAE."""
     from ...models.ovi.long_clip import sample_ovi_long, stitch_audio, stitch_frames
     from ...models.ovi.sampler import OviConditioning, OviSampling
-    from ...models.ovi.video_vae import decode_video
+    from ...models.ovi.video_vae import decode_video, last_frame_reencoder
 
     rate, hop = 16000, 512  # one audio latent = 2 mel frames of 256 samples
     lat = scale.size // 16
@@ -273,7 +276,8 @@ def evaluate_long(net, vae, mel_vae, voc, held, texts, scale, seed: int, chunks:
                         seed=seed + i)
         parts = sample_ovi_long(net, OviConditioning(texts[i], empty, empty), chunks=chunks,
                                 latent_frames=scale.latent_frames, latent_height=lat, latent_width=lat,
-                                audio_length=audio_length(scale.seconds), sampling=s, device="cpu")
+                                audio_length=audio_length(scale.seconds), sampling=s, device="cpu",
+                                reencode=last_frame_reencoder(vae) if reencode else None)
         decoded = [(decode_video(vae, p.video[None])[0] * 255).round().to(torch.uint8) for p in parts]
         frames = stitch_frames(decoded, parts[1].video_overlap).numpy()
         waves = [voc(mel_vae.decode(p.audio.T[None]))[0, 0] for p in parts]
