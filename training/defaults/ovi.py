@@ -269,7 +269,7 @@ class OviRecipe:
         report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc) | {"seconds": round(sc.seconds, 3)},
                   "seed": seed,
                   "train_seeds": [clips[0].index, clips[-1].index], "data_s": round(data_s, 1),
-                  "features_s": round(features_s, 1), "features": str(folder), "video_vae_heldout": vae_check,
+                  "features_s": round(features_s, 1), "features": folder.name, "video_vae_heldout": vae_check,
                   "stages": stages,
                   "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1),
                   "threads": torch.get_num_threads(), "audio_codec": {k: f"soundstage-tiny/{AUDIO_CODEC_SYSTEM}/{v}"
