@@ -27,7 +27,8 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
     ]
     lines += [f"| {s['stage']} | {s['steps']} | {s.get('cpu_s', '')} | {s['wall_s']} |" for s in train["stages"]]
     total = sum(st["wall_s"] for st in train["stages"]) + train.get("data_s", 0) + train.get("features_s", 0)
-    lines += ["", f"Total wall time {round(total / 60, 1)} min with {train['threads']} CPU threads (every stage's own "
+    threads = f"{train['threads']} CPU thread" + ("s" if train["threads"] != 1 else "")
+    lines += ["", f"Total wall time {round(total / 60, 1)} min with {threads} (every stage's own "
                   f"time, also for stages a rerun took from an earlier run; clips and features included).", "",
               "## Files", "", "| file | bytes |", "|---|---|"]
     lines += [f"| `{f['name']}` | {f['bytes']} |" for f in train["files"].values()]

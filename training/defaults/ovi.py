@@ -80,8 +80,10 @@ SCALES = {
     # within ~2 px; the green ball is not yet reliable (benchmarks/tiny_defaults_ovi.md, round 2)
     "feasibility": Scale(train_clips=48, latent_frames=13, size=64, vae_frame_steps=2000, vae_steps=2400,
                          dit_steps=600),
-    # a plan sized from the measured CPU s/step (benchmarks/tiny_defaults_ovi.md)
-    "full": Scale(train_clips=256, latent_frames=13, size=64, vae_frame_steps=2000, vae_steps=2400, dit_steps=4000),
+    # a plan sized from the measured CPU s/step; a width-16 VAE keeps both balls, and a 128-wide fusion model
+    # draws them (benchmarks/tiny_defaults_ovi.md, "A wider VAE, the seam, and what was shipped")
+    "full": Scale(train_clips=256, latent_frames=13, size=64, vae_frame_steps=2000, vae_steps=2400, dit_steps=4000,
+                  vae_width=16, hidden=128, ffn=256),
 }
 
 
