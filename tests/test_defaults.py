@@ -223,6 +223,8 @@ def test_shipped_defaults_meet_loose_targets_on_the_ci_clips(tmp_path):
             result = recipe(system).evaluate(str(weights), str(tmp_path / system), scale=card["train"]["scale"],
                                              clips=len(SEED_RANGES["ci"]), seed=0)
         s = result["summary"]
+        if "all" not in s["default"]:  # a recipe with metrics of its own (MTV: test_defaults_mtv.py) checks them there
+            continue
         assert s["default"]["all"]["median_ms"] <= 80, (system, s["default"])
         assert s["default"]["all"]["median_ms"] <= 0.5 * s["mismatched"]["all"]["median_ms"], (system, s)
         if "speech" in s["default"]:  # a speech head: it follows the words and keeps the reference voice

@@ -56,10 +56,10 @@ def test_loss_v_target_matches_the_samplers_schedule_and_a_wrong_clean_latent_is
     model.clean = batch.latents
     loss, _ = make_loss_fn(LossConfig(uncond_share=0, i2v_share=0, continue_share=0), seed=1)(model, batch)
     call = model.calls[0]
-    assert call["t"].shape == (3,) and call["clean_frames"] == 0 and float(loss) < 1e-8
+    assert call["t"].shape == (3,) and call["clean_frames"] == 0 and float(loss.detach()) < 1e-8
     model.clean = torch.roll(batch.latents, 1, dims=1)  # the right latents a frame late: v is wrong
     loss, _ = make_loss_fn(LossConfig(uncond_share=0, i2v_share=0, continue_share=0), seed=1)(model, batch)
-    assert float(loss) > 0.1
+    assert float(loss.detach()) > 0.1
 
 
 def test_loss_shares_give_the_samplers_inputs():
@@ -209,14 +209,39 @@ def test_contacts_follow_the_right_clip_not_a_shifted_one(world):
 
 
 @needs_espeak
-def test_lips_and_mood_follow_the_right_clip_not_another(world):
+def test_lips_follow_the_right_clip_not_another(world):
     from soundstage.training.defaults.mtv_eval import measure, pearson
 
     right = [measure(c.frames, c.truth, 24) for c in world]
     other = [measure(world[(i + 1) % len(world)].frames, c.truth, 24) for i, c in enumerate(world)]
     lips = [pearson(p for m in ms for p in m["mouth"]) for ms in (right, other)]
     assert lips[0] >= 0.8 and lips[1] < 0.5
-    mood = pearson(p for m in right for p in m["mood"])
-    assert mood is not None and mood >= 0.9
-    swapped = [[(b, 1.2 - m) for b, m in x["mood"]] for x in right]  # major and minor bars swapped
-    assert pearson(p for s in swapped for p in s) <= -0.9
+
+
+@needs_espeak
+def test_mood_follows_the_bars_of_the_right_clip():
+    from soundstage.training.defaults.mtv import SCALES, mtv_clips
+    from soundstage.training.defaults.mtv_eval import mood_pairs, pearson
+
+    # 3 chunks long (a 49-frame clip shows about one bar), drawn small: the room's colour is all that counts
+    clips = mtv_clips("heldout", 3, SCALES["smoke"], frames=137)
+    right = [p for c in clips for p in mood_pairs(c.frames, c.truth, 24)]
+    assert len(right) >= 6 and pearson(right) >= 0.9
+    assert pearson((b, 1.2 - m) for b, m in right) <= -0.9  # major and minor bars swapped
+
+
+def test_shipped_mtv_default_meets_loose_targets_on_the_ci_clips(tmp_path):
+    # CI's check of what the pack ships: the two ci clips, loose versions of the event target.
+    from soundstage.synthworld.splits import SEED_RANGES
+    from soundstage.training.defaults import recipe
+    from soundstage.training.defaults.cli import installed_weights
+
+    with installed_weights("mtv") as weights:
+        if weights is None:
+            pytest.skip("the MTV tiny default is not shipped in defaults/ yet (train-defaults mtv --install)")
+        card = json.loads(pack_defaults.card_path("mtv").with_suffix(".json").read_text())
+        result = recipe("mtv").evaluate(str(weights), str(tmp_path), scale=card["train"]["scale"],
+                                        clips=len(SEED_RANGES["ci"]), seed=0)
+    s = result["summary"]
+    assert s["default"]["events"]["median_ms"] <= 80, s["default"]
+    assert s["default"]["events"]["median_ms"] <= 0.5 * s["mismatched"]["events"]["median_ms"], s
