@@ -39,6 +39,7 @@ FPS = 24  # MTV's frame rate (models/mtv/preprocess.py TRAINED_FPS)
 RATE = 16000  # wav2vec's rate; the world's stems are drawn at it
 LATENT_FRAMES = 13  # one MTV chunk: 49 frames
 STEMS = {"vocal": "speech", "effect": "effects", "music": "music"}  # MTV stream -> the world's stem
+STAT_CLIPS = 32  # training clips the VAE's latent scale is measured on (two encodes each: enough for 8 channels)
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,12 @@ SCALES = {
                    vae_batch=2, latent_channels=4, vae_widths=(4, 4, 4, 4), batch=2, heads=1, head_dim=16,
                    layers=1, time_dim=16, text_dim=8, text_len=8, wav2vec_hidden=8, wav2vec_layers=1,
                    wav2vec_conv=8, token_width=16, context_tokens=2, proj_hidden=16, sample_steps=2, probe_clips=2),
-    # minutes on a 2-core CPU: a few hundred steps per stage, to check that every loss goes down
-    "feasibility": Scale(train_clips=32, size=64, vae_frame_steps=200, vae_steps=200, dit_steps=200),
-    # sized from the feasibility run's CPU s/step (see the report of this recipe's issue): ~20-25 min wall
-    "full": Scale(train_clips=192, size=64, vae_frame_steps=600, vae_steps=500, dit_steps=1500),
+    # CPU s / step measured at this size (benchmarks/tiny_defaults_mtv.py, 2 threads, contended): VAE single frames
+    # (batch 8) 6.7, 9-frame crops (batch 4) 3.5, denoiser (batch 8) 0.27; a world clip ~0.3 + espeak
+    "feasibility": Scale(train_clips=16, size=64, vae_frame_steps=60, vae_frame_batch=4, vae_steps=60, dit_steps=150),
+    # ~43 CPU min by those numbers (VAE 250 x ~3.4 + 250 x 3.5, denoiser 2000 x 0.27, clips / features / latents
+    # ~5): about 22-25 min wall with 2 threads on an idle 2-core machine (benchmarks/tiny_defaults_mtv.md)
+    "full": Scale(train_clips=192, size=64, vae_frame_steps=250, vae_frame_batch=4, vae_steps=250, dit_steps=2000),
 }
 
 
@@ -271,7 +274,7 @@ class MTVRecipe:
                                         seed, stages, frame_steps=sc.vae_frame_steps, frame_batch=sc.vae_frame_batch,
                                         crop_steps=sc.vae_steps, crop_batch=sc.vae_batch, crop_frames=9, lr=sc.vae_lr)
         vae_stage_key = stages[-1]["key"]
-        latent_stats = parts.normalise_latents(vae, [c.frames for c in clips])
+        latent_stats = parts.normalise_latents(vae, [c.frames for c in clips[:STAT_CLIPS]])
         parts.save_cogvideox_vae(vae, weights / FILES["vae"])
         vae = load_cogvideox_vae(load_file(weights / FILES["vae"]), dtype=torch.float32)  # what inference reads
 
