@@ -10,7 +10,6 @@ by folding both into the weights (``normalise_latents``): what the strict loader
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -133,15 +132,6 @@ def save_t5(model, path: Path) -> Path:
 def tokenizer_path(encoder: Path) -> Path:
     """Where ``models.mtv.text.find_tokenizer`` looks beside an encoder file: ``<name>.tokenizer.json``."""
     return encoder.with_suffix(".tokenizer.json")
-
-
-def file_bytes(weights: Path, files: dict[str, str]) -> dict[str, dict]:
-    return {k: {"name": v, "bytes": (weights / v).stat().st_size} for k, v in files.items()}
-
-
-def write_json(path: Path, data) -> Path:
-    path.write_text(json.dumps(data, indent=1))
-    return path
 
 
 __all__ = ["LOGVAR_FLOOR", "new_cogvideox_vae", "new_t5", "new_wav2vec", "normalise_latents", "posterior_means",
