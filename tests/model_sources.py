@@ -51,15 +51,6 @@ SOURCES: dict[str, tuple[str, str]] = {
     "97d170e1-dbb4db15.th": (
         "https://github.com/ZFTurbo/MVSEP-CDX23-Cinematic-Sound-Demixing/releases/download/v.1.0.0/97d170e1-dbb4db15.th",
         "MTV data_process/demix.py (remote_url + model_name)"),
-    "mtv_single/mp_rank_00_model_states.pt": (f"{HF}/BAAI/MTVCraft/resolve/main/mtv/single/1/mp_rank_00_model_states.pt",
-                                              "MTV README 'Download Pretrained Models' (BAAI/MTVCraft, mtv/single/1/)"),
-    "wav2vec2-base-960h/model.safetensors": (f"{HF}/facebook/wav2vec2-base-960h/resolve/main/model.safetensors",
-                                             "MTV README (facebook/wav2vec2-base-960h; its tree lists model.safetensors)"),
-    "t5xxl_fp16.safetensors": (f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
-                               "ComfyUI's own blueprints (T5-v1.1-XXL encoder); MTV README names google/t5-v1_1-xxl"),
-    "cogvideox_5b_vae.safetensors": (f"{HF}/THUDM/CogVideoX-5b/resolve/main/vae/diffusion_pytorch_model.safetensors",
-                                     "MTV README (CogVideoX-5B 3D VAE); the diffusers-layout file of THUDM/CogVideoX-5b, "
-                                     "the layout the loader reads"),
 }
 
 # Named only in a Note (what to use instead of the tiny default for real videos).
@@ -79,6 +70,16 @@ NOTE_ONLY: dict[str, tuple[str, str]] = {
     "open_clip_pytorch_model.bin": (f"{HF}/apple/DFN5B-CLIP-ViT-H-14-384/resolve/main/open_clip_pytorch_model.bin",
                                     "MMAudio mmaudio/model/utils/features_utils.py (hf-hub:apple/DFN5B-CLIP-ViT-H-14-384, "
                                     "open_clip's file name)"),
+    # audio_to_video_mtv runs on the shipped default; its Note names the released MTV files
+    "mtv_single/mp_rank_00_model_states.pt": (f"{HF}/BAAI/MTVCraft/resolve/main/mtv/single/1/mp_rank_00_model_states.pt",
+                                              "MTV README 'Download Pretrained Models' (BAAI/MTVCraft, mtv/single/1/)"),
+    "wav2vec2-base-960h/model.safetensors": (f"{HF}/facebook/wav2vec2-base-960h/resolve/main/model.safetensors",
+                                             "MTV README (facebook/wav2vec2-base-960h; its tree lists model.safetensors)"),
+    "t5xxl_fp16.safetensors": (f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+                               "ComfyUI's own blueprints (T5-v1.1-XXL encoder); MTV README names google/t5-v1_1-xxl"),
+    "cogvideox_5b_vae.safetensors": (f"{HF}/THUDM/CogVideoX-5b/resolve/main/vae/diffusion_pytorch_model.safetensors",
+                                     "MTV README (CogVideoX-5B 3D VAE); the diffusers-layout file of THUDM/CogVideoX-5b, "
+                                     "the layout the loader reads"),
 }
 
 # Files a workflow names that have no public release: no url can be given; the workflow's Note says so.

@@ -227,6 +227,7 @@ def test_shipped_defaults_meet_loose_targets_on_the_ci_clips(tmp_path):
             assert s["default"]["speech"]["share"] >= 0.5 and s["default"]["balls"]["share"] >= 0.5, s["default"]
             assert s["default"]["sync"]["median_ms"] <= 80, s["default"]
             assert result["i2av"]["first_frame_psnr_median"] >= 20, result["i2av"]
+        if "all" not in s["default"]:  # a recipe with metrics of its own (MTV: test_defaults_mtv.py) checks them there
             continue
         assert s["default"]["all"]["median_ms"] <= 80, (system, s["default"])
         assert s["default"]["all"]["median_ms"] <= 0.5 * s["mismatched"]["all"]["median_ms"], (system, s)

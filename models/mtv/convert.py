@@ -102,10 +102,12 @@ def require(sd: Mapping[str, torch.Tensor], key: str, context: str) -> torch.Ten
     return sd[key]
 
 
-def save_converted(model, path) -> None:
-    """Our naming as safetensors, with the latent grid the learned positions were made for."""
+def save_converted(model, path, dtype: torch.dtype | None = None) -> None:
+    """Our naming as safetensors (cast to ``dtype`` when given), with the latent grid the learned positions
+    were made for."""
     from safetensors.torch import save_file
 
     c = model.config
     meta = {"latent_height": str(c.latent_height), "latent_width": str(c.latent_width), "format": "soundstage-mtv"}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
+    save_file({k: (v if dtype is None else v.to(dtype)).detach().contiguous() for k, v in model.state_dict().items()},
+              str(path), metadata=meta)

@@ -15,7 +15,7 @@ RECIPES: dict[str, str | None] = {
     "audiogen_omni": ".audiogen_omni",
     "dualdub": ".dualdub",
     "ovi": ".ovi",
-    "mtv": None,
+    "mtv": ".mtv",
     "just_dub_it": None,
 }
 SCALES = ("smoke", "feasibility", "full")  # smoke: seconds (tests); feasibility: minutes; full: the shipped default

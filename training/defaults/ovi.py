@@ -166,19 +166,13 @@ def text_encoder(weights: Path, text_len: int):
 
 def train_video_vae(sc: Scale, frames: list[np.ndarray], data: dict, out: Path, seed: int, stages: list):
     """Single frames first (cheap steps that teach the spatial path to keep the balls), then 5-frame crops (the
-    causal 4x temporal path); both by the background-weighted L1 (ovi_parts.vae_loss). Returns the VAE with its
-    latent statistics set, and the last stage's key (what the fusion stage depends on)."""
+    causal 4x temporal path); both by the background-weighted L1 (ovi_parts.train_frame_vae). Returns the VAE
+    with its latent statistics set, and the last stage's key (what the fusion stage depends on)."""
     cfg = parts.tiny_vae_config(sc.z_dim, sc.vae_width)
     key = {"data": data, "config": cfg, "loss": [parts.KL_WEIGHT, parts.BALL_WEIGHT]}
-    vae = parts.new_video_vae(cfg, seed)
-    if sc.vae_frame_steps:
-        vae = run_stage(vae, parts.vae_loss, parts.frame_batches(frames, sc.vae_frame_batch, seed, frames=1),
-                        sc.vae_frame_steps, sc.vae_lr, out, seed, stages, "video_vae_frames", resume=True,
-                        key=key | {"batch": sc.vae_frame_batch, "frames": 1})
-        key = key | {"after": stages[-1]["key"]}
-    vae = run_stage(vae, parts.vae_loss, parts.frame_batches(frames, sc.vae_batch, seed + 1), sc.vae_steps,
-                    sc.vae_lr, out, seed, stages, "video_vae", resume=True, schedule="cosine",
-                    key=key | {"batch": sc.vae_batch, "frames": 5})
+    vae = parts.train_frame_vae(parts.new_video_vae(cfg, seed), key, frames, out, seed, stages,
+                                frame_steps=sc.vae_frame_steps, frame_batch=sc.vae_frame_batch,
+                                crop_steps=sc.vae_steps, crop_batch=sc.vae_batch, crop_frames=5, lr=sc.vae_lr)
     parts.set_latent_statistics(vae, frames)
     return vae, stages[-1]["key"]
 

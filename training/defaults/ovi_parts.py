@@ -92,6 +92,22 @@ def vae_loss(model, batch: VaeBatch):
     return l1 + KL_WEIGHT * kl, {"l1": float(l1.detach()), "kl": float(kl.detach())}
 
 
+def train_frame_vae(vae, key: dict, clips: list[np.ndarray], out: Path, seed: int, stages: list, *, frame_steps: int,
+                    frame_batch: int, crop_steps: int, crop_batch: int, crop_frames: int, lr: float):
+    """The tiny video VAEs' recipe (Ovi's Wan layout, MTV's CogVideoX layout): ``frame_steps`` on single frames
+    (stage ``video_vae_frames``: the spatial path), then ``crop_steps`` on ``crop_frames``-frame crops (stage
+    ``video_vae``, cosine: the temporal path), both by ``vae_loss`` and resumed by ``key``."""
+    from .stages import run_stage
+
+    if frame_steps:
+        vae = run_stage(vae, vae_loss, frame_batches(clips, frame_batch, seed, frames=1), frame_steps, lr, out, seed,
+                        stages, "video_vae_frames", resume=True, key=key | {"batch": frame_batch, "frames": 1})
+        key = key | {"after": stages[-1]["key"]}
+    return run_stage(vae, vae_loss, frame_batches(clips, crop_batch, seed + 1, frames=crop_frames), crop_steps, lr,
+                     out, seed, stages, "video_vae", resume=True, schedule="cosine",
+                     key=key | {"batch": crop_batch, "frames": crop_frames})
+
+
 @torch.no_grad()
 def set_latent_statistics(vae, clips: list[np.ndarray]) -> None:
     """Per-channel mean / std of the posterior means of whole training clips, into the VAE's config."""
@@ -153,4 +169,5 @@ def save_umt5(model, path: Path) -> Path:
 
 
 __all__ = ["VaeBatch", "background", "frame_batches", "new_umt5", "new_video_vae", "off_background", "save_umt5",
-           "save_video_vae", "set_latent_statistics", "tiny_vae_config", "train_tokenizer", "vae_loss"]
+           "save_video_vae", "set_latent_statistics", "tiny_vae_config", "train_frame_vae", "train_tokenizer",
+           "vae_loss"]
