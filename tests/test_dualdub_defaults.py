@@ -250,6 +250,7 @@ def test_install_puts_each_part_where_the_load_dualdub_node_lists_and_loads_it(s
     card = card_markdown(report, {"clips": ["heldout/1"], "table": ["| condition | x |", "|---|---|", "| default | 1 |"]},
                          can=RECIPE.can, cannot=RECIPE.cannot)
     assert "train-defaults dualdub --scale smoke" in card and "| default | 1 |" in card and "lm_stage3" in card
+    assert "varied speech timing" in card  # how the clips speak is part of what the card names
 
 
 @needs_espeak
