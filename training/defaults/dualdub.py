@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -169,6 +169,24 @@ def lm_stage(stage: int, data: Path, out: Path, steps: int, sc: Scale, codec, cl
     return ckpt
 
 
+def trained_world(weights: Path, sc: Scale) -> Scale:
+    """``sc`` with the clips the weights were trained on (length and speech timing), read from their train report: a
+    work folder's ``train_report.json`` beside ``weights/``, or the installed default's card. A report from before
+    ``speech_timing`` existed was trained on the fixed timing."""
+    from ... import defaults as pack_defaults
+
+    lm = (weights / FILES["lm"]).resolve()
+    report = lm.parent.parent / "train_report.json"
+    settings = json.loads(report.read_text())["scale_settings"] if report.is_file() else None
+    card = pack_defaults.card_path(SYSTEM).with_suffix(".json")
+    installed = pack_defaults.file_path(FOLDERS["lm"], SYSTEM, FILES["lm"]).resolve()
+    if settings is None and card.is_file() and lm == installed:
+        settings = json.loads(card.read_text())["train"]["scale_settings"]
+    if settings is None:
+        return sc
+    return replace(sc, seconds=settings["seconds"], speech_timing=settings.get("speech_timing", "fixed"))
+
+
 class DualDubRecipe:
     system = SYSTEM
     files = FILES
@@ -265,7 +283,9 @@ class DualDubRecipe:
                  seed: int = 0) -> dict:
         from .dualdub_eval import evaluate_dualdub
 
-        return evaluate_dualdub(self, Path(weights_dir), Path(out_dir), SCALES[scale], clips=clips, seed=seed)
+        weights = Path(weights_dir)  # held-out clips of the world the weights were trained on
+        return evaluate_dualdub(self, weights, Path(out_dir), trained_world(weights, SCALES[scale]), clips=clips,
+                                seed=seed)
 
 
 RECIPE = DualDubRecipe()
