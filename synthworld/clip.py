@@ -9,10 +9,11 @@ import numpy as np
 
 from . import render, scene, sentences, sounds
 from .captions import caption, colour_name
-from .speech import LINES, SPEAKERS, speak
+from .speech import LINES, SPEAKERS, join_words, speak, synth_words, varied_timing
 from .visemes import openness_track
 
 BALL_COLOURS = [(220, 50, 50), (60, 200, 90), (240, 160, 30)]
+SPEECH_TIMINGS = ("fixed", "varied")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class ClipSpec:
     # rest of the clip is unchanged): with every clip starting its events alike, another clip's sound is
     # nearly in sync and a model can learn the world's timing instead of reading it from the video.
     event_delays: bool = False
+    # "fixed": speech starts at ``speech_start`` and every word is followed by the same pause (speech.WORD_GAP_S),
+    # so the timing is a function of the text and the speaker. "varied": the start (0.2-1.2 s) and each pause
+    # between words (0.04-0.35 s) are drawn per clip from their own generator (speech.varied_timing; the rest
+    # of the clip is unchanged), so the speech's timing is seen on the lips and not in the transcript.
+    speech_timing: str = "fixed"
 
 
 @dataclass
@@ -52,12 +58,24 @@ class Clip:
         return (m / peak * 0.9 if peak > 0.98 else m).astype(np.float32)
 
 
+def _spoken(spec: ClipSpec, transcript: str):
+    """The clip's speech and its start time, in the spec's timing."""
+    if spec.speech_timing == "fixed":
+        start = spec.speech_start
+        return speak(transcript, spec.language, spec.speaker, spec.sample_rate, start=start), start
+    words = synth_words(transcript, spec.language, spec.speaker)
+    start, gaps = varied_timing(np.random.default_rng([spec.seed, 2]), [w.seconds for w in words], spec.seconds)
+    return join_words(words, spec.sample_rate, start=start, gaps=gaps), start
+
+
 def generate_clip(spec: ClipSpec) -> Clip:
     """Deterministic for a given spec. Speech needs espeak-ng; ``speech=False`` does not."""
     if spec.language not in LINES:
         raise ValueError(f"language must be one of {sorted(LINES)}, got {spec.language!r}")
     if spec.speaker not in SPEAKERS:
         raise ValueError(f"speaker must be one of {sorted(SPEAKERS)}, got {spec.speaker!r}")
+    if spec.speech_timing not in SPEECH_TIMINGS:
+        raise ValueError(f"speech_timing must be one of {SPEECH_TIMINGS}, got {spec.speech_timing!r}")
     rng = np.random.default_rng(spec.seed)
     n = int(round(spec.seconds * spec.fps))
     n_samples = int(round(spec.seconds * spec.sample_rate))
@@ -69,8 +87,8 @@ def generate_clip(spec: ClipSpec) -> Clip:
     if spec.speech:
         transcript = sentences.sentence(spec.language, spec.sentence) if spec.sentence >= 0 \
             else LINES[spec.language][spec.line % len(LINES[spec.language])]
-        said = speak(transcript, spec.language, spec.speaker, spec.sample_rate, start=spec.speech_start)
-        sounds.place(speech, 0.8 * said.wave / max(1e-6, float(np.abs(said.wave).max())), spec.speech_start, spec.sample_rate)
+        said, start = _spoken(spec, transcript)
+        sounds.place(speech, 0.8 * said.wave / max(1e-6, float(np.abs(said.wave).max())), start, spec.sample_rate)
         words = [(w, round(a, 4), round(b, 4)) for w, a, b in said.words if a < spec.seconds]
         phonemes = [(p, round(a, 4), round(b, 4)) for p, a, b in said.phonemes if a < spec.seconds]
     openness = openness_track(phonemes, n, spec.fps)

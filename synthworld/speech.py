@@ -1,8 +1,8 @@
 """Speech from espeak-ng with exact word times and viseme-classed phoneme times.
 
-Each word is synthesised on its own and the words are joined with short pauses, so word
-boundaries are exact by construction; phonemes share their word's span in proportion to their
-class (vowels last about twice as long as consonants).
+Each word is synthesised on its own and the words are joined with pauses (fixed, or drawn per clip and per
+word: ``varied_timing``), so word boundaries are exact by construction; phonemes share their word's span in
+proportion to their class (vowels last about twice as long as consonants).
 """
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ from pathlib import Path
 import numpy as np
 
 ESPEAK_RATE = 22050
-WORD_GAP_S = 0.07
+WORD_GAP_S = 0.07  # the fixed rhythm: every word followed by this pause (ClipSpec.speech_timing "fixed")
+# ClipSpec.speech_timing "varied": each clip draws its speech start and every pause between words
+VARIED_START_S = (0.2, 1.2)
+VARIED_GAP_S = (0.04, 0.35)
+END_MARGIN_S = 0.1  # the last word ends at least this long before the clip does
 
 # (language, line) pairs that say the same thing: the dubbing pairs.
 LINES = {
@@ -119,21 +123,69 @@ def _resample(wave: np.ndarray, src: int, dst: int) -> np.ndarray:
     return AF.resample(torch.from_numpy(wave), src, dst).numpy().astype(np.float32)
 
 
-def speak(text: str, language: str, speaker: str, sample_rate: int, *, start: float = 0.0) -> Speech:
+@dataclass
+class SpokenWord:
+    text: str
+    wave: np.ndarray  # at ESPEAK_RATE, the voiced span only
+    symbols: list[str]  # its phonemes
+
+    @property
+    def seconds(self) -> float:
+        return len(self.wave) / ESPEAK_RATE
+
+
+def synth_words(text: str, language: str, speaker: str) -> list[SpokenWord]:
+    """Each word of ``text`` synthesised on its own (so its span is exact), with its phonemes."""
+    return [SpokenWord(word, _synth_word(word, language, speaker), phonemes_of(word, language) or ["@"])
+            for word in text.split()]
+
+
+def join_words(spoken: list[SpokenWord], sample_rate: int, *, start: float = 0.0,
+               gaps: list[float] | None = None) -> Speech:
+    """The words one after another from ``start``: ``gaps`` are the pauses between words (seconds, one fewer
+    than the words, rounded to whole samples so the times are the wave's); without them every word is followed
+    by ``WORD_GAP_S``, the world's fixed rhythm."""
     from .visemes import duration_weight
 
+    if gaps is not None and len(gaps) != max(0, len(spoken) - 1):
+        raise ValueError(f"{len(spoken)} words need {max(0, len(spoken) - 1)} gaps, got {len(gaps)}")
     pieces, words, phones = [], [], []
     t = start
-    gap = np.zeros(int(WORD_GAP_S * ESPEAK_RATE), np.float32)
-    for word in text.split():
-        w = _synth_word(word, language, speaker)
-        dur = len(w) / ESPEAK_RATE
-        words.append((word, t, t + dur))
-        symbols = phonemes_of(word, language) or ["@"]
-        weights = np.array([duration_weight(s) for s in symbols], float)
+    fixed_gap = np.zeros(int(WORD_GAP_S * ESPEAK_RATE), np.float32)
+    for k, w in enumerate(spoken):
+        dur = w.seconds
+        words.append((w.text, t, t + dur))
+        weights = np.array([duration_weight(s) for s in w.symbols], float)
         edges = t + dur * np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
-        phones += [(s, float(a), float(b)) for s, a, b in zip(symbols, edges[:-1], edges[1:])]
-        pieces += [w, gap]
-        t += dur + WORD_GAP_S
+        phones += [(s, float(a), float(b)) for s, a, b in zip(w.symbols, edges[:-1], edges[1:])]
+        if gaps is None:
+            pieces += [w.wave, fixed_gap]
+            t += dur + WORD_GAP_S
+        else:
+            gap = np.zeros(int(round(gaps[k] * ESPEAK_RATE)) if k < len(gaps) else 0, np.float32)
+            pieces += [w.wave, gap]
+            t += dur + len(gap) / ESPEAK_RATE
     wave = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return Speech(_resample(wave, ESPEAK_RATE, sample_rate), sample_rate, words, phones)
+
+
+def speak(text: str, language: str, speaker: str, sample_rate: int, *, start: float = 0.0,
+          gaps: list[float] | None = None) -> Speech:
+    return join_words(synth_words(text, language, speaker), sample_rate, start=start, gaps=gaps)
+
+
+def varied_timing(rng: np.random.Generator, word_seconds: list[float],
+                  clip_seconds: float) -> tuple[float, list[float]]:
+    """A clip's own speech timing: a start in ``VARIED_START_S`` and a pause in ``VARIED_GAP_S`` between each two
+    words, drawn from ``rng``, with the sentence kept inside the clip: when the drawn timing would end later than
+    ``END_MARGIN_S`` before the clip's end, every draw above its minimum is scaled down alike (the sentence's
+    rhythm keeps its shape); a sentence too long even at the minima starts at the minimum start with minimum
+    pauses (its last words then run past the clip's end, as the fixed rhythm's would)."""
+    (s0, s1), (g0, g1) = VARIED_START_S, VARIED_GAP_S
+    n_gaps = max(0, len(word_seconds) - 1)
+    extra_start = rng.uniform(0.0, s1 - s0)
+    extra_gaps = rng.uniform(0.0, g1 - g0, n_gaps)
+    room = clip_seconds - END_MARGIN_S - sum(word_seconds) - s0 - n_gaps * g0
+    drawn = extra_start + float(extra_gaps.sum())
+    scale = 1.0 if drawn <= room else max(0.0, room) / drawn
+    return s0 + scale * extra_start, [g0 + scale * float(e) for e in extra_gaps]

@@ -14,6 +14,18 @@ from those two numbers alone, and the same (split, index) in another language is
 Split clips start their events at random times (``ClipSpec.event_delays``: balls held 0-1 s, first blink
 at 0.2-1.6 s), so that another clip's soundtrack is not nearly in sync by chance.
 
+How each default's clips speak (``clip_spec(..., speech_timing=)``; the same seeds, sentences and speakers
+either way, and every other part of a clip is the same in both):
+
+| speech timing     | speech start                 | pause between words               | used by                  |
+|-------------------|------------------------------|-----------------------------------|--------------------------|
+| fixed (default)   | 0.3 s                        | 0.07 s after every word           | the other defaults       |
+| varied            | 0.2-1.2 s, drawn per clip    | 0.04-0.35 s, drawn per word       | DualDub (train and held-out) |
+
+Varied timing is drawn from the clip's own generator (seed, 2) and keeps the sentence inside the clip (ending
+0.1 s before it; ``speech.varied_timing`` scales the draws down to fit), so the timing of the speech is seen
+on the lips and is not a function of the transcript and the speaker alone.
+
 These ranges are part of every default's model card; never change them, add new ranges instead.
 """
 from __future__ import annotations
@@ -42,7 +54,7 @@ def split_of_seed(seed: int) -> str | None:
 
 
 def clip_spec(split: str, index: int, *, task: str = "full", language: str = "en", seconds: float = 3.0,
-              size: int = 128, fps: int = 25, sample_rate: int = 16000) -> ClipSpec:
+              size: int = 128, fps: int = 25, sample_rate: int = 16000, speech_timing: str = "fixed") -> ClipSpec:
     """The ``index``-th clip of ``split``; deterministic, and aligned across languages."""
     if split not in SEED_RANGES:
         raise ValueError(f"split must be one of {sorted(SEED_RANGES)}, got {split!r}")
@@ -55,7 +67,8 @@ def clip_spec(split: str, index: int, *, task: str = "full", language: str = "en
     speakers = sorted(SPEAKERS)
     spec = ClipSpec(seed=seeds[index], seconds=seconds, fps=fps, width=size, height=size, sample_rate=sample_rate,
                     language=language, speaker=speakers[index % len(speakers)],
-                    sentence=ids[(index * _SENTENCE_STRIDE) % len(ids)], n_balls=1 + index % 2, event_delays=True)
+                    sentence=ids[(index * _SENTENCE_STRIDE) % len(ids)], n_balls=1 + index % 2, event_delays=True,
+                    speech_timing=speech_timing)
     if task == "v2a":  # the face stays still and silent: sound comes from the balls and the lamp only
         spec = replace(spec, speech=False, head_motion=False, profile_views=False)
     return spec

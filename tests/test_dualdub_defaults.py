@@ -125,6 +125,9 @@ def test_smoke_default_trains_the_curriculum_into_loadable_real_layouts(smoke_ru
     manifest = json.loads((smoke_run / "a" / "data" / "manifest.json").read_text())
     assert sorted({e["task"] for e in manifest}) == ["tts", "v2a", "v2st"]
     assert sum(report["files"][k]["bytes"] for k in FILES) < 40e6
+    # trained in the world whose speech timing is on the lips; the probe of what the LM sees of them is reported
+    assert report["scale_settings"]["speech_timing"] == "varied"
+    assert -1.0 <= report["heldout_diagnostics"]["mouth_probe_r"] <= 1.0
 
 
 @needs_espeak
@@ -173,6 +176,22 @@ def test_more_steps_for_the_last_curriculum_stage_retrain_that_stage_only(smoke_
     assert [bool(s.get("resumed")) for s in report["stages"]] == [True, True, True, False, False, False]
 
 
+def test_speech_timing_reaches_train_and_held_out_clips_and_every_stage_key(monkeypatch):
+    import dataclasses
+
+    from soundstage.training.defaults import dualdub as dd
+
+    monkeypatch.setattr(dd, "generate_clip", lambda spec: spec)  # the specs the recipe asks the world for
+    for scale in dd.SCALES.values():
+        assert scale.speech_timing == "varied"
+        for split in ("train", "heldout"):
+            assert {c.speech_timing for c in dd.talking_clips(split, 3, scale)} == {"varied"}
+        fixed = dd.stage_keys(dataclasses.replace(scale, speech_timing="fixed"), 0)
+        varied = dd.stage_keys(scale, 0)
+        # a changed world retrains every stage
+        assert all(fixed[k] != varied[k] and varied[k]["speech_timing"] == "varied" for k in varied)
+
+
 @needs_espeak
 def test_eval_defaults_reports_every_condition_and_the_kv_cache_identity(smoke_run, tmp_path):
     from soundstage.cli import main
@@ -182,6 +201,7 @@ def test_eval_defaults_reports_every_condition_and_the_kv_cache_identity(smoke_r
                  "--clips", "2", "--out", str(out)]) == 0
     result = json.loads((out / "dualdub" / "report.json").read_text())
     assert result["clips"] and all(c.startswith("heldout/") for c in result["clips"])
+    assert result["speech_timing"] == "varied"  # held-out clips drawn in the world the default was trained on
     s = result["summary"]
     assert set(s) == {"default", "mismatched", "untrained", "codec_round_trip", "truth"}
     assert s["truth"]["impacts"]["median_ms"] <= 40  # the metric finds the truth's own contacts
@@ -230,6 +250,7 @@ def test_install_puts_each_part_where_the_load_dualdub_node_lists_and_loads_it(s
     card = card_markdown(report, {"clips": ["heldout/1"], "table": ["| condition | x |", "|---|---|", "| default | 1 |"]},
                          can=RECIPE.can, cannot=RECIPE.cannot)
     assert "train-defaults dualdub --scale smoke" in card and "| default | 1 |" in card and "lm_stage3" in card
+    assert "varied speech timing" in card  # how the clips speak is part of what the card names
 
 
 @needs_espeak

@@ -18,7 +18,8 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
         f"- training clips: synthworld split `train`, indices {train['train_seeds'][0]}..{train['train_seeds'][1]} "
         f"(scene seeds within {SEED_RANGES['train'].start}..{SEED_RANGES['train'].stop - 1}), "
         f"{sc['seconds']} s, {sc['size']} px" + (f" (and {sc['scene_seconds']} s scenes of the same indices for the stages "
-                                                  f"that learn timing)" if sc.get("scene_seconds") else ""),
+                                                  f"that learn timing)" if sc.get("scene_seconds") else "")
+        + (f", {sc['speech_timing']} speech timing (synthworld.splits)" if sc.get("speech_timing") else ""),
         f"- evaluation clips: split `heldout` (seeds {SEED_RANGES['heldout'].start}.."
         f"{SEED_RANGES['heldout'].stop - 1}), never used in training", "",
         "## Reproduce", "",

@@ -3,20 +3,21 @@ through the paper's three-stage curriculum (3.4: V2A, then + TTS, then + V2ST), 
 ``train dualdub --stage 1..3`` on a manifest folder written from the world's clips.
 
 Clips are the world's ``full`` task (the face speaks a grammar sentence while balls bounce and the lamp
-beeps). The background track is the effects stem (impacts and beeps: the sounds the video shows; the
-world's music is left out, it would be an off-screen track the video cannot predict) and the speech track
-the speech stem. Each training clip gives one manifest entry per task; a TTS / V2ST entry's reference voice
-is another training clip of the same speaker (speakers go round the clip index, synthworld.splits), so the
-speaker encoder learns the voice, not the sentence. Stages resume by key (``stage_keys``): a rerun of the
-same work folder takes every stage whose settings are unchanged, and an LM stage stopped midway resumes from
-its last trainer checkpoint.
+beeps), with the world's varied speech timing (``Scale.speech_timing``): each clip draws its speech start and
+its pauses between words, so the speech's timing is on the lips, not in the transcript. The background track
+is the effects stem (impacts and beeps: the sounds the video shows; the world's music is left out, it would
+be an off-screen track the video cannot predict) and the speech track the speech stem. Each training clip
+gives one manifest entry per task; a TTS / V2ST entry's reference voice is another training clip of the same
+speaker (speakers go round the clip index, synthworld.splits), so the speaker encoder learns the voice, not
+the sentence. Stages resume by key (``stage_keys``): a rerun of the same work folder takes every stage whose
+settings are unchanged, and an LM stage stopped midway resumes from its last trainer checkpoint.
 """
 from __future__ import annotations
 
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -56,20 +57,30 @@ class Scale:
     temperature: float = 1.0
     top_k: int = 0
     diagnostic_clips: int = 8  # held-out clips that measure the frame and speaker encoders (never trained on)
+    # The world's speech timing for training and held-out clips alike (synthworld.splits): "varied" draws each
+    # clip's speech start and word pauses, so the lips, not the transcript, say when the words come. A training
+    # setting: every stage's key holds it, so a changed world retrains.
+    speech_timing: str = "varied"
 
+
+# 5 s clips: the grammar's longest English sentence takes 4.1 s of words alone (median 2.9 s over the first 400
+# training clips). In 4 s clips synthworld.speech.varied_timing had to scale the draws down on 92 % of those clips
+# (to 0.44 on the median one; one clip in ten had no room for any: speech start 0.2-0.6 s, 10-90 %); in 5 s
+# clips 62 % keep their draws whole, 90 % keep at least 0.64 of them, and the start spreads over 0.3-1.0 s.
+TALKING_SECONDS = 5.0
 
 SCALES = {
     "smoke": Scale(train_clips=4, seconds=1.0, size=32, codec_steps=2, clip_steps=2, speaker_steps=2,
                    lm_steps=(1, 1, 1), batch=2, bins=32, codec_width=32, hidden=32, heads=2, vocab=300,
                    diagnostic_clips=4),
     # minutes on a 2-core CPU: measured in benchmarks/tiny_defaults_feasibility.md (DualDub)
-    "feasibility": Scale(train_clips=48, seconds=4.0, size=64, codec_steps=600, clip_steps=300, speaker_steps=200,
-                         lm_steps=(300, 300, 400)),
+    "feasibility": Scale(train_clips=48, seconds=TALKING_SECONDS, size=64, codec_steps=600, clip_steps=300,
+                         speaker_steps=200, lm_steps=(300, 300, 400)),
     # the shipped default: ~40 min on a 2-core CPU (benchmarks/tiny_defaults_feasibility.md)
     # Sampled at temperature 0.7: chosen among 1.0 / 0.7 / 0.5 / 0.3 on held-out clips 0-7 (the card's table is
     # on clips 0-15): 1.0 scatters onsets and words (Int-Corr 0.29), 0.3 loses the voice (own-highest 0.63).
-    "full": Scale(train_clips=400, seconds=4.0, size=64, codec_steps=2500, clip_steps=1000, speaker_steps=600,
-                  lm_steps=(1500, 1500, 2000), hidden=96, layers=3, temperature=0.7),
+    "full": Scale(train_clips=400, seconds=TALKING_SECONDS, size=64, codec_steps=2500, clip_steps=1000,
+                  speaker_steps=600, lm_steps=(1500, 1500, 2000), hidden=96, layers=3, temperature=0.7),
 }
 
 
@@ -88,8 +99,10 @@ def stage_keys(sc: Scale, seed: int) -> dict[str, dict]:
 
 
 def talking_clips(split: str, count: int, sc: Scale, start: int = 0) -> list:
-    """The world's ``full`` clips of ``split`` (synthworld.splits seed ranges), with every stem."""
-    return [generate_clip(clip_spec(split, i, task="full", seconds=sc.seconds, size=sc.size))
+    """The world's ``full`` clips of ``split`` (synthworld.splits seed ranges) in the scale's speech timing, with
+    every stem."""
+    return [generate_clip(clip_spec(split, i, task="full", seconds=sc.seconds, size=sc.size,
+                                    speech_timing=sc.speech_timing))
             for i in range(start, start + count)]
 
 
@@ -156,6 +169,24 @@ def lm_stage(stage: int, data: Path, out: Path, steps: int, sc: Scale, codec, cl
     return ckpt
 
 
+def trained_world(weights: Path, sc: Scale) -> Scale:
+    """``sc`` with the clips the weights were trained on (length and speech timing), read from their train report: a
+    work folder's ``train_report.json`` beside ``weights/``, or the installed default's card. A report from before
+    ``speech_timing`` existed was trained on the fixed timing."""
+    from ... import defaults as pack_defaults
+
+    lm = (weights / FILES["lm"]).resolve()
+    report = lm.parent.parent / "train_report.json"
+    settings = json.loads(report.read_text())["scale_settings"] if report.is_file() else None
+    card = pack_defaults.card_path(SYSTEM).with_suffix(".json")
+    installed = pack_defaults.file_path(FOLDERS["lm"], SYSTEM, FILES["lm"]).resolve()
+    if settings is None and card.is_file() and lm == installed:
+        settings = json.loads(card.read_text())["train"]["scale_settings"]
+    if settings is None:
+        return sc
+    return replace(sc, seconds=settings["seconds"], speech_timing=settings.get("speech_timing", "fixed"))
+
+
 class DualDubRecipe:
     system = SYSTEM
     files = FILES
@@ -212,6 +243,7 @@ class DualDubRecipe:
         clip_r2 = enc.clip_r2(probe.eval(), [enc.clip_pixels(c.frames, sc.size) for c in held],
                               [enc.frame_targets(c.truth, len(c.frames), c.spec.fps) for c in held])
         clip = load_clip_vision(weights / FILES["clip"])
+        mouth_r = enc.mouth_probe_r(clip, clips, held)  # the lips in the features the LM reads (what it times by)
 
         # 3. the LM's speaker encoder, alone, on the four speakers
         tokenizer = train_bpe([c.truth["transcript"] for c in clips] + [V2A_PROMPT], sc.vocab)
@@ -237,7 +269,8 @@ class DualDubRecipe:
                   "train_seeds": [0, len(clips) - 1], "data_s": round(data_s, 1),
                   "heldout_diagnostics": {"clips": len(held), "speaker_accuracy": round(speaker_acc, 3),
                                           "clip_r2": dict(zip(("lamp", "mouth", "since_contact", "to_contact",
-                                                               "contact"), clip_r2))},
+                                                               "contact"), clip_r2)),
+                                          "mouth_probe_r": mouth_r},
                   "stages": stages,
                   "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1),
                   "threads": torch.get_num_threads(),
@@ -250,7 +283,9 @@ class DualDubRecipe:
                  seed: int = 0) -> dict:
         from .dualdub_eval import evaluate_dualdub
 
-        return evaluate_dualdub(self, Path(weights_dir), Path(out_dir), SCALES[scale], clips=clips, seed=seed)
+        weights = Path(weights_dir)  # held-out clips of the world the weights were trained on
+        return evaluate_dualdub(self, weights, Path(out_dir), trained_world(weights, SCALES[scale]), clips=clips,
+                                seed=seed)
 
 
 RECIPE = DualDubRecipe()

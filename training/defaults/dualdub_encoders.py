@@ -8,6 +8,9 @@ The last two let the LM place a contact between two of the sampled frames, which
 Saved in ComfyUI's ``clip_vision`` single-file layout (``vision_model.*``); width 64 with one head and
 quick-GELU is exactly what the loader infers from the shapes, so no config file is needed beside it.
 
+What the LM then reads of the lips is measured apart from that head (``mouth_probe_r``): a ridge probe from
+the pooled features of one frame in three, as the LM gets them, to the mouth's openness on held-out clips.
+
 Speaker encoder: the paper's encoder lives in the DualDub checkpoint (``speaker_encoder.*``). It is first
 trained alone to tell the world's four speakers apart (a linear classifier on its embedding, on random 3 s
 crops of the training clips' speech, as paper 3.2 crops references), then handed to the LM's curriculum, which
@@ -105,6 +108,35 @@ def clip_r2(probe: ClipProbe, pixels: list[torch.Tensor], targets: list[torch.Te
     return [round(float(1 - m / v), 3) if v > 0 else None for m, v in zip(mse, true.var(0, unbiased=False))]
 
 
+def _lm_frames(clip_tower, clips: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frame features the LM reads (``pipelines.dualdub.video_features``: one frame in three, paper 3.2) and
+    the truth mouth openness of those frames, over ``clips``."""
+    from ...models.dualdub.preprocess import clip_frame_indices
+    from ...pipelines.dualdub import video_features
+
+    feats, mouth = [], []
+    for c in clips:
+        feats.append(video_features(clip_tower, torch.from_numpy(c.frames).float() / 255.0, c.spec.fps)["features"])
+        openness = torch.tensor(c.truth["mouth_openness"], dtype=torch.float64)
+        mouth.append(openness[clip_frame_indices(len(c.frames))])
+    return torch.cat(feats).double(), torch.cat(mouth)
+
+
+@torch.no_grad()
+def mouth_probe_r(clip_tower, train: list, held: list, ridge: float = 1e-3) -> float:
+    """Can the LM see the lips? Pearson r, on held-out clips' frames, of a ridge probe from the frame features the
+    LM reads to the truth mouth openness, the probe fitted on training clips' frames (never on the held-out)."""
+    from ...metrics.signals import pearson
+
+    x, y = _lm_frames(clip_tower, train)
+    xh, yh = _lm_frames(clip_tower, held)
+    mean, std = x.mean(0), x.std(0) + 1e-8
+    z, zh = (x - mean) / std, (xh - mean) / std
+    gram = z.T @ z + ridge * len(z) * torch.eye(z.shape[1], dtype=z.dtype)
+    w = torch.linalg.solve(gram, z.T @ (y - y.mean()))
+    return round(pearson((zh @ w + y.mean()).numpy(), yh.numpy()), 3)
+
+
 class SpeakerProbe(nn.Module):
     def __init__(self, encoder: SpeakerEncoder, dim: int):
         super().__init__()
@@ -152,4 +184,5 @@ def speaker_accuracy(encoder: SpeakerEncoder, speech: list[torch.Tensor], labels
 
 
 __all__ = ["CLIP_WIDTH", "ClipProbe", "SpeakerProbe", "clip_batches", "clip_loss", "clip_pixels", "clip_r2",
-           "clip_state_dict", "frame_targets", "speaker_accuracy", "speaker_batches", "speaker_loss", "tiny_clip"]
+           "clip_state_dict", "frame_targets", "mouth_probe_r", "speaker_accuracy", "speaker_batches", "speaker_loss",
+           "tiny_clip"]

@@ -6,6 +6,10 @@ Metrics (issue targets): the background head's onsets against the ball contacts 
 the speech head's Int-Corr and duration error against the clip's own speech (its energy follows the word
 times); voice: resemblyzer similarity to the reference speaker against each of the other three; the sampler's
 tokens with and without the KV cache, and its speed.
+
+Held-out clips are drawn in the scale's speech timing (``Scale.speech_timing``), the world the default was
+trained on: with "varied" timing each clip's speech start and word pauses are its own, so the mismatched
+condition (another clip's video) shows how much of the speech's timing the model reads from the lips.
 """
 from __future__ import annotations
 
@@ -158,6 +162,7 @@ def evaluate_dualdub(recipe, weights: Path, out: Path, scale, *, clips: int, see
                                                         for c in everyone],
                                 [SPEAKER_NAMES.index(c.spec.speaker) for c in everyone], rate)
     result = {"system": recipe.system, "task": "v2st (speech + background)", "clips": [r["clip"] for r in rows],
+              "speech_timing": scale.speech_timing,
               "conditions": list(CONDITIONS), "summary": summary, "kv_cache": kv,
               "speaker_encoder_accuracy": round(accuracy, 3), "per_clip": rows}
     result["table"] = table(result)
@@ -174,7 +179,8 @@ def _median(x) -> float | None:
 
 
 def markdown(result: dict) -> str:
-    return "\n".join([f"# {result['system']}: {result['task']} on {len(result['clips'])} held-out clips", ""]
+    return "\n".join([f"# {result['system']}: {result['task']} on {len(result['clips'])} held-out clips "
+                      f"({result.get('speech_timing', 'fixed')} speech timing)", ""]
                      + table(result)) + "\n"
 
 
