@@ -26,10 +26,11 @@ pytestmark = [pytest.mark.skipif(bs.missing() is not None, reason=f"browser test
 
 PALETTE = dict(re.findall(r'(SOUNDSTAGE_\w+): "(#[0-9a-fA-F]{6})"', (bs.REPO / "js" / "colours.js").read_text()))
 AUDIO_NODES = {"SoundstageLoadAudio", "SoundstageSaveAudio", "SoundstagePreviewAudio"}
-# Workflows whose nodes need no model weights of the user's (soundtrack_mmdit, soundtrack_dualdub, t2av_ovi: the
-# pack's tiny defaults, on the sample input prepare_base writes): run to success in the browser.
+# Workflows whose nodes need no model weights of the user's (soundtrack_mmdit, soundtrack_dualdub, t2av_ovi,
+# audio_to_video_mtv: the pack's tiny defaults, on the sample input prepare_base writes): run to success in the
+# browser.
 RUNNABLE = {"synth_mix_mux": {"1": {"seconds": 1.5, "size": 64}}, "media_me_delivery": {}, "soundtrack_mmdit": {},
-            "soundtrack_dualdub": {}, "t2av_ovi": {}}
+            "soundtrack_dualdub": {}, "t2av_ovi": {}, "audio_to_video_mtv": {}}
 # Decoy files in the model folders (prepare_decoys) and the loader inputs that must not offer them.
 DECOYS = {"vae": ["Wan2.2_VAE.pth", "cogvideox_vae.safetensors"],
           "soundstage/mmaudio": ["mmaudio_large_44k_v2.pth", "synchformer_state_dict.pth", "v1-16.pth",

@@ -182,12 +182,14 @@ def test_speech_timing_reaches_train_and_held_out_clips_and_every_stage_key(monk
     from soundstage.training.defaults import dualdub as dd
 
     monkeypatch.setattr(dd, "generate_clip", lambda spec: spec)  # the specs the recipe asks the world for
+    # full is the shipped fixed-timing recipe; the others train in the varied timing
+    assert {name: s.speech_timing for name, s in dd.SCALES.items()} == {"smoke": "varied", "feasibility": "varied",
+                                                                        "full": "fixed"}
     for scale in dd.SCALES.values():
-        assert scale.speech_timing == "varied"
         for split in ("train", "heldout"):
-            assert {c.speech_timing for c in dd.talking_clips(split, 3, scale)} == {"varied"}
+            assert {c.speech_timing for c in dd.talking_clips(split, 3, scale)} == {scale.speech_timing}
         fixed = dd.stage_keys(dataclasses.replace(scale, speech_timing="fixed"), 0)
-        varied = dd.stage_keys(scale, 0)
+        varied = dd.stage_keys(dataclasses.replace(scale, speech_timing="varied"), 0)
         # a changed world retrains every stage
         assert all(fixed[k] != varied[k] and varied[k]["speech_timing"] == "varied" for k in varied)
 

@@ -76,7 +76,7 @@ def test_dubit_workflows_run_in_comfyui(tmp_path, name):
 
 
 @pytest.mark.parametrize("system,workflow", [("audiogen_omni", "soundtrack_mmdit"), ("dualdub", "soundtrack_dualdub"),
-                                             ("ovi", "i2av_ovi")])
+                                             ("ovi", "i2av_ovi"), ("mtv", "audio_to_video_mtv")])
 def test_workflow_runs_in_comfyui_with_the_shipped_default(tmp_path, system, workflow):
     """The template as shipped: ComfyUI lists the pack's tiny default under soundstage-tiny/ (an extra search path)
     and runs the graph on the sample input with an empty models folder."""

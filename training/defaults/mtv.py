@@ -91,9 +91,9 @@ SCALES = {
     # CPU s / step measured at this size (benchmarks/tiny_defaults_mtv.py, 2 threads, contended): VAE single frames
     # (batch 8) 6.7, 9-frame crops (batch 4) 3.5, denoiser (batch 8) 0.27; a world clip ~0.3 + espeak
     "feasibility": Scale(train_clips=16, size=64, vae_frame_steps=60, vae_frame_batch=4, vae_steps=60, dit_steps=150),
-    # ~43 CPU min by those numbers (VAE 250 x ~3.4 + 250 x 3.5, denoiser 2000 x 0.27, clips / features / latents
-    # ~5): about 22-25 min wall with 2 threads on an idle 2-core machine (benchmarks/tiny_defaults_mtv.md)
-    "full": Scale(train_clips=192, size=64, vae_frame_steps=250, vae_frame_batch=4, vae_steps=250, dit_steps=2000),
+    # One thread beside other trainings: VAE 2000 frame steps (0.15 CPU s/step) + 1000 crop steps (0.56), denoiser
+    # 4000 (0.08), clips / features / latents ~3 CPU min: 24 min wall (benchmarks/tiny_defaults_mtv.md, "Full runs")
+    "full": Scale(train_clips=192, size=64, vae_frame_steps=2000, vae_frame_batch=8, vae_steps=1000, dit_steps=4000),
 }
 
 
