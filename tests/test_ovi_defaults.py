@@ -268,12 +268,13 @@ def test_install_puts_each_part_where_the_ovi_loader_nodes_list_and_load_it(smok
     from soundstage.training.defaults.ovi import FILES
 
     with installed_smoke_default("ovi", smoke_run / "a", tmp_path, monkeypatch, "soundstage/ovi", "text_encoders", "vae"):
-        def first(node, key):
-            return {i.id: i for i in node.define_schema().inputs}[key].options[0]
+        def options(node, key):
+            return {i.id: i for i in node.define_schema().inputs}[key].options
 
-        names = [first(LoadOviModel, "ckpt_name"), first(LoadOviTextEncoder, "text_encoder"),
-                 first(LoadOviTextEncoder, "tokenizer"), first(LoadWanVAE, "vae_name")]
-        assert names == [f"soundstage-tiny/ovi/{FILES[k]}" for k in ("model", "text_encoder", "tokenizer", "vae")]
+        names = [f"soundstage-tiny/ovi/{FILES[k]}" for k in ("model", "text_encoder", "tokenizer", "vae")]
+        listed = [options(LoadOviModel, "ckpt_name"), options(LoadOviTextEncoder, "text_encoder"),
+                  options(LoadOviTextEncoder, "tokenizer"), options(LoadWanVAE, "vae_name")]
+        assert all(name in opts for name, opts in zip(names, listed)), listed
         ovi = LoadOviModel.execute(names[0], "fp32", "none", 0, 0, 512).result[0]
         enc = LoadOviTextEncoder.execute(names[1], names[2], 512).result[0]
         vae = LoadWanVAE.execute(names[3], "fp32").result[0]

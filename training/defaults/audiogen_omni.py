@@ -23,7 +23,7 @@ from ...models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
 from ...models.audiogen_omni.preprocess import SYNC_FPS, SYNC_STRIDE, load_video_frames, sync_pixels
 from ...models.common.codecs.mel import MEL_16K, LogMel
 from . import codecs
-from .stages import run_stage
+from .stages import run_stage, work_folder
 from .world import event_times, world_clips
 
 SYSTEM = "audiogen_omni"
@@ -129,9 +129,7 @@ class AudioGenOmniRecipe:
         from ..audiogen_omni.train import EMA, DropoutConfig, batches, make_loss_fn
 
         sc = SCALES[scale]
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "settings.json").write_text(json.dumps({"scale": asdict(sc), "seed": seed}))
+        out = work_folder(out_dir, sc, seed)
         # a finished stage of an earlier run is reused when its key (data, settings, the stages it reads) is unchanged
         scene = sc.scene_seconds or sc.seconds
         data = {"split": "train", "task": "v2a", "clips": sc.train_clips, "seconds": sc.seconds, "size": sc.size,

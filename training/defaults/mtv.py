@@ -26,7 +26,7 @@ from ...synthworld import generate_clip
 from ...synthworld.splits import clip_spec
 from . import mtv_parts as parts
 from . import ovi_parts
-from .stages import run_stage
+from .stages import run_stage, work_folder
 
 SYSTEM = "mtv"
 PREFIX = "soundstage-tiny/mtv"
@@ -256,9 +256,7 @@ class MTVRecipe:
         from ..mtv.train import LossConfig, batches, make_loss_fn
 
         sc = SCALES[scale]
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "settings.json").write_text(json.dumps({"scale": asdict(sc), "seed": seed}))
+        out = work_folder(out_dir, sc, seed)
         weights = out / "weights"
         weights.mkdir(exist_ok=True)
         stages: list[dict] = []

@@ -25,7 +25,7 @@ from ... import defaults as pack_defaults
 from ...synthworld import generate_clip
 from ...synthworld.splits import clip_spec
 from . import ovi_parts as parts
-from .stages import run_stage
+from .stages import run_stage, work_folder
 
 SYSTEM = "ovi"
 PREFIX = "soundstage-tiny/ovi"
@@ -212,9 +212,7 @@ class OviRecipe:
         from ..ovi.train import LossConfig, batches, make_loss_fn, write_features
 
         sc = SCALES[scale]
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "settings.json").write_text(json.dumps({"scale": asdict(sc), "seed": seed}))
+        out = work_folder(out_dir, sc, seed)
         weights = out / "weights"
         weights.mkdir(exist_ok=True)
         stages: list[dict] = []

@@ -19,6 +19,16 @@ import numpy as np
 from ..trainer import TrainConfig, Trainer
 
 
+def work_folder(out_dir: str, scale, seed: int) -> Path:
+    """A recipe's work folder, with the ``settings.json`` its stages resume under (the stage caches live in it)."""
+    from dataclasses import asdict
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "settings.json").write_text(json.dumps({"scale": asdict(scale), "seed": seed}))
+    return out
+
+
 def finished(out: Path, name: str, log: list, resume: bool, key: dict | None = None) -> bool:
     """A stage an earlier run finished (its ``stage.json`` exists, with the same ``key`` when one is given):
     its log entry is taken, marked resumed."""
