@@ -25,6 +25,7 @@ TRAINERS = {
     "audiogen": ".training.audiogen_omni.train",
     "dubbing-lora": ".training.just_dub_it.train",
     "ovi": ".training.ovi.train",
+    "mtv": ".training.mtv.train",
 }
 
 

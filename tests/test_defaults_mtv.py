@@ -246,3 +246,59 @@ def test_shipped_mtv_default_meets_loose_targets_on_the_ci_clips(tmp_path):
     # the shipped default: 90 ms on 16 held-out clips (116 ms on these two), against 200 with another clip's stems
     assert s["default"]["events"]["median_ms"] <= 150, s["default"]
     assert s["default"]["events"]["median_ms"] <= 0.75 * s["mismatched"]["events"]["median_ms"], s
+
+
+def _smoke_items(n=3):
+    """Features in the layout ``train mtv`` reads, at the smoke scale's sizes (13 latents of 1x1 patches)."""
+    from soundstage.training.defaults.mtv import LATENT_FRAMES, SCALES
+
+    sc, g = SCALES["smoke"], torch.Generator().manual_seed(0)
+    lat, f = sc.size // 8, 1 + 4 * (LATENT_FRAMES - 1)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    return sc, [{"latents": r(LATENT_FRAMES, sc.latent_channels, lat, lat), "image": r(1, sc.latent_channels, lat, lat),
+                 "context": r(sc.text_len, sc.text_dim), "vocal": r(f, 5, 1, 8), "effect": r(f, 5, 1, 8),
+                 "music": r(f, 5, 1, 8)} for _ in range(n)]
+
+
+def test_train_mtv_cli_writes_the_loaders_layout_and_fine_tunes_from_it(tmp_path, capsys):
+    from dataclasses import asdict
+
+    from soundstage.cli import main
+    from soundstage.pipelines.mtv import load_mtv
+    from soundstage.training.defaults.mtv import model_config
+    from soundstage.training.features import write_features
+    from soundstage.training.mtv.train import model_from_config
+
+    sc, items = _smoke_items()
+    data = write_features(tmp_path / "data", items)
+    bb, au = model_config(sc, items[0]["vocal"])
+    (tmp_path / "config.json").write_text(json.dumps({"backbone": asdict(bb), "audio": asdict(au)}))
+    assert main(["train", "mtv", "--data", str(data), "--out", str(tmp_path / "a"), "--config",
+                 str(tmp_path / "config.json"), "--steps", "2", "--batch-size", "2", "--lr", "1e-3"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 2
+    ckpt = tmp_path / "a" / "mtv_ema.safetensors"
+    net, _ = load_mtv(str(ckpt), "fp32")  # strict: every key and shape of the converted layout
+    assert net.config.num_layers == sc.layers and net.audio.config.proj_in_dim == 5 * 8
+    assert main(["train", "mtv", "--data", str(data), "--out", str(tmp_path / "b"), "--init", str(ckpt),
+                 "--steps", "1", "--batch-size", "3", "--ema", "0"]) == 0
+    tuned, _ = load_mtv(str(tmp_path / "b" / "mtv_ema.safetensors"), "fp32")
+    before, after = net.state_dict(), tuned.state_dict()
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+    fresh = model_from_config(json.loads((tmp_path / "config.json").read_text()))
+    assert torch.count_nonzero(fresh.audio.layers[0].audio_music_adaLn.weight) == 0  # official init: music = identity
+
+
+def test_train_mtv_names_what_its_data_folder_lacks(tmp_path):
+    from soundstage.training.features import write_features
+    from soundstage.training.mtv.train import manifest_items
+
+    with pytest.raises(FileNotFoundError, match="train mtv: .*manifest.jsonl"):
+        manifest_items(tmp_path)
+    _, items = _smoke_items(1)
+    del items[0]["music"]
+    write_features(tmp_path, items)
+    with pytest.raises(ValueError, match="line 1: features lack music"):
+        manifest_items(tmp_path)
+    (tmp_path / "manifest.jsonl").write_text('{"features": "../outside.safetensors"}\n')
+    with pytest.raises(ValueError, match="outside the data folder"):
+        manifest_items(tmp_path)

@@ -22,6 +22,7 @@ import torch
 
 from ...models.common.flow_matching import flow_matching_loss, interpolate, sample_t
 from ...models.audiogen_omni.mmdit import MMDiT, MMDiTConfig
+from ..features import manifest_items as read_manifest
 
 MODALITIES = ("clip", "sync", "text", "lyrics")
 
@@ -125,17 +126,7 @@ def collate(items: list[dict[str, torch.Tensor]], net: MMDiT) -> Batch:
 
 
 def manifest_items(folder: str | Path) -> list[dict[str, torch.Tensor]]:
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    items = []
-    for line in (folder / "manifest.jsonl").read_text().splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            items.append(load_file(str(folder / entry["features"])))
-    if not items:
-        raise ValueError(f"{folder}/manifest.jsonl lists no clips")
-    return items
+    return read_manifest(folder, ("latent",), "train audiogen")
 
 
 def batches(items: list, net: MMDiT, batch_size: int, seed: int = 0) -> Iterator[Batch]:

@@ -168,14 +168,10 @@ def model_config(sc: Scale, features: torch.Tensor):
 
 
 def new_model(sc: Scale, features: torch.Tensor, seed: int):
-    from ...models.mtv.transformer import MTVTransformer
+    from ..mtv.train import new_model as fresh_model
 
     torch.manual_seed(seed)
-    model = MTVTransformer(*model_config(sc, features))
-    for layer in model.audio.layers:  # zero-initialised in the official code: music starts as the identity
-        torch.nn.init.zeros_(layer.audio_music_adaLn.weight)
-        torch.nn.init.zeros_(layer.audio_music_adaLn.bias)
-    return model
+    return fresh_model(*model_config(sc, features))
 
 
 def save_model(model, path: Path) -> Path:

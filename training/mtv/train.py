@@ -11,11 +11,22 @@ batches train what the sampler also asks for:
   keyframe input);
 - a continued chunk (paper sec. 5.5): the first CARRIED_LATENTS latents clean, modulated as clean frames
   (``clean_frames``), and left out of the loss, as every chunk after the first is sampled.
+
+``python -m soundstage train mtv --data FOLDER --out OUT`` reads ``FOLDER/manifest.jsonl`` (training/features.py):
+one features file per clip holding MTVBatch's fields without the batch axis: ``latents`` [T, C, h, w] (the
+CogVideoX VAE's scaled latents, as the VAE nodes give them), ``image`` [1, C, h, w] (the first frame encoded
+alone), ``context`` [Lt, D] (T5 features at the model's text length) and ``vocal`` / ``effect`` / ``music``
+[F, 5, layers, D] (the wav2vec windows of each stem, F = 1 + 4 (T - 1)). ``--init`` fine-tunes an MTV checkpoint
+(official or converted); ``--config`` starts a fresh model from ``{"backbone": {...}, "audio": {...}}``
+(BackboneConfig, MSTConfig). The EMA weights are written in the converted layout the MTV loader reads.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -81,4 +92,76 @@ def batches(items: list[dict[str, torch.Tensor]], batch_size: int, seed: int = 0
         yield MTVBatch(**{f: torch.stack([items[i][f] for i in pick]) for f in MTVBatch.__dataclass_fields__})
 
 
-__all__ = ["LossConfig", "MTVBatch", "batches", "make_loss_fn"]
+def manifest_items(folder: str | Path) -> list[dict[str, torch.Tensor]]:
+    from ..features import manifest_items as read_manifest
+
+    return read_manifest(folder, tuple(MTVBatch.__dataclass_fields__), "train mtv")
+
+
+def new_model(backbone, audio):
+    """A fresh MTVTransformer, initialised as the official code does: the music adaLN starts at zero, so the
+    music stream starts as the identity."""
+    from ...models.mtv.transformer import MTVTransformer
+
+    model = MTVTransformer(backbone, audio)
+    for layer in model.audio.layers:
+        torch.nn.init.zeros_(layer.audio_music_adaLn.weight)
+        torch.nn.init.zeros_(layer.audio_music_adaLn.bias)
+    return model
+
+
+def model_from_config(d: dict):
+    from ...models.mtv.audio_modules import MSTConfig
+    from ...models.mtv.transformer import BackboneConfig
+
+    def tuples(v):  # JSON lists back to the configs' tuples
+        return {k: tuple(x) if isinstance(x, list) else x for k, x in v.items()}
+
+    return new_model(BackboneConfig(**tuples(d["backbone"])), MSTConfig(**tuples(d["audio"])))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="folder with manifest.jsonl of cached per-clip features")
+    p.add_argument("--out", required=True)
+    p.add_argument("--init", help="MTV checkpoint to fine-tune (official or converted)")
+    p.add_argument("--config", help="JSON file of a fresh model's configs: {\"backbone\": {...}, \"audio\": {...}}")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=2e-5)  # CogVideoX's fine-tuning rate (MTV trains from it)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--uncond-share", type=float, default=LossConfig.uncond_share)
+    p.add_argument("--i2v-share", type=float, default=LossConfig.i2v_share)
+    p.add_argument("--continue-share", type=float, default=LossConfig.continue_share)
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    p.add_argument("--seed", type=int, default=0)
+
+
+def main(args) -> int:
+    from ...models.mtv.convert import save_converted
+    from ...pipelines.mtv import load_mtv
+    from ..audiogen_omni.train import EMA
+    from ..trainer import TrainConfig, Trainer
+
+    if args.init:
+        net = load_mtv(args.init, "fp32")[0].train().requires_grad_(True)
+    elif args.config:
+        net = model_from_config(json.loads(Path(args.config).read_text()))
+    else:
+        raise SystemExit("train mtv: give --init CHECKPOINT or --config CONFIG.json")
+    items = manifest_items(args.data)
+    cfg = TrainConfig(out_dir=args.out, steps=args.steps, lr=args.lr, weight_decay=args.weight_decay,
+                      mixed_precision=args.mixed_precision, seed=args.seed)
+    loss = LossConfig(args.uncond_share, args.i2v_share, args.continue_share)
+    ema = EMA(net, args.ema)
+    trainer = Trainer(net, make_loss_fn(loss, seed=args.seed), cfg,
+                      on_step=lambda step, logs: ema.update(trainer.unwrapped()))
+    trainer.fit(batches(items, args.batch_size, args.seed))
+    out = Path(args.out) / "mtv_ema.safetensors"
+    save_converted(ema.shadow, out)
+    print(json.dumps({"step": trainer.step, "checkpoint": str(out)}))
+    return 0
+
+
+__all__ = ["LossConfig", "MTVBatch", "add_arguments", "batches", "main", "make_loss_fn", "manifest_items",
+           "model_from_config", "new_model"]

@@ -27,6 +27,7 @@ import torch
 
 from ...models.ovi.fusion import FusionConfig, OviFusion
 from ...models.ovi.tower import TowerConfig
+from ..features import manifest_items as read_manifest, write_features
 
 NUM_TRAIN_TIMESTEPS = 1000  # Wan's training grid: the model's timestep is 1000 sigma
 VIDEO_WEIGHT, AUDIO_WEIGHT = 0.85, 0.15  # paper 4.2.2: lambda_v, lambda_a
@@ -101,38 +102,7 @@ def batches(items: list[dict], batch_size: int, seed: int = 0) -> Iterator[OviBa
 
 
 def manifest_items(folder: str | Path) -> list[dict[str, torch.Tensor]]:
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    manifest = folder / "manifest.jsonl"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"train ovi: {manifest} not found (one JSON line per clip naming its features file)")
-    items = []
-    for n, line in enumerate(manifest.read_text().splitlines(), 1):
-        if line.strip():
-            feats = load_file(str(folder / json.loads(line)["features"]))
-            missing = [k for k in ("video", "audio", "text") if k not in feats]
-            if missing:
-                raise ValueError(f"train ovi: {manifest} line {n}: features lack {', '.join(missing)}")
-            items.append(feats)
-    if not items:
-        raise ValueError(f"train ovi: {manifest} lists no clips")
-    return items
-
-
-def write_features(folder: str | Path, clips: list[dict[str, torch.Tensor]], names: list[str] | None = None) -> Path:
-    """The data folder ``train ovi`` reads: one features file per clip and ``manifest.jsonl``."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, feats in enumerate(clips):
-        name = f"{names[i] if names else i:>05}.safetensors"
-        save_file({k: v.detach().float().contiguous() for k, v in feats.items()}, str(folder / name))
-        lines.append(json.dumps({"features": name}))
-    (folder / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-    return folder
+    return read_manifest(folder, ("video", "audio", "text"), "train ovi")
 
 
 def fusion_config_from_dict(d: dict) -> FusionConfig:
