@@ -4,8 +4,9 @@ the same speaker) soundtracked in one V2ST pass, for (a) the default, (b) the de
 
 Metrics (issue targets): the background head's onsets against the ball contacts (and all events);
 the speech head's Int-Corr and duration error against the clip's own speech (its energy follows the word
-times); voice: resemblyzer similarity to the reference speaker against each of the other three; the sampler's
-tokens with and without the KV cache, and its speed.
+times); voice: resemblyzer similarity to the reference speaker against each of the other three; words: Whisper
+tiny.en's WER against the transcript (English clips; the stretch target); the sampler's tokens with and without the
+KV cache, and its speed.
 
 Held-out clips are drawn in the scale's speech timing (``Scale.speech_timing``), the world the default was
 trained on: with "varied" timing each clip's speech start and word pauses are its own, so the mismatched
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...metrics.asr import MetricUnavailable
+from ...metrics.asr import MetricUnavailable, transcribe, wer
 from ...metrics.events import event_sync
 from ...metrics.timing import dur_err, int_corr
 from .evaluate import summarise
@@ -44,6 +45,14 @@ def load_parts(weights: Path, files: dict):
 
 def _audio(wave: np.ndarray, rate: int) -> dict:
     return {"waveform": torch.as_tensor(np.asarray(wave, np.float32)).view(1, 1, -1), "sample_rate": rate}
+
+
+def _word_error(wave: np.ndarray, rate: int, transcript: str, language: str) -> float | None:
+    """Whisper tiny.en's WER of ``wave`` against ``transcript``; None when Whisper is absent or cannot score it."""
+    try:
+        return round(wer(transcribe(wave, rate, language), transcript), 3)
+    except MetricUnavailable:
+        return None
 
 
 def _voice_similarities(wave: np.ndarray, rate: int, references: list[np.ndarray], ref_rate: int) -> list[float] | None:
@@ -142,6 +151,9 @@ def evaluate_dualdub(recipe, weights: Path, out: Path, scale, *, clips: int, see
                 own = names.index(c.spec.speaker)
                 r["voice"] = {"similarities": dict(zip(names, sims)),
                               "own_highest": bool(all(sims[own] > s for k, s in enumerate(sims) if k != own))}
+            words = _word_error(sp, rate, c.truth["transcript"], c.spec.language)
+            if words is not None:
+                r["wer"] = words
             row[name] = r
         rows.append(row)
     summary = summarise(rows, CONDITIONS, BACKGROUND_KINDS)
@@ -150,6 +162,9 @@ def evaluate_dualdub(recipe, weights: Path, out: Path, scale, *, clips: int, see
         de = [r[cond]["dur_err"] for r in rows if np.isfinite(r[cond]["dur_err"])]
         summary[cond]["speech"] = {"int_corr_mean": _mean(ic), "int_corr_median": _median(ic),
                                    "dur_err_median": _median(de), "dur_err_mean": _mean(de)}
+        scored = [r[cond]["wer"] for r in rows if "wer" in r[cond]]
+        summary[cond]["words"] = ({"wer_median": _median(scored), "wer_mean": _mean(scored), "clips": len(scored)}
+                                  if scored else {"skipped": "Whisper tiny.en is not installed or the clips are not English"})
         voiced = [r[cond]["voice"] for r in rows if "voice" in r[cond]]
         summary[cond]["voice"] = ({"own_highest_share": round(float(np.mean([v["own_highest"] for v in voiced])), 3),
                                    "clips": len(voiced)} if voiced else
@@ -190,15 +205,17 @@ def table(result: dict) -> list[str]:
     lines = ["Background: each ground-truth event matched to the nearest onset of the background head's audio "
              "(median ms, a miss = 200 ms; precision = share of onsets within 100 ms of an event). Speech: Int-Corr "
              "and duration error against the clip's own speech. Voice: share of clips whose speech is closer "
-             "(resemblyzer) to the reference speaker than to each of the other three.", "",
+             "(resemblyzer) to the reference speaker than to each of the other three. Words: Whisper tiny.en's WER "
+             "against the transcript (median).", "",
              "| condition | impacts median ms | impacts miss rate | all events median ms | onset precision | "
-             "Int-Corr mean | Dur-Err median | voice own-highest |", "|---|---|---|---|---|---|---|---|"]
+             "Int-Corr mean | Dur-Err median | voice own-highest | WER median |", "|---|---|---|---|---|---|---|---|---|"]
     for cond, m in s.items():
         imp, al = m.get("impacts", {}), m.get("all", {})
         voice = m["voice"].get("own_highest_share", "skipped")
+        words = m.get("words", {}).get("wer_median", "skipped")
         lines.append(f"| {cond} | {imp.get('median_ms')} | {imp.get('miss_rate')} | {al.get('median_ms')} | "
                      f"{al.get('onset_precision')} | {m['speech']['int_corr_mean']} | {m['speech']['dur_err_median']} | "
-                     f"{voice} |")
+                     f"{voice} | {words} |")
     kv = result.get("kv_cache") or {}
     lines += ["", f"Sampler: tokens with and without the KV cache identical: **{kv.get('identical')}**; "
               f"{kv.get('tokens_per_s_cached')} tokens/s with the cache, {kv.get('tokens_per_s_uncached')} without "
