@@ -208,6 +208,11 @@ def test_install_puts_weights_and_card_in_the_defaults_folder(smoke_run, tmp_pat
     assert set(pack_defaults.search_paths(tmp_path)) == {"soundstage_mmaudio"} and len(written) == len(FILES) + 2
 
 
+# Ovi's 2 s generations show a floor contact in about 6 clips of 16 (its card's table), the first two held-out
+# clips none: four clips, so that its sync is measured at all.
+CI_CLIPS = {"ovi": 4}
+
+
 def test_shipped_defaults_meet_loose_targets_on_the_ci_clips(tmp_path):
     # CI's check of what the pack ships: two held-out clips per system, loose versions of the targets.
     from soundstage.training.defaults import RECIPES, recipe
@@ -221,7 +226,7 @@ def test_shipped_defaults_meet_loose_targets_on_the_ci_clips(tmp_path):
         card = json.loads(pack_defaults.card_path(system).with_suffix(".json").read_text())
         with installed_weights(system) as weights:
             result = recipe(system).evaluate(str(weights), str(tmp_path / system), scale=card["train"]["scale"],
-                                             clips=len(SEED_RANGES["ci"]), seed=0)
+                                             clips=CI_CLIPS.get(system, len(SEED_RANGES["ci"])), seed=0)
         s = result["summary"]
         if system == "ovi":  # one pass makes both: picture and sound (its card has the 16-clip table)
             assert s["default"]["speech"]["share"] >= 0.5 and s["default"]["balls"]["share"] >= 0.5, s["default"]

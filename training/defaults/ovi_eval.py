@@ -254,6 +254,11 @@ def envelope_steps(wave: np.ndarray, rate: int = 16000) -> np.ndarray:
     return np.abs(np.diff(env))
 
 
+def _nan_stat(fn, values, *args) -> float | None:
+    v = np.asarray(values, float)
+    return round(float(fn(v, *args)), 2) if np.isfinite(v).any() else None
+
+
 @torch.no_grad()
 def evaluate_long(net, vae, mel_vae, voc, held, texts, scale, seed: int, chunks: int = 3,
                   reencode: bool = True) -> dict:
@@ -269,7 +274,7 @@ def evaluate_long(net, vae, mel_vae, voc, held, texts, scale, seed: int, chunks:
 
     rate, hop = 16000, 512  # one audio latent = 2 mel frames of 256 samples
     lat = scale.size // 16
-    seam_ball, seam_env, world_ball, world_env = [], [], [], []
+    seam_ball, seam_env, world_ball, world_env, inside = [], [], [], [], []
     for i, c in enumerate(held):
         empty = texts[i].new_zeros(0, texts[i].shape[1])
         s = OviSampling(steps=scale.sample_steps, shift=scale.shift, video_cfg=1.0, audio_cfg=1.0, slg_layer=0,
@@ -284,16 +289,18 @@ def evaluate_long(net, vae, mel_vae, voc, held, texts, scale, seed: int, chunks:
         wave = stitch_audio(waves, parts[1].audio_overlap * hop).numpy()
         colours = caption_colours(c.prompt)
         steps, env = ball_steps(frames, colours), envelope_steps(wave, rate)
-        start, end = 0, waves[0].shape[-1]
+        start, end, seams = 0, waves[0].shape[-1], set()
         for k, part in enumerate(decoded[:-1]):
             start += part.shape[0] - parts[k + 1].video_overlap  # first frame of chunk k + 1 in the clip
             near = steps[max(0, start - 1): start + 1]
+            seams.update(range(max(0, start - 1), start + 1))
             seam_ball.append(float(np.nanmax(near)) if np.isfinite(near).any() else float("nan"))
             # the crossfade stitch_audio makes: from the next chunk's start to the previous chunk's end
             fade = end - min(parts[k + 1].audio_overlap * hop, waves[k + 1].shape[-1])
             a, b = fade // ENVELOPE_HOP, end // ENVELOPE_HOP
             seam_env.append(float(np.max(env[max(0, a - 1): b + 1], initial=0.0)))
             end = fade + waves[k + 1].shape[-1]
+        inside += [v for j, v in enumerate(steps) if j not in seams]  # the model's own motion, away from seams
         world = generate_clip_of(c.index, len(frames), scale)
         world_ball += list(ball_steps(world.frames, colours))
         world_env += list(envelope_steps(world.audio, rate))
@@ -301,6 +308,9 @@ def evaluate_long(net, vae, mel_vae, voc, held, texts, scale, seed: int, chunks:
     sb = np.asarray(seam_ball, float)
     return {"chunks": chunks, "clips": len(held), "seams": len(seam_ball), "seams_ball_seen": int(np.isfinite(sb).sum()),
             "seam_ball_move_px_max": round(float(np.nanmax(sb)), 2) if np.isfinite(sb).any() else None,
+            "seam_ball_moves_px": [None if not np.isfinite(v) else round(v, 2) for v in sb.tolist()],
+            "inside_ball_move_px_p99": _nan_stat(np.nanpercentile, inside, 99),
+            "inside_ball_move_px_max": _nan_stat(np.nanmax, inside),
             "world_ball_move_px_p99": round(float(np.nanpercentile(wb, 99)), 2) if np.isfinite(wb).any() else None,
             "world_ball_move_px_max": round(float(np.nanmax(wb)), 2) if np.isfinite(wb).any() else None,
             "seam_envelope_db_max": round(float(np.max(seam_env)), 2) if seam_env else None,
@@ -357,7 +367,8 @@ def table(result: dict) -> list[str]:
     lo = result.get("long_clip")
     if lo:
         lines += ["", f"Long clips ({lo['clips']} prompts x {lo['chunks']} chunks, {lo['seams']} seams, the ball seen "
-                      f"at {lo['seams_ball_seen']}): ball move at a seam max {lo['seam_ball_move_px_max']} px (the world frame to frame: p99 "
+                      f"at {lo['seams_ball_seen']}): ball move at a seam max {lo['seam_ball_move_px_max']} px (inside the chunks: "
+                      f"p99 {lo.get('inside_ball_move_px_p99')}, max {lo.get('inside_ball_move_px_max')} px; the world frame to frame: p99 "
                       f"{lo['world_ball_move_px_p99']}, max {lo['world_ball_move_px_max']} px); audio envelope change "
                       f"over a seam max {lo['seam_envelope_db_max']} dB per 20 ms (the world: p99 "
                       f"{lo['world_envelope_db_p99']}, max {lo['world_envelope_db_max']} dB)."]
