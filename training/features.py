@@ -10,6 +10,23 @@ from typing import Sequence
 import torch
 
 
+def add_train_arguments(p, *, model: str, config: str, steps: int, batch_size: int, lr: float,
+                        weight_decay: float = 0.0) -> None:
+    """The arguments every ``train <system>`` on cached features shares (data, output, start point, optimiser, EMA,
+    precision, seed); ``model`` / ``config`` say what ``--init`` / ``--config`` take for that system."""
+    p.add_argument("--data", required=True, help="folder with manifest.jsonl of cached per-clip features")
+    p.add_argument("--out", required=True)
+    p.add_argument("--init", help=f"{model} to start from")
+    p.add_argument("--config", help=f"JSON file of a fresh model's {config}")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--weight-decay", type=float, default=weight_decay)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
+    p.add_argument("--seed", type=int, default=0)
+
+
 def write_features(folder: str | Path, clips: list[dict[str, torch.Tensor]], names: list[str] | None = None) -> Path:
     """Write ``clips`` (one dict of tensors each, stored as float32) and their manifest into ``folder``."""
     from safetensors.torch import save_file
@@ -58,4 +75,4 @@ def manifest_items(folder: str | Path, required: Sequence[str] = (), command: st
     return items
 
 
-__all__ = ["manifest_items", "write_features"]
+__all__ = ["add_train_arguments", "manifest_items", "write_features"]

@@ -150,17 +150,11 @@ def train(net: MMDiT, data: Iterable[Batch], cfg, *, dropout: DropoutConfig = Dr
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="folder with manifest.jsonl of cached per-clip features")
-    p.add_argument("--out", required=True)
-    p.add_argument("--init", help="MMDiT checkpoint to start from (MMAudio .pth or ours)")
-    p.add_argument("--config", help="JSON file of MMDiTConfig fields for a fresh model")
-    p.add_argument("--steps", type=int, default=10000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-5)  # paper 4
-    p.add_argument("--weight-decay", type=float, default=1e-3)  # paper 4
-    p.add_argument("--ema", type=float, default=0.999)
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
-    p.add_argument("--seed", type=int, default=0)
+    from ..features import add_train_arguments
+
+    # paper 4: lr 1e-5, weight decay 1e-3
+    add_train_arguments(p, model="MMDiT checkpoint (MMAudio .pth or ours)", config="MMDiTConfig fields",
+                        steps=10000, batch_size=8, lr=1e-5, weight_decay=1e-3)
     p.add_argument("--vae", help="MMAudio VAE file, to cache features of a raw.jsonl folder")
     p.add_argument("--t5", help="T5 folder (captions)")
     p.add_argument("--clip", help="open_clip weights (video frames)")

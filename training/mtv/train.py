@@ -121,21 +121,14 @@ def model_from_config(d: dict):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="folder with manifest.jsonl of cached per-clip features")
-    p.add_argument("--out", required=True)
-    p.add_argument("--init", help="MTV checkpoint to fine-tune (official or converted)")
-    p.add_argument("--config", help="JSON file of a fresh model's configs: {\"backbone\": {...}, \"audio\": {...}}")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=2e-5)  # CogVideoX's fine-tuning rate (MTV trains from it)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--ema", type=float, default=0.999)
+    from ..features import add_train_arguments
+
+    # CogVideoX's fine-tuning rate (MTV trains from it)
+    add_train_arguments(p, model="MTV checkpoint (official or converted)",
+                        config='configs: {"backbone": {...}, "audio": {...}}', steps=1000, batch_size=4, lr=2e-5)
     p.add_argument("--uncond-share", type=float, default=LossConfig.uncond_share)
     p.add_argument("--i2v-share", type=float, default=LossConfig.i2v_share)
     p.add_argument("--continue-share", type=float, default=LossConfig.continue_share)
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
-    p.add_argument("--seed", type=int, default=0)
-
 
 def main(args) -> int:
     from ...models.mtv.convert import save_converted

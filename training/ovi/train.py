@@ -110,23 +110,16 @@ def fusion_config_from_dict(d: dict) -> FusionConfig:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="folder with manifest.jsonl of cached per-clip features")
-    p.add_argument("--out", required=True)
-    p.add_argument("--init", help="Ovi fusion checkpoint to fine-tune (model.safetensors)")
+    from ..features import add_train_arguments
+
+    # paper 4.3: fusion fine-tuning at 5e-5
+    add_train_arguments(p, model="Ovi fusion checkpoint (model.safetensors)",
+                        config='tower configs: {"video": {...}, "audio": {...}}', steps=1000, batch_size=4, lr=5e-5)
     p.add_argument("--num-heads", type=int, default=None, help="with --init: heads (default dim / 128, as Wan)")
-    p.add_argument("--config", help="JSON file of a fresh model's tower configs: {\"video\": {...}, \"audio\": {...}}")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=5e-5)  # paper 4.3, fusion fine-tuning
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--video-weight", type=float, default=VIDEO_WEIGHT)
     p.add_argument("--audio-weight", type=float, default=AUDIO_WEIGHT)
     p.add_argument("--i2v-share", type=float, default=0.0, help="share of steps trained as image-to-video")
     p.add_argument("--text-dropout", type=float, default=0.0)
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
-    p.add_argument("--seed", type=int, default=0)
-
 
 def train(net: OviFusion, data, cfg, loss: LossConfig = LossConfig(), *, ema_decay: float = 0.999):
     """Run the shared trainer; returns (trainer, ema)."""
