@@ -10,7 +10,7 @@ keep) with the ``NAME.switch.json`` sidecar ``dubbing-data --clips`` reads (trai
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +40,7 @@ class SwitchClip:
 
     @property
     def scene(self) -> str:
-        """What is seen, in the world's caption words (no line: the dubbing prompts add it)."""
-        truth = self.clip.truth
-        colours = [colour_name(BALL_COLOURS[k % len(BALL_COLOURS)]) for k in range(self.clip.spec.n_balls)]
-        parts = [p for p in (_balls(colours), "a lamp blinks with a beep" if truth["beeps"] else "") if p]
-        who = {"f": "a woman", "m": "a man"}[SPEAKERS[self.clip.spec.speaker][0][0]]
-        text = ", ".join(parts) + f", while {who} talks" if parts else f"{who} talks"
-        return text[0].upper() + text[1:] + "."
+        return scene_text(self.clip)
 
     @property
     def audio(self) -> np.ndarray:
@@ -63,25 +57,39 @@ class SwitchClip:
                           "fps": self.clip.spec.fps}}
 
 
+def scene_text(clip: Clip) -> str:
+    """What a talking clip shows, in the world's caption words and without its line (the dubbing prompts of
+    datagen's ``dialogue_prompt`` add it): "A red ball bounces, a lamp blinks with a beep, while a man talks."."""
+    colours = [colour_name(BALL_COLOURS[k % len(BALL_COLOURS)]) for k in range(clip.spec.n_balls)]
+    parts = [p for p in (_balls(colours), "a lamp blinks with a beep" if clip.truth["beeps"] else "") if p]
+    who = {"f": "a woman", "m": "a man"}[SPEAKERS[clip.spec.speaker][0][0]]
+    text = ", ".join(parts) + f", while {who} talks" if parts else f"{who} talks"
+    return text[0].upper() + text[1:] + "."
+
+
 def fixed_gap() -> float:
     """The fixed rhythm's pause after a word, to the sample (join_words' own rounding of WORD_GAP_S)."""
     return int(WORD_GAP_S * ESPEAK_RATE) / ESPEAK_RATE
 
 
-def switch_clip(split: str, index: int, languages: tuple[str, str] = ("en", "fr"), *, seconds: float, size: int,
-                fps: int = 25, pause: float = PAUSE_S, sample_rate: int = 16000) -> SwitchClip:
+def switch_clip(split: str, index: int, languages: tuple[str, str] = ("en", "fr"), *, seconds: float | None,
+                size: int, fps: int = 25, pause: float = PAUSE_S, sample_rate: int = 16000) -> SwitchClip:
     """Clip ``index`` of ``split`` with its sentence said in ``languages[0]``, a ``pause``, then ``languages[1]``.
-    Language A starts where the plain clip's speech starts, in the world's fixed rhythm."""
+    Language A starts where the plain clip's speech starts, in the world's fixed rhythm. ``seconds`` None: as long
+    as the two lines need, in 8k + 1 frames (the LTX-2 video VAE's rule)."""
     a, b = languages
     if a == b or a not in LANGUAGE_NAMES or b not in LANGUAGE_NAMES:
         raise ValueError(f"languages: two different ones of {sorted(LANGUAGE_NAMES)}, got {languages}")
-    spec = clip_spec(split, index, task="full", language=a, seconds=seconds, size=size, fps=fps,
+    spec = clip_spec(split, index, task="full", language=a, seconds=seconds or 1.0, size=size, fps=fps,
                      sample_rate=sample_rate)
     lines = (sentences.sentence(a, spec.sentence), sentences.sentence(b, spec.sentence))
     words = [synth_words(line, lang, spec.speaker) for line, lang in zip(lines, languages)]
     gaps = [fixed_gap()] * (len(words[0]) - 1) + [pause] + [fixed_gap()] * (len(words[1]) - 1)
     said = join_words(words[0] + words[1], sample_rate, start=spec.speech_start, gaps=gaps)
     end = said.words[-1][2]
+    if seconds is None:
+        seconds = (int(np.ceil(((end + END_MARGIN_S) * fps - 1) / 8)) * 8 + 1) / fps
+        spec = replace(spec, seconds=seconds)
     if end > seconds - END_MARGIN_S:
         raise ValueError(f"switch clip {split}/{index} ({a} then {b}): the two lines and the {pause:g} s pause need "
                          f"{end + END_MARGIN_S:.2f} s, the clip has {seconds:.2f} s")
@@ -136,5 +144,5 @@ def switch_spec(split: str, indices: list[int], *, languages: tuple[tuple[str, s
     return {"style": "", "scenes": scenes, "lines": lines, "clips": clips}
 
 
-__all__ = ["LANGUAGE_ORDERS", "PAUSE_S", "STEMS", "SwitchClip", "switch_clip", "switch_spec", "write_switch_clip",
+__all__ = ["LANGUAGE_ORDERS", "PAUSE_S", "STEMS", "SwitchClip", "scene_text", "switch_clip", "switch_spec", "write_switch_clip",
            "write_switch_clips"]
