@@ -319,8 +319,9 @@ def evaluate_dubbing(weights: Path, out: Path, *, files: dict, seconds: float, d
                                     mouths, impacts, src.frames, face)
             rows.append(row)
     summary = {"all": summarise(rows)} | {lang: summarise([r for r in rows if r["target_language"] == lang])
-                                          for lang in LANGUAGES}
-    result = {"system": system, "task": "dub English into French and German", "clips": [f"heldout/{i}" for i in range(clips)],
+                                          for lang in languages}
+    names = " and ".join(LANGUAGE_NAMES[lang] for lang in languages)
+    result = {"system": system, "task": f"dub English into {names}", "clips": [f"heldout/{i}" for i in range(clips)],
               "frames": n_frames, "fps": dub.fps, "size": dub.size, "conditions": list(CONDITIONS),
               "summary": summary, "targets": TARGETS, "target_check": target_check(summary["all"]), "per_clip": rows}
     result["table"] = table(result)
@@ -361,5 +362,5 @@ def ci_check(summary: dict) -> list[str]:
     return failed
 
 
-__all__ = ["CONDITIONS", "LANGUAGES", "TARGETS", "ci_check", "dtw_distance", "dub_clip", "encode_source", "evaluate_dubbing",
-           "face_mask", "load_parts", "log_mel", "measure", "psnr_outside", "summarise", "target_check"]
+__all__ = ["CONDITIONS", "LANGUAGES", "TARGETS", "ci_check", "dtw_distance", "dub_clip", "encode_source",
+           "evaluate_dubbing", "face_mask", "load_parts", "log_mel", "measure", "psnr_outside", "summarise", "target_check"]
