@@ -72,11 +72,30 @@ def fixed_gap() -> float:
     return int(WORD_GAP_S * ESPEAK_RATE) / ESPEAK_RATE
 
 
-def switch_clip(split: str, index: int, languages: tuple[str, str] = ("en", "fr"), *, seconds: float | None,
-                size: int, fps: int = 25, pause: float = PAUSE_S, sample_rate: int = 16000) -> SwitchClip:
-    """Clip ``index`` of ``split`` with its sentence said in ``languages[0]``, a ``pause``, then ``languages[1]``.
-    Language A starts where the plain clip's speech starts, in the world's fixed rhythm. ``seconds`` None: as long
-    as the two lines need, in 8k + 1 frames (the LTX-2 video VAE's rule)."""
+def _kept(words: list, start: float, latest_end: float) -> list:
+    """The leading words that, said from ``start`` in the fixed rhythm, end by ``latest_end``."""
+    kept, t = [], start
+    for w in words:
+        if t + w.seconds > latest_end:
+            break
+        kept.append(w)
+        t += w.seconds + fixed_gap()
+    return kept
+
+
+def switch_clip(split: str, index: int, languages: tuple[str, str] = ("en", "fr"), *, seconds: float | None = None,
+                half_frames: int | None = None, size: int, fps: int = 25, pause: float = PAUSE_S,
+                sample_rate: int = 16000) -> SwitchClip:
+    """Clip ``index`` of ``split`` with its sentence said in ``languages[0]``, a pause of at least ``pause``, then in
+    ``languages[1]``. Language A starts where the plain clip's speech starts, in the world's fixed rhythm.
+
+    - ``seconds``: that long, both lines whole and ``pause`` between them (a clip too short is refused);
+    - ``seconds`` None, ``half_frames`` None: as long as the two whole lines need, in 8k + 1 frames;
+    - ``half_frames``: two halves of that many frames (8k + 1, the length a base model was trained at) and 7 more
+      frames (so the clip is 8k + 1 too); language B starts ``speech_start`` into the second half, as a plain clip's
+      speech starts, and each half says the leading words of its line that fit (a base model's clips cut their
+      line at the clip's end too); the switch is the second half's first frame.
+    """
     a, b = languages
     if a == b or a not in LANGUAGE_NAMES or b not in LANGUAGE_NAMES:
         raise ValueError(f"languages: two different ones of {sorted(LANGUAGE_NAMES)}, got {languages}")
@@ -84,19 +103,34 @@ def switch_clip(split: str, index: int, languages: tuple[str, str] = ("en", "fr"
                      sample_rate=sample_rate)
     lines = (sentences.sentence(a, spec.sentence), sentences.sentence(b, spec.sentence))
     words = [synth_words(line, lang, spec.speaker) for line, lang in zip(lines, languages)]
-    gaps = [fixed_gap()] * (len(words[0]) - 1) + [pause] + [fixed_gap()] * (len(words[1]) - 1)
-    said = join_words(words[0] + words[1], sample_rate, start=spec.speech_start, gaps=gaps)
+    s0 = spec.speech_start
+    if half_frames is not None:
+        if (half_frames - 1) % 8:
+            raise ValueError(f"half_frames must be 8k + 1 (the LTX-2 video VAE's rule), got {half_frames}")
+        half, seconds = half_frames / fps, (2 * half_frames + 7) / fps
+        words = [_kept(words[0], s0, half + s0 - pause), _kept(words[1], half + s0, seconds - END_MARGIN_S)]
+        if not (words[0] and words[1]):
+            raise ValueError(f"switch clip {split}/{index}: halves of {half_frames} frames hold no whole word of "
+                             f"{'both lines' if not (words[0] or words[1]) else 'one line'} after a {pause:g} s pause")
+        end_a = s0 + sum(w.seconds for w in words[0]) + fixed_gap() * (len(words[0]) - 1)
+        between = half + s0 - end_a
+        spec = replace(spec, seconds=seconds)
+    else:
+        between = pause
+    gaps = [fixed_gap()] * (len(words[0]) - 1) + [between] + [fixed_gap()] * (len(words[1]) - 1)
+    said = join_words(words[0] + words[1], sample_rate, start=s0, gaps=gaps)
     end = said.words[-1][2]
     if seconds is None:
         seconds = (int(np.ceil(((end + END_MARGIN_S) * fps - 1) / 8)) * 8 + 1) / fps
         spec = replace(spec, seconds=seconds)
-    if end > seconds - END_MARGIN_S:
+    if end > seconds - END_MARGIN_S + 1e-9:
         raise ValueError(f"switch clip {split}/{index} ({a} then {b}): the two lines and the {pause:g} s pause need "
                          f"{end + END_MARGIN_S:.2f} s, the clip has {seconds:.2f} s")
     pause_span = (said.words[len(words[0]) - 1][2], said.words[len(words[0])][1])
-    switch_frame = int(round((pause_span[0] + pause_span[1]) / 2 * fps))
-    clip = generate_clip(spec, spoken=(said, spec.speech_start, f"{lines[0]} {lines[1]}"))
+    switch_frame = half_frames if half_frames is not None else int(round((pause_span[0] + pause_span[1]) / 2 * fps))
+    clip = generate_clip(spec, spoken=(said, s0, " ".join(w for w, _, _ in said.words)))
     clip.truth["switch"] = {"languages": list(languages), "lines": list(lines),
+                            "said": [[w.text for w in ws] for ws in words],
                             "pause_s": [round(t, 4) for t in pause_span], "switch_frame": switch_frame}
     return SwitchClip(clip, split, index, languages, lines, pause_span, switch_frame)
 
@@ -111,18 +145,19 @@ def write_switch_clip(sw: SwitchClip, folder: str | Path, name: str) -> Path:
     return video
 
 
-def write_switch_clips(folder: str | Path, split: str, count: int, *, seconds: float, size: int, fps: int = 25,
-                       pause: float = PAUSE_S, start: int = 0) -> list[Path]:
-    """Clips ``start .. start + count - 1`` of ``split``, languages in turn (LANGUAGE_ORDERS); a clip whose
-    sidecar exists is kept."""
+def write_switch_clips(folder: str | Path, split: str, count: int, *, seconds: float | None = None,
+                       half_frames: int | None = None, size: int, fps: int = 25, pause: float = PAUSE_S,
+                       start: int = 0) -> list[Path]:
+    """Clips ``start .. start + count - 1`` of ``split`` (``switch_clip``'s lengths), languages in turn
+    (LANGUAGE_ORDERS); a clip whose sidecar exists is kept."""
     written = []
     for i in range(start, start + count):
         name = f"{split}{i:05d}"
         video = Path(folder) / f"{name}.mp4"
         if not (video.is_file() and video.with_name(f"{name}.switch.json").is_file()):
             langs = LANGUAGE_ORDERS[i % len(LANGUAGE_ORDERS)]
-            write_switch_clip(switch_clip(split, i, langs, seconds=seconds, size=size, fps=fps, pause=pause),
-                              folder, name)
+            write_switch_clip(switch_clip(split, i, langs, seconds=seconds, half_frames=half_frames, size=size,
+                                          fps=fps, pause=pause), folder, name)
         written.append(video)
     return written
 

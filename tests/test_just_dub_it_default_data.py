@@ -66,21 +66,44 @@ def test_switch_clip_says_the_line_in_a_then_after_the_pause_in_b():
 
 
 @needs_espeak
+def test_switch_clip_in_halves_of_the_base_models_length():
+    from soundstage.synthworld import generate_clip
+    from soundstage.synthworld.splits import clip_spec
+    from soundstage.synthworld.switch import PAUSE_S, switch_clip
+
+    sw = switch_clip("train", 2, ("fr", "en"), half_frames=49, size=64)
+    clip = sw.clip
+    assert len(clip.frames) == 105 and sw.switch_frame == 49  # two 49-frame halves and the 7 frames to 8k + 1
+    said = clip.truth["switch"]["said"]
+    words = clip.truth["words"]
+    assert [w for w, _, _ in words] == said[0] + said[1] and sw.pause[1] - sw.pause[0] >= PAUSE_S
+    assert said[0] == sw.lines[0].split()[: len(said[0])] and said[1] == sw.lines[1].split()[: len(said[1])]
+    # the second half speaks as the plain English clip does in its first 49 frames: from 0.3 s, same rhythm
+    plain = generate_clip(clip_spec("train", 2, language="en", seconds=49 / 25, size=64))
+    second = [(w, a - 49 / 25, b - 49 / 25) for w, a, b in words[len(said[0]):]]
+    for (w, a, b), (pw, pa, pb) in zip(second, plain.truth["words"]):
+        assert w == pw and a == pytest.approx(pa, abs=2e-3) and b == pytest.approx(pb, abs=2e-3)
+    assert words[len(said[0]) - 1][2] <= 49 / 25  # the first language ends inside its half
+    with pytest.raises(ValueError, match="8k"):
+        switch_clip("train", 2, ("fr", "en"), half_frames=48, size=64)
+
+
+@needs_espeak
 def test_switch_folder_is_what_dubbing_data_reads_and_the_spec_what_dubbing_clips_reads(tmp_path):
     from soundstage.training.just_dub_it.datagen_folder import sidecar_switch_clips
     from soundstage.training.just_dub_it.datagen_generate import plan_clips
     from soundstage.synthworld.switch import LANGUAGE_ORDERS, switch_spec, write_switch_clips
 
-    written = write_switch_clips(tmp_path, "train", 2, seconds=None, size=32)
+    written = write_switch_clips(tmp_path, "train", 2, half_frames=49, size=32)
     assert [p.name for p in written] == ["train00000.mp4", "train00001.mp4"]
     clips = list(sidecar_switch_clips(tmp_path))
     sidecar = json.loads((tmp_path / "train00001.switch.json").read_text())
     assert [h.language for h in clips[1].halves] == ["German", "English"]  # LANGUAGE_ORDERS[1]
-    assert clips[1].halves[0].translation == clips[1].halves[1].line and clips[1].switch_frame == sidecar["switch_frame"]
+    assert clips[1].halves[0].translation == clips[1].halves[1].line and clips[1].switch_frame == sidecar["switch_frame"] == 49
     assert clips[0].frames.shape[0] == sidecar_frames(tmp_path / "train00000.switch.json") and clips[0].fps == 25
     assert clips[0].scene.startswith("A red ball") and clips[0].sample_rate == 16000
     before = (tmp_path / "train00000.mp4").stat().st_mtime_ns
-    write_switch_clips(tmp_path, "train", 2, seconds=None, size=32)  # finished clips are kept
+    write_switch_clips(tmp_path, "train", 2, half_frames=49, size=32)  # finished clips are kept
     assert (tmp_path / "train00000.mp4").stat().st_mtime_ns == before
     plans = plan_clips(switch_spec("heldout", [0, 1]), seconds=9.0, fps=25.0, pause=0.5)
     assert [p.name for p in plans] == ["heldout00000", "heldout00001"]

@@ -8,14 +8,15 @@ model (stages 1-5, ``just_dub_it.py``) and the world, as the paper makes them (3
 8. the dubbing LoRA: ``train dubbing-lora`` (``training/just_dub_it/train.py``) on those pairs at a tiny rank.
 
 Each stage resumes by key (stages.py): its own settings and the keys of what it reads, so a changed base model
-remakes the pairs and the LoRA, and nothing else. The recipe calls the three functions in turn.
+remakes the pairs and the LoRA, and nothing else. The recipe calls ``train_dubbing`` after the base model's stages
+(with ``dub_scale``: the halves, size and prompt length of the base).
 """
 from __future__ import annotations
 
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .stages import curve_entry, finished, record
@@ -31,13 +32,15 @@ class DubScale:
     datagen_steps: int  # Euler steps of each inpainting pass
     lora_steps: int
     lora_rank: int = 8
-    size: int = 64  # frame side (px): a multiple of 32 (the LTX-2 VAE's 32x)
-    fps: int = 25  # one of LTX-2's rates
-    pause: float = 0.5  # between the languages (synthworld.switch.PAUSE_S)
-    seconds: float | None = None  # switch clip length; None: each clip as long as its two lines need (8k+1 frames)
+    size: int = 64  # frame side (px): a multiple of 32 (the LTX-2 VAE's 32x); the base model's
+    fps: int = 25  # one of LTX-2's rates; the base model's
+    pause: float = 0.5  # at least this between the languages (synthworld.switch.PAUSE_S)
+    # switch clips of two halves this long (synthworld.switch.switch_clip): the base model's clip length, so that
+    # each pair's half is a clip like those it was trained on; None: each clip as long as its two whole lines need
+    half_frames: int | None = 49
     datagen_cfg: float = 1.0  # the tiny base has no negative prompt worth guiding away from
     tau: float = 0.1  # effective latent mask threshold (paper A.1)
-    max_tokens: int = 64  # Gemma prompt length: the world's prompts are short
+    max_tokens: int = 64  # Gemma prompt length (the base's connectors are built for it)
     video_lr: float = 1e-3  # the paper's 2e-4 / 1e-5 (A.3) are for a 19B base at rank 128; a tiny rank learns faster
     audio_lr: float = 1e-4
     dub_steps: int = 16  # the evaluation's dubbing: Euler steps and CFG of the Dubbing Sampler
@@ -46,10 +49,28 @@ class DubScale:
 
 
 DUB_SCALES = {
-    "smoke": DubScale(switch_clips=1, datagen_steps=2, lora_steps=2, lora_rank=2, size=64, dub_steps=2, max_tokens=16),
+    "smoke": DubScale(switch_clips=1, datagen_steps=2, lora_steps=2, lora_rank=2, half_frames=25, dub_steps=2,
+                      max_tokens=16),
     "feasibility": DubScale(switch_clips=16, datagen_steps=8, lora_steps=300),
     "full": DubScale(switch_clips=64, datagen_steps=16, lora_steps=2000),
 }
+
+
+def dub_scale(name: str, base) -> DubScale:
+    """Stages 6-8 at scale ``name`` fitted to the base model's recipe scale ``base`` (its ``size``, ``frames`` and
+    ``max_tokens``: the pairs' halves and the prompts are what the base was trained on)."""
+    return replace(DUB_SCALES[name], size=base.size, half_frames=base.frames, max_tokens=base.max_tokens)
+
+
+def train_dubbing(out: Path, sc: DubScale, seed: int, stages: list, weights: Path, files: dict) -> dict:
+    """Stages 6-8 after the base model: ``files`` names the base's files in ``weights`` ("model", "text_encoder");
+    the base's key is the last stage's (the DiT's). Returns the report's part (the LoRA's file and the pairs)."""
+    base_key = stages[-1].get("key", {}) if stages else {}
+    clips, clips_key = switch_clips(out, sc, stages)
+    pairs, pairs_key = dubbing_pairs(out, clips, clips_key, weights / files["model"], weights / files["text_encoder"],
+                                     base_key, sc, seed, stages)
+    lora, _ = dubbing_lora(out, pairs, pairs_key, weights / files["model"], sc, seed, stages, weights)
+    return {"dub_scale": asdict(sc), "lora": lora.name, "pairs": len(list(pairs.glob("*.safetensors")))}
 
 
 def switch_clips(out: Path, sc: DubScale, stages: list, *, resume: bool = True) -> tuple[Path, dict]:
@@ -58,14 +79,14 @@ def switch_clips(out: Path, sc: DubScale, stages: list, *, resume: bool = True) 
 
     name, folder = "switch_clips", out / "switch_clips"
     key = {"split": "train", "start": sc.start, "count": sc.switch_clips, "size": sc.size, "fps": sc.fps,
-           "pause": sc.pause, "seconds": sc.seconds, "orders": [list(o) for o in LANGUAGE_ORDERS]}
+           "pause": sc.pause, "half_frames": sc.half_frames, "orders": [list(o) for o in LANGUAGE_ORDERS]}
     if finished(out, name, stages, resume, key):
         return folder, key
     if folder.exists():  # clips of another key would be taken as kept
         shutil.rmtree(folder)
     start = time.time()
-    written = write_switch_clips(folder, "train", sc.switch_clips, seconds=sc.seconds, size=sc.size, fps=sc.fps,
-                                 pause=sc.pause, start=sc.start)
+    written = write_switch_clips(folder, "train", sc.switch_clips, half_frames=sc.half_frames, size=sc.size,
+                                 fps=sc.fps, pause=sc.pause, start=sc.start)
     record(out, name, stages, {"stage": name, "clips": len(written), "wall_s": round(time.time() - start, 1),
                                "key": key})
     return folder, key
@@ -125,4 +146,5 @@ def dubbing_lora(out: Path, pairs: Path, pairs_key: dict, base_ckpt: Path, sc: D
     return weights / LORA_FILE, key
 
 
-__all__ = ["DUB_SCALES", "DubScale", "LORA_FILE", "dubbing_lora", "dubbing_pairs", "switch_clips"]
+__all__ = ["DUB_SCALES", "DubScale", "LORA_FILE", "dub_scale", "dubbing_lora", "dubbing_pairs", "switch_clips",
+           "train_dubbing"]
