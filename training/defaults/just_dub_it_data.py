@@ -58,8 +58,10 @@ DUB_SCALES = {
 
 def dub_scale(name: str, base) -> DubScale:
     """Stages 6-8 at scale ``name`` fitted to the base model's recipe scale ``base`` (its ``size``, ``frames`` and
-    ``max_tokens``: the pairs' halves and the prompts are what the base was trained on)."""
-    return replace(DUB_SCALES[name], size=base.size, half_frames=base.frames, max_tokens=base.max_tokens)
+    ``max_tokens``: the pairs' halves and the prompts are what the base was trained on). Halves are at least the
+    dub scale's own: the smoke base's 9 frames hold no word."""
+    sc = DUB_SCALES[name]
+    return replace(sc, size=base.size, half_frames=max(base.frames, sc.half_frames or 0), max_tokens=base.max_tokens)
 
 
 def train_dubbing(out: Path, sc: DubScale, seed: int, stages: list, weights: Path, files: dict) -> dict:

@@ -102,8 +102,8 @@ def encode_source(parts: DubParts, frames: np.ndarray, audio: np.ndarray, fps: i
 
 @torch.no_grad()
 def dub_clip(parts: DubParts, transformer, source, fps: int, prompt: str, *, steps: int, cfg: float, seed: int,
-             loras=(), negative: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """(frames uint8 [T, H, W, 3], wave at RATE) of one dub of ``source`` (encode_source), by the calls the
+             loras=(), negative: str = "") -> tuple[np.ndarray, np.ndarray, int]:
+    """(frames uint8 [T, H, W, 3], wave at RATE, non-finite values scrubbed) of one dub of ``source`` (encode_source), by the calls the
     Dubbing Sampler and Decode Dubbed Video make."""
     import torchaudio
 
@@ -118,11 +118,14 @@ def dub_clip(parts: DubParts, transformer, source, fps: int, prompt: str, *, ste
     positive, neg = TextContext(v[:1], a[:1]), (TextContext(v[1:], a[1:]) if guided else None)
     with loras_merged(transformer.transformer, loras):
         vl, al = dub(transformer, context, positive, neg, steps=steps, cfg=cfg, seed=seed)
-    out = decode_video(parts.video_vae, vl)[:frames].float().clamp(0, 1)
+    out = decode_video(parts.video_vae, vl)[:frames].float()
     wav, rate = decode_audio(parts.audio_vae, parts.vocoder, al)
     wav = fit_waveform(wav.float().cpu(), rate, frames / fps).mean(0)
+    # a diverged model's NaN / inf pixels and samples are scored as black and silence, and counted
+    bad = int((~torch.isfinite(out)).sum() + (~torch.isfinite(wav)).sum())
+    out, wav = torch.nan_to_num(out, 0.0, 0.0, 0.0).clamp(0, 1), torch.nan_to_num(wav, 0.0, 0.0, 0.0)
     wav = torchaudio.functional.resample(wav, rate, RATE) if rate != RATE else wav
-    return (out.numpy() * 255).round().astype(np.uint8), wav.numpy().astype(np.float32)
+    return (out.numpy() * 255).round().astype(np.uint8), wav.numpy().astype(np.float32), bad
 
 
 # ---- metrics ------------------------------------------------------------------------------------
@@ -243,7 +246,7 @@ def summarise(rows: list[dict]) -> dict:
                      "mouth_r_english_mean": _mean(r["mouth_r_english"] for r in rs),
                      "impact_median_ms": round(float(np.median(errs)) * 1000, 1) if errs else None,
                      "psnr_outside_face_db_median": round(float(np.median([r["psnr_outside_face_db"] for r in rs])), 2),
-                     "dubs": len(rs)}
+                     "non_finite_dubs": sum(r["non_finite"] > 0 for r in rs), "dubs": len(rs)}
     return out
 
 
@@ -298,13 +301,13 @@ def evaluate_dubbing(weights: Path, out: Path, *, files: dict, seconds: float, d
             run = lambda net, loras: dub_clip(parts, net, encoded[i], dub.fps, prompt,  # noqa: E731
                                               steps=dub.dub_steps, cfg=dub.dub_cfg, seed=seed + i, loras=loras)
             made[lang, i] = {"default": run(parts.transformer, lora), "no_lora": run(parts.transformer, ()),
-                             "untrained": run(untrained, ()), "truth": (target.frames, mix(target)),
-                             "source": (src.frames, mix(src))}
+                             "untrained": run(untrained, ()), "truth": (target.frames, mix(target), 0),
+                             "source": (src.frames, mix(src), 0)}
     for lang in languages:
         other = next(x for x in LANGUAGES if x != lang)
         for i, src in enumerate(sources):
             target = world(i, lang)
-            made[lang, i]["mismatched"] = (made[lang, i]["default"][0], made[lang, (i + 1) % clips]["default"][1])
+            made[lang, i]["mismatched"] = (made[lang, i]["default"][0], *made[lang, (i + 1) % clips]["default"][1:])
             another = world(i, lang, sentence=clip_spec("heldout", i + 1).sentence)  # same scene, another line
             refs = {"target": log_mel(mix(target)), "english": log_mel(mix(src)),
                     "other_language": log_mel(mix(world(i, other))), "other_line": log_mel(mix(another))}
@@ -314,9 +317,9 @@ def evaluate_dubbing(weights: Path, out: Path, *, files: dict, seconds: float, d
             row = {"clip": f"heldout/{i}", "target_language": lang, "speaker": src.spec.speaker,
                    "line": target.truth["transcript"]}
             for cond in CONDITIONS:
-                frames, wave = made[lang, i][cond]
+                frames, wave, bad = made[lang, i][cond]
                 row[cond] = measure(frames, wave, dub.fps, refs, voice_refs, speakers.index(src.spec.speaker),
-                                    mouths, impacts, src.frames, face)
+                                    mouths, impacts, src.frames, face) | {"non_finite": bad}
             rows.append(row)
     summary = {"all": summarise(rows)} | {lang: summarise([r for r in rows if r["target_language"] == lang])
                                           for lang in languages}
