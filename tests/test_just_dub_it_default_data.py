@@ -246,3 +246,22 @@ def test_evaluation_scores_the_worlds_own_clips_as_the_ceiling(data_run, tiny_ba
     assert row["mismatched"]["psnr_outside_face_db"] == row["default"]["psnr_outside_face_db"]  # the default's video
     assert set(result["target_check"]) >= {"dtw_share", "impacts", "psnr_outside_face", "all"}
     assert "| truth |" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_lora_on_an_fp16_base_trains_fp32_adapters_and_stays_finite(data_run, tiny_base, tmp_path):
+    """The default's base file is fp16: AdamW on fp16 adapters underflows its eps and gives NaN at step 2."""
+    from safetensors.torch import load_file, safe_open, save_file
+
+    from soundstage.training.just_dub_it.train import DubbingLoraConfig, train
+
+    _, out, _ = data_run
+    ckpt, _ = tiny_base
+    with safe_open(str(ckpt), "pt") as f:
+        meta = f.metadata()
+    half = tmp_path / "base_fp16.safetensors"
+    save_file({k: v.half() for k, v in load_file(str(ckpt)).items()}, str(half), metadata=meta)
+    result = train(str(half), str(out / "pairs"), str(tmp_path / "run"), steps=3, mixed_precision="no", save_every=10,
+                   cfg=DubbingLoraConfig(rank=2, video_lr=1e-3, audio_lr=1e-4, gradient_checkpointing=False))
+    lora = load_file(result["lora"])
+    assert np.isfinite(result["last_loss"]) and all(torch.isfinite(v).all() for v in lora.values())
+    assert max(float(v.abs().max()) for k, v in lora.items() if ".lora_B." in k) > 0

@@ -81,6 +81,17 @@ def world_clip(index: int, language: str, frames: int, size: int, fps: int, sent
     return generate_clip(spec if sentence is None else replace(spec, sentence=sentence))
 
 
+def dub_prompt(source, language: str) -> str:
+    """The Dubbing Sampler's prompt for a world clip: what the pairs' captions say (datagen.dialogue_prompt), the
+    scene of ``source`` and its sentence in ``language``."""
+    from ...synthworld import sentences
+    from ...synthworld.captions import LANGUAGE_NAMES
+    from ...synthworld.switch import scene_text
+    from ..just_dub_it.datagen import dialogue_prompt
+
+    return dialogue_prompt(scene_text(source), LANGUAGE_NAMES[language], sentences.sentence(language, source.spec.sentence))
+
+
 def mix(clip) -> np.ndarray:
     from ...synthworld.switch import STEMS
 
@@ -272,8 +283,6 @@ def evaluate_dubbing(weights: Path, out: Path, *, files: dict, seconds: float, d
     from ...models.just_dub_it.lora import read_lora
     from ...synthworld.captions import LANGUAGE_NAMES
     from ...synthworld.splits import clip_spec
-    from ...synthworld.switch import scene_text
-    from ..just_dub_it.datagen import dialogue_prompt
 
     out.mkdir(parents=True, exist_ok=True)
     parts = load_parts(weights / files["model"], weights / files["text_encoder"], dub.max_tokens)
@@ -297,10 +306,10 @@ def evaluate_dubbing(weights: Path, out: Path, *, files: dict, seconds: float, d
     for lang in languages:
         for i, src in enumerate(sources):
             target = world(i, lang)
-            prompt = dialogue_prompt(scene_text(src), LANGUAGE_NAMES[lang], target.truth["transcript"])
+            prompt = dub_prompt(src, lang)
             run = lambda net, loras: dub_clip(parts, net, encoded[i], dub.fps, prompt,  # noqa: E731
                                               steps=dub.dub_steps, cfg=dub.dub_cfg, seed=seed + i, loras=loras)
-            made[lang, i] = {"default": run(parts.transformer, lora), "no_lora": run(parts.transformer, ()),
+            made[lang, i] = {"no_lora": run(parts.transformer, ()), "default": run(parts.transformer, lora),
                              "untrained": run(untrained, ()), "truth": (target.frames, mix(target), 0),
                              "source": (src.frames, mix(src), 0)}
     for lang in languages:
@@ -365,5 +374,5 @@ def ci_check(summary: dict) -> list[str]:
     return failed
 
 
-__all__ = ["CONDITIONS", "LANGUAGES", "TARGETS", "ci_check", "dtw_distance", "dub_clip", "encode_source",
+__all__ = ["CONDITIONS", "LANGUAGES", "TARGETS", "ci_check", "dtw_distance", "dub_clip", "dub_prompt", "encode_source",
            "evaluate_dubbing", "face_mask", "load_parts", "log_mel", "measure", "psnr_outside", "summarise", "target_check"]
