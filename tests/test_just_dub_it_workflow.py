@@ -102,7 +102,7 @@ def test_dub_video_runs_on_a_smoke_default_through_the_nodes(tmp_path, monkeypat
 
     from soundstage import defaults as pack_defaults
     from soundstage.headless.runner import Runner
-    from soundstage.synthworld.samples import write_workflow_samples
+    from soundstage.synthworld.samples import dub_sample_clip, write_workflow_samples
     from soundstage.training.defaults import just_dub_it as jdi
     from soundstage.training.defaults.just_dub_it_data import LORA_FILE, dub_scale, train_dubbing
     from soundstage.training.defaults.stages import work_folder
@@ -135,4 +135,6 @@ def test_dub_video_runs_on_a_smoke_default_through_the_nodes(tmp_path, monkeypat
         Runner(input_dir=inp, output_dir=res, models_dir=tmp_path / "models").run(workflow)
     (path,) = sorted(res.rglob("*.mp4"))
     frames, wave, rate = _video_and_audio(path)
-    assert frames.shape == (sc.frames, sc.size, sc.size, 3) and abs(len(wave) / rate - sc.frames / jdi.FPS) < 0.05
+    # the smoke base dubs 9-frame windows: the sample's every frame, in speech segments (long_clips = segments)
+    source = dub_sample_clip()
+    assert frames.shape == source.frames.shape and abs(len(wave) / rate - len(source.frames) / jdi.FPS) < 0.05
