@@ -230,8 +230,8 @@ def test_evaluation_scores_the_worlds_own_clips_as_the_ceiling(data_run, tiny_ba
                                                                  "lora": jd.LORA_FILE},
                               seconds=2.0, dub=sc, clips=2, seed=0, untrained_seed=1, languages=("fr",))
     assert result["clips"] == ["heldout/0", "heldout/1"] and result["frames"] == 49
-    s = result["summary"]["all"]
-    assert set(s) == set(CONDITIONS) and all(m["dubs"] == 2 for m in s.values())
+    s = result["summary"]
+    assert set(s) == set(CONDITIONS) and set(result["by_language"]) == {"fr"} and all(m["dubs"] == 2 for m in s.values())
     truth, source = s["truth"], s["source"]
     # the world's French clip: nearest its own line, its own voice, lips that follow French better than English;
     # the same scene outside the face

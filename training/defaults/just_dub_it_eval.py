@@ -330,12 +330,13 @@ def evaluate_dubbing(weights: Path, out: Path, *, files: dict, seconds: float, d
                 row[cond] = measure(frames, wave, dub.fps, refs, voice_refs, speakers.index(src.spec.speaker),
                                     mouths, impacts, src.frames, face) | {"non_finite": bad}
             rows.append(row)
-    summary = {"all": summarise(rows)} | {lang: summarise([r for r in rows if r["target_language"] == lang])
-                                          for lang in languages}
+    summary = summarise(rows)
+    by_language = {lang: summarise([r for r in rows if r["target_language"] == lang]) for lang in languages}
     names = " and ".join(LANGUAGE_NAMES[lang] for lang in languages)
     result = {"system": system, "task": f"dub English into {names}", "clips": [f"heldout/{i}" for i in range(clips)],
               "frames": n_frames, "fps": dub.fps, "size": dub.size, "conditions": list(CONDITIONS),
-              "summary": summary, "targets": TARGETS, "target_check": target_check(summary["all"]), "per_clip": rows}
+              "summary": summary, "by_language": by_language, "targets": TARGETS,
+              "target_check": target_check(summary), "per_clip": rows}
     result["table"] = table(result)
     write_report(out, result, text="\n".join([f"# {system}: {result['task']} on {clips} held-out clips", ""]
                                              + result["table"]) + "\n", metrics=())
@@ -351,7 +352,7 @@ def table(result: dict) -> list[str]:
              "miss = 200 ms). PSNR: outside the face box, against the source frames.", "",
              "| condition | DTW share | voice share | sync offset | sync within 1 | sync confidence | mouth r target | "
              "mouth r English | impacts median ms | PSNR outside face dB |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for cond, m in result["summary"]["all"].items():
+    for cond, m in result["summary"].items():
         lines.append(f"| {cond} | {m['dtw_share']} | {m['voice_share']} | {m['sync_offset_frames_median']} | "
                      f"{m['sync_within_1_share']} | {m['sync_confidence_mean']} | {m['mouth_r_target_mean']} | "
                      f"{m['mouth_r_english_mean']} | {m['impact_median_ms']} | {m['psnr_outside_face_db_median']} |")
@@ -362,17 +363,37 @@ def table(result: dict) -> list[str]:
     return lines
 
 
+# Loose versions of the targets for CI's two ci clips (x 2 languages) on a shipped default: what a broken pipeline
+# (a LoRA that does nothing, a decoder that loses the scene, the balls' sound gone) fails. The card has the real table.
+CI_LOOSE = {"psnr_outside_face_db": 20.0, "impact_median_ms": 80.0, "dtw_share": 0.5}
+
+
 def ci_check(summary: dict) -> list[str]:
-    """Loose regression check for CI on a shipped default (the card holds the real numbers): what a broken
-    pipeline would fail. Returns the failed checks."""
-    d, u = summary["default"], summary["untrained"]
+    """The loose checks a shipped default must pass; returns the failed ones."""
+    d = summary["default"]
     failed = []
-    if not d["psnr_outside_face_db_median"] > u["psnr_outside_face_db_median"]:
-        failed.append("PSNR outside the face not above the untrained base's")
-    if d["impact_median_ms"] is None or d["impact_median_ms"] >= 200:
-        failed.append("no impact heard near the source's")
+    if not d["psnr_outside_face_db_median"] >= CI_LOOSE["psnr_outside_face_db"]:
+        failed.append(f"PSNR outside the face {d['psnr_outside_face_db_median']} dB < {CI_LOOSE['psnr_outside_face_db']}")
+    if d["impact_median_ms"] is None or d["impact_median_ms"] > CI_LOOSE["impact_median_ms"]:
+        failed.append(f"impacts median {d['impact_median_ms']} ms > {CI_LOOSE['impact_median_ms']}")
+    if d["dtw_share"] < CI_LOOSE["dtw_share"]:
+        failed.append(f"DTW share {d['dtw_share']} < {CI_LOOSE['dtw_share']}")
+    if not (d["mouth_r_target_mean"] or -1) > (d["mouth_r_english_mean"] or 1):
+        failed.append("the mouth follows the English line better than the target's")
     return failed
 
 
-__all__ = ["CONDITIONS", "LANGUAGES", "TARGETS", "ci_check", "dtw_distance", "dub_clip", "dub_prompt", "encode_source",
-           "evaluate_dubbing", "face_mask", "load_parts", "log_mel", "measure", "psnr_outside", "summarise", "target_check"]
+def evaluate_just_dub_it(recipe, weights: Path, out: Path, scale: str, *, clips: int, seed: int) -> dict:
+    """What the recipe's ``evaluate`` runs (``eval-defaults just_dub_it``): the default at its recipe scale, the
+    untrained condition from the recipe's own initialisation (``new_dit(sc, seed + 2)``)."""
+    from . import just_dub_it as jdi
+    from .just_dub_it_data import LORA_FILE, dub_scale
+
+    sc = jdi.SCALES[scale]
+    return evaluate_dubbing(Path(weights), Path(out), files=jdi.FILES | {"lora": LORA_FILE}, seconds=sc.seconds,
+                            dub=dub_scale(scale, sc), clips=clips, seed=seed, untrained_seed=seed + 2,
+                            system=recipe.system)
+
+
+__all__ = ["CI_LOOSE", "CONDITIONS", "LANGUAGES", "TARGETS", "ci_check", "dtw_distance", "dub_clip", "dub_prompt", "encode_source",
+           "evaluate_dubbing", "evaluate_just_dub_it", "face_mask", "load_parts", "log_mel", "measure", "psnr_outside", "summarise", "target_check"]
