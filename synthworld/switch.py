@@ -179,5 +179,12 @@ def switch_spec(split: str, indices: list[int], *, languages: tuple[tuple[str, s
     return {"style": "", "scenes": scenes, "lines": lines, "clips": clips}
 
 
+def write_switch_spec(path: str | Path, split: str, indices: list[int]) -> Path:
+    """``switch_spec`` as the JSON file ``dubbing-clips --spec`` reads."""
+    path = Path(path)
+    path.write_text(json.dumps(switch_spec(split, indices), indent=1, ensure_ascii=False))
+    return path
+
+
 __all__ = ["LANGUAGE_ORDERS", "PAUSE_S", "STEMS", "SwitchClip", "scene_text", "switch_clip", "switch_spec", "write_switch_clip",
-           "write_switch_clips"]
+           "write_switch_clips", "write_switch_spec"]

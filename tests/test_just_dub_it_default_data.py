@@ -109,6 +109,13 @@ def test_switch_folder_is_what_dubbing_data_reads_and_the_spec_what_dubbing_clip
     assert [p.name for p in plans] == ["heldout00000", "heldout00001"]
     assert [(p.halves[0].language, p.halves[1].language) for p in plans] == [("English", "French"), ("German", "English")]
     assert LANGUAGE_ORDERS[0] == ("en", "fr") and 'speaks in French, saying: "' in plans[0].prompt
+    # the spec file, as the command line reads it (--dry-run: the prompts, no model)
+    from soundstage.cli import main
+    from soundstage.synthworld.switch import write_switch_spec
+
+    spec = write_switch_spec(tmp_path / "spec.json", "heldout", [0, 1])
+    assert main(["dubbing-clips", "--spec", str(spec), "--out", str(tmp_path / "c"), "--seconds", "4", "--pause", "0.5",
+                 "--width", "64", "--height", "64", "--dry-run"]) == 0
 
 
 def sidecar_frames(path) -> int:
