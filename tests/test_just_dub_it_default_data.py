@@ -94,7 +94,10 @@ def test_switch_folder_is_what_dubbing_data_reads_and_the_spec_what_dubbing_clip
     from soundstage.training.just_dub_it.datagen_generate import plan_clips
     from soundstage.synthworld.switch import LANGUAGE_ORDERS, switch_spec, write_switch_clips
 
-    written = write_switch_clips(tmp_path, "train", 2, half_frames=49, size=32)
+    from soundstage.cli import main
+
+    assert main(["synth", "--switch", "49", "--n", "2", "--size", "32", "--out", str(tmp_path)]) == 0
+    written = write_switch_clips(tmp_path, "train", 2, half_frames=49, size=32)  # the same clips: kept
     assert [p.name for p in written] == ["train00000.mp4", "train00001.mp4"]
     clips = list(sidecar_switch_clips(tmp_path))
     sidecar = json.loads((tmp_path / "train00001.switch.json").read_text())
@@ -110,7 +113,6 @@ def test_switch_folder_is_what_dubbing_data_reads_and_the_spec_what_dubbing_clip
     assert [(p.halves[0].language, p.halves[1].language) for p in plans] == [("English", "French"), ("German", "English")]
     assert LANGUAGE_ORDERS[0] == ("en", "fr") and 'speaks in French, saying: "' in plans[0].prompt
     # the spec file, as the command line reads it (--dry-run: the prompts, no model)
-    from soundstage.cli import main
     from soundstage.synthworld.switch import write_switch_spec
 
     spec = write_switch_spec(tmp_path / "spec.json", "heldout", [0, 1])
