@@ -22,6 +22,9 @@ Layout (what part 2, the dubbing data / LoRA / eval / workflow, builds on):
 - Latents. Always through the loaders and ``models.just_dub_it.av_codec`` (encode_video / waveform_to_mel /
   encode_audio / decode_*), the code the nodes run; prompts through ``text.encode_prompts`` with
   ``sc.max_tokens``. ``load_base(weights_dir)`` returns (LTX2Parts, GemmaEncoder) from a weights folder.
+  ``clip_latents(video_vae, audio_vae, clip, audio_vae_config(sc.audio_width))`` gives one clip's tokens.
+- CFG. The DiT is trained with the prompt dropped to the empty prompt ``""`` (``sc.text_dropout``): sample with
+  ``""`` as the negative prompt.
 - Work folder. ``<out>/weights/`` holds the files above; each stage trains in ``<out>/<stage>/`` and resumes by
   key (stages.run_stage): ``video_vae_frames``, ``video_vae``, ``audio_vae``, ``vocoder``, ``dit``. ``train()``
   builds the base model (``train_base``) and then runs part 2's stages at the marked place.
