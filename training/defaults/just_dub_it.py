@@ -103,10 +103,12 @@ SCALES = {
                    dit_steps=2, vae_frame_steps=2, vae_frame_batch=2, vae_batch=2, audio_batch=2, vocoder_batch=2,
                    batch=2, text_vocab=120, latent_channels=8, audio_width=4, text_dim=16,
                    max_tokens=48, registers=8, hidden=32, audio_hidden=16, layers=1),
-    "feasibility": Scale(train_clips=32, latent_frames=7, size=64, vae_frame_steps=300, vae_steps=300,
-                         audio_vae_steps=300, vocoder_steps=300, dit_steps=300),
-    "full": Scale(train_clips=128, latent_frames=7, size=64, vae_frame_steps=2000, vae_steps=2000,
-                  audio_vae_steps=1500, vocoder_steps=1500, dit_steps=3000),
+    # ~12 CPU min on one thread (benchmarks/tiny_defaults_just_dub_it.md)
+    "feasibility": Scale(train_clips=32, latent_frames=7, size=64, vae_frame_steps=1000, vae_steps=1200,
+                         audio_vae_steps=400, vocoder_steps=400, dit_steps=600),
+    # the plan sized from the feasibility run's CPU s/step (~40-43 CPU min; benchmarks/tiny_defaults_just_dub_it.md)
+    "full": Scale(train_clips=128, latent_frames=7, size=64, vae_frame_steps=3000, vae_steps=3600,
+                  audio_vae_steps=1500, vocoder_steps=1500, dit_steps=6000, hidden=128, audio_hidden=64, layers=4),
 }
 
 
@@ -259,6 +261,27 @@ def video_vae_check(vae, sc: Scale, clips: int = 4) -> dict:
             "mouth_openness_r": round(float(np.mean(mouth)), 3)}
 
 
+@torch.no_grad()
+def audio_codec_check(audio_vae, vocoder, sc: Scale, clips: int = 4) -> dict:
+    """Held-out round trips of the sound: the audio VAE's log-mel L1 (mel -> latent -> mel) and the whole codec's
+    (latent -> mel -> vocoder -> wave, re-analysed at 16 kHz), and the correlation of the 10 ms loudness envelopes
+    of the codec's wave and the source (the impacts and the syllables are what the DiT's sound is timed by)."""
+    from ...models.just_dub_it.av_codec import decode_audio, encode_audio
+
+    cfg = parts.audio_vae_config(sc.audio_width)
+    vae_l1, codec_l1, env_r = [], [], []
+    for c in jdi_clips("heldout", clips, sc):
+        mel = parts.mels(cfg, [c.audio])[0][None]
+        vae_l1.append(float((audio_vae.decode(audio_vae.encode(mel).latent_dist.mode()).sample - mel).abs().mean()))
+        wave, rate = decode_audio(audio_vae, vocoder, encode_audio(audio_vae, mel))
+        back = parts.to_world_rate(wave.mean(0), rate)[: len(c.audio)]
+        codec_l1.append(float((parts.mels(cfg, [back.numpy()])[0] - mel[0, :, : parts.mels(cfg, [back.numpy()])[0].shape[1]])
+                              .abs().mean()))
+        env_r.append(parts.envelope_r(back.numpy(), c.audio[: len(back)]))
+    return {"clips": clips, "vae_mel_l1": round(float(np.mean(vae_l1)), 3),
+            "codec_mel_l1": round(float(np.mean(codec_l1)), 3), "envelope_r": round(float(np.mean(env_r)), 3)}
+
+
 def train_base(sc: Scale, out: Path, seed: int, stages: list) -> dict:
     """Stages 1-5: the base model's two files in ``out/weights``; returns the report's base part."""
     from ...models.just_dub_it.native_writer import save_gemma_single_file, save_ltx2_single_file
@@ -276,6 +299,7 @@ def train_base(sc: Scale, out: Path, seed: int, stages: list) -> dict:
     # 1-2. the codecs
     vae, audio_vae, vocoder, header, (vae_cfg, audio_cfg), codec_keys = train_codecs(sc, clips, data, out, seed, stages)
     vae_check = video_vae_check(vae, sc)
+    audio_check = audio_codec_check(audio_vae, vocoder, sc)
 
     # 3. the text encoder: random and frozen, with a SentencePiece model of the prompts in every language
     spiece = parts.train_spiece(sorted({c.prompt for c in clips}), sc.text_vocab)
@@ -313,7 +337,8 @@ def train_base(sc: Scale, out: Path, seed: int, stages: list) -> dict:
                           audio_vae=audio_vae, vocoder=vocoder, codec_config=header, dtype=torch.float16)
     load_base(weights)  # strict read-back: the files are what the loaders expect
     return {"train_seeds": [clips[0].index, clips[-1].index], "data_s": round(data_s, 1),
-            "features_s": round(features_s, 1), "video_vae_heldout": vae_check, "vocab": vocab,
+            "features_s": round(features_s, 1), "video_vae_heldout": vae_check,
+            "audio_codec_heldout": audio_check, "vocab": vocab,
             "tokens": {"video": int(items[0]["video"].shape[0]), "audio": int(items[0]["audio"].shape[0]),
                        "prompt_max": int(mask.sum(1).max())}}
 
@@ -351,5 +376,5 @@ RECIPE = JustDubItRecipe()
 
 
 __all__ = ["FILES", "FOLDERS", "FPS", "LANGUAGES", "RECIPE", "SCALES", "JdiClip", "Scale", "audio_token_width",
-           "clip_latents", "jdi_clips", "load_base", "native_config", "new_dit", "prompt", "train_base",
+           "audio_codec_check", "clip_latents", "jdi_clips", "load_base", "native_config", "new_dit", "prompt", "train_base",
            "train_codecs", "video_vae_check"]
