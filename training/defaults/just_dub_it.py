@@ -177,7 +177,7 @@ def new_dit(sc: Scale, seed: int) -> parts.BaseAV:
     return parts.BaseAV(InContextTransformer(transformer).train().requires_grad_(True), connectors)
 
 
-def load_base(weights: Path, sc: Scale | None = None, *, dtype: torch.dtype = torch.float32):
+def load_base(weights: Path, *, dtype: torch.dtype = torch.float32):
     """(LTX2Parts, GemmaEncoder) of a weights folder, by the loaders the nodes use."""
     from ...models.just_dub_it.bundle import load_ltx2_parts
     from ...models.just_dub_it.text import load_gemma
@@ -275,8 +275,8 @@ def audio_codec_check(audio_vae, vocoder, sc: Scale, clips: int = 4) -> dict:
         vae_l1.append(float((audio_vae.decode(audio_vae.encode(mel).latent_dist.mode()).sample - mel).abs().mean()))
         wave, rate = decode_audio(audio_vae, vocoder, encode_audio(audio_vae, mel))
         back = parts.to_world_rate(wave.mean(0), rate)[: len(c.audio)]
-        codec_l1.append(float((parts.mels(cfg, [back.numpy()])[0] - mel[0, :, : parts.mels(cfg, [back.numpy()])[0].shape[1]])
-                              .abs().mean()))
+        again = parts.mels(cfg, [back.numpy()])[0]
+        codec_l1.append(float((again - mel[0, :, : again.shape[1]]).abs().mean()))
         env_r.append(parts.envelope_r(back.numpy(), c.audio[: len(back)]))
     return {"clips": clips, "vae_mel_l1": round(float(np.mean(vae_l1)), 3),
             "codec_mel_l1": round(float(np.mean(codec_l1)), 3), "envelope_r": round(float(np.mean(env_r)), 3)}
@@ -284,8 +284,10 @@ def audio_codec_check(audio_vae, vocoder, sc: Scale, clips: int = 4) -> dict:
 
 def train_base(sc: Scale, out: Path, seed: int, stages: list) -> dict:
     """Stages 1-5: the base model's two files in ``out/weights``; returns the report's base part."""
+    import sentencepiece
+
     from ...models.just_dub_it.native_writer import save_gemma_single_file, save_ltx2_single_file
-    from ...models.just_dub_it.text import gemma_hidden_states
+    from ...models.just_dub_it.text import gemma_hidden_states, load_gemma
     from ..audiogen_omni.train import EMA
 
     weights = out / "weights"
@@ -303,13 +305,9 @@ def train_base(sc: Scale, out: Path, seed: int, stages: list) -> dict:
 
     # 3. the text encoder: random and frozen, with a SentencePiece model of the prompts in every language
     spiece = parts.train_spiece(sorted({c.prompt for c in clips}), sc.text_vocab)
-    import sentencepiece
-
     vocab = sentencepiece.SentencePieceProcessor(model_proto=spiece).get_piece_size()
     save_gemma_single_file(weights / FILES["text_encoder"], parts.new_gemma(vocab, sc.text_dim, sc.text_layers,
                                                                            seed + 1), spiece)
-    from ...models.just_dub_it.text import load_gemma
-
     gemma = load_gemma(weights / FILES["text_encoder"], dtype=torch.float32)  # what the nodes read
 
     # 4. features: the clips' latents and prompts' hidden states

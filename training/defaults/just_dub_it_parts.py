@@ -127,7 +127,8 @@ def new_vocoder(config: dict, seed: int):
 
 
 def mels(vae_cfg: dict, waves: list[np.ndarray]) -> list[torch.Tensor]:
-    """[2, T, 64] log-mels of mono 16 kHz waves (stereo duplicated), by the codec the nodes use."""
+    """[2, T, 64] log-mels of mono 16 kHz waves (stereo duplicated), by the codec the nodes use (which reads only
+    the audio VAE's config: a stand-in carries it before the VAE exists)."""
     from types import SimpleNamespace
 
     probe = SimpleNamespace(config=SimpleNamespace(sample_rate=vae_cfg["sample_rate"], in_channels=2,
