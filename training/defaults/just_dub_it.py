@@ -213,8 +213,8 @@ def train_codecs(sc: Scale, clips: list[JdiClip], data: dict, out: Path, seed: i
     vae = parts.train_video_vae(parts.new_video_vae(vae_cfg, seed), key, [c.frames for c in clips], out, seed, stages,
                                 frame_steps=sc.vae_frame_steps, frame_batch=sc.vae_frame_batch,
                                 crop_steps=sc.vae_steps, crop_batch=sc.vae_batch, lr=sc.vae_lr)
-    as_stored(vae)
     parts.set_video_statistics(vae, [c.frames for c in clips])
+    as_stored(vae)  # weights and statistics as the file holds them
 
     audio_cfg = parts.audio_vae_config(sc.audio_width)
     mels = parts.mels(audio_cfg, [c.audio for c in clips])
@@ -223,8 +223,8 @@ def train_codecs(sc: Scale, clips: list[JdiClip], data: dict, out: Path, seed: i
                           sc.audio_lr, out, seed, stages, "audio_vae", resume=True, schedule="cosine",
                           key={"data": data, "config": audio_cfg, "batch": sc.audio_batch, "crop": sc.audio_crop,
                                "kl": parts.AUDIO_KL_WEIGHT})
-    as_stored(audio_vae)
     parts.set_audio_statistics(audio_vae, mels)
+    as_stored(audio_vae)
 
     voc_cfg = parts.vocoder_config(sc.vocoder_width)
     vocoder = run_stage(parts.new_vocoder(voc_cfg, seed + 4), parts.vocoder_loss,
