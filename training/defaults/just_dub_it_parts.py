@@ -207,11 +207,11 @@ def envelope_r(a: np.ndarray, b: np.ndarray, hop: int = WORLD_RATE // 100) -> fl
 def vocoder_loss(model, batch: VocoderPair):
     """The MMAudio tiny vocoder's regression terms (codecs.spectral_terms: MR-STFT log-magnitude + DC, no GAN)
     on both channels, which should both be the mono target (the world's sound is mono)."""
-    from .codecs import spectral_terms
+    from .codecs import DC_WEIGHT, spectral_terms
 
     pred = model(batch.mel)[..., : batch.wave.shape[-1]]
     stft, dc = spectral_terms(pred.flatten(0, 1), batch.wave.repeat_interleave(2, dim=0))
-    return stft + dc, {"stft": float(stft.detach()), "dc": float(dc.detach())}
+    return stft + DC_WEIGHT * dc, {"stft": float(stft.detach()), "dc": float(dc.detach())}
 
 
 # -- text encoder -----------------------------------------------------------------------------------------------
