@@ -22,6 +22,9 @@ Layout (what part 2, the dubbing data / LoRA / eval / workflow, builds on):
 - Latents. Always through the loaders and ``models.just_dub_it.av_codec`` (encode_video / waveform_to_mel /
   encode_audio / decode_*), the code the nodes run; prompts through ``text.encode_prompts`` with
   ``sc.max_tokens``. ``load_base(weights_dir)`` returns (LTX2Parts, GemmaEncoder) from a weights folder.
+  ``clip_latents(video_vae, audio_vae, clip, audio_vae_config(sc.audio_width))`` gives one clip's tokens.
+- CFG. The DiT is trained with the prompt dropped to the empty prompt ``""`` (``sc.text_dropout``): sample with
+  ``""`` as the negative prompt.
 - Work folder. ``<out>/weights/`` holds the files above; each stage trains in ``<out>/<stage>/`` and resumes by
   key (stages.run_stage): ``video_vae_frames``, ``video_vae``, ``audio_vae``, ``vocoder``, ``dit``. ``train()``
   builds the base model (``train_base``) and then runs part 2's stages at the marked place.
@@ -100,10 +103,12 @@ SCALES = {
                    dit_steps=2, vae_frame_steps=2, vae_frame_batch=2, vae_batch=2, audio_batch=2, vocoder_batch=2,
                    batch=2, text_vocab=120, latent_channels=8, audio_width=4, text_dim=16,
                    max_tokens=48, registers=8, hidden=32, audio_hidden=16, layers=1),
-    "feasibility": Scale(train_clips=32, latent_frames=7, size=64, vae_frame_steps=300, vae_steps=300,
-                         audio_vae_steps=300, vocoder_steps=300, dit_steps=300),
-    "full": Scale(train_clips=128, latent_frames=7, size=64, vae_frame_steps=2000, vae_steps=2000,
-                  audio_vae_steps=1500, vocoder_steps=1500, dit_steps=3000),
+    # ~12 CPU min on one thread (benchmarks/tiny_defaults_just_dub_it.md)
+    "feasibility": Scale(train_clips=32, latent_frames=7, size=64, vae_frame_steps=1000, vae_steps=1200,
+                         audio_vae_steps=400, vocoder_steps=400, dit_steps=600),
+    # the plan sized from the feasibility run's CPU s/step (~40-43 CPU min; benchmarks/tiny_defaults_just_dub_it.md)
+    "full": Scale(train_clips=128, latent_frames=7, size=64, vae_frame_steps=3000, vae_steps=3600,
+                  audio_vae_steps=1500, vocoder_steps=1500, dit_steps=6000, hidden=128, audio_hidden=64, layers=4),
 }
 
 
@@ -172,7 +177,7 @@ def new_dit(sc: Scale, seed: int) -> parts.BaseAV:
     return parts.BaseAV(InContextTransformer(transformer).train().requires_grad_(True), connectors)
 
 
-def load_base(weights: Path, sc: Scale | None = None, *, dtype: torch.dtype = torch.float32):
+def load_base(weights: Path, *, dtype: torch.dtype = torch.float32):
     """(LTX2Parts, GemmaEncoder) of a weights folder, by the loaders the nodes use."""
     from ...models.just_dub_it.bundle import load_ltx2_parts
     from ...models.just_dub_it.text import load_gemma
@@ -208,8 +213,8 @@ def train_codecs(sc: Scale, clips: list[JdiClip], data: dict, out: Path, seed: i
     vae = parts.train_video_vae(parts.new_video_vae(vae_cfg, seed), key, [c.frames for c in clips], out, seed, stages,
                                 frame_steps=sc.vae_frame_steps, frame_batch=sc.vae_frame_batch,
                                 crop_steps=sc.vae_steps, crop_batch=sc.vae_batch, lr=sc.vae_lr)
-    as_stored(vae)
     parts.set_video_statistics(vae, [c.frames for c in clips])
+    as_stored(vae)  # weights and statistics as the file holds them
 
     audio_cfg = parts.audio_vae_config(sc.audio_width)
     mels = parts.mels(audio_cfg, [c.audio for c in clips])
@@ -218,8 +223,8 @@ def train_codecs(sc: Scale, clips: list[JdiClip], data: dict, out: Path, seed: i
                           sc.audio_lr, out, seed, stages, "audio_vae", resume=True, schedule="cosine",
                           key={"data": data, "config": audio_cfg, "batch": sc.audio_batch, "crop": sc.audio_crop,
                                "kl": parts.AUDIO_KL_WEIGHT})
-    as_stored(audio_vae)
     parts.set_audio_statistics(audio_vae, mels)
+    as_stored(audio_vae)
 
     voc_cfg = parts.vocoder_config(sc.vocoder_width)
     vocoder = run_stage(parts.new_vocoder(voc_cfg, seed + 4), parts.vocoder_loss,
@@ -256,10 +261,33 @@ def video_vae_check(vae, sc: Scale, clips: int = 4) -> dict:
             "mouth_openness_r": round(float(np.mean(mouth)), 3)}
 
 
+@torch.no_grad()
+def audio_codec_check(audio_vae, vocoder, sc: Scale, clips: int = 4) -> dict:
+    """Held-out round trips of the sound: the audio VAE's log-mel L1 (mel -> latent -> mel) and the whole codec's
+    (latent -> mel -> vocoder -> wave, re-analysed at 16 kHz), and the correlation of the 10 ms loudness envelopes
+    of the codec's wave and the source (the impacts and the syllables are what the DiT's sound is timed by)."""
+    from ...models.just_dub_it.av_codec import decode_audio, encode_audio
+
+    cfg = parts.audio_vae_config(sc.audio_width)
+    vae_l1, codec_l1, env_r = [], [], []
+    for c in jdi_clips("heldout", clips, sc):
+        mel = parts.mels(cfg, [c.audio])[0][None]
+        vae_l1.append(float((audio_vae.decode(audio_vae.encode(mel).latent_dist.mode()).sample - mel).abs().mean()))
+        wave, rate = decode_audio(audio_vae, vocoder, encode_audio(audio_vae, mel))
+        back = parts.to_world_rate(wave.mean(0), rate)[: len(c.audio)]
+        again = parts.mels(cfg, [back.numpy()])[0]
+        codec_l1.append(float((again - mel[0, :, : again.shape[1]]).abs().mean()))
+        env_r.append(parts.envelope_r(back.numpy(), c.audio[: len(back)]))
+    return {"clips": clips, "vae_mel_l1": round(float(np.mean(vae_l1)), 3),
+            "codec_mel_l1": round(float(np.mean(codec_l1)), 3), "envelope_r": round(float(np.mean(env_r)), 3)}
+
+
 def train_base(sc: Scale, out: Path, seed: int, stages: list) -> dict:
     """Stages 1-5: the base model's two files in ``out/weights``; returns the report's base part."""
+    import sentencepiece
+
     from ...models.just_dub_it.native_writer import save_gemma_single_file, save_ltx2_single_file
-    from ...models.just_dub_it.text import gemma_hidden_states
+    from ...models.just_dub_it.text import gemma_hidden_states, load_gemma
     from ..audiogen_omni.train import EMA
 
     weights = out / "weights"
@@ -273,16 +301,13 @@ def train_base(sc: Scale, out: Path, seed: int, stages: list) -> dict:
     # 1-2. the codecs
     vae, audio_vae, vocoder, header, (vae_cfg, audio_cfg), codec_keys = train_codecs(sc, clips, data, out, seed, stages)
     vae_check = video_vae_check(vae, sc)
+    audio_check = audio_codec_check(audio_vae, vocoder, sc)
 
     # 3. the text encoder: random and frozen, with a SentencePiece model of the prompts in every language
     spiece = parts.train_spiece(sorted({c.prompt for c in clips}), sc.text_vocab)
-    import sentencepiece
-
     vocab = sentencepiece.SentencePieceProcessor(model_proto=spiece).get_piece_size()
     save_gemma_single_file(weights / FILES["text_encoder"], parts.new_gemma(vocab, sc.text_dim, sc.text_layers,
                                                                            seed + 1), spiece)
-    from ...models.just_dub_it.text import load_gemma
-
     gemma = load_gemma(weights / FILES["text_encoder"], dtype=torch.float32)  # what the nodes read
 
     # 4. features: the clips' latents and prompts' hidden states
@@ -310,7 +335,8 @@ def train_base(sc: Scale, out: Path, seed: int, stages: list) -> dict:
                           audio_vae=audio_vae, vocoder=vocoder, codec_config=header, dtype=torch.float16)
     load_base(weights)  # strict read-back: the files are what the loaders expect
     return {"train_seeds": [clips[0].index, clips[-1].index], "data_s": round(data_s, 1),
-            "features_s": round(features_s, 1), "video_vae_heldout": vae_check, "vocab": vocab,
+            "features_s": round(features_s, 1), "video_vae_heldout": vae_check,
+            "audio_codec_heldout": audio_check, "vocab": vocab,
             "tokens": {"video": int(items[0]["video"].shape[0]), "audio": int(items[0]["audio"].shape[0]),
                        "prompt_max": int(mask.sum(1).max())}}
 
@@ -348,5 +374,5 @@ RECIPE = JustDubItRecipe()
 
 
 __all__ = ["FILES", "FOLDERS", "FPS", "LANGUAGES", "RECIPE", "SCALES", "JdiClip", "Scale", "audio_token_width",
-           "clip_latents", "jdi_clips", "load_base", "native_config", "new_dit", "prompt", "train_base",
+           "audio_codec_check", "clip_latents", "jdi_clips", "load_base", "native_config", "new_dit", "prompt", "train_base",
            "train_codecs", "video_vae_check"]

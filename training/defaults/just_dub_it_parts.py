@@ -127,7 +127,8 @@ def new_vocoder(config: dict, seed: int):
 
 
 def mels(vae_cfg: dict, waves: list[np.ndarray]) -> list[torch.Tensor]:
-    """[2, T, 64] log-mels of mono 16 kHz waves (stereo duplicated), by the codec the nodes use."""
+    """[2, T, 64] log-mels of mono 16 kHz waves (stereo duplicated), by the codec the nodes use (which reads only
+    the audio VAE's config: a stand-in carries it before the VAE exists)."""
     from types import SimpleNamespace
 
     probe = SimpleNamespace(config=SimpleNamespace(sample_rate=vae_cfg["sample_rate"], in_channels=2,
@@ -192,14 +193,25 @@ def to_vocoder_rate(waves: list[np.ndarray]) -> list[torch.Tensor]:
     return [torchaudio.functional.resample(torch.from_numpy(w).float(), WORLD_RATE, VOCODER_RATE) for w in waves]
 
 
+def to_world_rate(wave: torch.Tensor, rate: int) -> torch.Tensor:
+    return torchaudio.functional.resample(wave.float(), rate, WORLD_RATE)
+
+
+def envelope_r(a: np.ndarray, b: np.ndarray, hop: int = WORLD_RATE // 100) -> float:
+    """Pearson r of two 16 kHz waves' 10 ms RMS envelopes."""
+    n = min(len(a), len(b)) // hop * hop
+    ea, eb = (np.sqrt((x[:n].reshape(-1, hop) ** 2).mean(1)) for x in (a, b))
+    return float(np.corrcoef(ea, eb)[0, 1]) if ea.std() > 0 and eb.std() > 0 else 0.0
+
+
 def vocoder_loss(model, batch: VocoderPair):
     """The MMAudio tiny vocoder's regression terms (codecs.spectral_terms: MR-STFT log-magnitude + DC, no GAN)
     on both channels, which should both be the mono target (the world's sound is mono)."""
-    from .codecs import spectral_terms
+    from .codecs import DC_WEIGHT, spectral_terms
 
     pred = model(batch.mel)[..., : batch.wave.shape[-1]]
     stft, dc = spectral_terms(pred.flatten(0, 1), batch.wave.repeat_interleave(2, dim=0))
-    return stft + dc, {"stft": float(stft.detach()), "dc": float(dc.detach())}
+    return stft + DC_WEIGHT * dc, {"stft": float(stft.detach()), "dc": float(dc.detach())}
 
 
 # -- text encoder -----------------------------------------------------------------------------------------------
@@ -287,7 +299,7 @@ def make_av_loss(fps: float, latent_shape: tuple[int, int, int], seed: int, logi
 
 
 __all__ = ["AVBatch", "BaseAV", "FACE_BOX", "VocoderPair", "audio_codec_header", "audio_vae_config", "audio_vae_loss",
-           "av_batches", "face_mask", "make_av_loss", "mel_crops", "mels", "new_audio_vae", "new_gemma",
+           "av_batches", "envelope_r", "face_mask", "make_av_loss", "mel_crops", "mels", "new_audio_vae", "new_gemma",
            "new_video_vae", "new_vocoder", "set_audio_statistics", "set_video_statistics", "to_unit",
-           "to_vocoder_rate", "train_spiece", "train_video_vae", "video_vae_config", "vocoder_batches",
+           "to_vocoder_rate", "to_world_rate", "train_spiece", "train_video_vae", "video_vae_config", "vocoder_batches",
            "vocoder_config", "vocoder_loss"]
