@@ -376,6 +376,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     synth.add_argument("--task", choices=["full", "speech", "v2a"], default="full",
                        help="with --split: v2a = balls and beeps only, no speech")
     synth.add_argument("--languages", nargs="+", default=None, help="dubbing-pair languages (default: en fr)")
+    synth.add_argument("--switch", type=int, default=None, metavar="HALF_FRAMES",
+                       help="language-switch clips (the line in one language, a pause, then in another) with the "
+                            ".switch.json sidecars dubbing-data --clips reads: two halves of HALF_FRAMES frames "
+                            "(8k+1), or 0: each clip as long as its whole lines; clips of --split (default train)")
     synth.add_argument("--samples", action="store_true",
                        help="write the named sample inputs the example workflows load (e.g. into ComfyUI's input/)")
     synth.set_defaults(func=cmd_synth)

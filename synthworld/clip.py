@@ -68,8 +68,11 @@ def _spoken(spec: ClipSpec, transcript: str):
     return join_words(words, spec.sample_rate, start=start, gaps=gaps), start
 
 
-def generate_clip(spec: ClipSpec) -> Clip:
-    """Deterministic for a given spec. Speech needs espeak-ng; ``speech=False`` does not."""
+def generate_clip(spec: ClipSpec, *, spoken: tuple | None = None) -> Clip:
+    """Deterministic for a given spec. Speech needs espeak-ng; ``speech=False`` does not.
+
+    ``spoken``: (Speech, start s, transcript) said instead of the spec's own line (``switch.py``'s
+    language-switch clips); everything else of the clip is drawn exactly as without it."""
     if spec.language not in LINES:
         raise ValueError(f"language must be one of {sorted(LINES)}, got {spec.language!r}")
     if spec.speaker not in SPEAKERS:
@@ -85,9 +88,12 @@ def generate_clip(spec: ClipSpec) -> Clip:
     speech = np.zeros(n_samples, np.float32)
     words, phonemes, transcript = [], [], ""
     if spec.speech:
-        transcript = sentences.sentence(spec.language, spec.sentence) if spec.sentence >= 0 \
-            else LINES[spec.language][spec.line % len(LINES[spec.language])]
-        said, start = _spoken(spec, transcript)
+        if spoken is None:
+            transcript = sentences.sentence(spec.language, spec.sentence) if spec.sentence >= 0 \
+                else LINES[spec.language][spec.line % len(LINES[spec.language])]
+            said, start = _spoken(spec, transcript)
+        else:
+            said, start, transcript = spoken
         sounds.place(speech, 0.8 * said.wave / max(1e-6, float(np.abs(said.wave).max())), start, spec.sample_rate)
         words = [(w, round(a, 4), round(b, 4)) for w, a, b in said.words if a < spec.seconds]
         phonemes = [(p, round(a, 4), round(b, 4)) for p, a, b in said.phonemes if a < spec.seconds]

@@ -27,6 +27,18 @@ DUALDUB_SAMPLE = 2  # held-out index of soundtrack_dualdub's clip; the workflow'
 OVI_SAMPLE, OVI_SECONDS, OVI_SIZE, OVI_FPS = 10, 49 / 24, 64, 24  # 49 frames: 13 Wan latents
 
 
+# held-out index of dub_video's clip (JUST-DUB-IT's tiny default dubs it from English into French), at the length,
+# size and frame rate the default was trained at (training/defaults/just_dub_it.py, full: 49 frames = 7 latents)
+DUB_SAMPLE, DUB_FRAMES, DUB_SIZE, DUB_FPS = 3, 49, 64, 25
+DUB_INPUT = "dub_input.mp4"
+
+
+def dub_sample_clip(language: str = "en"):
+    """The dub sample clip (``language`` "fr" / "de": the same clip in the target language, its ground truth)."""
+    return generate_clip(clip_spec("heldout", DUB_SAMPLE, task="full", language=language, seconds=DUB_FRAMES / DUB_FPS,
+                                   size=DUB_SIZE, fps=DUB_FPS))
+
+
 def dualdub_sample_transcript() -> str:
     return generate_clip(clip_spec("heldout", DUALDUB_SAMPLE, task="full", seconds=4.0, size=64)).truth["transcript"]
 
@@ -66,6 +78,10 @@ def write_workflow_samples(out: str | Path, *, seed: int = 0, seconds: float = 3
     written.append(out / "soundtrack_input.mp4")
     for name in ("dub_source.mp4", "dub_clip.mp4"):
         video(name, en.mix)
+    # JUST-DUB-IT's tiny default: a held-out English clip with its speech and the balls' sound (no music, as trained)
+    dub = dub_sample_clip()
+    write_video(out / DUB_INPUT, dub.frames, dub.spec.fps, dub.stems["speech"] + dub.stems["effects"], rate)
+    written.append(out / DUB_INPUT)
     audio("reference_voice.wav", talk_ref.stems["speech"])
     audio("speech.wav", stems["speech"])
     audio("dialogue.wav", stems["speech"])

@@ -16,7 +16,7 @@ RECIPES: dict[str, str | None] = {
     "dualdub": ".dualdub",
     "ovi": ".ovi",
     "mtv": ".mtv",
-    "just_dub_it": None,
+    "just_dub_it": ".just_dub_it",
 }
 SCALES = ("smoke", "feasibility", "full")  # smoke: seconds (tests); feasibility: minutes; full: the shipped default
 

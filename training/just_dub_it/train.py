@@ -57,6 +57,8 @@ def add_lora_adapters(model: InContextTransformer, rank: int, seed: int = 0) -> 
     names = [n for n, p in model.named_parameters() if "lora_" in n]
     for n, p in model.named_parameters():
         p.requires_grad_("lora_" in n)
+        if "lora_" in n:  # fp32 adapters over an fp16/bf16 base: AdamW's eps underflows in fp16 (NaN at step 2)
+            p.data = p.data.float()
     return names
 
 
