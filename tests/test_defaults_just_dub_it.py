@@ -37,7 +37,8 @@ def test_smoke_files_load_strictly_through_the_nodes_loaders(smoke):
     text = load_text_encoder(str(out / "weights" / FILES["text_encoder"]), "fp32", sc.max_tokens)
     assert text is not None
     # the report names every stage once, in order, and the files' sizes
-    assert [s["stage"] for s in report["stages"]] == ["video_vae_frames", "video_vae", "audio_vae", "vocoder", "dit"]
+    assert [s["stage"] for s in report["stages"]] == ["video_vae_frames", "video_vae", "audio_vae", "vocoder", "dit",
+                                                    "switch_clips", "pairs", "dubbing_lora"]
     assert report["tokens"]["prompt_max"] <= sc.max_tokens
     assert all(report["files"][k]["bytes"] > 0 for k in FILES)
 
@@ -81,9 +82,11 @@ def test_stages_resume_by_key(smoke, monkeypatch):
     monkeypatch.setitem(just_dub_it.SCALES, "smoke", dataclasses.replace(sc, dit_steps=sc.dit_steps + 1))
     again = just_dub_it.RECIPE.train(str(out), scale="smoke", seed=0)
     resumed = {s["stage"]: bool(s.get("resumed")) for s in again["stages"]}
-    # only the DiT's steps changed: every codec stage is taken from the first run, the DiT retrains
-    assert resumed == {"video_vae_frames": True, "video_vae": True, "audio_vae": True, "vocoder": True, "dit": False}
-    assert again["stages"][-1]["steps"] == sc.dit_steps + 1
+    # only the DiT's steps changed: every codec stage is taken from the first run, the DiT retrains, and so do the
+    # pairs and the LoRA made from it; the world's switch clips do not depend on the base
+    assert resumed == {"video_vae_frames": True, "video_vae": True, "audio_vae": True, "vocoder": True, "dit": False,
+                       "switch_clips": True, "pairs": False, "dubbing_lora": False}
+    assert next(s for s in again["stages"] if s["stage"] == "dit")["steps"] == sc.dit_steps + 1
     assert again["video_vae_heldout"] == first["video_vae_heldout"]  # the same codec weights
 
 

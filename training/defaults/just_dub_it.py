@@ -11,7 +11,7 @@ Layout (what part 2, the dubbing data / LoRA / eval / workflow, builds on):
   Model node). ``FILES["text_encoder"]`` = ``gemma3_text.safetensors`` in ``defaults/text_encoders/soundstage-tiny/
   just_dub_it/``: Gemma-3 in ComfyUI's single-file layout with its SentencePiece model in ``spiece_model``
   (``models.just_dub_it.gemma_file``; the Load LTX-2 Text Encoder node, ``max_tokens = Scale.max_tokens``).
-  Part 2 adds ``FILES["lora"]`` (folder ``loras``). The writer is ``models/just_dub_it/native_writer.py``.
+  ``FILES["lora"]`` (folder ``loras``) is the dubbing LoRA of stages 6-8 (``just_dub_it_data``). The writer is ``models/just_dub_it/native_writer.py``.
 - Clips. ``jdi_clips(split, count, sc, language=...)``: the world's ``full`` clips (every clip speaks) through
   ``synthworld.splits.clip_spec`` at LTX-2's 25 fps (JUST-DUB-IT's default rate), ``sc.frames`` = 1 + 8k frames
   (``sc.latent_frames`` latent frames), ``sc.size`` px square, audio = effects + speech stems at 16 kHz mono (the
@@ -27,7 +27,7 @@ Layout (what part 2, the dubbing data / LoRA / eval / workflow, builds on):
   ``""`` as the negative prompt.
 - Work folder. ``<out>/weights/`` holds the files above; each stage trains in ``<out>/<stage>/`` and resumes by
   key (stages.run_stage): ``video_vae_frames``, ``video_vae``, ``audio_vae``, ``vocoder``, ``dit``. ``train()``
-  builds the base model (``train_base``) and then runs part 2's stages at the marked place.
+  builds the base model (``train_base``), then stages 6-8 (``just_dub_it_data.train_dubbing``).
 """
 from __future__ import annotations
 
@@ -42,12 +42,13 @@ import torch
 from ...synthworld import generate_clip
 from ...synthworld.splits import clip_spec
 from . import just_dub_it_parts as parts
+from .just_dub_it_data import LORA_FILE, dub_scale, train_dubbing
 from .stages import run_stage, work_folder
 
 SYSTEM = "just_dub_it"
 PREFIX = "soundstage-tiny/just_dub_it"
-FILES = {"model": "ltx2_av.safetensors", "text_encoder": "gemma3_text.safetensors"}
-FOLDERS = {"model": "soundstage_ltx2", "text_encoder": "text_encoders"}
+FILES = {"model": "ltx2_av.safetensors", "text_encoder": "gemma3_text.safetensors", "lora": LORA_FILE}
+FOLDERS = {"model": "soundstage_ltx2", "text_encoder": "text_encoders", "lora": "loras"}
 FPS = 25  # JUST-DUB-IT's frame rate (ltx_pipelines: 24 or 25; its LoRA trainer's default 25)
 LANGUAGES = ("en", "fr", "de")
 
@@ -346,7 +347,9 @@ class JustDubItRecipe:
     files = FILES
     folders = FOLDERS
     can = ["the base model: text to a 2 s, 64 px, 25 fps clip of the synthetic world with its sound in LTX-2.0's "
-           "layout (balls, the lamp's beep, the face speaking the prompt's line in English, French or German)"]
+           "layout (balls, the lamp's beep, the face speaking the prompt's line in English, French or German)",
+           "with the dubbing LoRA: a 2 s, 64 px English clip of the world re-spoken in French or German (the Dubbing "
+           "Sampler's prompt names the line), the source clip as in-context tokens"]
     cannot = ["anything outside the cartoon world; prompt words outside the world's captions split into pieces "
               "the encoder never saw", "other sizes or lengths than trained"]
 
@@ -356,10 +359,11 @@ class JustDubItRecipe:
         stages: list[dict] = []
         t0, cpu0 = time.time(), time.process_time()
         base = train_base(sc, out, seed, stages)
-        # -- part 2: dubbing clips, dubbing pairs and the dubbing LoRA go here (their stages after "dit")
         weights = out / "weights"
+        # stages 6-8 on the base (paper 3.2-3.3): the world's switch clips, dubbing pairs, the dubbing LoRA
+        dubbing = train_dubbing(out, dub_scale(scale, sc), seed, stages, weights, FILES)
         report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc) | {"seconds": round(sc.seconds, 3)},
-                  "seed": seed, **base, "stages": stages, "wall_s": round(time.time() - t0, 1),
+                  "seed": seed, **base, "dubbing": dubbing, "stages": stages, "wall_s": round(time.time() - t0, 1),
                   "cpu_s": round(time.process_time() - cpu0, 1), "threads": torch.get_num_threads(),
                   "files": {k: {"name": f"{PREFIX}/{v}", "bytes": (weights / v).stat().st_size} for k, v in FILES.items()}}
         (out / "train_report.json").write_text(json.dumps(report, indent=1))
@@ -367,7 +371,9 @@ class JustDubItRecipe:
 
     def evaluate(self, weights_dir: str, out_dir: str, *, scale: str = "feasibility", clips: int = 16,
                  seed: int = 0) -> dict:
-        raise NotImplementedError("eval-defaults just_dub_it comes with the dubbing LoRA (issue 20, part 2)")
+        from .just_dub_it_eval import evaluate_just_dub_it
+
+        return evaluate_just_dub_it(self, Path(weights_dir), Path(out_dir), scale, clips=clips, seed=seed)
 
 
 RECIPE = JustDubItRecipe()
