@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from soundstage.compat import folder_paths
@@ -56,6 +57,18 @@ def runner_folders(tmp_path: Path) -> tuple[Path, Path]:
 
 
 NTSC_30 = "30000/1001"  # 29.97 fps, as containers store it
+
+
+def video_and_audio(path) -> tuple[np.ndarray, np.ndarray, int]:
+    """A media file's RGB frames [T, H, W, 3], its mono audio and the audio's rate (PyAV, every frame)."""
+    import av
+
+    with av.open(str(path)) as c:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    with av.open(str(path)) as c:
+        rate = c.streams.audio[0].rate
+        wave = np.concatenate([f.to_ndarray().mean(0) for f in c.decode(audio=0)]).astype(np.float32)
+    return frames, wave, rate
 
 
 def probe_av(path: Path) -> dict:

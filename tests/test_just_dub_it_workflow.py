@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import video_and_audio
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None and shutil.which("espeak") is None,
                                   reason="espeak-ng not installed (the world's talking clips need it)")
@@ -32,17 +33,6 @@ def shipped_widgets() -> dict[str, list]:
     }
 
 
-def _video_and_audio(path):
-    import av
-
-    with av.open(str(path)) as c:
-        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-    with av.open(str(path)) as c:
-        rate = c.streams.audio[0].rate
-        wave = np.concatenate([f.to_ndarray().mean(0) for f in c.decode(audio=0)]).astype(np.float32)
-    return frames, wave, rate
-
-
 @needs_espeak
 def test_the_dub_sample_is_a_held_out_english_clip_as_the_default_was_trained(tmp_path):
     from soundstage.synthworld.samples import (DUB_FPS, DUB_FRAMES, DUB_INPUT, DUB_SAMPLE, DUB_SIZE, dub_sample_clip,
@@ -52,7 +42,7 @@ def test_the_dub_sample_is_a_held_out_english_clip_as_the_default_was_trained(tm
     full = SCALES["full"]
     assert (DUB_FRAMES, DUB_SIZE, DUB_FPS) == (full.frames, full.size, FPS)
     write_workflow_samples(tmp_path)
-    frames, wave, rate = _video_and_audio(tmp_path / DUB_INPUT)
+    frames, wave, rate = video_and_audio(tmp_path / DUB_INPUT)
     clip, french = dub_sample_clip(), dub_sample_clip("fr")
     assert frames.shape == (DUB_FRAMES, DUB_SIZE, DUB_SIZE, 3) and abs(len(wave) / rate - DUB_FRAMES / DUB_FPS) < 0.05
     assert clip.truth["language"] == "en" and clip.spec.seed == 1_000_000 + DUB_SAMPLE  # held out
@@ -65,7 +55,7 @@ def test_the_dub_sample_is_a_held_out_english_clip_as_the_default_was_trained(tm
 def test_dub_video_runs_as_shipped_from_a_fresh_clone(tmp_path):
     from soundstage import defaults as pack_defaults
     from soundstage.headless.runner import Runner
-    from soundstage.synthworld.samples import DUB_FRAMES, DUB_FPS, DUB_INPUT, dub_sample_clip, write_workflow_samples
+    from soundstage.synthworld.samples import DUB_FRAMES, DUB_FPS, dub_sample_clip, write_workflow_samples
     from soundstage.training.defaults.just_dub_it import FILES
     from soundstage.training.defaults.just_dub_it_data import LORA_FILE
     from soundstage.training.defaults.just_dub_it_eval import face_mask, psnr_outside
@@ -85,7 +75,7 @@ def test_dub_video_runs_as_shipped_from_a_fresh_clone(tmp_path):
     models.mkdir()  # a fresh clone: no model files of the user's own
     Runner(input_dir=inp, output_dir=out, models_dir=models).run(workflow)
     (path,) = sorted(out.rglob("*.mp4"))
-    frames, wave, rate = _video_and_audio(path)
+    frames, wave, rate = video_and_audio(path)
     source = dub_sample_clip()
     assert frames.shape == source.frames.shape and abs(len(wave) / rate - DUB_FRAMES / DUB_FPS) < 0.05
     assert np.sqrt(np.mean(wave ** 2)) > 1e-3  # it says something
@@ -182,7 +172,7 @@ def test_dub_video_runs_on_a_smoke_default_through_the_nodes(smoke_default, tmp_
     with temporary_models_dir(tmp_path / "models"):
         Runner(input_dir=inp, output_dir=res, models_dir=tmp_path / "models").run(workflow)
     (path,) = sorted(res.rglob("*.mp4"))
-    frames, wave, rate = _video_and_audio(path)
+    frames, wave, rate = video_and_audio(path)
     # the smoke base dubs 9-frame windows: the sample's every frame, in speech segments (long_clips = segments)
     source = dub_sample_clip()
     assert frames.shape == source.frames.shape and abs(len(wave) / rate - len(source.frames) / jdi.FPS) < 0.05

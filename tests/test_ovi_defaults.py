@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from helpers import video_and_audio
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None and shutil.which("espeak") is None,
                                   reason="espeak-ng not installed (the world's talking clips need it)")
@@ -283,17 +284,6 @@ def test_install_puts_each_part_where_the_ovi_loader_nodes_list_and_load_it(smok
         assert vae.module.config.z_dim == ovi.handle.module.config.video.in_dim
 
 
-def _video_and_audio(path):
-    import av
-
-    with av.open(str(path)) as c:
-        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
-    with av.open(str(path)) as c:
-        rate = c.streams.audio[0].rate
-        wave = np.concatenate([f.to_ndarray().mean(0) for f in c.decode(audio=0)]).astype(np.float32)
-    return frames, wave, rate
-
-
 @needs_espeak
 def test_ovi_workflows_run_as_shipped_on_the_sample_input(tmp_path):
     # `synth --samples`, then both templates with no model files of the user's own: the shipped default.
@@ -321,11 +311,11 @@ def test_ovi_workflows_run_as_shipped_on_the_sample_input(tmp_path):
         Runner(input_dir=inp, output_dir=out, models_dir=models).run(workflow)
     (t2av,), (i2av,) = sorted(out.rglob("t2av_*.mp4")), sorted(out.rglob("i2av_*.mp4"))
     for path in (t2av, i2av):
-        frames, wave, rate = _video_and_audio(path)
+        frames, wave, rate = video_and_audio(path)
         assert frames.shape == clip.frames.shape  # 2 s, 64 px, 24 fps
         assert abs(len(wave) / rate - OVI_SECONDS) < 0.05 and ovi_eval.voiced_seconds(wave, rate) > 0.1  # it speaks
         assert "red" in ovi_eval.seen_colours(frames)  # the caption's ball (loose: the card has the held-out share)
     # i2av starts from the sample's first frame: its red ball where the image has it (t2av's was 13 px away)
     ball = [np.argwhere(ovi_eval.colour_masks(f[None])["red"][0]).mean(0)
-            for f in (clip.frames[0], _video_and_audio(i2av)[0][0])]
+            for f in (clip.frames[0], video_and_audio(i2av)[0][0])]
     assert np.isfinite(ball[1]).all() and np.abs(ball[0] - ball[1]).max() < 4

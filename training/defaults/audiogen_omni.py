@@ -10,7 +10,6 @@ fixes clip counts and step counts, so a seed gives the same weights on every run
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from ...models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
 from ...models.audiogen_omni.preprocess import SYNC_FPS, SYNC_STRIDE, load_video_frames, sync_pixels
 from ...models.common.codecs.mel import MEL_16K, LogMel
 from . import codecs
-from .stages import run_stage, work_folder
+from .stages import run_stage, work_folder, write_train_report
 from .world import event_times, world_clips
 
 SYSTEM = "audiogen_omni"
@@ -192,14 +191,9 @@ class AudioGenOmniRecipe:
         save_file(codecs.vocoder_state_dict(voc), str(weights / FILES["vocoder"]))
         save_file({k: v.half().contiguous() for k, v in sf.state_dict().items()}, str(weights / FILES["synchformer"]))
         save_mmdit(ema.shadow.half(), weights / FILES["mmdit"])
-        report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc), "seed": seed,
-                  "train_seeds": [clips[0].index, clips[-1].index], "data_s": round(data_s, 1),
-                  "features_s": round(features_s, 1), "stages": stages, "wall_s": round(time.time() - t0, 1),
-                  "cpu_s": round(time.process_time() - cpu0, 1),
-                  "threads": torch.get_num_threads(),
-                  "files": {k: {"name": f"{PREFIX}/{v}", "bytes": (weights / v).stat().st_size} for k, v in FILES.items()}}
-        (out / "train_report.json").write_text(json.dumps(report, indent=1))
-        return report
+        return write_train_report(out, SYSTEM, FILES, scale=scale, settings=asdict(sc), seed=seed, stages=stages,
+                                  started=(t0, cpu0), train_seeds=[clips[0].index, clips[-1].index],
+                                  data_s=round(data_s, 1), features_s=round(features_s, 1))
 
     def evaluate(self, weights_dir: str, out_dir: str, *, scale: str = "feasibility", clips: int = 16,
                  seed: int = 0) -> dict:

@@ -28,7 +28,7 @@ from ...synthworld import generate_clip
 from ...synthworld.splits import clip_spec
 from . import dualdub_encoders as enc
 from . import wavtokenizer as wt
-from .stages import curve_entry, finished, record, run_stage
+from .stages import curve_entry, finished, record, run_stage, write_train_report
 
 SYSTEM = "dualdub"
 PREFIX = "soundstage-tiny/dualdub"
@@ -269,19 +269,13 @@ class DualDubRecipe:
         model, tokenizer = load_dualdub(init)
         save_dualdub(weights / FILES["lm"], model.half(), tokenizer)
 
-        report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc), "seed": seed,
-                  "train_seeds": [0, len(clips) - 1], "data_s": round(data_s, 1),
-                  "heldout_diagnostics": {"clips": len(held), "speaker_accuracy": round(speaker_acc, 3),
-                                          "clip_r2": dict(zip(("lamp", "mouth", "since_contact", "to_contact",
-                                                               "contact"), clip_r2)),
-                                          "mouth_probe_r": mouth_r},
-                  "stages": stages,
-                  "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1),
-                  "threads": torch.get_num_threads(),
-                  "files": {k: {"name": f"{PREFIX}/{v}", "bytes": (weights / v).stat().st_size}
-                            for k, v in FILES.items()}}
-        (out / "train_report.json").write_text(json.dumps(report, indent=1))
-        return report
+        return write_train_report(
+            out, SYSTEM, FILES, scale=scale, settings=asdict(sc), seed=seed, stages=stages, started=(t0, cpu0),
+            train_seeds=[0, len(clips) - 1], data_s=round(data_s, 1),
+            heldout_diagnostics={"clips": len(held), "speaker_accuracy": round(speaker_acc, 3),
+                                 "clip_r2": dict(zip(("lamp", "mouth", "since_contact", "to_contact", "contact"),
+                                                     clip_r2)),
+                                 "mouth_probe_r": mouth_r})
 
     def evaluate(self, weights_dir: str, out_dir: str, *, scale: str = "feasibility", clips: int = 16,
                  seed: int = 0) -> dict:

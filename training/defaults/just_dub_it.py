@@ -43,7 +43,7 @@ from ...synthworld import generate_clip
 from ...synthworld.splits import clip_spec
 from . import just_dub_it_parts as parts
 from .just_dub_it_data import LORA_FILE, dub_scale, train_dubbing
-from .stages import run_stage, work_folder
+from .stages import run_stage, work_folder, write_train_report
 
 SYSTEM = "just_dub_it"
 PREFIX = "soundstage-tiny/just_dub_it"
@@ -362,12 +362,9 @@ class JustDubItRecipe:
         weights = out / "weights"
         # stages 6-8 on the base (paper 3.2-3.3): the world's switch clips, dubbing pairs, the dubbing LoRA
         dubbing = train_dubbing(out, dub_scale(scale, sc), seed, stages, weights, FILES)
-        report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc) | {"seconds": round(sc.seconds, 3)},
-                  "seed": seed, **base, "dubbing": dubbing, "stages": stages, "wall_s": round(time.time() - t0, 1),
-                  "cpu_s": round(time.process_time() - cpu0, 1), "threads": torch.get_num_threads(),
-                  "files": {k: {"name": f"{PREFIX}/{v}", "bytes": (weights / v).stat().st_size} for k, v in FILES.items()}}
-        (out / "train_report.json").write_text(json.dumps(report, indent=1))
-        return report
+        return write_train_report(
+            out, SYSTEM, FILES, scale=scale, settings=asdict(sc) | {"seconds": round(sc.seconds, 3)}, seed=seed,
+            stages=stages, started=(t0, cpu0), **base, dubbing=dubbing)
 
     def evaluate(self, weights_dir: str, out_dir: str, *, scale: str = "feasibility", clips: int = 16,
                  seed: int = 0) -> dict:

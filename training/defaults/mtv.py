@@ -14,7 +14,6 @@ Every stage resumes by key (stages.py).
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from ...synthworld import generate_clip
 from ...synthworld.splits import clip_spec
 from . import mtv_parts as parts
 from . import ovi_parts
-from .stages import run_stage, work_folder
+from .stages import run_stage, work_folder, write_train_report
 
 SYSTEM = "mtv"
 PREFIX = "soundstage-tiny/mtv"
@@ -309,14 +308,10 @@ class MTVRecipe:
         save_model(ema.shadow, weights / FILES["model"])
         load_mtv(str(weights / FILES["model"]), "fp32")  # strict read-back: the file is what the loader expects
 
-        report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc) | {"seconds": round(sc.seconds, 3)},
-                  "seed": seed, "train_seeds": [clips[0].index, clips[-1].index], "data_s": round(data_s, 1),
-                  "features_s": round(features_s, 1), "video_vae_latents": latent_stats, "wav2vec_probe": probe,
-                  "stages": stages, "wall_s": round(time.time() - t0, 1),
-                  "cpu_s": round(time.process_time() - cpu0, 1), "threads": torch.get_num_threads(),
-                  "files": {k: {"name": f"{PREFIX}/{v}", "bytes": (weights / v).stat().st_size} for k, v in FILES.items()}}
-        (out / "train_report.json").write_text(json.dumps(report, indent=1))
-        return report
+        return write_train_report(
+            out, SYSTEM, FILES, scale=scale, settings=asdict(sc) | {"seconds": round(sc.seconds, 3)}, seed=seed,
+            stages=stages, started=(t0, cpu0), train_seeds=[clips[0].index, clips[-1].index], data_s=round(data_s, 1),
+            features_s=round(features_s, 1), video_vae_latents=latent_stats, wav2vec_probe=probe)
 
     def evaluate(self, weights_dir: str, out_dir: str, *, scale: str = "feasibility", clips: int = 16,
                  seed: int = 0) -> dict:

@@ -13,7 +13,6 @@ pack's defaults (never trained here). Every stage resumes by key (stages.py).
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from ... import defaults as pack_defaults
 from ...synthworld import generate_clip
 from ...synthworld.splits import clip_spec
 from . import ovi_parts as parts
-from .stages import run_stage, work_folder
+from .stages import run_stage, work_folder, write_train_report
 
 SYSTEM = "ovi"
 PREFIX = "soundstage-tiny/ovi"
@@ -261,17 +260,11 @@ class OviRecipe:
         save_ovi_fusion(ema.shadow, weights / FILES["model"], dtype=torch.float16)
         load_ovi_fusion(weights / FILES["model"])  # strict read-back: the file is what the loader expects
 
-        report = {"system": SYSTEM, "scale": scale, "scale_settings": asdict(sc) | {"seconds": round(sc.seconds, 3)},
-                  "seed": seed,
-                  "train_seeds": [clips[0].index, clips[-1].index], "data_s": round(data_s, 1),
-                  "features_s": round(features_s, 1), "features": folder.name, "video_vae_heldout": vae_check,
-                  "stages": stages,
-                  "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1),
-                  "threads": torch.get_num_threads(), "audio_codec": {k: f"soundstage-tiny/{AUDIO_CODEC_SYSTEM}/{v}"
-                                                                      for k, v in AUDIO_CODEC.items()},
-                  "files": {k: {"name": f"{PREFIX}/{v}", "bytes": (weights / v).stat().st_size} for k, v in FILES.items()}}
-        (out / "train_report.json").write_text(json.dumps(report, indent=1))
-        return report
+        return write_train_report(
+            out, SYSTEM, FILES, scale=scale, settings=asdict(sc) | {"seconds": round(sc.seconds, 3)}, seed=seed,
+            stages=stages, started=(t0, cpu0), train_seeds=[clips[0].index, clips[-1].index], data_s=round(data_s, 1),
+            features_s=round(features_s, 1), features=folder.name, video_vae_heldout=vae_check,
+            audio_codec={k: f"soundstage-tiny/{AUDIO_CODEC_SYSTEM}/{v}" for k, v in AUDIO_CODEC.items()})
 
     def evaluate(self, weights_dir: str, out_dir: str, *, scale: str = "feasibility", clips: int = 16,
                  seed: int = 0) -> dict:

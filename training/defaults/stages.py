@@ -92,4 +92,21 @@ def run_stage(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int,
     return model
 
 
-__all__ = ["curve_entry", "finished", "record", "run_stage", "stage_key"]
+def write_train_report(out: Path, system: str, files: dict, *, scale: str, settings: dict, seed: int, stages: list,
+                       started: tuple[float, float], **parts) -> dict:
+    """A run's ``train_report.json`` (what the model card is written from): its settings, the recipe's own ``parts``,
+    every stage's log, wall and CPU time since ``started`` (time.time(), time.process_time()), the thread count and
+    each file of ``out/weights`` under the name the loaders list. Returns the report."""
+    import torch
+
+    weights = out / "weights"
+    report = {"system": system, "scale": scale, "scale_settings": settings, "seed": seed, **parts, "stages": stages,
+              "wall_s": round(time.time() - started[0], 1), "cpu_s": round(time.process_time() - started[1], 1),
+              "threads": torch.get_num_threads(),
+              "files": {k: {"name": f"soundstage-tiny/{system}/{v}", "bytes": (weights / v).stat().st_size}
+                        for k, v in files.items()}}
+    (out / "train_report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+__all__ = ["curve_entry", "finished", "record", "run_stage", "stage_key", "write_train_report"]
