@@ -68,6 +68,24 @@ def _spoken(spec: ClipSpec, transcript: str):
     return join_words(words, spec.sample_rate, start=start, gaps=gaps), start
 
 
+def speech_track(spec: ClipSpec, *, spoken: tuple | None = None) -> tuple[np.ndarray, list, list, str]:
+    """The clip's speech stem, word and phoneme times and transcript, exactly as ``generate_clip`` draws them,
+    without rendering a frame (a speech-only corpus, e.g. DualDub's TTS stage, costs espeak-ng alone)."""
+    speech = np.zeros(int(round(spec.seconds * spec.sample_rate)), np.float32)
+    if not spec.speech:
+        return speech, [], [], ""
+    if spoken is None:
+        transcript = sentences.sentence(spec.language, spec.sentence) if spec.sentence >= 0 \
+            else LINES[spec.language][spec.line % len(LINES[spec.language])]
+        said, start = _spoken(spec, transcript)
+    else:
+        said, start, transcript = spoken
+    sounds.place(speech, 0.8 * said.wave / max(1e-6, float(np.abs(said.wave).max())), start, spec.sample_rate)
+    words = [(w, round(a, 4), round(b, 4)) for w, a, b in said.words if a < spec.seconds]
+    phonemes = [(p, round(a, 4), round(b, 4)) for p, a, b in said.phonemes if a < spec.seconds]
+    return speech, words, phonemes, transcript
+
+
 def generate_clip(spec: ClipSpec, *, spoken: tuple | None = None) -> Clip:
     """Deterministic for a given spec. Speech needs espeak-ng; ``speech=False`` does not.
 
@@ -85,18 +103,7 @@ def generate_clip(spec: ClipSpec, *, spoken: tuple | None = None) -> Clip:
     times = np.arange(n) / spec.fps
 
     # speech and the mouth that follows it
-    speech = np.zeros(n_samples, np.float32)
-    words, phonemes, transcript = [], [], ""
-    if spec.speech:
-        if spoken is None:
-            transcript = sentences.sentence(spec.language, spec.sentence) if spec.sentence >= 0 \
-                else LINES[spec.language][spec.line % len(LINES[spec.language])]
-            said, start = _spoken(spec, transcript)
-        else:
-            said, start, transcript = spoken
-        sounds.place(speech, 0.8 * said.wave / max(1e-6, float(np.abs(said.wave).max())), start, spec.sample_rate)
-        words = [(w, round(a, 4), round(b, 4)) for w, a, b in said.words if a < spec.seconds]
-        phonemes = [(p, round(a, 4), round(b, 4)) for p, a, b in said.phonemes if a < spec.seconds]
+    speech, words, phonemes, transcript = speech_track(spec, spoken=spoken)
     openness = openness_track(phonemes, n, spec.fps)
 
     # balls, their impacts; the light and its beeps

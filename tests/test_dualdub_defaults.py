@@ -194,6 +194,50 @@ def test_speech_timing_reaches_train_and_held_out_clips_and_every_stage_key(monk
         assert all(fixed[k] != varied[k] and varied[k]["speech_timing"] == "varied" for k in varied)
 
 
+def test_a_wider_lm_or_more_tts_sentences_retrain_the_lm_stages_and_no_encoder():
+    import dataclasses
+
+    from soundstage.training.defaults import dualdub as dd
+
+    base = dd.SCALES["full"]
+    keys = dd.stage_keys(base, 0)
+    lm_stages = [f"lm_stage{n}" for n in (1, 2, 3)]
+    for change in ({"hidden": base.hidden + 32}, {"tts_clips": base.tts_clips + 8}, {"layers": base.layers + 1}):
+        changed = dd.stage_keys(dataclasses.replace(base, **change), 0)
+        retrained = {k for k in keys if keys[k] != changed[k]}
+        encoders = {"speaker"} if "hidden" in change else set()  # the speaker encoder is as wide as the LM
+        assert retrained == set(lm_stages) | encoders, change
+    # an encoder's own steps retrain that encoder and the LM, not the other encoders
+    changed = dd.stage_keys(dataclasses.replace(base, clip_steps=base.clip_steps + 1), 0)
+    assert {k for k in keys if keys[k] != changed[k]} == {"clip"} | set(lm_stages)
+    assert dd.stage_keys(base, 1)["codec"] != keys["codec"]  # every stage is seeded
+
+
+@needs_espeak
+def test_the_speech_corpus_is_the_worlds_speech_of_sentences_no_clip_says(tmp_path):
+    import dataclasses
+
+    from soundstage.synthworld import generate_clip
+    from soundstage.synthworld.splits import clip_spec
+    from soundstage.training.defaults import dualdub as dd
+
+    sc = dataclasses.replace(dd.SCALES["smoke"], tts_clips=8)
+    corpus = dd.speech_corpus(sc)
+    clips = dd.talking_clips("train", sc.train_clips, sc)
+    assert len(corpus) == 8
+    assert not {t for _, t, _ in corpus} & {c.truth["transcript"] for c in clips}
+    # the same stem the world's clip of that index says, without its frames
+    whole = generate_clip(clip_spec("train", sc.train_clips + 1, task="full", seconds=sc.seconds, size=sc.size,
+                                    speech_timing=sc.speech_timing))
+    assert corpus[1][1] == whole.truth["transcript"] and np.array_equal(corpus[1][0], whole.stems["speech"])
+    entries = json.loads((dd.write_manifest(clips, tmp_path, corpus) / "manifest.json").read_text())
+    tts = [e for e in entries if e.get("speech", "").startswith("tts")]
+    assert len(tts) == 8 and all(e["task"] == "tts" and (tmp_path / e["speech"]).is_file() for e in tts)
+    index = {e["speech"]: i for i, e in enumerate(tts)}
+    # each reference is another sentence of the same speaker (speakers go round the index)
+    assert all(index[e["reference"]] % 4 == i % 4 and e["reference"] != e["speech"] for i, e in enumerate(tts))
+
+
 @needs_espeak
 def test_eval_defaults_reports_every_condition_and_the_kv_cache_identity(smoke_run, tmp_path):
     from soundstage.cli import main

@@ -63,6 +63,9 @@ class Scale:
     # clip's speech start and word pauses, so the lips, not the transcript, say when the words come. A training
     # setting: every stage's key holds it, so a changed world retrains.
     speech_timing: str = "varied"
+    # Speech-only sentences (the train split's indices after the clips', no frames rendered) added to the TTS task
+    # of curriculum stages 2 and 3: paper 3.4's stage 2 learns TTS from a speech corpus, not from video clips.
+    tts_clips: int = 0
 
 
 # 5 s clips: the grammar's longest English sentence takes 4.1 s of words alone (median 2.9 s over the first 400
@@ -95,11 +98,21 @@ def training_settings(sc: Scale) -> dict:
     return {k: v for k, v in asdict(sc).items() if k not in SAMPLING}
 
 
+# What each encoder's weights depend on: its clips (how many, how long, how they speak), its own settings, the seed.
+_CLIPS = ("train_clips", "seconds", "speech_timing", "batch", "lr")
+_ENCODER_SETTINGS = {"codec": _CLIPS + ("codec_steps", "bins", "codec_width"),
+                     "clip": _CLIPS + ("size", "clip_steps"),
+                     "speaker": _CLIPS + ("speaker_steps", "hidden")}  # the speaker encoder's width is the LM's
+
+
 def stage_keys(sc: Scale, seed: int) -> dict[str, dict]:
-    """What each stage's weights depend on: every training setting but the steps of later LM stages, so more
-    steps for curriculum stage 3 retrain stage 3 only, and anything else retrains everything after it."""
-    common = {k: v for k, v in training_settings(sc).items() if k != "lm_steps"} | {"seed": seed}
-    return {"encoders": common} | {f"lm_stage{n}": common | {"lm_steps": list(sc.lm_steps[:n])} for n in (1, 2, 3)}
+    """What each stage's weights depend on. An encoder: its own settings only, so a wider LM or more TTS sentences
+    retrain no codec. An LM stage: every training setting but the steps of later LM stages, so more steps for
+    curriculum stage 3 retrain stage 3 only, and anything else retrains every LM stage."""
+    settings = training_settings(sc) | {"seed": seed}
+    common = {k: v for k, v in settings.items() if k != "lm_steps"}
+    encoders = {name: {k: settings[k] for k in names + ("seed",)} for name, names in _ENCODER_SETTINGS.items()}
+    return encoders | {f"lm_stage{n}": common | {"lm_steps": list(sc.lm_steps[:n])} for n in (1, 2, 3)}
 
 
 def talking_clips(split: str, count: int, sc: Scale, start: int = 0) -> list:
@@ -121,8 +134,22 @@ def lm_config(sc: Scale, codec, text_vocab: int) -> dict:
                 aligner_heads=2, speaker_dim=32, speaker_channels=sc.hidden, speaker_heads=2, n_mels=40, lm=lm)
 
 
-def write_manifest(clips: list, folder: Path) -> Path:
-    """The ``train dualdub`` data folder: media files and manifest.json (one entry per clip and task)."""
+def speech_corpus(sc: Scale) -> list:
+    """``sc.tts_clips`` speech-only sentences: the train split's clips after the scale's own (other sentences, the
+    same four speakers in turn), their speech stem and transcript only."""
+    from ...synthworld.clip import speech_track
+
+    out = []
+    for i in range(sc.train_clips, sc.train_clips + sc.tts_clips):
+        spec = clip_spec("train", i, task="full", seconds=sc.seconds, size=sc.size, speech_timing=sc.speech_timing)
+        wave, _, _, transcript = speech_track(spec)
+        out.append((wave, transcript, spec.sample_rate))
+    return out
+
+
+def write_manifest(clips: list, folder: Path, speech: list = ()) -> Path:
+    """The ``train dualdub`` data folder: media files and manifest.json (one entry per clip and task, and a TTS
+    entry per ``speech_corpus`` sentence)."""
     from ...media.save_audio import save_audio
     from ...synthworld.clip import write_video
 
@@ -141,6 +168,12 @@ def write_manifest(clips: list, folder: Path) -> Path:
                     {"speech": f"sp{i}.wav", "transcript": text, "reference": ref, "task": "tts"},
                     {"video": f"v{i}.mp4", "background": f"bg{i}.wav", "speech": f"sp{i}.wav", "transcript": text,
                      "reference": ref, "task": "v2st"}]
+    m = len(speech)
+    for j, (wave, text, rate) in enumerate(speech):
+        save_audio(folder / f"tts{j}.wav", torch.from_numpy(wave)[None], rate, "wav_float")
+        # the reference is 4 sentences on: the same speaker (speakers go round the index), another sentence
+        entries.append({"speech": f"tts{j}.wav", "transcript": text, "reference": f"tts{(j + 4) % m}.wav",
+                        "task": "tts"})
     (folder / "manifest.json").write_text(json.dumps(entries, indent=1))
     return folder
 
@@ -222,7 +255,7 @@ class DualDubRecipe:
         stages: list[dict] = []
         t0, cpu0 = time.time(), time.process_time()
         clips = talking_clips("train", sc.train_clips, sc)
-        data = write_manifest(clips, out / "data")
+        data = write_manifest(clips, out / "data", speech_corpus(sc))
         data_s = time.time() - t0
 
         # 1. the codec, on both tracks' stems at 24 kHz
@@ -231,7 +264,7 @@ class DualDubRecipe:
         codec = run_stage(wt.new_codec(cfg, seed, waves),
                           wt.CodecLoss(seed, autoencoder_steps=min(wt.AUTOENCODER_STEPS, sc.codec_steps // 5)),
                           wt.wave_batches(waves, sc.batch, seed, cfg.hop_length), sc.codec_steps, sc.lr, out, seed,
-                          stages, "codec", resume=True, key=keys["encoders"])
+                          stages, "codec", resume=True, key=keys["codec"])
         save_file(wt.codec_state_dict(codec), str(weights / FILES["codec"]))
         codec = load_wavtokenizer(weights / FILES["codec"], dtype=torch.float32)  # what inference reads
 
@@ -240,7 +273,7 @@ class DualDubRecipe:
         targets = [enc.frame_targets(c.truth, len(c.frames), c.spec.fps) for c in clips]
         probe = run_stage(enc.ClipProbe(enc.tiny_clip(seed, sc.size)), enc.clip_loss,
                           enc.clip_batches(pixels, targets, 4 * sc.batch, seed), sc.clip_steps, sc.lr, out, seed,
-                          stages, "clip", resume=True, key=keys["encoders"])
+                          stages, "clip", resume=True, key=keys["clip"])
         save_file(enc.clip_state_dict(probe.tower), str(weights / FILES["clip"]))
         # measured, never trained on: how much of the frame targets the encoder carries on held-out clips
         held = talking_clips("heldout", sc.diagnostic_clips, sc)
@@ -257,7 +290,7 @@ class DualDubRecipe:
         labels = [enc.SPEAKER_NAMES.index(c.spec.speaker) for c in clips]
         run_stage(enc.SpeakerProbe(model.speaker_encoder, model.config.speaker_dim), enc.speaker_loss,
                   enc.speaker_batches(speech, labels, sc.batch, seed, codec.sample_rate), sc.speaker_steps, sc.lr,
-                  out, seed, stages, "speaker", resume=True, key=keys["encoders"])
+                  out, seed, stages, "speaker", resume=True, key=keys["speaker"])
         speaker_acc = enc.speaker_accuracy(model.speaker_encoder, [wt.to_codec_rate(c.stems["speech"], c.spec.sample_rate)
                                                                    for c in held],
                                            [enc.SPEAKER_NAMES.index(c.spec.speaker) for c in held], codec.sample_rate)
