@@ -202,7 +202,8 @@ def test_a_wider_lm_or_more_tts_sentences_retrain_the_lm_stages_and_no_encoder()
     base = dd.SCALES["full"]
     keys = dd.stage_keys(base, 0)
     lm_stages = [f"lm_stage{n}" for n in (1, 2, 3)]
-    for change in ({"hidden": base.hidden + 32}, {"tts_clips": base.tts_clips + 8}, {"layers": base.layers + 1}):
+    for change in ({"hidden": base.hidden + 32}, {"tts_clips": base.tts_clips + 8}, {"layers": base.layers + 1},
+                   {"lm_schedule": "cosine"}):
         changed = dd.stage_keys(dataclasses.replace(base, **change), 0)
         retrained = {k for k in keys if keys[k] != changed[k]}
         encoders = {"speaker"} if "hidden" in change else set()  # the speaker encoder is as wide as the LM

@@ -66,6 +66,7 @@ class Scale:
     # Speech-only sentences (the train split's indices after the clips', no frames rendered) added to the TTS task
     # of curriculum stages 2 and 3: paper 3.4's stage 2 learns TTS from a speech corpus, not from video clips.
     tts_clips: int = 0
+    lm_schedule: str = "constant"  # each curriculum stage's learning-rate schedule (``train dualdub --schedule``)
 
 
 # 5 s clips: the grammar's longest English sentence takes 4.1 s of words alone (median 2.9 s over the first 400
@@ -199,7 +200,7 @@ def lm_stage(stage: int, data: Path, out: Path, steps: int, sc: Scale, codec, cl
     started.write_text(json.dumps(key))
     start, cpu = time.time(), time.process_time()
     result = train(stage, data, folder, steps, codec=codec, clip=clip, init_from=init, batch_size=sc.batch,
-                   lr=sc.lm_lr, seed=seed, save_every=max(50, steps // 4))
+                   lr=sc.lm_lr, seed=seed, save_every=max(50, steps // 4), schedule=sc.lm_schedule)
     record(out, name, log, curve_entry(name, steps, time.time() - start, time.process_time() - cpu,
                                        result["history"]) | {"resumed_from_step": steps - len(result["history"]),
                                                              "key": key})

@@ -63,7 +63,7 @@ def _model_and_tokenizer(out: Path, entries: list[dict], init_from, model_config
 def train(stage: int, data_dir: str | Path, out_dir: str | Path, steps: int, *, codec, clip=None,
           init_from: str | Path | None = None, model_config: dict | None = None, batch_size: int = 4,
           lr: float = 2e-4, vocab_size: int = 2000, seed: int = 0, save_every: int = 500,
-          stop_at: int | None = None, resume: bool = True) -> dict:
+          stop_at: int | None = None, resume: bool = True, schedule: str = "constant", warmup: int = 0) -> dict:
     """Train one curriculum stage. ``codec`` is a WavTokenizer (or a path to its ``.ckpt``),
     ``clip`` a CLIPVisionModel (or path); both stay frozen. Returns history and checkpoint path."""
     from ...models.common.codecs.wavtokenizer import load_wavtokenizer
@@ -87,6 +87,7 @@ def train(stage: int, data_dir: str | Path, out_dir: str | Path, steps: int, *, 
     fingerprint = enc.fingerprint()
     clips = [prepare_clip(e, data_dir, enc, out / "feature_cache", fingerprint) for e in entries]
     trainer = Trainer(model, dualdub_loss, TrainConfig(out_dir=str(out), steps=steps, lr=lr, seed=seed,
+                                                        schedule=schedule, warmup_steps=warmup,
                                                         save_every=save_every, log_every=max(1, steps // 10),
                                                         extra={"stage": stage}))
     if resume:
@@ -112,6 +113,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="JSON file of DualDubConfig fields for a fresh model")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--schedule", default="constant", choices=["constant", "linear", "cosine"],
+                   help="learning-rate schedule over the stage's steps (after --warmup)")
+    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
     p.add_argument("--vocab-size", type=int, default=2000)
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
@@ -125,6 +129,7 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
     model_config = json.loads(Path(args.config).read_text()) if args.config else None
     result = train(args.stage, args.data, args.out, args.steps, codec=args.codec, clip=args.clip,
                    init_from=args.init, model_config=model_config, batch_size=args.batch_size, lr=args.lr,
-                   vocab_size=args.vocab_size, seed=args.seed, save_every=args.save_every)
+                   vocab_size=args.vocab_size, seed=args.seed, save_every=args.save_every,
+                   schedule=args.schedule, warmup=args.warmup)
     print(json.dumps({"step": result["step"], "checkpoint": str(result["checkpoint"])}))
     return 0
