@@ -270,11 +270,10 @@ class DualDubRecipe:
         codec = load_wavtokenizer(weights / FILES["codec"], dtype=torch.float32)  # what inference reads
 
         # 2. the frame encoder, on every frame of the training clips
-        pixels = [enc.clip_pixels(c.frames, sc.size) for c in clips]
         targets = [enc.frame_targets(c.truth, len(c.frames), c.spec.fps) for c in clips]
-        probe = run_stage(enc.ClipProbe(enc.tiny_clip(seed, sc.size)), enc.clip_loss,
-                          enc.clip_batches(pixels, targets, 4 * sc.batch, seed), sc.clip_steps, sc.lr, out, seed,
-                          stages, "clip", resume=True, key=keys["clip"])
+        batches = enc.clip_batches([c.frames for c in clips], targets, 4 * sc.batch, seed, sc.size)
+        probe = run_stage(enc.ClipProbe(enc.tiny_clip(seed, sc.size)), enc.clip_loss, batches, sc.clip_steps, sc.lr,
+                          out, seed, stages, "clip", resume=True, key=keys["clip"])
         save_file(enc.clip_state_dict(probe.tower), str(weights / FILES["clip"]))
         # measured, never trained on: how much of the frame targets the encoder carries on held-out clips
         held = talking_clips("heldout", sc.diagnostic_clips, sc)

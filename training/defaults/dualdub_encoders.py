@@ -91,12 +91,15 @@ def clip_pixels(frames: np.ndarray, image_size: int) -> torch.Tensor:
                            torch.tensor(CLIP_STD).view(1, 3, 1, 1))
 
 
-def clip_batches(pixels: list[torch.Tensor], targets: list[torch.Tensor], batch: int, seed: int) -> Iterator:
-    """Random frames of random clips (every frame, not only one in three: more examples per clip)."""
+def clip_batches(frames: list[np.ndarray], targets: list[torch.Tensor], batch: int, seed: int,
+                 image_size: int) -> Iterator:
+    """Random frames of random clips (every frame, not only one in three: more examples per clip), prepared per
+    batch: a thousand clips' frames as CLIP pixels would be 5 GB of float32, their uint8 frames are 1.2 GB."""
     rng = random.Random(seed)
     while True:
-        picks = [(i, rng.randrange(len(pixels[i]))) for i in (rng.randrange(len(pixels)) for _ in range(batch))]
-        yield (torch.stack([pixels[i][j] for i, j in picks]), torch.stack([targets[i][j] for i, j in picks]))
+        picks = [(i, rng.randrange(len(frames[i]))) for i in (rng.randrange(len(frames)) for _ in range(batch))]
+        yield (clip_pixels(np.stack([frames[i][j] for i, j in picks]), image_size),
+               torch.stack([targets[i][j] for i, j in picks]))
 
 
 @torch.no_grad()
