@@ -20,6 +20,12 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
         f"{sc['seconds']} s, {sc['size']} px" + (f" (and {sc['scene_seconds']} s scenes of the same indices for the stages "
                                                   f"that learn timing)" if sc.get("scene_seconds") else "")
         + (f", {sc['speech_timing']} speech timing (synthworld.splits)" if sc.get("speech_timing") else ""),
+    ]
+    if sc.get("tts_clips"):  # a speech-only corpus beside the clips (DualDub's TTS task)
+        first = train["train_seeds"][1] + 1
+        lines.append(f"- speech-only sentences: split `train`, indices {first}..{first + sc['tts_clips'] - 1}, their "
+                     f"speech stem and transcript only (no frames)")
+    lines += [
         f"- evaluation clips: split `heldout` (seeds {SEED_RANGES['heldout'].start}.."
         f"{SEED_RANGES['heldout'].stop - 1}), never used in training", "",
         "## Reproduce", "",
