@@ -203,7 +203,7 @@ def test_a_wider_lm_or_more_tts_sentences_retrain_the_lm_stages_and_no_encoder()
     keys = dd.stage_keys(base, 0)
     lm_stages = [f"lm_stage{n}" for n in (1, 2, 3)]
     for change in ({"hidden": base.hidden + 32}, {"tts_clips": base.tts_clips + 8}, {"layers": base.layers + 1},
-                   {"lm_schedule": "cosine"}):
+                   {"lm_schedule": next(x for x in ("constant", "cosine") if x != base.lm_schedule)}):
         changed = dd.stage_keys(dataclasses.replace(base, **change), 0)
         retrained = {k for k in keys if keys[k] != changed[k]}
         encoders = {"speaker"} if "hidden" in change else set()  # the speaker encoder is as wide as the LM
