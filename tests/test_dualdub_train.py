@@ -92,6 +92,7 @@ def test_curriculum_stage_trains_loss_falls_and_resumes(dataset, tmp_path):
     common = dict(codec=codec, clip=clip_dir, model_config=model_config, batch_size=3, lr=3e-3, vocab_size=280)
     # Stage 3 uses all three corpora; stop half-way, then resume to the end.
     out = tmp_path / "stage3"
+    torch.manual_seed(0)  # a fresh model draws its initial weights from the global generator
     first = train(3, root, out, 30, stop_at=15, save_every=15, **common)
     assert first["step"] == 15 and first["checkpoint"] is None
     assert (out / "checkpoint-15" / "trainer.json").is_file()
@@ -105,6 +106,42 @@ def test_curriculum_stage_trains_loss_falls_and_resumes(dataset, tmp_path):
     model, tok = load_dualdub(second["checkpoint"])
     assert model.config.token_rate == pytest.approx(75.0) and model.config.codebook_size == 16
     assert tok.encode("hello world").ids
+    # The resumed run trained on the batches an uninterrupted one does: the same weights.
+    torch.manual_seed(0)
+    whole = train(3, root, tmp_path / "whole", 30, save_every=15, **common)
+    assert [h["loss"] for h in whole["history"][15:]] == pytest.approx(losses, rel=1e-5)
+    uninterrupted, _ = load_dualdub(whole["checkpoint"])
+    for (name, a), b in zip(model.state_dict().items(), uninterrupted.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_batches_skip_draws_what_the_skipped_batches_drew():
+    """Skipping n batches leaves the order and the reference crops where n built batches leave them, across passes
+    (a pass skipped whole included)."""
+    from soundstage.training.dualdub.data import Batches
+
+    cfg = tiny_config()
+    clips = [{"text_ids": torch.tensor([i + 1]), "speech_codes": torch.tensor([i % 16] * 4),
+              "reference": torch.randn(cfg.codec_sample_rate // 2)} for i in range(5)]
+    clips += [{"text_ids": torch.tensor([9]), "video": torch.zeros(2, cfg.video_dim), "video_times": torch.zeros(2),
+               "audio_codes": torch.tensor([1, 2, 3])}]
+
+    def first(batches, n):
+        it, out = iter(_endless(batches)), []
+        for _ in range(n):
+            out.append(next(it))
+        return out
+
+    whole = first(Batches(clips, cfg, 2, seed=7), 11)
+    for skip in (1, 3, 6):  # 3 batches a pass: 3 and 6 skip whole passes
+        resumed = first(Batches(clips, cfg, 2, seed=7, skip=skip), 11 - skip)
+        for a, b in zip(whole[skip:], resumed):
+            assert torch.equal(a["text_ids"], b["text_ids"]) and torch.equal(a["reference"], b["reference"])
+
+
+def _endless(batches):
+    while True:
+        yield from batches
 
 
 def test_next_stage_starts_from_previous_and_cli(dataset, tmp_path):

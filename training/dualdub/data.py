@@ -206,16 +206,35 @@ def collate(clips: list[dict[str, torch.Tensor]], cfg, *, speaker_seconds: float
 
 
 class Batches:
-    """Reshuffled each pass; reference crops are redrawn every time a clip is used."""
+    """Reshuffled each pass; reference crops are redrawn every time a clip is used. The first ``skip`` batches are
+    drawn without being built, so a run resumed at step n trains on the batches an uninterrupted run trains on
+    from step n: the same order and the same reference crops."""
 
-    def __init__(self, clips: list[dict], cfg, batch_size: int, *, seed: int = 0):
+    def __init__(self, clips: list[dict], cfg, batch_size: int, *, seed: int = 0, skip: int = 0):
         self.clips, self.cfg, self.batch_size = clips, cfg, batch_size
         self.rng = random.Random(seed)
+        self.skip = skip
+
+    def _draw_crops(self, clips: list[dict]) -> None:
+        """What ``collate`` draws from the generator for these clips (one seed per reference crop)."""
+        for c in clips:
+            if "reference" in c:
+                self.rng.randrange(2 ** 31)
 
     def __iter__(self):
-        order = list(range(len(self.clips)))
-        self.rng.shuffle(order)
-        for i in range(0, len(order), self.batch_size):
-            yield collate([self.clips[j] for j in order[i:i + self.batch_size]], self.cfg,
-                          speaker_seconds=self.cfg.speaker_seconds, sample_rate=self.cfg.codec_sample_rate,
-                          rng=self.rng)
+        while True:
+            order = list(range(len(self.clips)))
+            self.rng.shuffle(order)
+            chunks = [[self.clips[j] for j in order[i:i + self.batch_size]]
+                      for i in range(0, len(order), self.batch_size)]
+            built = False
+            for chunk in chunks:
+                if self.skip:  # already trained on before the resume
+                    self.skip -= 1
+                    self._draw_crops(chunk)
+                    continue
+                built = True
+                yield collate(chunk, self.cfg, speaker_seconds=self.cfg.speaker_seconds,
+                              sample_rate=self.cfg.codec_sample_rate, rng=self.rng)
+            if built or not chunks:  # a pass skipped whole goes on to the next: the trainer needs batches
+                return

@@ -92,7 +92,8 @@ def train(stage: int, data_dir: str | Path, out_dir: str | Path, steps: int, *, 
                                                         extra={"stage": stage}))
     if resume:
         trainer.resume()
-    history = trainer.fit(Batches(clips, cfg, batch_size, seed=seed + trainer.step), stop_at=stop_at)
+    history = trainer.fit(Batches(clips, cfg, batch_size, seed=seed, skip=trainer.step * trainer.cfg.grad_accum),
+                          stop_at=stop_at)
     result = {"history": history, "step": trainer.step, "checkpoint": None}
     if trainer.step >= steps:
         path = save_dualdub(out / f"dualdub_stage{stage}.safetensors", trainer.unwrapped(), tokenizer)
