@@ -147,9 +147,15 @@ def _endless(batches):
 def test_next_stage_starts_from_previous_and_cli(dataset, tmp_path):
     root, clip_dir = dataset
     codec = tiny_codec()
+    shared = tmp_path / "features"  # one feature cache for both stages: stage 2 encodes only its new entries
     one = train(1, root, tmp_path / "s1", 3, codec=codec, clip=clip_dir, model_config=asdict(tiny_config()),
-                batch_size=2, vocab_size=280)
-    two = train(2, root, tmp_path / "s2", 2, codec=codec, clip=clip_dir, init_from=one["checkpoint"], batch_size=2)
+                batch_size=2, vocab_size=280, feature_cache=shared)
+    cached = set(shared.glob("*.safetensors"))
+    assert len(cached) == len(stage_entries(read_manifest(root), 1)) and not (tmp_path / "s1" / "feature_cache").exists()
+    two = train(2, root, tmp_path / "s2", 2, codec=codec, clip=clip_dir, init_from=one["checkpoint"], batch_size=2,
+                feature_cache=shared)
+    added = set(shared.glob("*.safetensors")) - cached
+    assert len(added) == sum(e["task"] == "tts" for e in stage_entries(read_manifest(root), 2))
     m1, t1 = load_dualdub(one["checkpoint"])
     m2, t2 = load_dualdub(two["checkpoint"])
     assert t1.get_vocab() == t2.get_vocab()

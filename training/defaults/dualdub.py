@@ -204,7 +204,8 @@ def lm_stage(stage: int, data: Path, out: Path, steps: int, sc: Scale, codec, cl
     started.write_text(json.dumps(key))
     start, cpu = time.time(), time.process_time()
     result = train(stage, data, folder, steps, codec=codec, clip=clip, init_from=init, batch_size=sc.batch,
-                   lr=sc.lm_lr, seed=seed, save_every=max(50, steps // 4), schedule=sc.lm_schedule)
+                   lr=sc.lm_lr, seed=seed, save_every=max(50, steps // 4), schedule=sc.lm_schedule,
+                   feature_cache=out / "lm_features")  # one cache for the three stages: each clip encoded once
     record(out, name, log, curve_entry(name, steps, time.time() - start, time.process_time() - cpu,
                                        result["history"]) | {"resumed_from_step": steps - len(result["history"]),
                                                              "key": key})

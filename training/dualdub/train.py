@@ -63,9 +63,12 @@ def _model_and_tokenizer(out: Path, entries: list[dict], init_from, model_config
 def train(stage: int, data_dir: str | Path, out_dir: str | Path, steps: int, *, codec, clip=None,
           init_from: str | Path | None = None, model_config: dict | None = None, batch_size: int = 4,
           lr: float = 2e-4, vocab_size: int = 2000, seed: int = 0, save_every: int = 500,
-          stop_at: int | None = None, resume: bool = True, schedule: str = "constant", warmup: int = 0) -> dict:
+          stop_at: int | None = None, resume: bool = True, schedule: str = "constant", warmup: int = 0,
+          feature_cache: str | Path | None = None) -> dict:
     """Train one curriculum stage. ``codec`` is a WavTokenizer (or a path to its ``.ckpt``),
-    ``clip`` a CLIPVisionModel (or path); both stay frozen. Returns history and checkpoint path."""
+    ``clip`` a CLIPVisionModel (or path); both stay frozen. Media features are cached in ``feature_cache``
+    (default ``out_dir/feature_cache``; the stages of one curriculum can share one: entries are keyed by the
+    entry and the encoders). Returns history and checkpoint path."""
     from ...models.common.codecs.wavtokenizer import load_wavtokenizer
     from ...models.dualdub.vision import load_clip_vision
 
@@ -85,7 +88,8 @@ def train(stage: int, data_dir: str | Path, out_dir: str | Path, steps: int, *, 
         raise ValueError(f"codec has {codec.codebook_size} codes, the model {cfg.codebook_size}")
     enc = Encoders(codec=codec, clip=clip, tokenizer=tokenizer, frame_stride=cfg.frame_stride)
     fingerprint = enc.fingerprint()
-    clips = [prepare_clip(e, data_dir, enc, out / "feature_cache", fingerprint) for e in entries]
+    cache = Path(feature_cache) if feature_cache else out / "feature_cache"
+    clips = [prepare_clip(e, data_dir, enc, cache, fingerprint) for e in entries]
     trainer = Trainer(model, dualdub_loss, TrainConfig(out_dir=str(out), steps=steps, lr=lr, seed=seed,
                                                         schedule=schedule, warmup_steps=warmup,
                                                         save_every=save_every, log_every=max(1, steps // 10),
@@ -120,6 +124,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vocab-size", type=int, default=2000)
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--feature-cache", help="folder of cached media features (default: OUT/feature_cache); give "
+                                           "every stage the same one to encode each clip once")
 
 
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
@@ -131,6 +137,6 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
     result = train(args.stage, args.data, args.out, args.steps, codec=args.codec, clip=args.clip,
                    init_from=args.init, model_config=model_config, batch_size=args.batch_size, lr=args.lr,
                    vocab_size=args.vocab_size, seed=args.seed, save_every=args.save_every,
-                   schedule=args.schedule, warmup=args.warmup)
+                   schedule=args.schedule, warmup=args.warmup, feature_cache=args.feature_cache)
     print(json.dumps({"step": result["step"], "checkpoint": str(result["checkpoint"])}))
     return 0
