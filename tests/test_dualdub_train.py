@@ -119,6 +119,7 @@ def test_batches_skip_draws_what_the_skipped_batches_drew():
     """Skipping n batches leaves the order and the reference crops where n built batches leave them, across passes
     (a pass skipped whole included)."""
     from soundstage.training.dualdub.data import Batches
+    from soundstage.training.trainer import _cycle  # how the trainer reads batches: pass after pass
 
     cfg = tiny_config()
     clips = [{"text_ids": torch.tensor([i + 1]), "speech_codes": torch.tensor([i % 16] * 4),
@@ -127,7 +128,7 @@ def test_batches_skip_draws_what_the_skipped_batches_drew():
                "audio_codes": torch.tensor([1, 2, 3])}]
 
     def first(batches, n):
-        it, out = iter(_endless(batches)), []
+        it, out = _cycle(batches), []
         for _ in range(n):
             out.append(next(it))
         return out
@@ -138,10 +139,6 @@ def test_batches_skip_draws_what_the_skipped_batches_drew():
         for a, b in zip(whole[skip:], resumed):
             assert torch.equal(a["text_ids"], b["text_ids"]) and torch.equal(a["reference"], b["reference"])
 
-
-def _endless(batches):
-    while True:
-        yield from batches
 
 
 def test_next_stage_starts_from_previous_and_cli(dataset, tmp_path):
