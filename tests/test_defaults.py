@@ -2,6 +2,7 @@
 evaluated by the train-defaults / eval-defaults commands."""
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,6 +186,27 @@ def test_eval_defaults_writes_every_condition_on_held_out_clips(smoke_run, tmp_p
     assert result["summary"]["truth"]["all"]["median_ms"] <= 20  # the metric finds the real events in the truth
     for f in ("report.md", "median_ms.png", "onset_precision.png"):
         assert (out / "audiogen_omni" / f).stat().st_size > 0
+
+
+def test_eval_defaults_measures_as_many_clips_as_the_card_unless_told(tmp_path, monkeypatch):
+    from soundstage.cli import main
+    from soundstage.training.defaults import RECIPES, recipe
+
+    asked = []
+
+    def evaluate(weights_dir, out_dir, *, scale, clips, seed):
+        asked.append(clips)
+        Path(out_dir).mkdir(parents=True)
+        (Path(out_dir) / "report.md").write_text("")
+        return {"summary": {}}
+
+    r = recipe("audiogen_omni")
+    monkeypatch.setattr(r, "evaluate", evaluate)
+    for extra in ([], ["--clips", "3"]):
+        assert main(["eval-defaults", "audiogen_omni", "--weights", str(tmp_path), "--scale", "smoke", "--out",
+                     str(tmp_path / f"e{len(extra)}")] + extra) == 0
+    assert asked == [r.card_clips, 3]
+    assert all(recipe(s).card_clips >= 16 for s in RECIPES)  # never fewer than the issues' 16 held-out clips
 
 
 def test_eval_defaults_without_installed_default_names_what_to_do(tmp_path, monkeypatch):

@@ -212,6 +212,9 @@ def test_a_wider_lm_or_more_tts_sentences_retrain_the_lm_stages_and_no_encoder()
     changed = dd.stage_keys(dataclasses.replace(base, clip_steps=base.clip_steps + 1), 0)
     assert {k for k in keys if keys[k] != changed[k]} == {"clip"} | set(lm_stages)
     assert dd.stage_keys(base, 1)["codec"] != keys["codec"]  # every stage is seeded
+    # stage 3's task weights retrain stage 3 alone: stages 1 and 2 never read a V2ST entry
+    changed = dd.stage_keys(dataclasses.replace(base, v2st_repeats=base.v2st_repeats + 2), 0)
+    assert {k for k in keys if keys[k] != changed[k]} == {"lm_stage3"}
 
 
 @needs_espeak
@@ -221,6 +224,7 @@ def test_the_speech_corpus_is_the_worlds_speech_of_sentences_no_clip_says(tmp_pa
     from soundstage.synthworld import generate_clip
     from soundstage.synthworld.splits import clip_spec
     from soundstage.training.defaults import dualdub as dd
+    from soundstage.training.dualdub.data import stage_entries
 
     sc = dataclasses.replace(dd.SCALES["smoke"], tts_clips=8)
     corpus = dd.speech_corpus(sc)
@@ -232,6 +236,14 @@ def test_the_speech_corpus_is_the_worlds_speech_of_sentences_no_clip_says(tmp_pa
                                     speech_timing=sc.speech_timing))
     assert corpus[1][1] == whole.truth["transcript"] and np.array_equal(corpus[1][0], whole.stems["speech"])
     entries = json.loads((dd.write_manifest(clips, tmp_path, corpus) / "manifest.json").read_text())
+    repeated = json.loads((dd.write_manifest(clips, tmp_path / "x3", corpus, v2st_repeats=3) / "manifest.json")
+                          .read_text())
+    v2st = [e for e in entries if e["task"] == "v2st"]
+    assert len(v2st) == len(clips) and [e for e in repeated if e["task"] == "v2st"] == v2st * 3
+    # every stage sees its V2A and TTS entries in the same order, so stages 1 and 2 train as without repeats
+    assert [e for e in repeated if e["task"] != "v2st"] == [e for e in entries if e["task"] != "v2st"]
+    for stage in (1, 2):
+        assert stage_entries(repeated, stage) == stage_entries(entries, stage)
     tts = [e for e in entries if e.get("speech", "").startswith("tts")]
     assert len(tts) == 8 and all(e["task"] == "tts" and (tmp_path / e["speech"]).is_file() for e in tts)
     index = {e["speech"]: i for i, e in enumerate(tts)}

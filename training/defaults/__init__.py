@@ -25,6 +25,7 @@ class Recipe(Protocol):
     system: str
     files: dict[str, str]  # part -> file name
     folders: dict[str, str]  # part -> ComfyUI model folder (defaults/<folder>/soundstage-tiny/<system>/<file>)
+    card_clips: int  # held-out clips its card is measured on: at least the issues' 16, more where 16 are noise
 
     def train(self, out_dir: str, *, scale: str, seed: int) -> dict: ...
 

@@ -113,6 +113,9 @@ def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, s
 
 class AudioGenOmniRecipe:
     system = SYSTEM
+    # 16 clips hold ~16 lamp blinks: the mismatched beeps' median swung from 60 to 129 ms between clips 0-15 and
+    # 0-63 (benchmarks/tiny_defaults_feasibility.md, round 5), so the card measures 64
+    card_clips = 64
     files = FILES
     folders = {key: "soundstage_mmaudio" for key in FILES}  # the ComfyUI model folder each file is listed in
     can = ["video to audio in the synthetic world: an impact sound where a ball touches the floor, a beep when the "

@@ -22,7 +22,8 @@ def add_train_arguments(p) -> None:
     p.add_argument("--out", default=None, help="work folder (default: defaults-work/SYSTEM-SCALE); a rerun with the same "
                    "folder, scale and seed takes the stages it already finished")
     p.add_argument("--install", action="store_true",
-                   help="evaluate on 16 held-out clips, copy the weights into the pack's defaults/ folder and write its model card")
+                   help="evaluate on the recipe's held-out clips (16, or more where 16 are noise), copy the weights "
+                        "into the pack's defaults/ folder and write its model card")
 
 
 def add_eval_arguments(p) -> None:
@@ -31,7 +32,8 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--weights", default=None, help="a train-defaults work folder's weights/ (default: the pack's)")
     p.add_argument("--scale", choices=SCALES, default=None, help="clip length/size the weights were trained at "
                    "(default: from the card, else full)")
-    p.add_argument("--clips", type=int, default=16, help="held-out clips (seed range 'heldout' of synthworld.splits)")
+    p.add_argument("--clips", type=int, default=None, help="held-out clips (seed range 'heldout' of synthworld.splits; "
+                                                           "default: as many as the system's card is measured on)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="defaults-eval", help="folder for report.json, report.md and plots")
 
@@ -57,7 +59,7 @@ def main_train(args) -> int:
     print(json.dumps({"system": args.system, "scale": args.scale, "wall_s": round(time.time() - start, 1),
                       "weights": str(out / "weights"), "files": report["files"]}, indent=1))
     if args.install:
-        evaluation = r.evaluate(str(out / "weights"), str(out / "eval"), scale=args.scale, clips=16, seed=args.seed)
+        evaluation = r.evaluate(str(out / "weights"), str(out / "eval"), scale=args.scale, clips=r.card_clips, seed=args.seed)
         for p in install(args.system, out / "weights", report, evaluation):
             print(f"installed {p}")
     return 0
@@ -103,7 +105,7 @@ def main_eval(args) -> int:
             if scale is None:
                 scale = json.loads(card.read_text())["train"]["scale"] if card.is_file() and not args.weights else "full"
             result = recipe(system).evaluate(str(weights), str(Path(args.out) / system), scale=scale,
-                                             clips=args.clips, seed=args.seed)
+                                             clips=args.clips or recipe(system).card_clips, seed=args.seed)
         results[system] = result["summary"]
         print(open(Path(args.out) / system / "report.md").read())
     if not results:

@@ -67,6 +67,10 @@ class Scale:
     # of curriculum stages 2 and 3: paper 3.4's stage 2 learns TTS from a speech corpus, not from video clips.
     tts_clips: int = 0
     lm_schedule: str = "constant"  # each curriculum stage's learning-rate schedule (``train dualdub --schedule``)
+    # Copies of each clip's V2ST entry in the manifest: curriculum stage 3 draws its one new task this much more
+    # often than V2A and TTS. Paper 3.4 adds "minimal new corpora" per stage; with 1000 V2ST clips beside 4000 TTS
+    # sentences, the speech head saw the video one batch row in six. Stage 3 only reads it (stage_keys).
+    v2st_repeats: int = 1
 
 
 # 5 s clips: the grammar's longest English sentence takes 4.1 s of words alone (median 2.9 s over the first 400
@@ -110,14 +114,19 @@ _ENCODER_SETTINGS = {"codec": _CLIPS + ("codec_steps", "bins", "codec_width"),
                      "speaker": _CLIPS + ("speaker_steps", "hidden")}  # the speaker encoder's width is the LM's
 
 
+_STAGE3_ONLY = ("v2st_repeats",)  # stages 1 and 2 never read V2ST entries (models/dualdub/config.STAGE_TASKS)
+
+
 def stage_keys(sc: Scale, seed: int) -> dict[str, dict]:
     """What each stage's weights depend on. An encoder: its own settings only, so a wider LM or more TTS sentences
     retrain no codec. An LM stage: every training setting but the steps of later LM stages, so more steps for
     curriculum stage 3 retrain stage 3 only, and anything else retrains every LM stage."""
     settings = training_settings(sc) | {"seed": seed}
-    common = {k: v for k, v in settings.items() if k != "lm_steps"}
+    common = {k: v for k, v in settings.items() if k not in ("lm_steps",) + _STAGE3_ONLY}
     encoders = {name: {k: settings[k] for k in names + ("seed",)} for name, names in _ENCODER_SETTINGS.items()}
-    return encoders | {f"lm_stage{n}": common | {"lm_steps": list(sc.lm_steps[:n])} for n in (1, 2, 3)}
+    lm = {f"lm_stage{n}": common | {"lm_steps": list(sc.lm_steps[:n])} for n in (1, 2, 3)}
+    lm["lm_stage3"] |= {k: settings[k] for k in _STAGE3_ONLY}
+    return encoders | lm
 
 
 def talking_clips(split: str, count: int, sc: Scale, start: int = 0) -> list:
@@ -152,9 +161,9 @@ def speech_corpus(sc: Scale) -> list:
     return out
 
 
-def write_manifest(clips: list, folder: Path, speech: list = ()) -> Path:
-    """The ``train dualdub`` data folder: media files and manifest.json (one entry per clip and task, and a TTS
-    entry per ``speech_corpus`` sentence)."""
+def write_manifest(clips: list, folder: Path, speech: list = (), v2st_repeats: int = 1) -> Path:
+    """The ``train dualdub`` data folder: media files and manifest.json (one entry per clip and task, a TTS entry
+    per ``speech_corpus`` sentence, then ``v2st_repeats - 1`` more copies of the V2ST entries)."""
     from ...media.save_audio import save_audio
     from ...synthworld.clip import write_video
 
@@ -179,6 +188,8 @@ def write_manifest(clips: list, folder: Path, speech: list = ()) -> Path:
         # the reference is 4 sentences on: the same speaker (speakers go round the index), another sentence
         entries.append({"speech": f"tts{j}.wav", "transcript": text, "reference": f"tts{(j + 4) % m}.wav",
                         "task": "tts"})
+    # appended, so the V2A and TTS entries keep their order and stages 1 and 2 draw the batches they drew without
+    entries += [e for e in entries if e["task"] == "v2st"] * (v2st_repeats - 1)
     (folder / "manifest.json").write_text(json.dumps(entries, indent=1))
     return folder
 
@@ -232,6 +243,7 @@ def trained_world(weights: Path, sc: Scale) -> Scale:
 
 class DualDubRecipe:
     system = SYSTEM
+    card_clips = 16
     files = FILES
     folders = FOLDERS
     # what it is trained for; the card's held-out table says how well it does it
@@ -261,7 +273,7 @@ class DualDubRecipe:
         stages: list[dict] = []
         t0, cpu0 = time.time(), time.process_time()
         clips = talking_clips("train", sc.train_clips, sc)
-        data = write_manifest(clips, out / "data", speech_corpus(sc))
+        data = write_manifest(clips, out / "data", speech_corpus(sc), sc.v2st_repeats)
         data_s = time.time() - t0
 
         # 1. the codec, on both tracks' stems at 24 kHz

@@ -344,6 +344,7 @@ def train_base(sc: Scale, out: Path, seed: int, stages: list) -> dict:
 
 class JustDubItRecipe:
     system = SYSTEM
+    card_clips = 16
     files = FILES
     folders = FOLDERS
     can = ["the base model: text to a 2 s, 64 px, 25 fps clip of the synthetic world with its sound in LTX-2.0's "

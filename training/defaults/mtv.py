@@ -236,6 +236,7 @@ def feature_probe(train_feats, train_clips, test_feats, test_clips) -> dict:
 
 class MTVRecipe:
     system = SYSTEM
+    card_clips = 16
     files = FILES
     folders = FOLDERS
     can = ["speech, effects and music stems (16 kHz) to a 2 s, 64 px, 24 fps clip of the synthetic world: the "

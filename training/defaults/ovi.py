@@ -195,6 +195,7 @@ def video_vae_check(vae, sc: Scale, clips: int = 4) -> dict:
 
 class OviRecipe:
     system = SYSTEM
+    card_clips = 16
     files = FILES
     folders = FOLDERS
     can = ["text (and a first frame) to a 2 s, 64 px, 24 fps clip of the synthetic world with its 16 kHz sound in "
