@@ -230,6 +230,29 @@ def test_install_puts_weights_and_card_in_the_defaults_folder(smoke_run, tmp_pat
     assert set(pack_defaults.search_paths(tmp_path)) == {"soundstage_mmaudio"} and len(written) == len(FILES) + 2
 
 
+def test_update_card_rewrites_the_evaluation_and_keeps_the_training_record(smoke_run, tmp_path, monkeypatch):
+    from soundstage.cli import main
+    from soundstage.training.defaults import recipe
+    from soundstage.training.defaults.cli import install
+
+    monkeypatch.setattr(pack_defaults, "DEFAULTS_DIR", tmp_path / "defaults")
+    install("audiogen_omni", smoke_run / "a" / "weights",
+            json.loads((smoke_run / "a" / "train_report.json").read_text()))
+    card = tmp_path / "defaults" / "cards" / "audiogen_omni.json"
+    before = json.loads(card.read_text())
+    assert before["eval"] is None  # installed without an evaluation
+    monkeypatch.setattr(recipe("audiogen_omni"), "card_clips", 2)
+    assert main(["eval-defaults", "audiogen_omni", "--update-card", "--out", str(tmp_path / "e")]) == 0
+    after = json.loads(card.read_text())
+    report = json.loads((tmp_path / "e" / "audiogen_omni" / "report.json").read_text())
+    assert after["eval"] == report["summary"] and report["clips"] == ["heldout/0", "heldout/1"]
+    assert after["train"] == before["train"] and after["stages"] == before["stages"]
+    assert "2 held-out clips" in card.with_suffix(".md").read_text()
+    # the card is measured as the recipe measures it, never on a subset or other weights
+    assert main(["eval-defaults", "audiogen_omni", "--update-card", "--clips", "1", "--out", str(tmp_path / "f")]) != 0
+    assert json.loads(card.read_text()) == after
+
+
 # Ovi's 2 s generations show a floor contact in about 6 clips of 16 (its card's table), the first two held-out
 # clips none: four clips, so that its sync is measured at all.
 CI_CLIPS = {"ovi": 4}

@@ -35,6 +35,9 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--clips", type=int, default=None, help="held-out clips (seed range 'heldout' of synthworld.splits; "
                                                            "default: as many as the system's card is measured on)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--update-card", action="store_true",
+                   help="rewrite the installed default's model card with this evaluation (its training record kept): "
+                        "for a changed evaluation, without retraining")
     p.add_argument("--out", default="defaults-eval", help="folder for report.json, report.md and plots")
 
 
@@ -90,7 +93,18 @@ def installed_weights(system: str):
         yield Path(tmp)
 
 
+def update_card(system: str, evaluation: dict) -> Path:
+    """The installed default's card, rewritten with ``evaluation`` and the training record the card already holds."""
+    r = recipe(system)
+    card = json.loads(pack_defaults.card_path(system).with_suffix(".json").read_text())
+    return write_card(pack_defaults.card_path(system), card["train"] | {"stages": card["stages"]}, evaluation,
+                      can=r.can, cannot=r.cannot)
+
+
 def main_eval(args) -> int:
+    if args.update_card and (args.weights or args.clips or args.scale):
+        raise ValueError("eval-defaults --update-card measures the installed default as its card does: "
+                         "no --weights, --clips or --scale")
     systems = [args.system] if args.system else [s for s, m in RECIPES.items() if m is not None]
     results = {}
     for system in systems:
@@ -108,6 +122,8 @@ def main_eval(args) -> int:
                                              clips=args.clips or recipe(system).card_clips, seed=args.seed)
         results[system] = result["summary"]
         print(open(Path(args.out) / system / "report.md").read())
+        if args.update_card:
+            print(f"updated {update_card(system, result)}")
     if not results:
         print("eval-defaults: no installed defaults to evaluate")
     return 0
