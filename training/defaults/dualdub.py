@@ -119,8 +119,9 @@ _STAGE3_ONLY = ("v2st_repeats",)  # stages 1 and 2 never read V2ST entries (mode
 
 def stage_keys(sc: Scale, seed: int) -> dict[str, dict]:
     """What each stage's weights depend on. An encoder: its own settings only, so a wider LM or more TTS sentences
-    retrain no codec. An LM stage: every training setting but the steps of later LM stages, so more steps for
-    curriculum stage 3 retrain stage 3 only, and anything else retrains every LM stage."""
+    retrain no codec. An LM stage: every training setting but the steps of later LM stages and the settings of
+    stage 3 alone (``_STAGE3_ONLY``), so more steps or more V2ST repeats for curriculum stage 3 retrain stage 3 only,
+    and anything else retrains every LM stage."""
     settings = training_settings(sc) | {"seed": seed}
     common = {k: v for k, v in settings.items() if k not in ("lm_steps",) + _STAGE3_ONLY}
     encoders = {name: {k: settings[k] for k in names + ("seed",)} for name, names in _ENCODER_SETTINGS.items()}
@@ -188,7 +189,7 @@ def write_manifest(clips: list, folder: Path, speech: list = (), v2st_repeats: i
         # the reference is 4 sentences on: the same speaker (speakers go round the index), another sentence
         entries.append({"speech": f"tts{j}.wav", "transcript": text, "reference": f"tts{(j + 4) % m}.wav",
                         "task": "tts"})
-    # appended, so the V2A and TTS entries keep their order and stages 1 and 2 draw the batches they drew without
+    # appended, so the V2A and TTS entries keep their order: stages 1 and 2 draw the batches they draw without repeats
     entries += [e for e in entries if e["task"] == "v2st"] * (v2st_repeats - 1)
     (folder / "manifest.json").write_text(json.dumps(entries, indent=1))
     return folder
