@@ -198,9 +198,10 @@ def test_smoke_default_writes_every_part_in_the_layout_its_loader_reads(smoke_ru
     sc = SCALES["smoke"]
     weights = smoke_run / "a" / "weights"
     report = json.loads((smoke_run / "a" / "train_report.json").read_text())
-    assert [s["stage"] for s in report["stages"]] == ["video_vae_frames", "video_vae", "fusion"]
+    assert [s["stage"] for s in report["stages"]] == ["video_vae_frames", "video_vae", "video_vae_decoder", "fusion"]
     check = report["video_vae_heldout"]  # the VAE's held-out round trip, measured before the fusion stage
     assert check["clips"] == 4 and np.isfinite(check["psnr_db"]) and 0 <= check["balls_seen"] <= 1
+    assert np.isfinite(check["first_frame_psnr_db"])
     assert sum(report["files"][k]["bytes"] for k in FILES) < 40e6
     with safe_open(str(weights / FILES["model"]), "pt") as f:
         keys = list(f.keys())
@@ -236,11 +237,26 @@ def test_rerun_takes_finished_stages_and_retrains_a_missing_one_to_the_same_weig
     assert main(["train-defaults", "ovi", "--scale", "smoke", "--out", str(work)]) == 0
     report = json.loads((work / "train_report.json").read_text())
     assert [(s["stage"], bool(s.get("resumed"))) for s in report["stages"]] == [
-        ("video_vae_frames", True), ("video_vae", True), ("fusion", False)]
+        ("video_vae_frames", True), ("video_vae", True), ("video_vae_decoder", True), ("fusion", False)]
     for name in FILES.values():
         if name.endswith(".safetensors"):
             a, b = load_file(str(smoke_run / "a" / "weights" / name)), load_file(str(work / "weights" / name))
             assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_decoder_stage_changes_the_decoder_and_keeps_the_encoder_the_features_came_from(smoke_run):
+    # the fusion model was trained on the encoder's latents: the decoder fine-tune must not move one of them
+    from safetensors.torch import load_file
+
+    from soundstage.training.defaults.ovi import FILES
+
+    before = load_file(str(smoke_run / "a" / "video_vae" / "final.safetensors"))  # the VAE stage's own weights
+    shipped = load_file(str(smoke_run / "a" / "weights" / FILES["vae"]))
+    encoder = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    decoder = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert encoder and decoder and set(encoder + decoder) == set(before) == set(shipped)
+    assert all(torch.equal(before[k].half(), shipped[k]) for k in encoder)
+    assert any(not torch.equal(before[k].half(), shipped[k]) for k in decoder)
 
 
 def test_eval_defaults_reports_every_condition_and_i2av(smoke_run, tmp_path):

@@ -4,7 +4,7 @@ held-out clips' first frames.
 Sync inside one generation: the ball of the caption's colour is tracked in the generated frames, its floor
 contacts are read off its track, and each contact is matched to the nearest onset of the generated audio
 (metrics/events.py: median error, a miss counts as 200 ms). Conditions: the default; mismatched (the video of
-one generation against the audio of the next: what sync by chance gives); the untrained network (the
+one generation against the audio of each of the next MISMATCHED_PAIRS generations: what sync by chance gives); the untrained network (the
 recipe's initialisation); the world's own clips (truth: how well the tracker and onset detector do on real
 frames and sound) and their codec round trip. Prompt following: the set of ball colours seen in the video
 equals the caption's, and speech is heard exactly when the prompt has a line.
@@ -32,6 +32,10 @@ SPEECH_BAND = (250.0, 4000.0)  # Hz: voice energy (the lamp's 1 kHz beep band is
 BEEP_BAND = (900.0, 1100.0)
 ENVELOPE_HOP = 320  # samples: 20 ms at 16 kHz
 LONG_CLIPS = 4  # prompts the 3x-length long-clip check generates
+# Audio of this many other generations per video for the mismatched baseline: against only the next one, its
+# median swung from 41.5 to 147.8 ms between guidance settings on the same 64 clips (chance: whether the paired
+# audio speaks, with ~13 onsets a clip against ~3 when silent; benchmarks/tiny_defaults_ovi.md)
+MISMATCHED_PAIRS = 8
 SPEECH_MIN_S = 0.4  # voiced time a clip needs to count as speaking (impacts and beeps last < 0.1 s each)
 
 
@@ -140,15 +144,24 @@ def audio_length(seconds: float) -> int:
     return m.shape[-1] // 2
 
 
+def default_sampling(sc, seed: int):
+    """The default's sampling: its scale's steps, shift and guidance, no skip-layer guidance (the tiny model has
+    no layer 11)."""
+    from ...models.ovi.sampler import OviSampling
+
+    return OviSampling(steps=sc.sample_steps, shift=sc.shift, video_cfg=sc.video_cfg, audio_cfg=sc.audio_cfg,
+                       slg_layer=0, seed=seed)
+
+
 @torch.no_grad()
 def generate(net, vae, mel_vae, voc, text: torch.Tensor, sc, seed: int, image_latent: torch.Tensor | None = None):
     """(frames uint8 [T, H, W, 3], wave [S]) of one sample through the pack's Ovi sampler and decoders."""
-    from ...models.ovi.sampler import OviConditioning, OviSampling, sample_ovi
+    from ...models.ovi.sampler import OviConditioning, sample_ovi
     from ...models.ovi.video_vae import decode_video
 
     empty = text.new_zeros(0, text.shape[1])  # the empty prompt (all padding), what text dropout trains
     cond = OviConditioning(text, empty, empty, image_latent)
-    s = OviSampling(steps=sc.sample_steps, shift=sc.shift, video_cfg=1.0, audio_cfg=1.0, slg_layer=0, seed=seed)
+    s = default_sampling(sc, seed)
     lat = sc.size // 16
     v, a = sample_ovi(net, cond, latent_frames=sc.latent_frames, latent_height=lat, latent_width=lat,
                       audio_length=audio_length(sc.seconds), sampling=s, device="cpu")
@@ -160,13 +173,11 @@ def generate(net, vae, mel_vae, voc, text: torch.Tensor, sc, seed: int, image_la
 def round_trip(vae, mel_vae, voc, clip):
     """The world's clip through both codecs (the best any generation can look and sound)."""
     from ...models.common.codecs.mel import MEL_16K, LogMel
-    from ...models.ovi.video_vae import decode_video, encode_video
     from . import codecs
+    from .ovi import round_trip_frames
 
-    z = encode_video(vae, torch.from_numpy(clip.frames[None]).float() / 255)
-    frames = (decode_video(vae, z)[0].numpy() * 255).round().astype(np.uint8)
     (_, m), = codecs.waves_and_mels([clip.audio], LogMel(MEL_16K))
-    return frames, voc(mel_vae.decode(mel_vae.encode(m[None])[0]))[0, 0].numpy()
+    return round_trip_frames(vae, clip.frames), voc(mel_vae.decode(mel_vae.encode(m[None])[0]))[0, 0].numpy()
 
 
 @torch.no_grad()
@@ -190,16 +201,19 @@ def evaluate_ovi(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
         made["truth"].append((c.frames, c.audio))
         made["codec_round_trip"].append(round_trip(vae, mel_vae, voc, c))
     n = len(held)
-    made["mismatched"] = [(made["default"][i][0], made["default"][(i + 1) % n][1]) for i in range(n)]
+    shifts = range(1, max(1, min(MISMATCHED_PAIRS, n - 1)) + 1)
+    made["mismatched"] = [(made["default"][i][0], [made["default"][(i + k) % n][1] for k in shifts]) for i in range(n)]
     rows = []
     for i, c in enumerate(held):
         want = caption_colours(c.prompt)
         row = {"clip": f"heldout/{c.index}", "prompt": c.prompt, "speaks": "<S>" in c.prompt}
         for cond in CONDITIONS:
             frames, wave = made[cond][i]
+            waves = wave if isinstance(wave, list) else [wave]  # mismatched: the other generations' audio
             contacts = video_contacts(frames, want, fps)
-            voiced = voiced_seconds(wave, rate)
-            row[cond] = {"contacts": [round(t, 3) for t in contacts], "errors_s": sync_errors(contacts, wave, rate),
+            voiced = voiced_seconds(waves[0], rate)
+            row[cond] = {"contacts": [round(t, 3) for t in contacts],
+                         "errors_s": [e for w in waves for e in sync_errors(contacts, w, rate)],
                          "colours": sorted(seen_colours(frames)), "balls_match": seen_colours(frames) == want,
                          "voiced_s": round(voiced, 2), "speech_match": (voiced >= SPEECH_MIN_S) == row["speaks"]}
         # the tracker on the world's own frames against the world's own contact times
@@ -269,7 +283,7 @@ def evaluate_long(net, vae, mel_vae, voc, held, texts, scale, seed: int, chunks:
     previous one's last decoded frame encoded as an image (video_vae.last_frame_reencoder), as the node does
     when given the VAE."""
     from ...models.ovi.long_clip import sample_ovi_long, stitch_audio, stitch_frames
-    from ...models.ovi.sampler import OviConditioning, OviSampling
+    from ...models.ovi.sampler import OviConditioning
     from ...models.ovi.video_vae import decode_video, last_frame_reencoder
 
     rate, hop = 16000, 512  # one audio latent = 2 mel frames of 256 samples
@@ -277,8 +291,7 @@ def evaluate_long(net, vae, mel_vae, voc, held, texts, scale, seed: int, chunks:
     seam_ball, seam_env, world_ball, world_env, inside = [], [], [], [], []
     for i, c in enumerate(held):
         empty = texts[i].new_zeros(0, texts[i].shape[1])
-        s = OviSampling(steps=scale.sample_steps, shift=scale.shift, video_cfg=1.0, audio_cfg=1.0, slg_layer=0,
-                        seed=seed + i)
+        s = default_sampling(scale, seed + i)
         parts = sample_ovi_long(net, OviConditioning(texts[i], empty, empty), chunks=chunks,
                                 latent_frames=scale.latent_frames, latent_height=lat, latent_width=lat,
                                 audio_length=audio_length(scale.seconds), sampling=s, device="cpu",
@@ -350,7 +363,7 @@ def table(result: dict) -> list[str]:
     s, i2av = result["summary"], result["i2av"]
     lines = ["Sync: the ball of the caption's colour tracked in the video, each floor contact matched to the nearest "
              "onset of the same sample's audio (median ms, a miss = 200 ms; mismatched = video of one generation, "
-             "audio of the next). Balls: share of clips whose ball colours in the video equal the caption's. "
+             f"audio of each of the next {MISMATCHED_PAIRS}: contacts counted once per pairing). Balls: share of clips whose ball colours in the video equal the caption's. "
              "Speech: share of clips with speech heard exactly when the prompt has a line.", "",
              "| condition | sync median ms | sync miss rate | contacts | clips with contacts | balls match | "
              "speech match |", "|---|---|---|---|---|---|---|"]

@@ -21,6 +21,7 @@ KL_WEIGHT = 1e-6  # the posterior only needs to stay finite; reconstruction is w
 # more: a ball is ~1 % of a frame, and under plain or motion-weighted L1 the decoder drew the room and a blurred
 # face and no ball, even when overfitting ONE frame (benchmarks/tiny_defaults_ovi.md, round 2).
 BALL_WEIGHT = 30.0
+DECODER_MSE_WEIGHT = 1.0
 SPECIALS = ("<pad>", "</s>", "<unk>")  # umt5's ids 0, 1, 2
 SPEECH_TAGS = ("<S>", "<E>")  # Ovi's speech tags (models/ovi/text.py) stay whole tokens
 
@@ -74,22 +75,39 @@ def off_background(x: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
     return (x - bg).abs().amax(1, keepdim=True).gt(0.1).to(x.dtype)
 
 
+def reconstruction(model, batch: VaeBatch):
+    """(posterior, decoded posterior mean) of a batch."""
+    net = getattr(model, "module", model)
+    post = net.encode(batch.pixels).latent_dist
+    # The posterior mean, not a sample: the DiT's targets and every encode are means (video_vae.encode_video),
+    # and a sample's initial unit variance hides the ball from the decoder (measured: after 300 steps on
+    # samples the decoder drew the face and the room and no ball; benchmarks/tiny_defaults_ovi.md).
+    return post, net.decode(post.mode()).sample
+
+
+def weighted_l1(rec: torch.Tensor, batch: VaeBatch) -> torch.Tensor:
+    """L1 with the pixels off the clip's background weighted BALL_WEIGHT x."""
+    w = 1 + BALL_WEIGHT * off_background(batch.pixels, batch.background)
+    return ((rec - batch.pixels).abs() * w).mean() / w.mean()
+
+
 def vae_loss(model, batch: VaeBatch):
     """L1 reconstruction of the posterior mean, pixels off the clip's background weighted BALL_WEIGHT x, + a
     small KL. The ball's position is what the DiT's sync depends on, and it is ~1 % of a frame. (Weighting
     off a single room colour instead made the decoder paint the face bigger; the clip's median frame holds the
     face, so only what moves is weighted: benchmarks/tiny_defaults_ovi.md.)"""
-    net = getattr(model, "module", model)
-    x = batch.pixels
-    post = net.encode(x).latent_dist
-    # The posterior mean, not a sample: the DiT's targets and every encode are means (video_vae.encode_video),
-    # and a sample's initial unit variance hides the ball from the decoder (measured: after 300 steps on
-    # samples the decoder drew the face and the room and no ball; benchmarks/tiny_defaults_ovi.md).
-    rec = net.decode(post.mode()).sample
-    w = 1 + BALL_WEIGHT * off_background(x, batch.background)
-    l1 = ((rec - x).abs() * w).mean() / w.mean()
-    kl = post.kl().mean() / x[0].numel()
+    post, rec = reconstruction(model, batch)
+    l1 = weighted_l1(rec, batch)
+    kl = post.kl().mean() / batch.pixels[0].numel()
     return l1 + KL_WEIGHT * kl, {"l1": float(l1.detach()), "kl": float(kl.detach())}
+
+
+def decoder_loss(model, batch: VaeBatch):
+    """vae_loss's weighted L1 plus the plain squared error: PSNR, what i2av's first frame is judged by, is
+    squared error over the whole frame, room and face included (the KL is left out: the encoder is frozen)."""
+    _, rec = reconstruction(model, batch)
+    l1, mse = weighted_l1(rec, batch), (rec - batch.pixels).pow(2).mean()
+    return l1 + DECODER_MSE_WEIGHT * mse, {"l1": float(l1.detach()), "mse": float(mse.detach())}
 
 
 def train_frame_vae(vae, key: dict, clips: list[np.ndarray], out: Path, seed: int, stages: list, *, frame_steps: int,
@@ -106,6 +124,30 @@ def train_frame_vae(vae, key: dict, clips: list[np.ndarray], out: Path, seed: in
     return run_stage(vae, vae_loss, frame_batches(clips, crop_batch, seed + 1, frames=crop_frames), crop_steps, lr,
                      out, seed, stages, "video_vae", resume=True, schedule="cosine",
                      key=key | {"batch": crop_batch, "frames": crop_frames})
+
+
+def alternate(*streams: Iterator) -> Iterator:
+    """One item from each stream in turn."""
+    while True:
+        for stream in streams:
+            yield next(stream)
+
+
+def train_decoder(vae, key: dict, clips: list[np.ndarray], out: Path, seed: int, stages: list, *, steps: int, lr: float,
+                  frozen: tuple[str, ...] = ("encoder", "quant_conv")):
+    """Fine-tune the decoder alone (stage ``video_vae_decoder``, cosine, by ``decoder_loss``): the encoder stays
+    bit for bit, so every latent, and the DiT trained on them, is unchanged (as Stable Diffusion's ft-MSE VAE
+    fine-tuned only its decoder). Batches alternate single frames (the causal VAE's first frame, the picture
+    i2av decodes from the given image's latent) and 5-frame crops (the rest of a clip)."""
+    from .stages import run_stage
+
+    vae.requires_grad_(True)
+    for name in frozen:
+        getattr(vae, name).requires_grad_(False)
+    data = alternate(frame_batches(clips, 8, seed + 2, frames=1), frame_batches(clips, 4, seed + 3, frames=5))
+    vae = run_stage(vae, decoder_loss, data, steps, lr, out, seed, stages, "video_vae_decoder", resume=True,
+                    schedule="cosine", key=key | {"loss": [DECODER_MSE_WEIGHT, BALL_WEIGHT], "frozen": list(frozen)})
+    return vae.requires_grad_(False).eval()
 
 
 @torch.no_grad()
