@@ -148,6 +148,11 @@ def test_smoke_eval_writes_every_condition_and_the_long_clip(smoke_run):
     assert set(result["summary"]) == set(CONDITIONS) and len(result["clips"]) == 2
     assert len(result["long_clip"]["per_chunk"]) == 3
     assert "| default |" in (out / "mtv" / "report.md").read_text()
+    from soundstage.training.defaults.mtv import SCALES
+
+    smoke = SCALES["smoke"]  # the report names the sampling its numbers hold for
+    assert result["sampling"] == {"steps": smoke.sample_steps, "cfg": smoke.guidance}
+    assert f"guidance {smoke.guidance}" in (out / "mtv" / "report.md").read_text()
 
 
 @pytest.fixture
@@ -188,6 +193,18 @@ def test_install_then_the_workflow_runs_as_shipped_on_the_sample_input(installed
     assert len(files) == 1
     with av.open(str(files[0])) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == (16, 16)
+
+
+def test_template_samples_as_the_default_card_was_measured():
+    # the card's numbers hold for the sampling eval-defaults used: the template must sample the same way
+    from soundstage.headless.workflow import widget_values
+    from soundstage.nodes.mtv import MTVSampler
+    from soundstage.training.defaults.mtv import SCALES
+
+    full = SCALES["full"]
+    node = next(n for n in json.loads(WORKFLOW.read_text())["nodes"] if n["type"] == "SoundstageMTVSampler")
+    w = widget_values(node, MTVSampler)
+    assert (w["steps"], w["cfg"]) == (full.sample_steps, full.guidance) and full.guidance > 1
 
 
 @pytest.fixture(scope="module")

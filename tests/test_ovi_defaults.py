@@ -276,6 +276,12 @@ def test_eval_defaults_reports_every_condition_and_i2av(smoke_run, tmp_path):
     assert result["i2av"]["clips"] == 2 and np.isfinite(result["i2av"]["first_frame_psnr_median"])
     assert result["long_clip"]["seams"] == 2 * (result["long_clip"]["chunks"] - 1)
     assert "mismatched" in (out / "ovi" / "report.md").read_text()
+    from soundstage.training.defaults.ovi import SCALES
+
+    smoke = SCALES["smoke"]  # the report names the sampling its numbers hold for
+    assert result["sampling"] == {"steps": smoke.sample_steps, "shift": smoke.shift, "video_cfg": smoke.video_cfg,
+                                  "audio_cfg": smoke.audio_cfg}
+    assert f"guidance {smoke.video_cfg} / {smoke.audio_cfg}" in (out / "ovi" / "report.md").read_text()
 
 
 def test_install_puts_each_part_where_the_ovi_loader_nodes_list_and_load_it(smoke_run, tmp_path, monkeypatch):
@@ -298,6 +304,24 @@ def test_install_puts_each_part_where_the_ovi_loader_nodes_list_and_load_it(smok
         cond = encode_ovi_text(enc, "a red ball bounces", "", "")
         assert cond["positive"].shape[1] == ovi.handle.module.config.video.text_dim
         assert vae.module.config.z_dim == ovi.handle.module.config.video.in_dim
+
+
+def test_ovi_templates_sample_as_the_default_card_was_measured():
+    # the card's numbers hold for the sampling eval-defaults used: the templates must sample the same way
+    from soundstage import defaults as pack_defaults
+    from soundstage.headless.workflow import widget_values
+    from soundstage.nodes.ovi import OviSampler
+    from soundstage.training.defaults.ovi import SCALES
+
+    full = SCALES["full"]
+    assert (full.video_cfg, full.audio_cfg) != (1.0, 1.0)  # the recipe names guidance of its own
+    for name in ("t2av_ovi", "i2av_ovi"):
+        workflow = json.loads((pack_defaults.DEFAULTS_DIR.parent / "workflows" / f"{name}.json").read_text())
+        node = next(n for n in workflow["nodes"] if n["type"] == "SoundstageOviSampler")
+        w = widget_values(node, OviSampler)
+        assert (w["steps"], w["shift"], w["video_cfg"], w["audio_cfg"], w["slg_layer"]) == (
+            full.sample_steps, full.shift, full.video_cfg, full.audio_cfg, 0), name
+        assert (w["width"], w["height"], w["latent_frames"]) == (full.size, full.size, full.latent_frames), name
 
 
 @needs_espeak

@@ -163,7 +163,8 @@ def evaluate_mtv(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
     summary = summarise(rows)
     long = evaluate_long(model, vae, wav2vec, encoder_path, scale, seed, clips=min(LONG_CLIPS, n))
     result = {"system": recipe.system, "task": "stems to video", "clips": [r["clip"] for r in rows],
-              "conditions": list(CONDITIONS), "summary": summary, "long_clip": long, "per_clip": rows}
+              "conditions": list(CONDITIONS), "summary": summary, "long_clip": long, "per_clip": rows,
+              "sampling": {"steps": scale.sample_steps, "cfg": scale.guidance}}
     result["table"] = table(result)
     write_report(out, result, text="\n".join([f"# mtv: {result['task']} on {n} held-out clips", ""] + result["table"])
                  + "\n", metrics=())
@@ -171,7 +172,9 @@ def evaluate_mtv(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
 
 
 def table(result: dict) -> list[str]:
-    lines = ["Events: the red ball tracked in the video, each impact of the effects stem matched to its nearest floor "
+    sm = result["sampling"]
+    lines = [f"Sampling (as the workflow samples): {sm['steps']} steps, guidance {sm['cfg']}.", "",
+             "Events: the red ball tracked in the video, each impact of the effects stem matched to its nearest floor "
              "contact (median ms, a miss = 200 ms). Lips: Pearson r of the mouth's area per frame against the world's "
              "mouth openness. Mood: Pearson r of the room's brightness per bar against the bar's mood. Mismatched: "
              "the video made from the next clip's stems against this clip's truth.", "",

@@ -4,10 +4,10 @@ held-out clips' first frames.
 Sync inside one generation: the ball of the caption's colour is tracked in the generated frames, its floor
 contacts are read off its track, and each contact is matched to the nearest onset of the generated audio
 (metrics/events.py: median error, a miss counts as 200 ms). Conditions: the default; mismatched (the video of
-one generation against the audio of each of the next MISMATCHED_PAIRS generations: what sync by chance gives); the untrained network (the
-recipe's initialisation); the world's own clips (truth: how well the tracker and onset detector do on real
-frames and sound) and their codec round trip. Prompt following: the set of ball colours seen in the video
-equals the caption's, and speech is heard exactly when the prompt has a line.
+one generation against the audio of each of the next MISMATCHED_PAIRS generations: what sync by chance gives);
+the untrained network (the recipe's initialisation); the world's own clips (truth: how well the tracker and
+onset detector do on real frames and sound) and their codec round trip. Prompt following: the set of ball
+colours seen in the video equals the caption's, and speech is heard exactly when the prompt has a line.
 """
 from __future__ import annotations
 
@@ -225,6 +225,8 @@ def evaluate_ovi(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
     summary = summarise(rows)
     result = {"system": recipe.system, "task": "text to audio+video (and i2av)", "clips": [r["clip"] for r in rows],
               "conditions": list(CONDITIONS), "summary": summary, "i2av": i2av, "long_clip": long,
+              "sampling": {"steps": scale.sample_steps, "shift": scale.shift, "video_cfg": scale.video_cfg,
+                           "audio_cfg": scale.audio_cfg},
               "tracker_vs_truth": _sync(e for r in rows for e in r["tracker_vs_truth"]),
               "per_clip": rows}
     result["table"] = table(result)
@@ -360,10 +362,13 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def table(result: dict) -> list[str]:
-    s, i2av = result["summary"], result["i2av"]
-    lines = ["Sync: the ball of the caption's colour tracked in the video, each floor contact matched to the nearest "
+    s, i2av, sm = result["summary"], result["i2av"], result["sampling"]
+    lines = [f"Sampling (as the workflows sample): {sm['steps']} steps, shift {sm['shift']}, video / audio guidance "
+             f"{sm['video_cfg']} / {sm['audio_cfg']}, no skip-layer guidance.", "",
+             "Sync: the ball of the caption's colour tracked in the video, each floor contact matched to the nearest "
              "onset of the same sample's audio (median ms, a miss = 200 ms; mismatched = video of one generation, "
-             f"audio of each of the next {MISMATCHED_PAIRS}: contacts counted once per pairing). Balls: share of clips whose ball colours in the video equal the caption's. "
+             f"audio of each of the next {MISMATCHED_PAIRS}: contacts counted once per pairing). Balls: share of "
+             "clips whose ball colours in the video equal the caption's. "
              "Speech: share of clips with speech heard exactly when the prompt has a line.", "",
              "| condition | sync median ms | sync miss rate | contacts | clips with contacts | balls match | "
              "speech match |", "|---|---|---|---|---|---|---|"]
