@@ -816,10 +816,12 @@ class Zygote:
 
 def _cli_in_child(argv, sig, delay: float, workdir: Path) -> tuple[int | None, str]:
     log = workdir / "cli.log"
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: the CLI as `python -m soundstage` would run it
         code = 1
         try:
+            os.close(ready_r)
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
@@ -828,6 +830,14 @@ def _cli_in_child(argv, sig, delay: float, workdir: Path) -> tuple[int | None, s
             from soundstage import cli
 
             sys.argv = ["soundstage"] + argv
+            install = cli.SIGNALS.install
+
+            def install_then_report_ready():
+                install()
+                os.write(ready_w, b"1")
+                os.close(ready_w)
+
+            cli.SIGNALS.install = install_then_report_ready
             try:
                 code = cli.main(argv)
             except SystemExit as exc:
@@ -845,6 +855,12 @@ def _cli_in_child(argv, sig, delay: float, workdir: Path) -> tuple[int | None, s
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code if isinstance(code, int) else 1)
+    # The delay counts from the moment the CLI has its signal handlers: a signal still inside fork() or the
+    # child's set-up would test the interpreter's start-up (an at-fork hook swallows it; a ^C there prints the
+    # interpreter's own traceback, as for any Python program).
+    os.close(ready_w)
+    with os.fdopen(ready_r, "rb") as ready:
+        ready.read(1)
     time.sleep(delay)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
