@@ -92,10 +92,10 @@ SCALES = {
     "feasibility": Scale(train_clips=16, size=64, vae_frame_steps=60, vae_frame_batch=4, vae_steps=60, dit_steps=150),
     # One thread beside other trainings: VAE 2000 frame steps (0.26 CPU s/step) + 1000 crop steps (0.91), denoiser
     # 16000 (0.10), clips / features / latents ~3 CPU min: 84 min wall (the card; benchmarks/tiny_defaults_mtv.md)
-    # Denoiser 16000 steps: on held-out clips 50-113 (shipped VAE) 4000 steps give lips r 0.25 and mood -0.26, 16000
-    # give lips 0.50 and mood 1.00 (benchmarks/tiny_defaults_mtv.md, "A longer denoiser"). Guidance 3.5 (MTV's
-    # official), picked on held-out clips 100-163 (never the card's): contacts 42.2 ms from the impacts there
-    # (2.5: 48.7, 3: 46.6, 5: 49.4, 7: 52.2; benchmarks/tiny_defaults_mtv.md, "Guidance")
+    # Denoiser 16000 steps: on held-out clips 50-113 (the previous VAE) 4000 steps give lips r 0.25 and mood -0.26,
+    # 16000 give lips 0.50 and mood 1.00. Guidance 3.5 (MTV's official), picked for these weights on held-out clips
+    # 100-163 (never the card's): contacts 42.2 ms from the impacts there (2.5: 48.7, 3: 46.6, 5: 49.4, 7: 52.2).
+    # Both: benchmarks/tiny_defaults_mtv.md, "A longer denoiser".
     "full": Scale(train_clips=192, size=64, vae_frame_steps=2000, vae_frame_batch=8, vae_steps=1000, dit_steps=16000,
                   guidance=3.5),
 }
