@@ -105,6 +105,27 @@ def test_normalised_vae_is_deterministic_unit_scale_and_decodes_the_same(tmp_pat
     torch.testing.assert_close(decode_frames(loaded, z1), before, atol=2e-2, rtol=0)  # fp16 file, same decoder
 
 
+def test_decoder_stage_trains_the_cogvideox_decoder_alone(tmp_path):
+    # the denoiser learnt the encoder's latents: the decoder fine-tune must not move one of them, and CogVideoX's
+    # VAE without quant_conv (the pack's layout) must not trip the freezing of a module it lacks
+    from soundstage.training.defaults import mtv_parts as parts, ovi_parts
+
+    vae = parts.new_cogvideox_vae(parts.tiny_vae_config(4, (4, 4, 4, 4)), 0)
+    assert vae.quant_conv is None
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    rng = np.random.default_rng(0)
+    clips = [rng.integers(0, 255, (9, 16, 16, 3), dtype=np.uint8) for _ in range(2)]
+    stages = []
+    vae = ovi_parts.train_decoder(vae, {"test": 1}, clips, tmp_path, 0, stages, steps=2, lr=1e-2, crop_frames=9)
+    after = vae.state_dict()
+    encoder = [k for k in before if k.startswith("encoder.")]
+    decoder = [k for k in before if k.startswith("decoder.")]
+    assert encoder and decoder and set(encoder + decoder) == set(before)
+    assert all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
+    assert stages[-1]["stage"] == "video_vae_decoder" and stages[-1]["key"]["crop_frames"] == 9
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     from soundstage.cli import main
@@ -125,7 +146,7 @@ def test_smoke_train_writes_the_pack_layouts_loaded_strictly(smoke_run):
     assert find_tokenizer(encoder) == weights / FILES["tokenizer"]
     load_t5_encoder(encoder)
     report = json.loads((smoke_run / "a" / "train_report.json").read_text())
-    assert [s["stage"] for s in report["stages"]] == ["video_vae_frames", "video_vae", "denoiser"]
+    assert [s["stage"] for s in report["stages"]] == ["video_vae_frames", "video_vae", "denoiser", "video_vae_decoder"]
     assert set(report["wav2vec_probe"]["heldout_r"]) == {"vocal", "effect", "music"}
     assert all(f["name"].startswith(PREFIX) for f in report["files"].values())
     # the workflow names exactly these files, in the folders its loaders read
@@ -260,11 +281,11 @@ def test_shipped_mtv_default_meets_loose_targets_on_the_ci_clips(tmp_path):
         result = recipe("mtv").evaluate(str(weights), str(tmp_path), scale=card["train"]["scale"],
                                         clips=len(SEED_RANGES["ci"]), seed=0)
     s = result["summary"]
-    # the shipped default: 46 ms on the card's 64 clips (74 ms on these two), against 200 with another clip's stems
+    # the shipped default: 38 ms on the card's 64 clips (52 ms on these two), against 200 with another clip's stems
     assert s["default"]["events"]["median_ms"] <= 150, s["default"]
     assert s["default"]["events"]["median_ms"] <= 0.75 * s["mismatched"]["events"]["median_ms"], s
-    # the speech stream moves the mouth: lips r 0.46 on the card (0.41 on these two; another clip's speech 0.26)
-    assert s["default"]["lips_r"] >= 0.3, s
+    # the speech stream moves the mouth: lips r 0.59 on the card (0.54 on these two; another clip's speech 0.28)
+    assert s["default"]["lips_r"] >= 0.4, s
 
 
 def _smoke_items(n=3):

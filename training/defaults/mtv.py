@@ -51,6 +51,8 @@ class Scale:
     vae_frame_batch: int = 8
     vae_batch: int = 4
     vae_lr: float = 2e-3
+    vae_decoder_steps: int = 0  # last, the decoder alone (encoder frozen: the latents and the denoiser stay)
+    vae_decoder_lr: float = 5e-4
     latent_channels: int = 8
     vae_widths: tuple[int, ...] = (8, 16, 16, 16)
     batch: int = 8
@@ -86,7 +88,8 @@ SCALES = {
     "smoke": Scale(train_clips=2, size=16, vae_steps=1, dit_steps=2, vae_frame_steps=1, vae_frame_batch=2,
                    vae_batch=2, latent_channels=4, vae_widths=(4, 4, 4, 4), batch=2, heads=1, head_dim=16,
                    layers=1, time_dim=16, text_dim=8, text_len=8, wav2vec_hidden=8, wav2vec_layers=1,
-                   wav2vec_conv=8, token_width=16, context_tokens=2, proj_hidden=16, sample_steps=2, probe_clips=2),
+                   wav2vec_conv=8, token_width=16, context_tokens=2, proj_hidden=16, sample_steps=2, probe_clips=2,
+                   vae_decoder_steps=1),
     # CPU s / step measured at this size (benchmarks/tiny_defaults_mtv.py, 2 threads, contended): VAE single frames
     # (batch 8) 6.7, 9-frame crops (batch 4) 3.5, denoiser (batch 8) 0.27; a world clip ~0.3 + espeak
     "feasibility": Scale(train_clips=16, size=64, vae_frame_steps=60, vae_frame_batch=4, vae_steps=60, dit_steps=150),
@@ -95,9 +98,11 @@ SCALES = {
     # Denoiser 16000 steps: on held-out clips 50-113 (the previous VAE) 4000 steps give lips r 0.25 and mood -0.26,
     # 16000 give lips 0.50 and mood 1.00. Guidance 3.5 (MTV's official), picked for these weights on held-out clips
     # 100-163 (never the card's): contacts 42.2 ms from the impacts there (2.5: 48.7, 3: 46.6, 5: 49.4, 7: 52.2).
-    # Both: benchmarks/tiny_defaults_mtv.md, "A longer denoiser".
+    # Both: benchmarks/tiny_defaults_mtv.md, "A longer denoiser". The decoder's 4000 steps alone (0.43 CPU s/step),
+    # on clips 100-163: VAE round trip 50.6 -> 21.8 ms, generated 42.2 -> 36.6 ms and lips 0.47 -> 0.60 (2000 steps:
+    # 45.8 ms, 0.58); benchmarks/tiny_defaults_mtv.md, "A decoder fine-tune".
     "full": Scale(train_clips=192, size=64, vae_frame_steps=2000, vae_frame_batch=8, vae_steps=1000, dit_steps=16000,
-                  guidance=3.5),
+                  guidance=3.5, vae_decoder_steps=4000),
 }
 
 
@@ -239,6 +244,32 @@ def feature_probe(train_feats, train_clips, test_feats, test_clips) -> dict:
             "heldout_r": out, "train_clips": len(train_clips), "heldout_clips": len(test_clips)}
 
 
+def video_vae(sc: Scale, clips: list[MTVClip], data: dict, out: Path, weights: Path, seed: int, stages: list):
+    """The recipe's VAE stages (taken from ``out`` when finished), normalised and written to ``weights``: (the VAE
+    as inference reads it back, fp32 from the fp16 file; the crop stage's key; the latent statistics)."""
+    from ...models.common.checkpoint import load_file
+    from ...models.mtv.vae import load_cogvideox_vae
+
+    cfg = parts.tiny_vae_config(sc.latent_channels, sc.vae_widths)
+    vae_key = {"data": data, "config": cfg, "loss": [ovi_parts.KL_WEIGHT, ovi_parts.BALL_WEIGHT]}
+    vae = ovi_parts.train_frame_vae(parts.new_cogvideox_vae(cfg, seed), vae_key, [c.frames for c in clips], out,
+                                    seed, stages, frame_steps=sc.vae_frame_steps, frame_batch=sc.vae_frame_batch,
+                                    crop_steps=sc.vae_steps, crop_batch=sc.vae_batch, crop_frames=9, lr=sc.vae_lr)
+    latent_stats = parts.normalise_latents(vae, [c.frames for c in clips[:STAT_CLIPS]])
+    parts.save_cogvideox_vae(vae, weights / FILES["vae"])
+    return load_cogvideox_vae(load_file(weights / FILES["vae"]), dtype=torch.float32), stages[-1]["key"], latent_stats
+
+
+def decoder_fine_tune(sc: Scale, vae, clips: list[MTVClip], data: dict, vae_stage_key: dict, out: Path,
+                      weights: Path, seed: int, stages: list) -> None:
+    """Stage ``video_vae_decoder`` on the saved VAE, written over it: the fp16 encoder the denoiser's latents came
+    from stays bit for bit, so the denoiser is untouched (and its stage key does not name this one)."""
+    if sc.vae_decoder_steps:
+        vae = ovi_parts.train_decoder(vae, {"data": data, "after": vae_stage_key}, [c.frames for c in clips], out,
+                                      seed, stages, steps=sc.vae_decoder_steps, lr=sc.vae_decoder_lr, crop_frames=9)
+        parts.save_cogvideox_vae(vae, weights / FILES["vae"])
+
+
 class MTVRecipe:
     system = SYSTEM
     card_clips = 64  # 16 clips hold ~21 impacts: at guidance 5, events 67.1 ms on clips 0-15 and 56.8 on 0-31
@@ -250,8 +281,7 @@ class MTVRecipe:
               "two balls or other colours (trained on one-ball clips); other sizes than 64 px"]
 
     def train(self, out_dir: str, *, scale: str = "feasibility", seed: int = 0) -> dict:
-        from ...models.mtv.vae import encode_frames, load_cogvideox_vae
-        from ...models.common.checkpoint import load_file
+        from ...models.mtv.vae import encode_frames
         from ...pipelines.mtv import load_mtv, load_wav2vec_model
         from ..audiogen_omni.train import EMA
         from ..mtv.train import LossConfig, batches, make_loss_fn
@@ -267,15 +297,7 @@ class MTVRecipe:
         data_s = time.time() - t0
 
         # 1. the video VAE: Ovi's recipe (ovi_parts.train_frame_vae) on CogVideoX's class, 9-frame crops
-        cfg = parts.tiny_vae_config(sc.latent_channels, sc.vae_widths)
-        vae_key = {"data": data, "config": cfg, "loss": [ovi_parts.KL_WEIGHT, ovi_parts.BALL_WEIGHT]}
-        vae = ovi_parts.train_frame_vae(parts.new_cogvideox_vae(cfg, seed), vae_key, [c.frames for c in clips], out,
-                                        seed, stages, frame_steps=sc.vae_frame_steps, frame_batch=sc.vae_frame_batch,
-                                        crop_steps=sc.vae_steps, crop_batch=sc.vae_batch, crop_frames=9, lr=sc.vae_lr)
-        vae_stage_key = stages[-1]["key"]
-        latent_stats = parts.normalise_latents(vae, [c.frames for c in clips[:STAT_CLIPS]])
-        parts.save_cogvideox_vae(vae, weights / FILES["vae"])
-        vae = load_cogvideox_vae(load_file(weights / FILES["vae"]), dtype=torch.float32)  # what inference reads
+        vae, vae_stage_key, latent_stats = video_vae(sc, clips, data, out, weights, seed, stages)
 
         # 2. frozen random encoders: wav2vec2 (HF CTC layout) and T5 (+ a word-level tokenizer of the prompts)
         parts.save_wav2vec(parts.new_wav2vec(sc.wav2vec_hidden, sc.wav2vec_layers, sc.wav2vec_conv, seed + 3),
@@ -313,6 +335,9 @@ class MTVRecipe:
                                                        "text_seed": seed + 1, "vocab": vocab}})
         save_model(ema.shadow, weights / FILES["model"])
         load_mtv(str(weights / FILES["model"]), "fp32")  # strict read-back: the file is what the loader expects
+
+        # 5. the decoder alone: sharper contacts and mouths from the same latents
+        decoder_fine_tune(sc, vae, clips, data, vae_stage_key, out, weights, seed, stages)
 
         return write_train_report(
             out, SYSTEM, FILES, scale=scale, settings=asdict(sc) | {"seconds": round(sc.seconds, 3)}, seed=seed,

@@ -27,7 +27,7 @@ CONDITIONS = ("default", "mismatched", "untrained", "truth", "vae_round_trip")
 BALL = "red"  # the one ball of the even clip indices (synthworld.clip.BALL_COLOURS[0])
 MOUTH_RADIUS = 50.0  # RGB distance within which a pixel counts as the mouth's colour
 MIN_BAR_FRAMES = 6  # a bar counts for the mood metric when at least this many frames show it
-LONG_CLIPS = 4
+LONG_CLIPS = 8  # 3x-long clips; at 4 the first chunk held 5 impacts, too few for a median against 40 ms
 LONG_CHUNKS = 3
 
 

@@ -134,19 +134,24 @@ def alternate(*streams: Iterator) -> Iterator:
 
 
 def train_decoder(vae, key: dict, clips: list[np.ndarray], out: Path, seed: int, stages: list, *, steps: int, lr: float,
-                  frozen: tuple[str, ...] = ("encoder", "quant_conv")):
+                  frozen: tuple[str, ...] = ("encoder", "quant_conv"), crop_frames: int = 5):
     """Fine-tune the decoder alone (stage ``video_vae_decoder``, cosine, by ``decoder_loss``): the encoder stays
     bit for bit, so every latent, and the DiT trained on them, is unchanged (as Stable Diffusion's ft-MSE VAE
     fine-tuned only its decoder). Batches alternate single frames (the causal VAE's first frame, the picture
-    i2av decodes from the given image's latent) and 5-frame crops (the rest of a clip)."""
+    i2av decodes from the given image's latent) and ``crop_frames``-frame crops (the rest of a clip). Modules
+    named in ``frozen`` that the VAE lacks (CogVideoX's ``quant_conv`` when switched off) are skipped."""
     from .stages import run_stage
 
     vae.requires_grad_(True)
     for name in frozen:
-        getattr(vae, name).requires_grad_(False)
-    data = alternate(frame_batches(clips, 8, seed + 2, frames=1), frame_batches(clips, 4, seed + 3, frames=5))
+        if getattr(vae, name, None) is not None:
+            getattr(vae, name).requires_grad_(False)
+    data = alternate(frame_batches(clips, 8, seed + 2, frames=1),
+                     frame_batches(clips, 4, seed + 3, frames=crop_frames))
+    crops = {} if crop_frames == 5 else {"crop_frames": crop_frames}  # keeps the Ovi stage's key as it was
     vae = run_stage(vae, decoder_loss, data, steps, lr, out, seed, stages, "video_vae_decoder", resume=True,
-                    schedule="cosine", key=key | {"loss": [DECODER_MSE_WEIGHT, BALL_WEIGHT], "frozen": list(frozen)})
+                    schedule="cosine", key=key | {"loss": [DECODER_MSE_WEIGHT, BALL_WEIGHT], "frozen": list(frozen)}
+                    | crops)
     return vae.requires_grad_(False).eval()
 
 
