@@ -38,6 +38,7 @@ FPS = 24  # MTV's frame rate (models/mtv/preprocess.py TRAINED_FPS)
 RATE = 16000  # wav2vec's rate; the world's stems are drawn at it
 LATENT_FRAMES = 13  # one MTV chunk: 49 frames
 STEMS = {"vocal": "speech", "effect": "effects", "music": "music"}  # MTV stream -> the world's stem
+CROP_FRAMES = 9  # the VAE stages' clip crops: 3 latents, the first frame and two 4-frame groups
 STAT_CLIPS = 32  # training clips the VAE's latent scale is measured on (two encodes each: enough for 8 channels)
 
 
@@ -45,7 +46,7 @@ STAT_CLIPS = 32  # training clips the VAE's latent scale is measured on (two enc
 class Scale:
     train_clips: int
     size: int  # frame side (px), a multiple of 16 (8x VAE, patch 2)
-    vae_steps: int  # on 9-frame crops (3 latents: the first frame and two 4-frame groups)
+    vae_steps: int  # on CROP_FRAMES-frame crops
     dit_steps: int
     vae_frame_steps: int = 0  # first, on single frames
     vae_frame_batch: int = 8
@@ -254,7 +255,8 @@ def video_vae(sc: Scale, clips: list[MTVClip], data: dict, out: Path, weights: P
     vae_key = {"data": data, "config": cfg, "loss": [ovi_parts.KL_WEIGHT, ovi_parts.BALL_WEIGHT]}
     vae = ovi_parts.train_frame_vae(parts.new_cogvideox_vae(cfg, seed), vae_key, [c.frames for c in clips], out,
                                     seed, stages, frame_steps=sc.vae_frame_steps, frame_batch=sc.vae_frame_batch,
-                                    crop_steps=sc.vae_steps, crop_batch=sc.vae_batch, crop_frames=9, lr=sc.vae_lr)
+                                    crop_steps=sc.vae_steps, crop_batch=sc.vae_batch, crop_frames=CROP_FRAMES,
+                                    lr=sc.vae_lr)
     latent_stats = parts.normalise_latents(vae, [c.frames for c in clips[:STAT_CLIPS]])
     parts.save_cogvideox_vae(vae, weights / FILES["vae"])
     return load_cogvideox_vae(load_file(weights / FILES["vae"]), dtype=torch.float32), stages[-1]["key"], latent_stats
@@ -266,7 +268,8 @@ def decoder_fine_tune(sc: Scale, vae, clips: list[MTVClip], data: dict, vae_stag
     from stays bit for bit, so the denoiser is untouched (and its stage key does not name this one)."""
     if sc.vae_decoder_steps:
         vae = ovi_parts.train_decoder(vae, {"data": data, "after": vae_stage_key}, [c.frames for c in clips], out,
-                                      seed, stages, steps=sc.vae_decoder_steps, lr=sc.vae_decoder_lr, crop_frames=9)
+                                      seed, stages, steps=sc.vae_decoder_steps, lr=sc.vae_decoder_lr,
+                                      crop_frames=CROP_FRAMES)
         parts.save_cogvideox_vae(vae, weights / FILES["vae"])
 
 
