@@ -138,7 +138,7 @@ def smoke_run(tmp_path_factory):
 @needs_espeak
 def test_smoke_train_writes_the_pack_layouts_loaded_strictly(smoke_run):
     from soundstage.models.mtv.text import find_tokenizer, load_t5_encoder
-    from soundstage.training.defaults.mtv import FILES, FOLDERS, PREFIX, load_parts
+    from soundstage.training.defaults.mtv import FILES, FOLDERS, PREFIX, SCALES, chunked_frames, load_parts
 
     weights = smoke_run / "a" / "weights"
     model, vae, wav2vec, encoder = load_parts(weights)
@@ -147,6 +147,8 @@ def test_smoke_train_writes_the_pack_layouts_loaded_strictly(smoke_run):
     load_t5_encoder(encoder)
     report = json.loads((smoke_run / "a" / "train_report.json").read_text())
     assert [s["stage"] for s in report["stages"]] == ["video_vae_frames", "video_vae", "denoiser", "video_vae_decoder"]
+    # the decoder also learnt clips as long as the chunked path makes them (smoke: 2 chunks)
+    assert report["stages"][-1]["key"]["data"]["long_frames"] == chunked_frames(SCALES["smoke"], 2) > 49
     assert set(report["wav2vec_probe"]["heldout_r"]) == {"vocal", "effect", "music"}
     assert all(f["name"].startswith(PREFIX) for f in report["files"].values())
     # the workflow names exactly these files, in the folders its loaders read

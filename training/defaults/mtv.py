@@ -54,6 +54,7 @@ class Scale:
     vae_lr: float = 2e-3
     vae_decoder_steps: int = 0  # last, the decoder alone (encoder frozen: the latents and the denoiser stay)
     vae_decoder_lr: float = 5e-4
+    vae_decoder_chunks: int = 1  # >1: the decoder also sees this many chunks' length renderings of the train clips
     latent_channels: int = 8
     vae_widths: tuple[int, ...] = (8, 16, 16, 16)
     batch: int = 8
@@ -90,7 +91,7 @@ SCALES = {
                    vae_batch=2, latent_channels=4, vae_widths=(4, 4, 4, 4), batch=2, heads=1, head_dim=16,
                    layers=1, time_dim=16, text_dim=8, text_len=8, wav2vec_hidden=8, wav2vec_layers=1,
                    wav2vec_conv=8, token_width=16, context_tokens=2, proj_hidden=16, sample_steps=2, probe_clips=2,
-                   vae_decoder_steps=1),
+                   vae_decoder_steps=1, vae_decoder_chunks=2),
     # CPU s / step measured at this size (benchmarks/tiny_defaults_mtv.py, 2 threads, contended): VAE single frames
     # (batch 8) 6.7, 9-frame crops (batch 4) 3.5, denoiser (batch 8) 0.27; a world clip ~0.3 + espeak
     "feasibility": Scale(train_clips=16, size=64, vae_frame_steps=60, vae_frame_batch=4, vae_steps=60, dit_steps=150),
@@ -101,7 +102,9 @@ SCALES = {
     # 100-163 (never the card's): contacts 42.2 ms from the impacts there (2.5: 48.7, 3: 46.6, 5: 49.4, 7: 52.2).
     # Both: benchmarks/tiny_defaults_mtv.md, "A longer denoiser". The decoder's 4000 steps alone (0.43 CPU s/step),
     # on clips 100-163: VAE round trip 50.6 -> 21.8 ms, generated 42.2 -> 36.6 ms and lips 0.47 -> 0.60 (2000 steps:
-    # 45.8 ms, 0.58); benchmarks/tiny_defaults_mtv.md, "A decoder fine-tune".
+    # 45.8 ms, 0.58); benchmarks/tiny_defaults_mtv.md, "A decoder fine-tune". The decoder on 3-chunk renderings too
+    # (vae_decoder_chunks=3, 6000 steps) traded 3 ms of the short clips' contacts for 3 ms of the long ones', and
+    # is not taken: "The decoder on long renderings".
     "full": Scale(train_clips=192, size=64, vae_frame_steps=2000, vae_frame_batch=8, vae_steps=1000, dit_steps=16000,
                   guidance=3.5, vae_decoder_steps=4000),
 }
@@ -127,6 +130,13 @@ class MTVClip:
     stems: dict[str, np.ndarray]  # speech / effects / music at 16 kHz, exactly T frames of wav2vec features long
     truth: dict
     prompt: str
+
+
+def chunked_frames(sc: Scale, chunks: int) -> int:
+    """Frames of a clip the chunked path makes in ``chunks`` chunks (each after the first adds 49 - 5 new ones)."""
+    from ...models.mtv.sampler import OVERLAP_FRAMES
+
+    return sc.frames + (chunks - 1) * (sc.frames - OVERLAP_FRAMES)
 
 
 def mtv_clips(split: str, count: int, sc: Scale, start: int = 0, frames: int | None = None) -> list[MTVClip]:
@@ -267,9 +277,16 @@ def decoder_fine_tune(sc: Scale, vae, clips: list[MTVClip], data: dict, vae_stag
     """Stage ``video_vae_decoder`` on the saved VAE, written over it: the fp16 encoder the denoiser's latents came
     from stays bit for bit, so the denoiser is untouched (and its stage key does not name this one)."""
     if sc.vae_decoder_steps:
-        vae = ovi_parts.train_decoder(vae, {"data": data, "after": vae_stage_key}, [c.frames for c in clips], out,
-                                      seed, stages, steps=sc.vae_decoder_steps, lr=sc.vae_decoder_lr,
-                                      crop_frames=CROP_FRAMES)
+        frames = [c.frames for c in clips]
+        if sc.vae_decoder_chunks > 1:
+            # Late in a long clip the ball's bounces are small and quick, which a clip's first 2 s never show: the
+            # round trip of chunk 3 missed them (52.5 ms; benchmarks/tiny_defaults_mtv.md), so the decoder also
+            # learns the train clips rendered as long as the chunked path makes them.
+            long = chunked_frames(sc, sc.vae_decoder_chunks)
+            frames += [c.frames for c in mtv_clips("train", sc.train_clips, sc, frames=long)]
+            data = data | {"long_frames": long}
+        vae = ovi_parts.train_decoder(vae, {"data": data, "after": vae_stage_key}, frames, out, seed, stages,
+                                      steps=sc.vae_decoder_steps, lr=sc.vae_decoder_lr, crop_frames=CROP_FRAMES)
         parts.save_cogvideox_vae(vae, weights / FILES["vae"])
 
 
@@ -358,4 +375,4 @@ RECIPE = MTVRecipe()
 
 
 __all__ = ["FILES", "FOLDERS", "RECIPE", "SCALES", "Scale", "feature_probe", "frame_targets", "load_parts",
-           "model_config", "mtv_clips", "new_model", "prompt", "stream_features"]
+           "chunked_frames", "model_config", "mtv_clips", "new_model", "prompt", "stream_features"]

@@ -27,7 +27,9 @@ CONDITIONS = ("default", "mismatched", "untrained", "truth", "vae_round_trip")
 BALL = "red"  # the one ball of the even clip indices (synthworld.clip.BALL_COLOURS[0])
 MOUTH_RADIUS = 50.0  # RGB distance within which a pixel counts as the mouth's colour
 MIN_BAR_FRAMES = 6  # a bar counts for the mood metric when at least this many frames show it
-LONG_CLIPS = 8  # 3x-long clips; at 4 the first chunk held 5 impacts, too few for a median against 40 ms
+# 3x-long clips: at 8 the first chunk held 11 impacts, and a chunk's median moved 5-10 ms between samplings of the
+# same weights; 32 (held-out 100-131) hold 39 / 63 / 97 impacts per chunk
+LONG_CLIPS = 32
 LONG_CHUNKS = 3
 
 
@@ -121,7 +123,7 @@ def evaluate_long(model, vae, wav2vec, encoder_path, scale, seed: int, clips: in
     from . import mtv
 
     clip_frames = scale.frames
-    frames = clip_frames + (chunks - 1) * (clip_frames - OVERLAP_FRAMES)
+    frames = mtv.chunked_frames(scale, chunks)
     held = mtv.mtv_clips("heldout", clips, scale, frames=frames)
     texts = mtv.encode_prompts(encoder_path, [c.prompt for c in held], model.config.text_length)
     per_chunk = [[] for _ in range(chunks)]
