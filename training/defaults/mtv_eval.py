@@ -119,15 +119,13 @@ def evaluate_long(model, vae, wav2vec, encoder_path, scale, seed: int, clips: in
                   chunks: int = LONG_CHUNKS) -> dict:
     """``chunks`` chunks from ``chunks``x-long stems; each chunk's new frames (the first chunk's 49, then 44 each)
     get the contact errors of the impacts that fall in them."""
-    from ...models.mtv.sampler import OVERLAP_FRAMES
     from . import mtv
 
-    clip_frames = scale.frames
     frames = mtv.chunked_frames(scale, chunks)
     held = mtv.mtv_clips("heldout", clips, scale, frames=frames)
     texts = mtv.encode_prompts(encoder_path, [c.prompt for c in held], model.config.text_length)
     per_chunk = [[] for _ in range(chunks)]
-    starts = [0] + [clip_frames + k * (clip_frames - OVERLAP_FRAMES) for k in range(chunks - 1)]
+    starts = [0] + [mtv.chunked_frames(scale, k) for k in range(1, chunks)]  # where each chunk's new frames begin
     for i, c in enumerate(held):
         video = generate(model, vae, wav2vec, texts[i], c, scale, seed + i)
         contacts = np.asarray(video_contacts(video, {BALL}, mtv.FPS))
