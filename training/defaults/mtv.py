@@ -101,8 +101,8 @@ SCALES = {
     # 16000 (0.10) + tail 8000 (0.09), decoder 4000 (0.44), clips / features / latents ~3 CPU min: 94 min wall (the
     # card; benchmarks/tiny_defaults_mtv.md)
     # Denoiser 16000 steps: on held-out clips 50-113 (the previous VAE) 4000 steps give lips r 0.25 and mood -0.26,
-    # 16000 give lips 0.50 and mood 1.00. Guidance 3.5 (MTV's official), picked for these weights on held-out clips
-    # 100-163 (never the card's): contacts 42.2 ms from the impacts there (2.5: 48.7, 3: 46.6, 5: 49.4, 7: 52.2).
+    # 16000 give lips 0.50 and mood 1.00. Guidance 3.5 (MTV's official), picked for the 8-channel weights on held-out
+    # clips 100-163 (never the card's): contacts 42.2 ms from the impacts there (2.5: 48.7, 3: 46.6, 5: 49.4, 7: 52.2).
     # Both: benchmarks/tiny_defaults_mtv.md, "A longer denoiser". The decoder's 4000 steps alone (0.43 CPU s/step),
     # on clips 100-163: VAE round trip 50.6 -> 21.8 ms, generated 42.2 -> 36.6 ms and lips 0.47 -> 0.60 (2000 steps:
     # 45.8 ms, 0.58); benchmarks/tiny_defaults_mtv.md, "A decoder fine-tune". The decoder on 3-chunk renderings too
