@@ -361,3 +361,28 @@ def test_soundtrack_workflow_runs_as_shipped_on_the_sample_input(tmp_path):
     assert abs(samples / rate - 3.0) < 0.05  # the whole 3 s sample clip, across the sampler's windows
     report = result.values["33"][3]
     assert report.startswith("AV sync") and "av_align" in report, report
+
+
+def test_card_names_the_threads_each_stage_trained_with_not_the_installing_run():
+    from soundstage.training.defaults.card import thread_count
+
+    stages = [{"stage": "a", "threads": 2}, {"stage": "b", "threads": 2}]
+    assert thread_count({"threads": 1, "stages": stages}) == "2 CPU threads"  # taken from an earlier run
+    assert thread_count({"threads": 1, "stages": stages + [{"stage": "c", "threads": 1}]}) == "1/2 CPU threads"
+    assert thread_count({"threads": 1, "stages": [{"stage": "old"}]}) == "1 CPU thread"  # records before the field
+
+
+def test_a_trained_stage_records_its_thread_count(tmp_path):
+    import torch
+
+    from soundstage.training.defaults.stages import run_stage
+
+    model, log = torch.nn.Linear(2, 1), []
+
+    def batches():
+        while True:
+            yield torch.ones(4, 2)
+
+    run_stage(model, lambda m, x: (m(x).pow(2).mean(), {}), batches(), 2, 1e-2, tmp_path, 0, log, "s", key={"k": 1})
+    assert log[-1]["threads"] == torch.get_num_threads()
+    assert json.loads((tmp_path / "s" / "stage.json").read_text())["threads"] == torch.get_num_threads()

@@ -155,6 +155,41 @@ def test_vae_loss_weights_what_moves_off_the_clips_background_not_the_still_face
     assert on_ball == pytest.approx(on_face * (1 + parts.BALL_WEIGHT), rel=1e-5)
 
 
+
+def test_vae_squared_error_shares_the_l1_weights_and_is_keyed_only_when_used(tmp_path):
+    from soundstage.training.defaults import ovi_parts as parts
+    from soundstage.training.defaults.ovi import SCALES
+
+    clip = np.full((9, 32, 32, 3), 120, np.uint8)
+    for t in range(9):
+        clip[t, 20:24, 2 + t: 6 + t] = (60, 200, 90)
+    batch = next(parts.frame_batches([clip], 1, seed=0, frames=1))
+    x = batch.pixels
+    ys, xs = torch.nonzero(parts.off_background(x, batch.background)[0, 0, 0], as_tuple=True)
+
+    def loss_with_error_at(where, **kw):
+        rec = x.clone()
+        rec[..., where[0], where[1]] += 0.5
+        return parts.vae_loss(FixedReconstruction(rec), batch, **kw)
+
+    on_ball, on_room = loss_with_error_at((ys[0], xs[0]), mse_weight=2.0), loss_with_error_at((1, 1), mse_weight=2.0)
+    assert on_ball[1]["mse"] == pytest.approx(on_room[1]["mse"] * (1 + parts.BALL_WEIGHT), rel=1e-5)
+    plain = loss_with_error_at((ys[0], xs[0]))
+    assert "mse" not in plain[1]
+    assert float(on_ball[0] - plain[0]) == pytest.approx(2.0 * on_ball[1]["mse"], rel=1e-4)
+    # the full recipe uses it; a run without it keeps its stage keys as they were (earlier runs stay valid)
+    assert SCALES["full"].vae_mse > 0 and SCALES["full"].vae_decoder_frames == 13
+    keys = {}
+    for w in (0.0, 1.0):
+        stages = []
+        parts.train_frame_vae(parts.new_video_vae(parts.tiny_vae_config(4, 4), 0), {"t": 1}, [clip], tmp_path / str(w),
+                              0, stages, frame_steps=1, frame_batch=1, crop_steps=1, crop_batch=1, crop_frames=5,
+                              lr=1e-3, mse_weight=w)
+        keys[w] = [s["key"] for s in stages]
+        assert [s["stage"] for s in stages] == ["video_vae_frames", "video_vae"]
+    assert all("mse" not in k for k in keys[0.0]) and all(k["mse"] == 1.0 for k in keys[1.0])
+
+
 @needs_espeak
 def test_tracker_and_speech_detector_read_the_worlds_own_clips():
     from soundstage.metrics.events import event_errors

@@ -34,8 +34,7 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
     ]
     lines += [f"| {s['stage']} | {s['steps']} | {s.get('cpu_s', '')} | {s['wall_s']} |" for s in train["stages"]]
     total = sum(st["wall_s"] for st in train["stages"]) + train.get("data_s", 0) + train.get("features_s", 0)
-    threads = f"{train['threads']} CPU thread" + ("s" if train["threads"] != 1 else "")
-    lines += ["", f"Total wall time {round(total / 60, 1)} min with {threads} (every stage's own "
+    lines += ["", f"Total wall time {round(total / 60, 1)} min with {thread_count(train)} (every stage's own "
                   f"time, also for stages a rerun took from an earlier run; clips and features included).", "",
               "## Files", "", "| file | bytes |", "|---|---|"]
     lines += [f"| `{f['name']}` | {f['bytes']} |" for f in train["files"].values()]
@@ -55,6 +54,12 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
     lines += ["", "## What it can do", ""] + [f"- {c}" for c in can]
     lines += ["", "## What it cannot do", ""] + [f"- {c}" for c in cannot]
     return "\n".join(lines) + "\n"
+
+
+def thread_count(train: dict) -> str:
+    """The CPU threads the stages trained with (each stage records its own; older records only the run's)."""
+    counts = sorted({s["threads"] for s in train["stages"] if s.get("threads")}) or [train["threads"]]
+    return "/".join(map(str, counts)) + " CPU thread" + ("s" if counts != [1] else "")
 
 
 def write_card(path: Path, train: dict, evaluation: dict | None, **kwargs) -> Path:

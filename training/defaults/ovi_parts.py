@@ -91,15 +91,29 @@ def weighted_l1(rec: torch.Tensor, batch: VaeBatch) -> torch.Tensor:
     return ((rec - batch.pixels).abs() * w).mean() / w.mean()
 
 
-def vae_loss(model, batch: VaeBatch):
+def weighted_mse(rec: torch.Tensor, batch: VaeBatch) -> torch.Tensor:
+    """Squared error under weighted_l1's weights."""
+    w = 1 + BALL_WEIGHT * off_background(batch.pixels, batch.background)
+    return ((rec - batch.pixels).pow(2) * w).mean() / w.mean()
+
+
+def vae_loss(model, batch: VaeBatch, mse_weight: float = 0.0):
     """L1 reconstruction of the posterior mean, pixels off the clip's background weighted BALL_WEIGHT x, + a
     small KL. The ball's position is what the DiT's sync depends on, and it is ~1 % of a frame. (Weighting
     off a single room colour instead made the decoder paint the face bigger; the clip's median frame holds the
-    face, so only what moves is weighted: benchmarks/tiny_defaults_ovi.md.)"""
+    face, so only what moves is weighted: benchmarks/tiny_defaults_ovi.md.) ``mse_weight`` adds the squared
+    error under the same weights: L1's gradient is the same for a ball drawn in the wrong place as for a ball not
+    drawn at all, and under L1 alone Ovi's VAE left the second (green) ball out in two of three runs
+    (benchmarks/tiny_defaults_ovi.md, "The green ball and the later latents")."""
     post, rec = reconstruction(model, batch)
     l1 = weighted_l1(rec, batch)
     kl = post.kl().mean() / batch.pixels[0].numel()
-    return l1 + KL_WEIGHT * kl, {"l1": float(l1.detach()), "kl": float(kl.detach())}
+    logs = {"l1": float(l1.detach()), "kl": float(kl.detach())}
+    loss = l1 + KL_WEIGHT * kl
+    if mse_weight:
+        mse = weighted_mse(rec, batch)
+        loss, logs["mse"] = loss + mse_weight * mse, float(mse.detach())
+    return loss, logs
 
 
 def decoder_loss(model, batch: VaeBatch):
@@ -111,17 +125,23 @@ def decoder_loss(model, batch: VaeBatch):
 
 
 def train_frame_vae(vae, key: dict, clips: list[np.ndarray], out: Path, seed: int, stages: list, *, frame_steps: int,
-                    frame_batch: int, crop_steps: int, crop_batch: int, crop_frames: int, lr: float):
+                    frame_batch: int, crop_steps: int, crop_batch: int, crop_frames: int, lr: float,
+                    mse_weight: float = 0.0):
     """The tiny video VAEs' recipe (Ovi's Wan layout, MTV's CogVideoX layout): ``frame_steps`` on single frames
     (stage ``video_vae_frames``: the spatial path), then ``crop_steps`` on ``crop_frames``-frame crops (stage
-    ``video_vae``, cosine: the temporal path), both by ``vae_loss`` and resumed by ``key``."""
+    ``video_vae``, cosine: the temporal path), both by ``vae_loss`` (with ``mse_weight``) and resumed by ``key``."""
+    from functools import partial
+
     from .stages import run_stage
 
+    loss = partial(vae_loss, mse_weight=mse_weight) if mse_weight else vae_loss
+    if mse_weight:  # without it the key stays as it was, so earlier runs' stages are still found
+        key = key | {"mse": mse_weight}
     if frame_steps:
-        vae = run_stage(vae, vae_loss, frame_batches(clips, frame_batch, seed, frames=1), frame_steps, lr, out, seed,
+        vae = run_stage(vae, loss, frame_batches(clips, frame_batch, seed, frames=1), frame_steps, lr, out, seed,
                         stages, "video_vae_frames", resume=True, key=key | {"batch": frame_batch, "frames": 1})
         key = key | {"after": stages[-1]["key"]}
-    return run_stage(vae, vae_loss, frame_batches(clips, crop_batch, seed + 1, frames=crop_frames), crop_steps, lr,
+    return run_stage(vae, loss, frame_batches(clips, crop_batch, seed + 1, frames=crop_frames), crop_steps, lr,
                      out, seed, stages, "video_vae", resume=True, schedule="cosine",
                      key=key | {"batch": crop_batch, "frames": crop_frames})
 

@@ -51,7 +51,11 @@ def record(out: Path, name: str, log: list, entry: dict) -> None:
 
 
 def curve_entry(name: str, steps: int, wall: float, cpu: float, history: list[dict]) -> dict:
+    import torch
+
+    # the stage's own thread count: a rerun that takes the stage from an earlier run may run with another
     return {"stage": name, "steps": steps, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+            "threads": torch.get_num_threads(),
             "cpu_s_per_step": round(cpu / max(1, steps), 3),
             "loss_first": history[0]["loss"] if history else None,
             "loss_last": float(np.mean([h["loss"] for h in history[-10:]])) if history else None,
