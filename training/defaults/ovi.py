@@ -93,7 +93,8 @@ SCALES = {
     # clip round trip from 22.2 to 23.3 dB; guidance 3 / 2 (picked on held-out clips 100-163, not the card's)
     # draws the caption's balls in every clip and lands the sound closer to the contacts
     # (benchmarks/tiny_defaults_ovi.md, "Guidance and a decoder fine-tune")
-    # The squared error beside the L1 keeps the green ball in every run (L1 alone lost it in two of three), and
+    # The squared error beside the L1 keeps the green ball (both runs with it; under L1 alone every one-thread run
+    # of the recipe, also at 48 channels or width 24, lost it), and
     # the decoder stage's 13-frame crops decode every later latent as well as the first two (5-frame crops trained
     # only those: 20 dB from the fourth latent on; benchmarks/tiny_defaults_ovi.md, "The green ball and the later
     # latents")

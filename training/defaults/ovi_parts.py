@@ -102,9 +102,9 @@ def vae_loss(model, batch: VaeBatch, mse_weight: float = 0.0):
     small KL. The ball's position is what the DiT's sync depends on, and it is ~1 % of a frame. (Weighting
     off a single room colour instead made the decoder paint the face bigger; the clip's median frame holds the
     face, so only what moves is weighted: benchmarks/tiny_defaults_ovi.md.) ``mse_weight`` adds the squared
-    error under the same weights: L1's gradient is the same for a ball drawn in the wrong place as for a ball not
-    drawn at all, and under L1 alone Ovi's VAE left the second (green) ball out in two of three runs
-    (benchmarks/tiny_defaults_ovi.md, "The green ball and the later latents")."""
+    error under the same weights: L1's gradient has the same size for a ball not drawn at all as for a small
+    error, the squared term's grows with the error. Under L1 alone every one-thread run of Ovi's recipe left the
+    second (green) ball out (benchmarks/tiny_defaults_ovi.md, "The green ball and the later latents")."""
     post, rec = reconstruction(model, batch)
     l1 = weighted_l1(rec, batch)
     kl = post.kl().mean() / batch.pixels[0].numel()
