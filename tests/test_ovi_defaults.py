@@ -155,7 +155,6 @@ def test_vae_loss_weights_what_moves_off_the_clips_background_not_the_still_face
     assert on_ball == pytest.approx(on_face * (1 + parts.BALL_WEIGHT), rel=1e-5)
 
 
-
 def test_vae_squared_error_shares_the_l1_weights_and_is_keyed_only_when_used(tmp_path):
     from soundstage.training.defaults import ovi_parts as parts
     from soundstage.training.defaults.ovi import SCALES

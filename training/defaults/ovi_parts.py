@@ -85,16 +85,18 @@ def reconstruction(model, batch: VaeBatch):
     return post, net.decode(post.mode()).sample
 
 
-def weighted_l1(rec: torch.Tensor, batch: VaeBatch) -> torch.Tensor:
-    """L1 with the pixels off the clip's background weighted BALL_WEIGHT x."""
+def weighted_mean(error: torch.Tensor, batch: VaeBatch) -> torch.Tensor:
+    """Mean of a per-pixel error with the pixels off the clip's background weighted BALL_WEIGHT x."""
     w = 1 + BALL_WEIGHT * off_background(batch.pixels, batch.background)
-    return ((rec - batch.pixels).abs() * w).mean() / w.mean()
+    return (error * w).mean() / w.mean()
+
+
+def weighted_l1(rec: torch.Tensor, batch: VaeBatch) -> torch.Tensor:
+    return weighted_mean((rec - batch.pixels).abs(), batch)
 
 
 def weighted_mse(rec: torch.Tensor, batch: VaeBatch) -> torch.Tensor:
-    """Squared error under weighted_l1's weights."""
-    w = 1 + BALL_WEIGHT * off_background(batch.pixels, batch.background)
-    return ((rec - batch.pixels).pow(2) * w).mean() / w.mean()
+    return weighted_mean((rec - batch.pixels).pow(2), batch)
 
 
 def vae_loss(model, batch: VaeBatch, mse_weight: float = 0.0):
