@@ -43,6 +43,15 @@ def dualdub_sample_transcript() -> str:
     return generate_clip(clip_spec("heldout", DUALDUB_SAMPLE, task="full", seconds=4.0, size=64)).truth["transcript"]
 
 
+# held-out index of video_to_speech's clip (its transcript is the workflow's), at the length and size the
+# AudioGen-Omni speech default was trained at (training/defaults/audiogen_omni_speech.py, full)
+SPEECH_SAMPLE, SPEECH_SECONDS, SPEECH_SIZE = 2, 4.0, 128
+
+
+def speech_sample_clip():
+    return generate_clip(clip_spec("heldout", SPEECH_SAMPLE, task="speech", seconds=SPEECH_SECONDS, size=SPEECH_SIZE))
+
+
 def ovi_sample_clip():
     return generate_clip(clip_spec("heldout", OVI_SAMPLE, task="full", seconds=OVI_SECONDS, size=OVI_SIZE,
                                    fps=OVI_FPS))
@@ -64,7 +73,9 @@ def write_workflow_samples(out: str | Path, *, seed: int = 0, seconds: float = 3
         _save(out / name, wave, rate)
         written.append(out / name)
 
-    video("talking_head_silent.mp4", None)  # silent video in, soundtrack out
+    talking = speech_sample_clip()  # silent talking face in, its speech out (video_to_speech)
+    write_video(out / "talking_head_silent.mp4", talking.frames, talking.spec.fps, None, rate)
+    written.append(out / "talking_head_silent.mp4")
     # DualDub: a held-out talking clip at the length and size its default was trained at, the reference
     # voice another held-out line of the same speaker (speakers go round the index)
     talk = generate_clip(clip_spec("heldout", DUALDUB_SAMPLE, task="full", seconds=4.0, size=64, sample_rate=rate))

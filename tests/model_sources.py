@@ -18,14 +18,9 @@ SOURCES: dict[str, tuple[str, str]] = {
                      "MMAudio mmaudio/utils/download_utils.py + README; Ovi download_weights.py (ext_weights/best_netG.pt)"),
     "v1-44.pth": (f"{HF}/hkchengrex/MMAudio/resolve/main/ext_weights/v1-44.pth",
                   "MMAudio mmaudio/utils/download_utils.py + README (the Hugging Face copy of the v0.1 release)"),
-    "synchformer_state_dict.pth": (f"{HF}/hkchengrex/MMAudio/resolve/main/ext_weights/synchformer_state_dict.pth",
-                                   "MMAudio mmaudio/utils/download_utils.py + README"),
     "bigvgan_generator.pt": (f"{HF}/nvidia/bigvgan_v2_44khz_128band_512x/resolve/main/bigvgan_generator.pt",
                              "MMAudio mmaudio/ext/autoencoder/autoencoder.py (BigVGANv2.from_pretrained of that repo) and "
                              "mmaudio/ext/bigvgan_v2/bigvgan.py (hf_hub_download filename='bigvgan_generator.pt')"),
-    "G14_fullcc2.5b.pt": ("https://dl.fbaipublicfiles.com/MMPT/metaclip/G14_fullcc2.5b.pt",
-                          "MetaCLIP README / open_clip pretrained.py (ViT-bigG-14-quickgelu, metaclip_fullcc); "
-                          "AudioGen-Omni paper 3.1 names MetaCLIP ViT-bigG-14-QuickGELU"),
     "model_960x960_10s.safetensors": (f"{HF}/chetwinlow1/Ovi/resolve/main/model_960x960_10s.safetensors",
                                       "Ovi download_weights.py (960x960_10s)"),
     "models_t5_umt5-xxl-enc-bf16.pth": (f"{HF}/Wan-AI/Wan2.2-TI2V-5B/resolve/main/models_t5_umt5-xxl-enc-bf16.pth",
@@ -70,6 +65,12 @@ NOTE_ONLY: dict[str, tuple[str, str]] = {
     "open_clip_pytorch_model.bin": (f"{HF}/apple/DFN5B-CLIP-ViT-H-14-384/resolve/main/open_clip_pytorch_model.bin",
                                     "MMAudio mmaudio/model/utils/features_utils.py (hf-hub:apple/DFN5B-CLIP-ViT-H-14-384, "
                                     "open_clip's file name)"),
+    # video_to_speech runs on the shipped default; its Note names the real visual encoders for a model of one's own
+    "synchformer_state_dict.pth": (f"{HF}/hkchengrex/MMAudio/resolve/main/ext_weights/synchformer_state_dict.pth",
+                                   "MMAudio mmaudio/utils/download_utils.py + README"),
+    "G14_fullcc2.5b.pt": ("https://dl.fbaipublicfiles.com/MMPT/metaclip/G14_fullcc2.5b.pt",
+                          "MetaCLIP README / open_clip pretrained.py (ViT-bigG-14-quickgelu, metaclip_fullcc); "
+                          "AudioGen-Omni paper 3.1 names MetaCLIP ViT-bigG-14-QuickGELU"),
     # audio_to_video_mtv runs on the shipped default; its Note names the released MTV files
     "mtv_single/mp_rank_00_model_states.pt": (f"{HF}/BAAI/MTVCraft/resolve/main/mtv/single/1/mp_rank_00_model_states.pt",
                                               "MTV README 'Download Pretrained Models' (BAAI/MTVCraft, mtv/single/1/)"),

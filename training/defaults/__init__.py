@@ -13,6 +13,7 @@ from typing import Protocol
 # system -> module holding its recipe (a module-level ``RECIPE``); None: not built yet (issues 17-20).
 RECIPES: dict[str, str | None] = {
     "audiogen_omni": ".audiogen_omni",
+    "audiogen_omni_speech": ".audiogen_omni_speech",  # video_to_speech: its own codec, Synchformer and MMDiT
     "dualdub": ".dualdub",
     "ovi": ".ovi",
     "mtv": ".mtv",

@@ -26,6 +26,10 @@ ENVELOPE_S = 0.03  # under one 25 fps frame: the issue's sync tolerance is 40 ms
 PROJECTION_SEED = 123  # the fixed random map from the two envelope channels into sync_dim
 TOKENS_PER_SEGMENT = SYNC_SEGMENT // 2  # one token per 2-frame tubelet
 KINDS = ("impacts", "beeps")
+# A third channel for the talking face: the mouth's openness at the tubelet's time, so that the speech default's
+# tokens carry the lips' timing (round 6 of benchmarks/tiny_defaults_feasibility.md: without it the video added
+# little to the transcript's timing)
+MOUTH = "mouth"
 
 
 def clip_pixels(frames: np.ndarray, fps: float, seconds: float) -> torch.Tensor:
@@ -53,16 +57,27 @@ def event_envelope(times: np.ndarray, events: list[float]) -> np.ndarray:
     return np.exp(-0.5 * (d / ENVELOPE_S) ** 2)
 
 
-def projection(dim: int) -> torch.Tensor:
-    """[len(KINDS), dim]: fixed, so the oracle stream of a clip is the same in every run."""
-    return torch.randn(len(KINDS), dim, generator=torch.Generator().manual_seed(PROJECTION_SEED))
+def projection(dim: int, channels: int = len(KINDS)) -> torch.Tensor:
+    """[channels, dim]: fixed, so the oracle stream of a clip is the same in every run; the first rows are the
+    same for any ``channels`` (one seeded draw, row by row), so the mouth channel leaves the event rows as they were."""
+    return torch.randn(channels, dim, generator=torch.Generator().manual_seed(PROJECTION_SEED))
 
 
-def oracle_stream(events: dict[str, list[float]], n_frames: int, dim: int) -> torch.Tensor:
-    """[n_tokens(n_frames), dim]: what a perfectly timed Synchformer would output for a clip with these events."""
+def mouth_track(times: np.ndarray, openness: list[float], fps: float) -> np.ndarray:
+    """The mouth's openness (per video frame, frame k centred at (k + 0.5) / fps) at ``times``."""
+    return np.interp(times, (np.arange(len(openness)) + 0.5) / fps, np.asarray(openness, np.float64))
+
+
+def oracle_stream(events: dict[str, list[float]], n_frames: int, dim: int,
+                  mouth: tuple[list[float], float] | None = None) -> torch.Tensor:
+    """[n_tokens(n_frames), dim]: what a perfectly timed Synchformer would output for a clip with these events
+    (and, with ``mouth`` = (per-frame openness, fps), the mouth's openness as a third channel)."""
     times = token_times(n_frames)
-    env = np.stack([event_envelope(times, events.get(kind, [])) for kind in KINDS], axis=1)
-    return torch.from_numpy(env).float() @ projection(dim)
+    channels = [event_envelope(times, events.get(kind, [])) for kind in KINDS]
+    if mouth is not None:
+        channels.append(mouth_track(times, *mouth))
+    env = np.stack(channels, axis=1)
+    return torch.from_numpy(env).float() @ projection(dim, len(channels))
 
 
 def distill_loss(model, batch):
@@ -88,11 +103,16 @@ def segment_batches(pixels: list[torch.Tensor], targets: list[torch.Tensor], bat
         yield torch.stack(segs)[:, None].transpose(2, 3), torch.stack(rows)
 
 
-def probe_events(tokens: torch.Tensor, threshold: float = 0.3) -> dict[str, list[float]]:
+def probe_channels(tokens: torch.Tensor, channels: int = len(KINDS)) -> np.ndarray:
+    """[n_tokens, channels]: the oracle's channels read back from tokens (least squares through its projection)."""
+    return torch.linalg.lstsq(projection(tokens.shape[-1], channels).T, tokens.float().T).solution.T.numpy()
+
+
+def probe_events(tokens: torch.Tensor, threshold: float = 0.3, channels: int = len(KINDS)) -> dict[str, list[float]]:
     """Event times read back from Synchformer tokens [n_tokens, dim]: the least-squares inverse of the oracle's
     projection, averaged over the two segments that see each tubelet, peaks above ``threshold`` refined by a
     log-parabola through their neighbours (exact for the Gaussian envelope: tubelets are 80 ms apart)."""
-    env = torch.linalg.lstsq(projection(tokens.shape[-1]).T, tokens.float().T).solution.T.numpy()  # [N, kinds]
+    env = probe_channels(tokens, channels)  # [N, channels]
     times = token_times(SYNC_SEGMENT + SYNC_STRIDE * (tokens.shape[0] // TOKENS_PER_SEGMENT - 1))
     grid = np.unique(times)
     step = float(grid[1] - grid[0]) if len(grid) > 1 else 0.0
@@ -110,13 +130,13 @@ def probe_events(tokens: torch.Tensor, threshold: float = 0.3) -> dict[str, list
     return out
 
 
-def probe_report(streams: list[torch.Tensor], events: list[dict]) -> dict:
+def probe_report(streams: list[torch.Tensor], events: list[dict], channels: int = len(KINDS)) -> dict:
     """How well token streams time the clips' events: median error (ms) and miss rate over all events."""
     from ...metrics.events import event_errors, onset_precision
 
     errs, prec = [], []
     for tokens, ev in zip(streams, events):
-        found = probe_events(tokens)
+        found = probe_events(tokens, channels=channels)
         for kind in KINDS:
             if ev.get(kind):
                 errs += event_errors(np.asarray(found[kind]), ev[kind])
@@ -128,5 +148,6 @@ def probe_report(streams: list[torch.Tensor], events: list[dict]) -> dict:
             "precision": round(float(np.mean(prec)), 3) if prec else None}
 
 
-__all__ = ["ENVELOPE_S", "KINDS", "clip_pixels", "distill_loss", "event_envelope", "n_tokens", "oracle_stream",
-           "projection", "segment_batches", "token_times"]
+__all__ = ["ENVELOPE_S", "KINDS", "MOUTH", "clip_pixels", "distill_loss", "event_envelope", "mouth_track", "n_tokens",
+           "oracle_stream", "probe_channels", "probe_events", "probe_report", "projection", "segment_batches",
+           "token_times"]

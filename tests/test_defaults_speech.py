@@ -1,0 +1,125 @@
+"""AudioGen-Omni's speech default (video + transcript to speech): the Synchformer's mouth channel, the recipe's
+stages, its evaluation, and the video_to_speech workflow as shipped."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from soundstage import defaults as pack_defaults
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed: no talking clips")
+
+
+def test_mouth_channel_leaves_the_event_channels_as_they_were_and_reads_back():
+    from soundstage.training.defaults import sync_proxy
+
+    assert torch.equal(sync_proxy.projection(16, 3)[:2], sync_proxy.projection(16))
+    events = {"impacts": [0.53, 1.21], "beeps": [0.9]}
+    openness = list(np.clip(np.sin(np.arange(50) / 3.0), 0, 1).round(3))  # 2 s of a mouth at 25 fps
+    plain = sync_proxy.oracle_stream(events, 50, 16)
+    with_mouth = sync_proxy.oracle_stream(events, 50, 16, mouth=(openness, 25))
+    times = sync_proxy.token_times(50)
+    want = sync_proxy.mouth_track(times, openness, 25)
+    read = sync_proxy.probe_channels(with_mouth, 3)
+    assert np.allclose(read[:, 2], want, atol=1e-4)  # the oracle's mouth channel is the openness at each tubelet
+    assert np.allclose(read[:, :2], sync_proxy.probe_channels(plain), atol=1e-4)
+    assert not torch.allclose(plain, with_mouth)
+    # the events are still found through the third channel
+    found = sync_proxy.probe_events(with_mouth, channels=3)
+    assert np.allclose(found["impacts"], events["impacts"], atol=0.005) and np.allclose(found["beeps"], [0.9], atol=0.005)
+    # openness of frame k is taken at its centre: a tubelet between frames 4 and 5 reads their mean
+    assert sync_proxy.mouth_track(np.array([5 / 25]), [0.0] * 4 + [0.2, 0.6] + [0.0] * 4, 25)[0] == pytest.approx(0.4)
+
+
+def test_lyrics_ids_are_the_lyrics_node_ids_padded_to_the_latent_length():
+    from soundstage.nodes.audiogen import encode_lyrics
+    from soundstage.training.defaults.audiogen_omni_speech import lyrics_ids
+
+    ids = lyrics_ids("anna carries the lamp", 40)
+    node = encode_lyrics("anna carries the lamp", "auto", "none (UTF-8 symbols)")["ids"]
+    assert ids.shape == (40,) and torch.equal(ids[: len(node)], node) and not ids[len(node):].any()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    from soundstage.cli import main
+
+    out = tmp_path_factory.mktemp("speech")
+    assert main(["train-defaults", "audiogen_omni_speech", "--scale", "smoke", "--out", str(out / "a")]) == 0
+    return out
+
+
+@needs_espeak
+def test_speech_recipe_writes_loadable_layouts_and_retrains_only_what_reads_a_change(smoke_run, monkeypatch):
+    import dataclasses
+    import shutil
+
+    from soundstage.training.defaults import audiogen_omni_speech as sp
+    from soundstage.training.defaults.evaluate import load_v2a
+
+    vae, voc, sf, net = load_v2a(smoke_run / "a" / "weights", sp.FILES)
+    assert net.config.lyrics_vocab == 257 and net.config.sync_dim == sf.config.embed_dim
+    assert vae.config.latent_channels == net.config.latent_dim
+    report = json.loads((smoke_run / "a" / "train_report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == ["synchformer", "vae", "vocoder", "mmdit"]
+    assert report["train_seeds"][1] < 100_000
+    work = smoke_run / "changed"
+    shutil.copytree(smoke_run / "a", work)
+    smoke = sp.SCALES["smoke"]
+
+    def resumed(**change):
+        monkeypatch.setitem(sp.SCALES, "smoke", dataclasses.replace(smoke, **change))
+        return {s["stage"]: bool(s.get("resumed")) for s in sp.RECIPE.train(str(work), scale="smoke", seed=0)["stages"]}
+
+    # the MMDiT reads the VAE's latents and the Synchformer's tokens, not the vocoder
+    assert resumed(vocoder_steps=smoke.vocoder_steps + 1) == {"synchformer": True, "vae": True, "vocoder": False,
+                                                              "mmdit": True}
+    assert resumed(vocoder_steps=smoke.vocoder_steps + 1, lyrics_dropout=0.2) == {
+        "synchformer": True, "vae": True, "vocoder": True, "mmdit": False}
+
+
+@needs_espeak
+def test_speech_eval_writes_every_condition(smoke_run, tmp_path):
+    from soundstage.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["eval-defaults", "audiogen_omni_speech", "--weights", str(smoke_run / "a" / "weights"), "--scale",
+                 "smoke", "--clips", "2", "--out", str(out)]) == 0
+    result = json.loads((out / "audiogen_omni_speech" / "report.json").read_text())
+    assert result["clips"] == ["heldout/0", "heldout/1"]
+    s = result["summary"]
+    assert set(s) == {"default", "mismatched", "no_video", "no_text", "untrained", "codec_round_trip", "truth"}
+    assert s["truth"]["speech"]["int_corr_mean"] == pytest.approx(1.0) and s["truth"]["speech"]["dur_err_median"] == 0
+    assert result["lip_probe"]["clips"] == 2 and "| no_video |" in (out / "audiogen_omni_speech" / "report.md").read_text()
+
+
+@needs_espeak
+def test_video_to_speech_workflow_runs_as_shipped_on_the_sample_input(tmp_path):
+    from soundstage.headless.runner import Runner
+    from soundstage.synthworld.samples import speech_sample_clip, write_workflow_samples
+    from soundstage.training.defaults.cli import _installed
+
+    if _installed("audiogen_omni_speech") is None:
+        pytest.skip("the AudioGen-Omni speech default is not shipped in defaults/ "
+                    "(train-defaults audiogen_omni_speech --install)")
+    import av
+
+    workflow = pack_defaults.DEFAULTS_DIR.parent / "workflows" / "video_to_speech.json"
+    texts = [n["widgets_values"][0] for n in json.loads(workflow.read_text())["nodes"]
+             if n["type"] == "SoundstageMMDiTLyricsEncode"]
+    assert texts == [speech_sample_clip().truth["transcript"]]  # the workflow speaks the sample clip's own sentence
+    inp, out, models = tmp_path / "input", tmp_path / "output", tmp_path / "models"
+    write_workflow_samples(inp)
+    models.mkdir()
+    Runner(input_dir=inp, output_dir=out, models_dir=models).run(workflow)
+    files = sorted(out.rglob("*.mp4"))
+    assert len(files) == 1
+    with av.open(str(files[0])) as c:
+        assert c.streams.video and c.streams.audio
+        rate = c.streams.audio[0].rate
+        frames = list(c.decode(audio=0))
+    samples = sum(f.samples for f in frames)
+    loudest = max(float(np.abs(f.to_ndarray()).max()) for f in frames)
+    assert abs(samples / rate - 4.0) < 0.1 and loudest > 1e-3  # the whole clip, and not silence

@@ -1,0 +1,190 @@
+"""AudioGen-Omni tiny default for video + transcript to speech (``video_to_speech``), stage by stage.
+
+The talking face of the world's ``speech`` clips: silent frames and the clip's transcript in, the speech stem out.
+Four stages, each on the shared trainer:
+
+1. a mel VAE and vocoder (the V2A default's layouts and recipe) trained on speech as well as on effects: the
+   V2A default's codec learned only impacts and beeps and loses the speech's envelope (round trip Int-Corr
+   -0.07; benchmarks/tiny_defaults_feasibility.md, round 6). It is a codec of its own, so the V2A and Ovi
+   defaults, which read the V2A codec's latents, stay as they are;
+2. a Synchformer distilled onto the oracle stream with a third channel, the mouth's openness (sync_proxy.py),
+   so that its tokens carry the lips' timing as well as the contacts and blinks;
+3. the MMDiT with its transcript stream (paper 3.2: symbols padded to the frame budget, F5-TTS style, under
+   PAAPI's rope), trained with ``train audiogen``'s loss on the speech stem.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ...models.audiogen_omni.lyrics import LyricsTokenizer
+from ...models.audiogen_omni.mmdit import MMDiT
+from ...models.common.codecs.mel import MEL_16K, LogMel
+from . import codecs
+from .audiogen_omni import TINY_SYNCHFORMER, mmdit_config, new_synchformer, sync_features
+from .stages import run_stage, work_folder, write_train_report
+from .world import event_times, world_clips
+
+SYSTEM = "audiogen_omni_speech"
+FILES = {"vae": "mel_vae_16k_speech.safetensors", "vocoder": "bigvgan_16k_speech.safetensors",
+         "synchformer": "synchformer_lips.safetensors", "mmdit": "mmdit_v2s.safetensors"}
+SYNC_CHANNELS = 3  # impacts, beeps, the mouth (sync_proxy.KINDS + MOUTH)
+
+
+@dataclass(frozen=True)
+class Scale:
+    train_clips: int  # talking clips the MMDiT learns from
+    codec_clips: int  # talking clips (and as many effects-only clips) the codec learns from
+    synchformer_clips: int
+    seconds: float
+    size: int
+    vae_steps: int
+    vocoder_steps: int
+    synchformer_steps: int
+    mmdit_steps: int
+    batch: int = 8
+    lr: float = 1e-3
+    vocoder_batch: int = 4
+    vocoder_lr: float = 2e-3
+    synchformer_lr: float = 2e-3
+    synchformer_warmup: int = 50
+    ema: float = 0.99
+    sample_steps: int = 16
+    hidden: int = 64
+    sync_dropout: float = 0.1
+    lyrics_dropout: float = 0.1
+
+
+SCALES = {
+    "smoke": Scale(train_clips=4, codec_clips=2, synchformer_clips=2, seconds=1.0, size=48, vae_steps=2,
+                   vocoder_steps=2, synchformer_steps=2, mmdit_steps=2, batch=2, sample_steps=2, hidden=32),
+    "feasibility": Scale(train_clips=64, codec_clips=32, synchformer_clips=32, seconds=4.0, size=128, vae_steps=300,
+                         vocoder_steps=500, synchformer_steps=800, mmdit_steps=1000),
+    # round 6 of benchmarks/tiny_defaults_feasibility.md: VAE 1500 steps (at 150 it dropped the beeps once speech
+    # shared its statistics), 512 talking clips and 8000 MMDiT steps (0.55 Int-Corr without the lips)
+    "full": Scale(train_clips=512, codec_clips=128, synchformer_clips=128, seconds=4.0, size=128, vae_steps=1500,
+                  vocoder_steps=2000, synchformer_steps=5000, mmdit_steps=8000),
+}
+
+
+def talking_clips(split: str, count: int, sc: Scale, *, stems=("speech",), start: int = 0):
+    return world_clips(split, count, task="speech", stems=stems, seconds=sc.seconds, size=sc.size, start=start)
+
+
+def lyrics_ids(transcript: str, frames: int) -> torch.Tensor:
+    """[frames] ids of the transcript padded to the latent length, as the Lyrics Encode node gives the sampler."""
+    return LyricsTokenizer().batch([transcript], frames)[0][0]
+
+
+def train_lip_synchformer(clips, sc: Scale, out: Path, seed: int, stages: list, key: dict):
+    """The Synchformer distilled onto contacts, blinks and the mouth's openness (sync_proxy.py); comes back frozen."""
+    from . import sync_proxy
+
+    sf = new_synchformer(seed)
+    pixels = [sync_proxy.clip_pixels(c.frames, c.fps, len(c.frames) / c.fps) for c in clips]
+    targets = [sync_proxy.oracle_stream(event_times(c.truth), p.shape[0], sf.config.embed_dim,
+                                        mouth=(c.truth["mouth_openness"], c.fps)) for c, p in zip(clips, pixels)]
+    sf = run_stage(sf.train().requires_grad_(True), sync_proxy.distill_loss,
+                   sync_proxy.segment_batches(pixels, targets, sc.batch, seed), sc.synchformer_steps,
+                   sc.synchformer_lr, out, seed, stages, "synchformer", warmup=sc.synchformer_warmup, resume=True,
+                   schedule="cosine", key=key)
+    return sf.eval().requires_grad_(False)
+
+
+def train_codec(sc: Scale, out: Path, seed: int, stages: list) -> tuple:
+    """(vae, vocoder, the VAE's stage key): the V2A codec's recipe on effects-only clips and talking clips (their
+    mix). The MMDiT reads the VAE's latents, not the vocoder, so only the VAE's key is passed on."""
+    data = {"split": "train", "tasks": ["v2a", "speech"], "clips": sc.codec_clips, "seconds": sc.seconds,
+            "size": sc.size}
+    waves = [c.audio for c in world_clips("train", sc.codec_clips, task="v2a", stems=("effects",),
+                                          seconds=sc.seconds, size=sc.size)]
+    waves += [c.audio for c in talking_clips("train", sc.codec_clips, sc, stems=("speech", "effects"))]
+    pairs = codecs.waves_and_mels(waves, LogMel(MEL_16K))
+    vae = codecs.new_vae(seed)
+    codecs.set_mel_statistics(vae, [m for _, m in pairs])
+    vae = run_stage(vae, codecs.vae_loss, codecs.mel_batches([m for _, m in pairs], sc.batch, seed), sc.vae_steps,
+                    sc.lr, out, seed, stages, "vae", resume=True,
+                    key={"data": data, "batch": sc.batch, "config": asdict(codecs.TINY_VAE)}).eval()
+    voc = run_stage(codecs.new_vocoder(seed), codecs.VocoderLoss(), codecs.vocoder_batches(pairs, sc.vocoder_batch, seed),
+                    sc.vocoder_steps, sc.vocoder_lr, out, seed, stages, "vocoder", resume=True, schedule="cosine",
+                    key={"data": data, "batch": sc.vocoder_batch, "config": asdict(codecs.TINY_VOCODER)}).eval()
+    return vae, voc, stages[-2]["key"]
+
+
+class AudioGenOmniSpeechRecipe:
+    system = SYSTEM
+    # a 16-clip mean of Int-Corr moves by about +-0.07 (benchmarks/tiny_defaults_feasibility.md, DualDub): 32 halve
+    # its variance, and a clip costs five 16-step samples
+    card_clips = 32
+    files = FILES
+    folders = {key: "soundstage_mmaudio" for key in FILES}
+    can = ["video + transcript to speech in the synthetic world: the drawn face's sentence, timed by its lips and the "
+           "transcript (16 kHz, 4 s clips; the world's four espeak-ng voices)"]
+    cannot = ["intelligible words: Whisper tiny.en does not hear the sentence (see the WER column)",
+              "a chosen voice: there is no speaker reference input, and the voice is one of the world's four, not picked",
+              "sound effects with the speech (the V2A default does those), song, captions, real videos"]
+
+    def train(self, out_dir: str, *, scale: str = "feasibility", seed: int = 0) -> dict:
+        from safetensors.torch import save_file
+
+        from ...models.audiogen_omni.loader import save_mmdit
+        from ..audiogen_omni.train import EMA, DropoutConfig, batches, make_loss_fn
+
+        sc = SCALES[scale]
+        out = work_folder(out_dir, sc, seed)
+        stages: list[dict] = []
+        t0, cpu0 = time.time(), time.process_time()
+        clips = talking_clips("train", sc.train_clips, sc)
+        data_s = time.time() - t0
+        sf = train_lip_synchformer(clips[: sc.synchformer_clips], sc, out, seed, stages,
+                                   key={"data": {"split": "train", "task": "speech", "clips": sc.synchformer_clips,
+                                                 "seconds": sc.seconds, "size": sc.size, "channels": SYNC_CHANNELS},
+                                        "batch": sc.batch, "config": asdict(TINY_SYNCHFORMER)})
+        after = {"synchformer": stages[-1]["key"]}
+        vae, voc, after["vae"] = train_codec(sc, out, seed, stages)
+
+        t1 = time.time()
+        mel = LogMel(MEL_16K)
+        items = []
+        with torch.no_grad():
+            for c in clips:
+                (_, m), = codecs.waves_and_mels([c.audio], mel)
+                mean, _ = vae.encode(m[None])
+                latent = mean[0].T.contiguous()
+                items.append({"latent": latent, "sync": sync_features(sf, c.frames, c.fps, sc.seconds),
+                              "lyrics_ids": lyrics_ids(c.truth["transcript"], latent.shape[0])})
+        lat = torch.cat([it["latent"] for it in items])
+        torch.manual_seed(seed + 2)
+        net = MMDiT(mmdit_config(sc))
+        net.latent_mean.data.copy_(lat.mean(0).view(1, 1, -1))
+        net.latent_std.data.copy_(lat.std(0).clamp_min(1e-3).view(1, 1, -1))
+        features_s = time.time() - t1
+        ema = EMA(net, sc.ema)
+        dropout = DropoutConfig(clip=0.0, sync=sc.sync_dropout, text=0.0, lyrics=sc.lyrics_dropout)
+        run_stage(net, make_loss_fn(dropout, seed=seed), batches(items, net, sc.batch, seed), sc.mmdit_steps, sc.lr,
+                  out, seed, stages, "mmdit", ema=ema, resume=True,
+                  key={"data": {"split": "train", "task": "speech", "clips": sc.train_clips, "seconds": sc.seconds,
+                                "size": sc.size, "target": "speech"},
+                       "batch": sc.batch, "config": asdict(net.config), "dropout": asdict(dropout), "after": after})
+
+        weights = out / "weights"
+        weights.mkdir(exist_ok=True)
+        save_file(codecs.vae_state_dict(vae), str(weights / FILES["vae"]))
+        save_file(codecs.vocoder_state_dict(voc), str(weights / FILES["vocoder"]))
+        save_file({k: v.half().contiguous() for k, v in sf.state_dict().items()}, str(weights / FILES["synchformer"]))
+        save_mmdit(ema.shadow.half(), weights / FILES["mmdit"])
+        return write_train_report(out, SYSTEM, FILES, scale=scale, settings=asdict(sc), seed=seed, stages=stages,
+                                  started=(t0, cpu0), train_seeds=[clips[0].index, clips[-1].index],
+                                  data_s=round(data_s, 1), features_s=round(features_s, 1))
+
+    def evaluate(self, weights_dir: str, out_dir: str, *, scale: str = "feasibility", clips: int = 16,
+                 seed: int = 0) -> dict:
+        from .speech_eval import evaluate_v2s
+
+        return evaluate_v2s(self, Path(weights_dir), Path(out_dir), SCALES[scale], clips=clips, seed=seed)
+
+
+RECIPE = AudioGenOmniSpeechRecipe()
