@@ -124,9 +124,9 @@ def new_vae(seed: int) -> MelVAE:
     return MelVAE(TINY_VAE)
 
 
-def new_vocoder(seed: int) -> BigVGAN:
+def new_vocoder(seed: int, config: BigVGANConfig = TINY_VOCODER) -> BigVGAN:
     torch.manual_seed(seed)
-    return BigVGAN(TINY_VOCODER)
+    return BigVGAN(config)
 
 
 def vae_state_dict(vae: MelVAE) -> dict[str, torch.Tensor]:
