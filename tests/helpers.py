@@ -127,3 +127,24 @@ def installed_smoke_default(system: str, smoke_dir: Path, tmp_path: Path, monkey
     finally:
         for _, (paths, _) in folder_paths.folder_names_and_paths.items():
             paths[:] = [p for p in paths if not p.startswith(str(root))]
+
+
+def run_as_shipped(workflow: Path, tmp_path: Path) -> tuple[float, float]:
+    """`synth --samples`, then ``workflow`` with no model files of the user's own (the shipped defaults): the
+    seconds and the peak of the audio of the one video it saves."""
+    import av
+
+    from soundstage.headless.runner import Runner
+    from soundstage.synthworld.samples import write_workflow_samples
+
+    inp, out, models = tmp_path / "input", tmp_path / "output", tmp_path / "models"
+    write_workflow_samples(inp)
+    models.mkdir()
+    Runner(input_dir=inp, output_dir=out, models_dir=models).run(workflow)
+    files = sorted(out.rglob("*.mp4"))
+    assert len(files) == 1
+    with av.open(str(files[0])) as c:
+        assert c.streams.video and len(c.streams.audio) >= 1
+        rate = c.streams.audio[0].rate
+        frames = list(c.decode(audio=0))
+    return sum(f.samples for f in frames) / rate, max(float(np.abs(f.to_ndarray()).max()) for f in frames)

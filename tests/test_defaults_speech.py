@@ -9,6 +9,8 @@ import torch
 
 from soundstage import defaults as pack_defaults
 
+from helpers import run_as_shipped
+
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed: no talking clips")
 
 
@@ -97,29 +99,16 @@ def test_speech_eval_writes_every_condition(smoke_run, tmp_path):
 
 @needs_espeak
 def test_video_to_speech_workflow_runs_as_shipped_on_the_sample_input(tmp_path):
-    from soundstage.headless.runner import Runner
-    from soundstage.synthworld.samples import speech_sample_clip, write_workflow_samples
+    from soundstage.synthworld.samples import speech_sample_clip
     from soundstage.training.defaults.cli import _installed
 
     if _installed("audiogen_omni_speech") is None:
         pytest.skip("the AudioGen-Omni speech default is not shipped in defaults/ "
                     "(train-defaults audiogen_omni_speech --install)")
-    import av
 
     workflow = pack_defaults.DEFAULTS_DIR.parent / "workflows" / "video_to_speech.json"
     texts = [n["widgets_values"][0] for n in json.loads(workflow.read_text())["nodes"]
              if n["type"] == "SoundstageMMDiTLyricsEncode"]
     assert texts == [speech_sample_clip().truth["transcript"]]  # the workflow speaks the sample clip's own sentence
-    inp, out, models = tmp_path / "input", tmp_path / "output", tmp_path / "models"
-    write_workflow_samples(inp)
-    models.mkdir()
-    Runner(input_dir=inp, output_dir=out, models_dir=models).run(workflow)
-    files = sorted(out.rglob("*.mp4"))
-    assert len(files) == 1
-    with av.open(str(files[0])) as c:
-        assert c.streams.video and c.streams.audio
-        rate = c.streams.audio[0].rate
-        frames = list(c.decode(audio=0))
-    samples = sum(f.samples for f in frames)
-    loudest = max(float(np.abs(f.to_ndarray()).max()) for f in frames)
-    assert abs(samples / rate - 4.0) < 0.1 and loudest > 1e-3  # the whole clip, and not silence
+    seconds, loudest = run_as_shipped(workflow, tmp_path)
+    assert abs(seconds - 4.0) < 0.1 and loudest > 1e-3  # the whole clip, and not silence

@@ -319,31 +319,19 @@ def test_install_puts_each_part_where_the_load_dualdub_node_lists_and_loads_it(s
 def test_soundtrack_dualdub_workflow_runs_as_shipped_on_the_sample_input(tmp_path):
     # `synth --samples`, then the template with no model files of the user's own: the shipped default.
     from soundstage import defaults as pack_defaults
-    from soundstage.headless.runner import Runner
-    from soundstage.synthworld.samples import dualdub_sample_transcript, write_workflow_samples
+    from helpers import run_as_shipped
+    from soundstage.synthworld.samples import dualdub_sample_transcript
     from soundstage.training.defaults.cli import _installed
 
     if _installed("dualdub") is None:
         pytest.skip("the DualDub tiny default is not shipped in defaults/ (train-defaults dualdub --install)")
-    import av
 
     workflow = pack_defaults.DEFAULTS_DIR.parent / "workflows" / "soundtrack_dualdub.json"
     texts = [n["widgets_values"][0] for n in json.loads(workflow.read_text())["nodes"]
              if n["type"] == "SoundstageDualDubTextEncode"]
     assert texts == [dualdub_sample_transcript()]  # the workflow speaks the sample clip's own sentence
-    inp, out, models = tmp_path / "input", tmp_path / "output", tmp_path / "models"
-    write_workflow_samples(inp)
-    models.mkdir()
-    Runner(input_dir=inp, output_dir=out, models_dir=models).run(workflow)
-    files = sorted(out.rglob("*.mp4"))
-    assert len(files) == 1
-    with av.open(str(files[0])) as c:
-        assert c.streams.video and len(c.streams.audio) >= 1
-        rate = c.streams.audio[0].rate
-        frames = list(c.decode(audio=0))
-    samples = sum(f.samples for f in frames)
-    loudest = max(float(np.abs(f.to_ndarray()).max()) for f in frames)
-    assert abs(samples / rate - 4.0) < 0.1 and loudest > 1e-3  # the whole clip, and not silence
+    seconds, loudest = run_as_shipped(workflow, tmp_path)
+    assert abs(seconds - 4.0) < 0.1 and loudest > 1e-3  # the whole clip, and not silence
 
 
 def test_codec_and_speaker_encoder_run_in_half_precision_on_the_cpu():

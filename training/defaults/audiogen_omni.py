@@ -96,6 +96,41 @@ def window_starts(scene: float, seconds: float) -> list[float]:
     return [k * step for k in range(int((scene - seconds) / step + 1e-9) + 1)]
 
 
+def new_mmdit(sc, items: list[dict], seed: int) -> MMDiT:
+    """The recipe's MMDiT (seeded on its own), its latent normalisation set from the training latents."""
+    lat = torch.cat([it["latent"] for it in items])
+    torch.manual_seed(seed + 2)
+    net = MMDiT(mmdit_config(sc))
+    net.latent_mean.data.copy_(lat.mean(0).view(1, 1, -1))
+    net.latent_std.data.copy_(lat.std(0).clamp_min(1e-3).view(1, 1, -1))
+    return net
+
+
+def train_mmdit(net: MMDiT, items: list[dict], sc, dropout, out: Path, seed: int, stages: list, key: dict) -> MMDiT:
+    """The MMDiT stage on ``train audiogen``'s loss and batches; returns the EMA weights (what is shipped)."""
+    from ..audiogen_omni.train import EMA, batches, make_loss_fn
+
+    ema = EMA(net, sc.ema)
+    run_stage(net, make_loss_fn(dropout, seed=seed), batches(items, net, sc.batch, seed), sc.mmdit_steps, sc.lr,
+              out, seed, stages, "mmdit", ema=ema, resume=True,
+              key=key | {"batch": sc.batch, "config": asdict(net.config), "dropout": asdict(dropout)})
+    return ema.shadow
+
+
+def save_weights(out: Path, files: dict, vae, voc, sf: Synchformer, mmdit: MMDiT) -> None:
+    """The four parts as fp16 safetensors in their released layouts, under ``out/weights``."""
+    from safetensors.torch import save_file
+
+    from ...models.audiogen_omni.loader import save_mmdit
+
+    weights = out / "weights"
+    weights.mkdir(exist_ok=True)
+    save_file(codecs.vae_state_dict(vae), str(weights / files["vae"]))
+    save_file(codecs.vocoder_state_dict(voc), str(weights / files["vocoder"]))
+    save_file({k: v.half().contiguous() for k, v in sf.state_dict().items()}, str(weights / files["synchformer"]))
+    save_mmdit(mmdit.half(), weights / files["mmdit"])
+
+
 def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, stages: list,
                       resume: bool = False, key: dict | None = None) -> Synchformer:
     """Distilled onto the oracle sync stream of the training clips (sync_proxy.py); comes back frozen."""
@@ -125,10 +160,7 @@ class AudioGenOmniRecipe:
               "44.1 kHz audio; CLIP features are not used (the clip stream stays at its learned empty feature)"]
 
     def train(self, out_dir: str, *, scale: str = "feasibility", seed: int = 0) -> dict:
-        from safetensors.torch import save_file
-
-        from ...models.audiogen_omni.loader import save_mmdit
-        from ..audiogen_omni.train import EMA, DropoutConfig, batches, make_loss_fn
+        from ..audiogen_omni.train import DropoutConfig
 
         sc = SCALES[scale]
         out = work_folder(out_dir, sc, seed)
@@ -175,25 +207,11 @@ class AudioGenOmniRecipe:
                     (_, m), = codecs.waves_and_mels([c.audio[s0: s0 + round(sc.seconds * c.sample_rate)]], mel)
                     mean, _ = vae.encode(m[None])
                     items.append({"latent": mean[0].T.contiguous(), "sync": sync_features(sf, frames, c.fps, sc.seconds)})
-        lat = torch.cat([it["latent"] for it in items])
-        torch.manual_seed(seed + 2)
-        net = MMDiT(mmdit_config(sc))
-        net.latent_mean.data.copy_(lat.mean(0).view(1, 1, -1))
-        net.latent_std.data.copy_(lat.std(0).clamp_min(1e-3).view(1, 1, -1))
+        net = new_mmdit(sc, items, seed)
         features_s = time.time() - t1
-        ema = EMA(net, sc.ema)
         dropout = DropoutConfig(clip=0.0, sync=0.1, text=0.0, lyrics=0.0)
-        run_stage(net, make_loss_fn(dropout, seed=seed), batches(items, net, sc.batch, seed), sc.mmdit_steps, sc.lr,
-                  out, seed, stages, "mmdit", ema=ema, resume=True,
-                  key={"data": data, "batch": sc.batch, "config": asdict(net.config), "dropout": asdict(dropout),
-                       "after": after})
-
-        weights = out / "weights"
-        weights.mkdir(exist_ok=True)
-        save_file(codecs.vae_state_dict(vae), str(weights / FILES["vae"]))
-        save_file(codecs.vocoder_state_dict(voc), str(weights / FILES["vocoder"]))
-        save_file({k: v.half().contiguous() for k, v in sf.state_dict().items()}, str(weights / FILES["synchformer"]))
-        save_mmdit(ema.shadow.half(), weights / FILES["mmdit"])
+        mmdit = train_mmdit(net, items, sc, dropout, out, seed, stages, key={"data": data, "after": after})
+        save_weights(out, FILES, vae, voc, sf, mmdit)
         return write_train_report(out, SYSTEM, FILES, scale=scale, settings=asdict(sc), seed=seed, stages=stages,
                                   started=(t0, cpu0), train_seeds=[clips[0].index, clips[-1].index],
                                   data_s=round(data_s, 1), features_s=round(features_s, 1))

@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 from ...models.audiogen_omni.lyrics import LyricsTokenizer
-from ...models.audiogen_omni.mmdit import MMDiT
 from ...models.common.codecs.bigvgan import BigVGANConfig
 from ...models.common.codecs.mel import MEL_16K, LogMel
 from . import codecs
-from .audiogen_omni import TINY_SYNCHFORMER, mmdit_config, new_synchformer, sync_features
+from .audiogen_omni import (TINY_SYNCHFORMER, new_mmdit, new_synchformer, save_weights, sync_features,
+                           train_mmdit)
 from .stages import run_stage, work_folder, write_train_report
 from .world import event_times, world_clips
 
@@ -138,10 +138,7 @@ class AudioGenOmniSpeechRecipe:
               "sound effects with the speech (the V2A default does those), song, captions, real videos"]
 
     def train(self, out_dir: str, *, scale: str = "feasibility", seed: int = 0) -> dict:
-        from safetensors.torch import save_file
-
-        from ...models.audiogen_omni.loader import save_mmdit
-        from ..audiogen_omni.train import EMA, DropoutConfig, batches, make_loss_fn
+        from ..audiogen_omni.train import DropoutConfig
 
         sc = SCALES[scale]
         out = work_folder(out_dir, sc, seed)
@@ -166,26 +163,14 @@ class AudioGenOmniSpeechRecipe:
                 latent = mean[0].T.contiguous()
                 items.append({"latent": latent, "sync": sync_features(sf, c.frames, c.fps, sc.seconds),
                               "lyrics_ids": lyrics_ids(c.truth["transcript"], latent.shape[0])})
-        lat = torch.cat([it["latent"] for it in items])
-        torch.manual_seed(seed + 2)
-        net = MMDiT(mmdit_config(sc))
-        net.latent_mean.data.copy_(lat.mean(0).view(1, 1, -1))
-        net.latent_std.data.copy_(lat.std(0).clamp_min(1e-3).view(1, 1, -1))
+        net = new_mmdit(sc, items, seed)
         features_s = time.time() - t1
-        ema = EMA(net, sc.ema)
         dropout = DropoutConfig(clip=0.0, sync=sc.sync_dropout, text=0.0, lyrics=sc.lyrics_dropout)
-        run_stage(net, make_loss_fn(dropout, seed=seed), batches(items, net, sc.batch, seed), sc.mmdit_steps, sc.lr,
-                  out, seed, stages, "mmdit", ema=ema, resume=True,
-                  key={"data": {"split": "train", "task": "speech", "clips": sc.train_clips, "seconds": sc.seconds,
-                                "size": sc.size, "target": "speech"},
-                       "batch": sc.batch, "config": asdict(net.config), "dropout": asdict(dropout), "after": after})
-
-        weights = out / "weights"
-        weights.mkdir(exist_ok=True)
-        save_file(codecs.vae_state_dict(vae), str(weights / FILES["vae"]))
-        save_file(codecs.vocoder_state_dict(voc), str(weights / FILES["vocoder"]))
-        save_file({k: v.half().contiguous() for k, v in sf.state_dict().items()}, str(weights / FILES["synchformer"]))
-        save_mmdit(ema.shadow.half(), weights / FILES["mmdit"])
+        mmdit = train_mmdit(net, items, sc, dropout, out, seed, stages,
+                            key={"data": {"split": "train", "task": "speech", "clips": sc.train_clips,
+                                          "seconds": sc.seconds, "size": sc.size, "target": "speech"},
+                                 "after": after})
+        save_weights(out, FILES, vae, voc, sf, mmdit)
         return write_train_report(out, SYSTEM, FILES, scale=scale, settings=asdict(sc), seed=seed, stages=stages,
                                   started=(t0, cpu0), train_seeds=[clips[0].index, clips[-1].index],
                                   data_s=round(data_s, 1), features_s=round(features_s, 1))

@@ -40,17 +40,24 @@ def _render(net, vae, voc, sync: torch.Tensor, seconds: float, steps: int, seed:
     return voc(mel)[0, 0].numpy(), mel[0].numpy()
 
 
+def untrained_like(net, seed: int):
+    """The MMDiT the recipe starts from (its seed), with the trained one's latent normalisation: baseline (c)."""
+    from ...models.audiogen_omni.mmdit import MMDiT
+
+    torch.manual_seed(seed + 2)
+    untrained = MMDiT(net.config).eval()
+    untrained.latent_mean.data.copy_(net.latent_mean.data)
+    untrained.latent_std.data.copy_(net.latent_std.data)
+    return untrained
+
+
 @torch.no_grad()
 def evaluate_v2a(recipe, weights: Path, out: Path, scale, *, clips: int, seed: int) -> dict:
-    from ...models.audiogen_omni.mmdit import MMDiT
     from . import audiogen_omni as ag
 
     out.mkdir(parents=True, exist_ok=True)
     vae, voc, sf, net = load_v2a(weights, ag.FILES)
-    torch.manual_seed(seed + 2)
-    untrained = MMDiT(net.config).eval()  # the same initialisation the recipe starts from
-    untrained.latent_mean.data.copy_(net.latent_mean.data)
-    untrained.latent_std.data.copy_(net.latent_std.data)
+    untrained = untrained_like(net, seed)
     held = world_clips("heldout", clips, task="v2a", stems=("effects",), seconds=scale.seconds, size=scale.size)
     syncs = [ag.sync_features(sf, c.frames, c.fps, scale.seconds) for c in held]
     mel = LogMel(MEL_16K)
@@ -103,4 +110,4 @@ def summarise(rows: list[dict], conditions=CONDITIONS,
     return out
 
 
-__all__ = ["CONDITIONS", "evaluate_v2a", "load_v2a", "summarise"]
+__all__ = ["CONDITIONS", "evaluate_v2a", "load_v2a", "summarise", "untrained_like"]

@@ -17,7 +17,7 @@ from ...metrics.signals import pearson
 from ...metrics.timing import dur_err, int_corr
 from ...models.common.codecs.mel import MEL_16K, LogMel
 from .dualdub_eval import _mean, _median, _word_error
-from .evaluate import load_v2a
+from .evaluate import load_v2a, untrained_like
 from .report import write_report
 from .sync_proxy import MOUTH, mouth_track, probe_channels, probe_report, token_times
 
@@ -55,17 +55,13 @@ def lip_probe(streams: list[torch.Tensor], clips) -> dict:
 
 @torch.no_grad()
 def evaluate_v2s(recipe, weights: Path, out: Path, scale, *, clips: int, seed: int) -> dict:
-    from ...models.audiogen_omni.mmdit import MMDiT
     from . import audiogen_omni_speech as sp
     from .audiogen_omni import sync_features
     from .world import event_times
 
     out.mkdir(parents=True, exist_ok=True)
     vae, voc, sf, net = load_v2a(weights, sp.FILES)
-    torch.manual_seed(seed + 2)
-    untrained = MMDiT(net.config).eval()  # the same initialisation the recipe starts from
-    untrained.latent_mean.data.copy_(net.latent_mean.data)
-    untrained.latent_std.data.copy_(net.latent_std.data)
+    untrained = untrained_like(net, seed)  # the same initialisation the recipe starts from
     held = sp.talking_clips("heldout", clips, scale)
     syncs = [sync_features(sf, c.frames, c.fps, scale.seconds) for c in held]
     frames = net.latent_len_for(scale.seconds)
