@@ -54,7 +54,11 @@ def transcribe(wave: np.ndarray, sample_rate: int, language: str = "en", model=N
         import torchaudio.functional as AF
 
         wave = AF.resample(torch.from_numpy(np.asarray(wave, np.float32)), sample_rate, 16000).numpy()
-    segments, _ = (model or _whisper()).transcribe(np.asarray(wave, np.float32), language=language, beam_size=1)
+    # Greedy decoding only: Whisper's temperature fallback samples when greedy decoding fails its thresholds, as it
+    # does on garbled speech, and then the same wave gave another transcript on each call (a WER near 1 moved by 0.1
+    # between two runs; seeding ctranslate2 did not pin it)
+    segments, _ = (model or _whisper()).transcribe(np.asarray(wave, np.float32), language=language, beam_size=1,
+                                                   temperature=0.0)
     return " ".join(s.text.strip() for s in segments)
 
 

