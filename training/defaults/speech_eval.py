@@ -19,10 +19,9 @@ from ...models.common.codecs.mel import MEL_16K, LogMel
 from .dualdub_eval import _mean, _median, _word_error
 from .evaluate import load_v2a, untrained_like
 from .report import write_report
-from .sync_proxy import MOUTH, mouth_track, probe_channels, probe_report, token_times
+from .sync_proxy import MOUTH, mouth_track, probe_grid, probe_report
 
 CONDITIONS = ("default", "mismatched", "no_video", "no_text", "untrained", "codec_round_trip", "truth")
-GENERATED = CONDITIONS[:5]
 SCORED_WORDS = ("default", "no_video", "codec_round_trip", "truth")  # WER against the clip's own transcript
 
 
@@ -45,11 +44,8 @@ def lip_probe(streams: list[torch.Tensor], clips) -> dict:
     segments that see each tubelet) against the drawn mouth's openness, per clip; its mean and median."""
     rs = []
     for tokens, c in zip(streams, clips):
-        env = probe_channels(tokens, 3)[:, 2]
-        times = token_times(16 + 8 * (tokens.shape[0] // 8 - 1))
-        grid = np.unique(times)
-        read = np.array([env[times == t].mean() for t in grid])
-        rs.append(pearson(read, mouth_track(grid, c.truth["mouth_openness"], c.fps)))
+        grid, env = probe_grid(tokens, 3)
+        rs.append(pearson(env[:, 2], mouth_track(grid, c.truth["mouth_openness"], c.fps)))
     return {"channel": MOUTH, "clips": len(rs), "r_mean": _mean(rs), "r_median": _median(rs)}
 
 
@@ -82,7 +78,7 @@ def evaluate_v2s(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
             "codec_round_trip": voc(vae.decode(vae.encode(m[None])[0]))[0, 0].numpy(),
             "truth": c.audio,
         }
-        row = {"clip": f"heldout/{c.index}", "speaker": c.truth.get("speaker"), "transcript": c.truth["transcript"]}
+        row = {"clip": f"heldout/{c.index}", "transcript": c.truth["transcript"]}
         for name, wave in waves.items():
             wave = np.nan_to_num(np.asarray(wave, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
             r = {"int_corr": int_corr(wave, c.audio, rate), "dur_err": dur_err(wave, c.audio, rate)}

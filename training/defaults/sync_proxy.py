@@ -108,17 +108,24 @@ def probe_channels(tokens: torch.Tensor, channels: int = len(KINDS)) -> np.ndarr
     return torch.linalg.lstsq(projection(tokens.shape[-1], channels).T, tokens.float().T).solution.T.numpy()
 
 
+def probe_grid(tokens: torch.Tensor, channels: int = len(KINDS)) -> tuple[np.ndarray, np.ndarray]:
+    """(tubelet times [G], channels read back at each [G, channels]): averaged over the segments that see a tubelet
+    (consecutive segments overlap by half)."""
+    env = probe_channels(tokens, channels)
+    times = token_times(SYNC_SEGMENT + SYNC_STRIDE * (tokens.shape[0] // TOKENS_PER_SEGMENT - 1))
+    grid = np.unique(times)
+    return grid, np.stack([env[times == t].mean(axis=0) for t in grid])
+
+
 def probe_events(tokens: torch.Tensor, threshold: float = 0.3, channels: int = len(KINDS)) -> dict[str, list[float]]:
     """Event times read back from Synchformer tokens [n_tokens, dim]: the least-squares inverse of the oracle's
     projection, averaged over the two segments that see each tubelet, peaks above ``threshold`` refined by a
     log-parabola through their neighbours (exact for the Gaussian envelope: tubelets are 80 ms apart)."""
-    env = probe_channels(tokens, channels)  # [N, channels]
-    times = token_times(SYNC_SEGMENT + SYNC_STRIDE * (tokens.shape[0] // TOKENS_PER_SEGMENT - 1))
-    grid = np.unique(times)
+    grid, env = probe_grid(tokens, channels)
     step = float(grid[1] - grid[0]) if len(grid) > 1 else 0.0
     out = {}
     for k, kind in enumerate(KINDS):
-        e = np.array([env[times == t, k].mean() for t in grid])
+        e = env[:, k]
         found = []
         for i in range(len(e)):
             left, right = e[max(i - 1, 0)], e[min(i + 1, len(e) - 1)]
@@ -149,5 +156,5 @@ def probe_report(streams: list[torch.Tensor], events: list[dict], channels: int 
 
 
 __all__ = ["ENVELOPE_S", "KINDS", "MOUTH", "clip_pixels", "distill_loss", "event_envelope", "mouth_track", "n_tokens",
-           "oracle_stream", "probe_channels", "probe_events", "probe_report", "projection", "segment_batches",
+           "oracle_stream", "probe_channels", "probe_events", "probe_grid", "probe_report", "projection", "segment_batches",
            "token_times"]
