@@ -131,13 +131,15 @@ def save_weights(out: Path, files: dict, vae, voc, sf: Synchformer, mmdit: MMDiT
     save_mmdit(mmdit.half(), weights / files["mmdit"])
 
 
-def train_synchformer(sf: Synchformer, clips, sc: Scale, out: Path, seed: int, stages: list,
-                      resume: bool = False, key: dict | None = None) -> Synchformer:
-    """Distilled onto the oracle sync stream of the training clips (sync_proxy.py); comes back frozen."""
+def train_synchformer(sf: Synchformer, clips, sc, out: Path, seed: int, stages: list,
+                      resume: bool = False, key: dict | None = None, lips: bool = False) -> Synchformer:
+    """Distilled onto the oracle sync stream of the training clips (sync_proxy.py), with ``lips`` its mouth channel
+    too (the speech default's); comes back frozen."""
     from . import sync_proxy
 
     pixels = [sync_proxy.clip_pixels(c.frames, c.fps, len(c.frames) / c.fps) for c in clips]
-    targets = [sync_proxy.oracle_stream(event_times(c.truth), p.shape[0], sf.config.embed_dim)
+    targets = [sync_proxy.oracle_stream(event_times(c.truth), p.shape[0], sf.config.embed_dim,
+                                        mouth=(c.truth["mouth_openness"], c.fps) if lips else None)
                for c, p in zip(clips, pixels)]
     sf = run_stage(sf.train().requires_grad_(True), sync_proxy.distill_loss,
                    sync_proxy.segment_batches(pixels, targets, sc.batch, seed), sc.synchformer_steps,

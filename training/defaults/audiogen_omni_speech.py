@@ -3,9 +3,9 @@
 The talking face of the world's ``speech`` clips: silent frames and the clip's transcript in, the speech stem out.
 Four stages, each on the shared trainer:
 
-1. a mel VAE and vocoder (the V2A default's layouts and recipe) trained on speech as well as on effects: the
-   V2A default's codec learned only impacts and beeps and loses the speech's envelope (round trip Int-Corr
-   -0.07; benchmarks/tiny_defaults_feasibility.md, round 6). It is a codec of its own, so the V2A and Ovi
+1. a mel VAE and vocoder (the V2A default's layouts and recipe, a wider vocoder) trained on speech as well as
+   on effects: the V2A default's codec learned only impacts and beeps and loses the speech's envelope (round trip
+   Int-Corr -0.07; benchmarks/tiny_defaults_feasibility.md, round 6). It is a codec of its own, so the V2A and Ovi
    defaults, which read the V2A codec's latents, stay as they are;
 2. a Synchformer distilled onto the oracle stream with a third channel, the mouth's openness (sync_proxy.py),
    so that its tokens carry the lips' timing as well as the contacts and blinks;
@@ -25,9 +25,9 @@ from ...models.common.codecs.bigvgan import BigVGANConfig
 from ...models.common.codecs.mel import MEL_16K, LogMel
 from . import codecs
 from .audiogen_omni import (TINY_SYNCHFORMER, new_mmdit, new_synchformer, save_weights, sync_features,
-                           train_mmdit)
+                           train_mmdit, train_synchformer)
 from .stages import run_stage, work_folder, write_train_report
-from .world import event_times, world_clips
+from .world import world_clips
 
 SYSTEM = "audiogen_omni_speech"
 FILES = {"vae": "mel_vae_16k_speech.safetensors", "vocoder": "bigvgan_16k_speech.safetensors",
@@ -87,21 +87,6 @@ def lyrics_ids(transcript: str, frames: int) -> torch.Tensor:
     return LyricsTokenizer().batch([transcript], frames)[0][0]
 
 
-def train_lip_synchformer(clips, sc: Scale, out: Path, seed: int, stages: list, key: dict):
-    """The Synchformer distilled onto contacts, blinks and the mouth's openness (sync_proxy.py); comes back frozen."""
-    from . import sync_proxy
-
-    sf = new_synchformer(seed)
-    pixels = [sync_proxy.clip_pixels(c.frames, c.fps, len(c.frames) / c.fps) for c in clips]
-    targets = [sync_proxy.oracle_stream(event_times(c.truth), p.shape[0], sf.config.embed_dim,
-                                        mouth=(c.truth["mouth_openness"], c.fps)) for c, p in zip(clips, pixels)]
-    sf = run_stage(sf.train().requires_grad_(True), sync_proxy.distill_loss,
-                   sync_proxy.segment_batches(pixels, targets, sc.batch, seed), sc.synchformer_steps,
-                   sc.synchformer_lr, out, seed, stages, "synchformer", warmup=sc.synchformer_warmup, resume=True,
-                   schedule="cosine", key=key)
-    return sf.eval().requires_grad_(False)
-
-
 def train_codec(sc: Scale, out: Path, seed: int, stages: list) -> tuple:
     """(vae, vocoder, the VAE's stage key): the V2A codec's recipe on effects-only clips and talking clips (their
     mix). The MMDiT reads the VAE's latents, not the vocoder, so only the VAE's key is passed on."""
@@ -146,10 +131,11 @@ class AudioGenOmniSpeechRecipe:
         t0, cpu0 = time.time(), time.process_time()
         clips = talking_clips("train", sc.train_clips, sc)
         data_s = time.time() - t0
-        sf = train_lip_synchformer(clips[: sc.synchformer_clips], sc, out, seed, stages,
-                                   key={"data": {"split": "train", "task": "speech", "clips": sc.synchformer_clips,
-                                                 "seconds": sc.seconds, "size": sc.size, "channels": SYNC_CHANNELS},
-                                        "batch": sc.batch, "config": asdict(TINY_SYNCHFORMER)})
+        sf = train_synchformer(new_synchformer(seed), clips[: sc.synchformer_clips], sc, out, seed, stages,
+                               resume=True, lips=True,
+                               key={"data": {"split": "train", "task": "speech", "clips": sc.synchformer_clips,
+                                             "seconds": sc.seconds, "size": sc.size, "channels": SYNC_CHANNELS},
+                                    "batch": sc.batch, "config": asdict(TINY_SYNCHFORMER)})
         after = {"synchformer": stages[-1]["key"]}
         vae, voc, after["vae"] = train_codec(sc, out, seed, stages)
 
