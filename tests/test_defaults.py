@@ -305,6 +305,97 @@ def test_vocoder_loss_sees_a_dc_offset_the_spectral_terms_miss():
     assert float(shifted - exact) > 0.5 * DC_WEIGHT * 0.2
 
 
+def test_a_stage_beside_others_counts_only_the_time_it_outlasts_them():
+    from soundstage.training.defaults.card import card_markdown
+    from soundstage.training.defaults.stages import wall_minutes
+
+    def report(vocoder_s):
+        stages = [{"stage": "vae", "steps": 1, "wall_s": 60.0, "threads": 1},
+                  {"stage": "synchformer", "steps": 1, "wall_s": 600.0, "threads": 1},
+                  {"stage": "mmdit", "steps": 1, "wall_s": 600.0, "threads": 1},
+                  {"stage": "vocoder", "steps": 1, "wall_s": vocoder_s, "threads": 1, "beside": ["synchformer", "mmdit"]}]
+        return {"system": "x", "scale": "full", "seed": 0, "scale_settings": {"seconds": 4.0, "size": 128},
+                "train_seeds": [0, 9], "stages": stages, "data_s": 120.0, "files": {}}
+
+    assert wall_minutes(report(900.0)) == 23.0  # hidden behind the 1200 s it ran beside
+    assert wall_minutes(report(1500.0)) == 28.0  # 300 s longer than its branch
+    card = card_markdown(report(1500.0), None, can=[], cannot=[])
+    assert "Total wall time 28.0 min" in card and "vocoder ran beside synchformer and mmdit" in card
+
+
+def _threads_and_value(x):
+    return torch.get_num_threads(), x * 2
+
+
+def _weights(n):
+    return {"w": torch.arange(float(n)).reshape(2, -1)}
+
+
+def test_beside_runs_a_function_in_a_second_process_and_gives_the_threads_back():
+    from soundstage.training.defaults.stages import Beside
+
+    before = torch.get_num_threads()
+    with Beside(_threads_and_value, 21) as other:
+        assert torch.get_num_threads() == max(1, before // 2)  # this side's half while the other runs
+        threads, value = other.result()
+    assert value == 42 and threads == max(1, before // 2)
+    assert torch.get_num_threads() == before
+    with Beside(_weights, 4096) as other:  # tensors outlive the process that made them (it has ended by now)
+        other.process.join()
+        assert torch.equal(other.result()["w"], torch.arange(4096.0).reshape(2, -1))
+    with pytest.raises(ZeroDivisionError), Beside(divmod, 1, 0) as failing:  # its error is raised here
+        failing.result()
+
+
+def test_beside_finds_the_pack_under_the_name_it_was_imported_as(tmp_path):
+    # ComfyUI imports the pack under a path-derived name that no fresh interpreter can import by itself.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "alias.py"
+    # everything under the main guard: a spawned interpreter runs the main script again, and must not get the
+    # pack from it
+    script.write_text(f"""
+if __name__ == "__main__":
+    import importlib.util, sys
+    spec = importlib.util.spec_from_file_location("pack_alias", {str(root / "__init__.py")!r},
+                                                  submodule_search_locations=[{str(root)!r}])
+    sys.modules["pack_alias"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules["pack_alias"])
+    from pack_alias.training.defaults import stages
+    report = {{"stages": [{{"stage": "a", "wall_s": 120.0}}], "data_s": 60.0}}
+    with stages.Beside(stages.wall_minutes, report) as other:
+        print("minutes", other.result())
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "minutes 3.0" in done.stdout
+
+
+def test_vocoder_loss_floor_stops_weighing_silence_but_not_speech():
+    # VocoderLoss(floor) (benchmarks/tiny_defaults_feasibility.md, round 8): a faint hiss in the silent half costs
+    # the default loss as much as speech errors, and nothing above the floor.
+    from soundstage.training.defaults.codecs import VocoderLoss
+
+    torch.manual_seed(0)
+    wave = torch.zeros(1, 64 * 256)
+    wave[:, : 32 * 256] = torch.randn(32 * 256) * 0.3
+    hiss = torch.zeros_like(wave)
+    hiss[:, 32 * 256:] = torch.randn(32 * 256) * 1e-4
+    for floor, hiss_costs in ((1e-5, True), (1e-2, False)):
+        loss = VocoderLoss(floor)
+        mel = loss.mel(wave)[..., :64]
+        exact, _ = loss(lambda m: wave[:, None], (mel, wave))
+        hissed, _ = loss(lambda m: (wave + hiss)[:, None], (mel, wave))
+        quieter, _ = loss(lambda m: (0.5 * wave)[:, None], (mel, wave))
+        assert float(exact) < 1e-6
+        assert (float(hissed) > 0.5) == hiss_costs, (floor, float(hissed))
+        assert float(quieter) > 0.2, (floor, float(quieter))  # half the speech's level costs at any floor
+
+
 def test_sync_proxy_oracle_lines_up_with_the_synchformer_tokens():
     from soundstage.models.audiogen_omni.synchformer import Synchformer, SynchformerConfig
     from soundstage.training.defaults import sync_proxy
@@ -391,3 +482,31 @@ def test_a_trained_stage_records_its_thread_count(tmp_path):
     run_stage(model, lambda m, x: (m(x).pow(2).mean(), {}), batches(), 2, 1e-2, tmp_path, 0, log, "s", key={"k": 1})
     assert log[-1]["threads"] == torch.get_num_threads()
     assert json.loads((tmp_path / "s" / "stage.json").read_text())["threads"] == torch.get_num_threads()
+
+
+def test_vocoder_gan_players_move_only_their_own_weights():
+    # One optimiser trains both (vocoder_gan.py): the discriminators' loss must not reach the generator, and the
+    # generator's adversarial and feature-matching terms must not reach the discriminators.
+    from soundstage.models.common.codecs.bigvgan import BigVGAN, BigVGANConfig
+    from soundstage.training.defaults.vocoder_gan import GANLoss, VocoderGAN
+
+    torch.manual_seed(0)
+    g = BigVGAN(BigVGANConfig(num_mels=80, upsample_initial_channel=16, upsample_rates=(16, 16),
+                              upsample_kernel_sizes=(32, 32), resblock_kernel_sizes=(3,),
+                              resblock_dilation_sizes=((1, 3, 5),), sample_rate=16_000))
+    model = VocoderGAN(g, channels=4)
+    loss = GANLoss(1e-2, 0.1)
+    wave = torch.randn(2, 8 * 256) * 0.3
+    batch = (loss.regression.mel(wave)[..., :8], wave)
+    terms = loss.terms(model, batch)
+    d_params, g_params = list(model.discriminators.parameters()), list(model.g.parameters())
+
+    def reaches(term, params):
+        grads = torch.autograd.grad(terms[term], params, retain_graph=True, allow_unused=True)
+        return any(x is not None and x.abs().sum() > 0 for x in grads)
+
+    assert reaches("discriminator", d_params) and not reaches("discriminator", g_params)
+    for term in ("adversarial", "feature_matching"):
+        assert reaches(term, g_params) and not reaches(term, d_params), term
+    total, logs = loss(model, batch)
+    assert set(logs) == set(terms) and torch.isfinite(total)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ...synthworld.splits import SEED_RANGES
+from .stages import wall_minutes
 
 
 def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], cannot: list[str]) -> str:
@@ -33,9 +34,10 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
         "| stage | steps | CPU s | wall s |", "|---|---|---|---|",
     ]
     lines += [f"| {s['stage']} | {s['steps']} | {s.get('cpu_s', '')} | {s['wall_s']} |" for s in train["stages"]]
-    total = sum(st["wall_s"] for st in train["stages"]) + train.get("data_s", 0) + train.get("features_s", 0)
-    lines += ["", f"Total wall time {round(total / 60, 1)} min with {thread_count(train)} (every stage's own "
-                  f"time, also for stages a rerun took from an earlier run; clips and features included).", "",
+    beside = [f"{s['stage']} ran beside {' and '.join(s['beside'])}" for s in train["stages"] if s.get("beside")]
+    lines += ["", f"Total wall time {wall_minutes(train)} min with {thread_count(train)} (every stage's own "
+                  f"time, also for stages a rerun took from an earlier run; clips and features included"
+                  + "".join(f"; {b}, in a second process" for b in beside) + ").", "",
               "## Files", "", "| file | bytes |", "|---|---|"]
     lines += [f"| `{f['name']}` | {f['bytes']} |" for f in train["files"].values()]
     if evaluation and "table" in evaluation:  # a recipe with metrics of its own gives its table

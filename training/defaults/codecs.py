@@ -9,13 +9,14 @@ offset that is louder than the events (measured: every onset lost; benchmarks/ti
 """
 from __future__ import annotations
 
+import math
 import random
 from typing import Iterator
 
 import torch
 
 from ...models.common.codecs.bigvgan import BigVGAN, BigVGANConfig
-from ...models.common.codecs.mel import MEL_16K, LogMel, prepare_waveform
+from ...models.common.codecs.mel import LOG_FLOOR, MEL_16K, LogMel, prepare_waveform
 from ...models.common.codecs.mmaudio_vae import MelVAE, MelVAEConfig
 
 # Tiny sizes; hop 256 and 80 mels keep the 16 kHz front end (v1-16.pth / best_netG.pt layouts). The vocoder
@@ -61,30 +62,38 @@ def vae_loss(model, mel: torch.Tensor):
 
 class VocoderLoss:
     """Mel L1 (BigVGAN's weight 45 relative to the GAN terms; here the only terms) + MR-STFT log-magnitude
-    + DC_WEIGHT x |mean error| (the one thing of the wave both spectral terms are blind to)."""
+    + DC_WEIGHT x |mean error| (the one thing of the wave both spectral terms are blind to).
+
+    ``floor``: the magnitude below which both terms stop comparing (the log-mel's own clamp is 1e-5). Raised, the
+    loss stops spending the vocoder on silence and the valleys between formants, which log-L1 weighs like speech."""
 
     RESOLUTIONS = ((512, 128), (1024, 256), (256, 64))
 
-    def __init__(self):
+    def __init__(self, floor: float = LOG_FLOOR):
         self.mel = LogMel(MEL_16K)
+        self.floor = floor
+
+    def terms(self, pred: torch.Tensor, mel: torch.Tensor, wave: torch.Tensor):
+        """(mel L1, MR-STFT log-magnitude L1, |mean error|) of a generated [B, S] wave against its target."""
+        lowest = math.log10(self.floor)  # the 16 kHz log-mel is log10 (MEL_16K.log_base)
+        mel_l1 = (self.mel(pred)[..., : mel.shape[-1]].clamp(min=lowest) - mel.clamp(min=lowest)).abs().mean()
+        return (mel_l1, *spectral_terms(pred, wave, self.floor))
 
     def __call__(self, model, batch):
         mel, wave = batch
-        pred = model(mel)[:, 0, : wave.shape[-1]]
-        mel_l1 = (self.mel(pred)[..., : mel.shape[-1]] - mel).abs().mean()
-        stft, dc = spectral_terms(pred, wave)
+        mel_l1, stft, dc = self.terms(model(mel)[:, 0, : wave.shape[-1]], mel, wave)
         return mel_l1 + stft + DC_WEIGHT * dc, {"mel_l1": float(mel_l1.detach()), "stft": float(stft.detach()),
                                     "dc": float(dc.detach())}
 
 
-def spectral_terms(pred: torch.Tensor, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def spectral_terms(pred: torch.Tensor, wave: torch.Tensor, floor: float = LOG_FLOOR) -> tuple[torch.Tensor, torch.Tensor]:
     """(MR-STFT log-magnitude L1, |mean error|: weigh it DC_WEIGHT) of [B, S] waves: the regression vocoders' terms
     besides their mel L1 (this module's BigVGAN, the JUST-DUB-IT default's LTX-2 vocoder)."""
     stft = 0.0
     for n_fft, hop in VocoderLoss.RESOLUTIONS:
         win = torch.hann_window(n_fft)
-        a = torch.stft(pred, n_fft, hop, window=win, return_complex=True).abs().clamp_min(1e-5)
-        b = torch.stft(wave, n_fft, hop, window=win, return_complex=True).abs().clamp_min(1e-5)
+        a = torch.stft(pred, n_fft, hop, window=win, return_complex=True).abs().clamp_min(floor)
+        b = torch.stft(wave, n_fft, hop, window=win, return_complex=True).abs().clamp_min(floor)
         # log magnitude only: adding spectral convergence was measured worse on the codec round trip
         stft = stft + (a.log() - b.log()).abs().mean() / len(VocoderLoss.RESOLUTIONS)
     dc = (pred.mean(dim=-1) - wave.mean(dim=-1)).abs().mean()

@@ -27,14 +27,14 @@ SCORED_WORDS = ("default", "no_video", "codec_round_trip", "truth")  # WER again
 
 @torch.no_grad()
 def render_speech(net, vae, voc, *, sync: torch.Tensor | None, ids: torch.Tensor | None, seconds: float,
-                  steps: int, seed: int) -> np.ndarray:
+                  steps: int, seed: int, cfg: float = 1.0) -> np.ndarray:
     """One sample's wave; a condition given as None stays at its learned empty feature."""
     from ...models.audiogen_omni.sampler import generate
 
     lyrics_f = lyrics_mask = None
     if ids is not None:
         lyrics_f, lyrics_mask = net.encode_lyrics(ids[None])
-    res = generate(net, duration_s=seconds, seed=seed, num_steps=steps, cfg_scale=1.0,
+    res = generate(net, duration_s=seconds, seed=seed, num_steps=steps, cfg_scale=cfg,
                    sync_f=None if sync is None else sync[None], lyrics_f=lyrics_f, lyrics_mask=lyrics_mask)
     return voc(vae.decode(res.latent.transpose(1, 2)))[0, 0].numpy()
 

@@ -11,6 +11,7 @@ is seeded on its own).
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from pathlib import Path
 
@@ -96,6 +97,77 @@ def run_stage(model, loss_fn, data, steps: int, lr: float, out: Path, seed: int,
     return model
 
 
+class Beside:
+    """``fn(*args)`` in a second process while this one trains the stages that do not read it: a recipe's
+    independent branches share the 2-core budget a thread each instead of running one after the other. Each side
+    gets half of this process's threads. ``result()`` waits for the value (an error there is raised here, with the
+    other process's traceback as a note); leaving the ``with`` block stops the other process and gives this one
+    its threads back.
+
+    The second process is a fresh interpreter (spawn: a forked one would inherit this process's OpenMP pool, which
+    can hang it); ``beside_bootstrap.py`` gives it the pack first, so ``fn`` may be any function of the pack.
+    """
+
+    def __init__(self, fn, *args):
+        import multiprocessing
+        import runpy
+
+        import torch
+
+        self.threads = torch.get_num_threads()
+        half = max(1, self.threads // 2)
+        context = multiprocessing.get_context("spawn")
+        self.conn, theirs = context.Pipe()
+        setup = {"package": __name__.split(".")[0], "root": str(Path(__file__).resolve().parents[2]),
+                 "threads": half, "module": fn.__module__, "qualname": fn.__qualname__, "conn": theirs}
+        self.process = context.Process(target=runpy.run_path, daemon=True,
+                                       args=(str(Path(__file__).with_name("beside_bootstrap.py")),),
+                                       kwargs={"init_globals": {"BESIDE": setup}})
+        self.process.start()
+        theirs.close()
+        # plain pickle, tensors copied: multiprocessing's own pickler hands them over as shared memory, which
+        # the sender frees when it ends, before the receiver has read them
+        self.conn.send_bytes(pickle.dumps(args))
+        torch.set_num_threads(half)
+
+    def result(self):
+        try:
+            reply = pickle.loads(self.conn.recv_bytes())
+        except EOFError:
+            self.process.join()
+            raise RuntimeError(f"the second process ended without a result (exit code {self.process.exitcode})") from None
+        if reply[0] == "error":
+            reply[1].add_note(f"in the second process (stages.Beside):\n{reply[2]}")
+            raise reply[1]
+        return reply[1]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+        self.conn.close()
+        torch.set_num_threads(self.threads)
+
+
+def wall_minutes(train: dict) -> float:
+    """A run's wall time from its stages' own times (also those a rerun took from an earlier run), clips and
+    features included: a stage that ran ``beside`` others counts only for the time it outlasted them."""
+    stages = train["stages"]
+    own = {s["stage"]: s["wall_s"] for s in stages if not s.get("beside")}
+    total = sum(own.values()) + train.get("data_s", 0) + train.get("features_s", 0)
+    branches: dict[tuple, float] = {}
+    for s in stages:
+        if s.get("beside"):
+            branches[tuple(s["beside"])] = branches.get(tuple(s["beside"]), 0.0) + s["wall_s"]
+    total += sum(max(0.0, t - sum(own.get(name, 0.0) for name in overlapped)) for overlapped, t in branches.items())
+    return round(total / 60, 1)
+
+
 def write_train_report(out: Path, system: str, files: dict, *, scale: str, settings: dict, seed: int, stages: list,
                        started: tuple[float, float], **parts) -> dict:
     """A run's ``train_report.json`` (what the model card is written from): its settings, the recipe's own ``parts``,
@@ -113,4 +185,5 @@ def write_train_report(out: Path, system: str, files: dict, *, scale: str, setti
     return report
 
 
-__all__ = ["curve_entry", "finished", "record", "run_stage", "stage_key", "write_train_report"]
+__all__ = ["Beside", "curve_entry", "finished", "record", "run_stage", "stage_key", "wall_minutes",
+           "write_train_report"]
