@@ -320,7 +320,14 @@ def test_a_stage_beside_others_counts_only_the_time_it_outlasts_them():
     assert wall_minutes(report(900.0)) == 23.0  # hidden behind the 1200 s it ran beside
     assert wall_minutes(report(1500.0)) == 28.0  # 300 s longer than its branch
     card = card_markdown(report(1500.0), None, can=[], cannot=[])
-    assert "Total wall time 28.0 min" in card and "vocoder ran beside synchformer and mmdit" in card
+    assert "Total wall time 28.0 min with 1 CPU thread in each of two processes" in card
+    assert "vocoder ran beside synchformer and mmdit" in card
+    two = report(900.0)
+    two["stages"].append({"stage": "vocoder_gan", "steps": 1, "wall_s": 600.0, "threads": 1,
+                          "beside": ["synchformer", "mmdit"]})
+    assert wall_minutes(two) == 28.0  # one branch: 1500 s beside 1200
+    assert "vocoder and vocoder_gan ran beside synchformer and mmdit, in a second process)" in card_markdown(
+        two, None, can=[], cannot=[])
 
 
 def _threads_and_value(x):

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from soundstage import defaults as pack_defaults
 
@@ -65,7 +66,12 @@ def test_speech_recipe_writes_loadable_layouts_and_retrains_only_what_reads_a_ch
     assert net.config.lyrics_vocab == 257 and net.config.sync_dim == sf.config.embed_dim
     assert vae.config.latent_channels == net.config.latent_dim
     report = json.loads((smoke_run / "a" / "train_report.json").read_text())
-    assert [s["stage"] for s in report["stages"]] == ["synchformer", "vae", "vocoder", "mmdit"]
+    # the vocoder's stages ran in the second process, beside the three that never read it
+    assert [(s["stage"], s.get("beside")) for s in report["stages"]] == [
+        ("synchformer", None), ("vae", None), ("mmdit", None), ("vocoder", ["synchformer", "vae", "mmdit"]),
+        ("vocoder_gan", ["synchformer", "vae", "mmdit"])]
+    shipped = load_file(str(smoke_run / "a" / "vocoder_gan" / "final.safetensors"))
+    assert all(torch.equal(v, shipped["g." + k].half().float()) for k, v in voc.state_dict().items())  # fp16 file
     assert report["train_seeds"][1] < 100_000
     work = smoke_run / "changed"
     shutil.copytree(smoke_run / "a", work)
@@ -75,11 +81,14 @@ def test_speech_recipe_writes_loadable_layouts_and_retrains_only_what_reads_a_ch
         monkeypatch.setitem(sp.SCALES, "smoke", dataclasses.replace(smoke, **change))
         return {s["stage"]: bool(s.get("resumed")) for s in sp.RECIPE.train(str(work), scale="smoke", seed=0)["stages"]}
 
-    # the MMDiT reads the VAE's latents and the Synchformer's tokens, not the vocoder
+    # the MMDiT reads the VAE's latents and the Synchformer's tokens, not the vocoder; the adversarial stage
+    # starts from the regression vocoder
     assert resumed(vocoder_steps=smoke.vocoder_steps + 1) == {"synchformer": True, "vae": True, "vocoder": False,
-                                                              "mmdit": True}
-    assert resumed(vocoder_steps=smoke.vocoder_steps + 1, lyrics_dropout=0.2) == {
-        "synchformer": True, "vae": True, "vocoder": True, "mmdit": False}
+                                                              "vocoder_gan": False, "mmdit": True}
+    assert resumed(vocoder_steps=smoke.vocoder_steps + 1, vocoder_adversarial=0.05) == {
+        "synchformer": True, "vae": True, "vocoder": True, "vocoder_gan": False, "mmdit": True}
+    assert resumed(vocoder_steps=smoke.vocoder_steps + 1, vocoder_adversarial=0.05, lyrics_dropout=0.2) == {
+        "synchformer": True, "vae": True, "vocoder": True, "vocoder_gan": True, "mmdit": False}
 
 
 @needs_espeak

@@ -34,8 +34,13 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
         "| stage | steps | CPU s | wall s |", "|---|---|---|---|",
     ]
     lines += [f"| {s['stage']} | {s['steps']} | {s.get('cpu_s', '')} | {s['wall_s']} |" for s in train["stages"]]
-    beside = [f"{s['stage']} ran beside {' and '.join(s['beside'])}" for s in train["stages"] if s.get("beside")]
-    lines += ["", f"Total wall time {wall_minutes(train)} min with {thread_count(train)} (every stage's own "
+    branches: dict[tuple, list] = {}
+    for s in train["stages"]:
+        if s.get("beside"):
+            branches.setdefault(tuple(s["beside"]), []).append(s["stage"])
+    beside = [f"{' and '.join(names)} ran beside {' and '.join(over)}" for over, names in branches.items()]
+    lines += ["", f"Total wall time {wall_minutes(train)} min with {thread_count(train)}"
+                  + (" in each of two processes" if beside else "") + " (every stage's own "
                   f"time, also for stages a rerun took from an earlier run; clips and features included"
                   + "".join(f"; {b}, in a second process" for b in beside) + ").", "",
               "## Files", "", "| file | bytes |", "|---|---|"]
