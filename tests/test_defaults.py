@@ -282,6 +282,8 @@ def test_shipped_defaults_meet_loose_targets_on_the_ci_clips(tmp_path):
             assert speech["int_corr_mean"] >= 0.45 and speech["dur_err_median"] <= 0.2, speech
             assert speech["int_corr_mean"] >= other["int_corr_mean"] + 0.1, (speech, other)
             assert result["lip_probe"]["r_mean"] >= 0.6, result["lip_probe"]
+            if speech["wer_median"] is not None:  # Whisper tiny.en installed (card: 0.69; these two clips 0.58)
+                assert speech["wer_median"] <= 0.9, speech
         if "all" not in s["default"]:  # a recipe with metrics of its own (MTV: test_defaults_mtv.py) checks them there
             continue
         assert s["default"]["all"]["median_ms"] <= 80, (system, s["default"])
