@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ...synthworld.splits import SEED_RANGES
-from .stages import wall_minutes
+from .stages import beside_branches, wall_minutes
 
 
 def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], cannot: list[str]) -> str:
@@ -34,11 +34,8 @@ def card_markdown(train: dict, evaluation: dict | None, *, can: list[str], canno
         "| stage | steps | CPU s | wall s |", "|---|---|---|---|",
     ]
     lines += [f"| {s['stage']} | {s['steps']} | {s.get('cpu_s', '')} | {s['wall_s']} |" for s in train["stages"]]
-    branches: dict[tuple, list] = {}
-    for s in train["stages"]:
-        if s.get("beside"):
-            branches.setdefault(tuple(s["beside"]), []).append(s["stage"])
-    beside = [f"{' and '.join(names)} ran beside {' and '.join(over)}" for over, names in branches.items()]
+    beside = [f"{' and '.join(s['stage'] for s in branch)} ran beside {' and '.join(over)}"
+              for over, branch in beside_branches(train["stages"]).items()]
     lines += ["", f"Total wall time {wall_minutes(train)} min with {thread_count(train)}"
                   + (" in each of two processes" if beside else "") + " (every stage's own "
                   f"time, also for stages a rerun took from an earlier run; clips and features included"

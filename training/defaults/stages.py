@@ -157,15 +157,20 @@ class Beside:
 def wall_minutes(train: dict) -> float:
     """A run's wall time from its stages' own times (also those a rerun took from an earlier run), clips and
     features included: a stage that ran ``beside`` others counts only for the time it outlasted them."""
-    stages = train["stages"]
-    own = {s["stage"]: s["wall_s"] for s in stages if not s.get("beside")}
+    own = {s["stage"]: s["wall_s"] for s in train["stages"] if not s.get("beside")}
     total = sum(own.values()) + train.get("data_s", 0) + train.get("features_s", 0)
-    branches: dict[tuple, float] = {}
+    for overlapped, branch in beside_branches(train["stages"]).items():
+        total += max(0.0, sum(s["wall_s"] for s in branch) - sum(own.get(name, 0.0) for name in overlapped))
+    return round(total / 60, 1)
+
+
+def beside_branches(stages: list[dict]) -> dict[tuple, list[dict]]:
+    """The stages that ran in a second process, grouped by the stages they ran beside (one branch each)."""
+    branches: dict[tuple, list[dict]] = {}
     for s in stages:
         if s.get("beside"):
-            branches[tuple(s["beside"])] = branches.get(tuple(s["beside"]), 0.0) + s["wall_s"]
-    total += sum(max(0.0, t - sum(own.get(name, 0.0) for name in overlapped)) for overlapped, t in branches.items())
-    return round(total / 60, 1)
+            branches.setdefault(tuple(s["beside"]), []).append(s)
+    return branches
 
 
 def write_train_report(out: Path, system: str, files: dict, *, scale: str, settings: dict, seed: int, stages: list,
@@ -185,5 +190,5 @@ def write_train_report(out: Path, system: str, files: dict, *, scale: str, setti
     return report
 
 
-__all__ = ["Beside", "curve_entry", "finished", "record", "run_stage", "stage_key", "wall_minutes",
+__all__ = ["Beside", "beside_branches", "curve_entry", "finished", "record", "run_stage", "stage_key", "wall_minutes",
            "write_train_report"]
