@@ -493,6 +493,27 @@ def test_a_trained_stage_records_its_thread_count(tmp_path):
     assert json.loads((tmp_path / "s" / "stage.json").read_text())["threads"] == torch.get_num_threads()
 
 
+def test_vocoder_gan_kinds_choose_the_discriminators():
+    from soundstage.models.common.codecs.bigvgan import BigVGAN, BigVGANConfig
+    from soundstage.training.defaults.vocoder_gan import (PERIODS, RESOLUTIONS, GANLoss, PeriodDiscriminator,
+                                                          ResolutionDiscriminator, VocoderGAN)
+
+    g = BigVGAN(BigVGANConfig(num_mels=80, upsample_initial_channel=16, upsample_rates=(16, 16),
+                              upsample_kernel_sizes=(32, 32), resblock_kernel_sizes=(3,),
+                              resblock_dilation_sizes=((1, 3, 5),), sample_rate=16_000))
+    kinds = {k: [type(d) for d in VocoderGAN(g, 4, k).discriminators] for k in [("mpd",), ("mrd",), ("mpd", "mrd")]}
+    assert kinds[("mpd",)] == [PeriodDiscriminator] * len(PERIODS)
+    assert kinds[("mrd",)] == [ResolutionDiscriminator] * len(RESOLUTIONS)
+    assert kinds[("mpd", "mrd")] == kinds[("mpd",)] + kinds[("mrd",)]
+    wave = torch.randn(2, 8 * 256) * 0.3
+    loss = GANLoss(1e-2, 0.1)
+    total, _ = loss(VocoderGAN(g, 4, ("mpd",)), (loss.regression.mel(wave)[..., :8], wave))
+    assert torch.isfinite(total)
+    for bad in [(), ("msd",)]:
+        with pytest.raises(ValueError, match="discriminator kinds"):
+            VocoderGAN(g, 4, bad)
+
+
 def test_vocoder_gan_players_move_only_their_own_weights():
     # One optimiser trains both (vocoder_gan.py): the discriminators' loss must not reach the generator, and the
     # generator's adversarial and feature-matching terms must not reach the discriminators.

@@ -89,6 +89,11 @@ def test_speech_recipe_writes_loadable_layouts_and_retrains_only_what_reads_a_ch
         "synchformer": True, "vae": True, "vocoder": True, "vocoder_gan": False, "mmdit": True}
     assert resumed(vocoder_steps=smoke.vocoder_steps + 1, vocoder_adversarial=0.05, lyrics_dropout=0.2) == {
         "synchformer": True, "vae": True, "vocoder": True, "vocoder_gan": True, "mmdit": False}
+    # the discriminators are the adversarial stage's alone
+    other = ("mpd", "mrd") if smoke.vocoder_gan_kinds == ("mpd",) else ("mpd",)
+    assert resumed(vocoder_steps=smoke.vocoder_steps + 1, vocoder_adversarial=0.05, lyrics_dropout=0.2,
+                   vocoder_gan_kinds=other) == {
+        "synchformer": True, "vae": True, "vocoder": True, "vocoder_gan": False, "mmdit": True}
 
 
 @needs_espeak

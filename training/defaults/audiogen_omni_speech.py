@@ -16,7 +16,7 @@ Four stages, each on the shared trainer:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -43,6 +43,11 @@ SPEECH_VOCODER = BigVGANConfig(num_mels=80, upsample_initial_channel=128, upsamp
                                resblock_dilation_sizes=((1, 3, 5),), sample_rate=16_000)
 
 
+def speech_vocoder(sc: "Scale") -> BigVGANConfig:
+    """The speech vocoder at a scale's width (``upsample_initial_channel``; each upsampling halves it)."""
+    return replace(SPEECH_VOCODER, upsample_initial_channel=sc.vocoder_width)
+
+
 @dataclass(frozen=True)
 class Scale:
     train_clips: int  # talking clips the MMDiT learns from
@@ -64,6 +69,11 @@ class Scale:
     # adversarial terms weigh 0.1 (vocoder-only WER 0.83 -> 0.50 in 1000 steps)
     vocoder_gan_floor: float = 1e-2
     vocoder_adversarial: float = 0.1
+    vocoder_width: int = 128
+    # the discriminators: BigVGAN's MPD + MRD, or one kind (the MRD is 0.68 s of the 0.83 s they add to a step);
+    # benchmarks/tiny_defaults_feasibility.md, round 10
+    vocoder_gan_kinds: tuple[str, ...] = ("mpd", "mrd")
+    vocoder_gan_channels: int = 16  # the discriminators' first width
     synchformer_lr: float = 2e-3
     synchformer_warmup: int = 50
     ema: float = 0.99
@@ -125,16 +135,21 @@ def train_vocoder(pairs: list, data: dict, sc: Scale, out: str, seed: int) -> tu
     vocoder filled the pauses with hiss at -34 to -38 dB (its speech span became the whole clip), against -67 to
     -70 dB when only the GAN stage raises it (benchmarks/tiny_defaults_feasibility.md, rounds 8 and 9)."""
     stages: list[dict] = []
-    key = {"data": data, "batch": sc.vocoder_batch, "config": asdict(SPEECH_VOCODER)}
-    voc = run_stage(codecs.new_vocoder(seed, SPEECH_VOCODER), codecs.VocoderLoss(),
+    config = speech_vocoder(sc)
+    key = {"data": data, "batch": sc.vocoder_batch, "config": asdict(config)}
+    voc = run_stage(codecs.new_vocoder(seed, config), codecs.VocoderLoss(),
                     codecs.vocoder_batches(pairs, sc.vocoder_batch, seed), sc.vocoder_steps, sc.vocoder_lr, Path(out),
                     seed, stages, "vocoder", resume=True, schedule="cosine", key=key)
+    # settings added after the shipped run enter the key only when changed from their defaults, so that run's work
+    # folder still resumes
+    added = {"kinds": (list(sc.vocoder_gan_kinds), ["mpd", "mrd"]), "channels": (sc.vocoder_gan_channels, 16)}
+    gan_key = {**key, "after": stages[-1]["key"], "floor": sc.vocoder_gan_floor, "adversarial": sc.vocoder_adversarial,
+               **{k: value for k, (value, default) in added.items() if value != default}}
     torch.manual_seed(seed + 5)
-    gan = run_stage(VocoderGAN(voc), GANLoss(sc.vocoder_gan_floor, sc.vocoder_adversarial),
+    gan = run_stage(VocoderGAN(voc, sc.vocoder_gan_channels, sc.vocoder_gan_kinds),
+                    GANLoss(sc.vocoder_gan_floor, sc.vocoder_adversarial),
                     codecs.vocoder_batches(pairs, sc.vocoder_batch, seed + 1), sc.vocoder_gan_steps,
-                    sc.vocoder_gan_lr, Path(out), seed, stages, "vocoder_gan", resume=True,
-                    key={**key, "after": stages[-1]["key"], "floor": sc.vocoder_gan_floor,
-                         "adversarial": sc.vocoder_adversarial})
+                    sc.vocoder_gan_lr, Path(out), seed, stages, "vocoder_gan", resume=True, key=gan_key)
     return {k: v.detach().clone() for k, v in gan.g.state_dict().items()}, stages
 
 
@@ -193,7 +208,7 @@ class AudioGenOmniSpeechRecipe:
             voc_state, voc_stages = vocoder.result()
         overlapped = [s["stage"] for s in stages]
         stages += [{**s, "beside": overlapped} for s in voc_stages]
-        voc = codecs.new_vocoder(seed, SPEECH_VOCODER)
+        voc = codecs.new_vocoder(seed, speech_vocoder(sc))
         voc.load_state_dict(voc_state)
         voc.eval()
         save_weights(out, FILES, vae, voc, sf, mmdit)

@@ -3,8 +3,9 @@ multi-period discriminator and UnivNet's multi-resolution one), small enough for
 
 Regression losses alone (codecs.VocoderLoss) leave the speech vocoder's formants blurred; 1000 adversarial steps
 after them took Whisper's WER on its output from 0.83 to 0.50-0.58, but filled the pauses with hiss 37-47 dB under
-the speech (benchmarks/tiny_defaults_feasibility.md, round 8), so no recipe uses it yet. Only the generator would
-be shipped: the discriminators live in a stage's checkpoint for a resume.
+the speech (benchmarks/tiny_defaults_feasibility.md, round 8); from the speech recipe's regression vocoder, which keeps
+the log-mel's own floor, they leave the pauses quiet (round 9). Only the generator is shipped: the discriminators
+live in a stage's checkpoint for a resume.
 
 One optimiser serves both players, so the shared trainer runs the stage unchanged: the discriminators learn from
 the generated wave detached, and the generator's adversarial and feature-matching terms go through the
@@ -80,11 +81,14 @@ class VocoderGAN(nn.Module):
     """The generator (``g``, the BigVGAN a recipe ships) and its discriminators, as one module for the shared
     trainer."""
 
-    def __init__(self, generator: nn.Module, channels: int = 16):
+    def __init__(self, generator: nn.Module, channels: int = 16, kinds: tuple[str, ...] = ("mpd", "mrd")):
         super().__init__()
+        if set(kinds) - {"mpd", "mrd"} or not kinds:
+            raise ValueError(f"discriminator kinds are 'mpd' and 'mrd', got {kinds}")
         self.g = generator
-        self.discriminators = nn.ModuleList([PeriodDiscriminator(p, channels) for p in PERIODS]
-                                            + [ResolutionDiscriminator(n, h, channels) for n, h in RESOLUTIONS])
+        self.discriminators = nn.ModuleList(
+            ([PeriodDiscriminator(p, channels) for p in PERIODS] if "mpd" in kinds else [])
+            + ([ResolutionDiscriminator(n, h, channels) for n, h in RESOLUTIONS] if "mrd" in kinds else []))
 
 
 class GANLoss:
