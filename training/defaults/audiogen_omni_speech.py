@@ -142,9 +142,10 @@ def train_vocoder(pairs: list, data: dict, sc: Scale, out: str, seed: int) -> tu
                     seed, stages, "vocoder", resume=True, schedule="cosine", key=key)
     # settings added after the shipped run enter the key only when changed from their defaults, so that run's work
     # folder still resumes
-    added = {"kinds": (list(sc.vocoder_gan_kinds), ["mpd", "mrd"]), "channels": (sc.vocoder_gan_channels, 16)}
+    added = {name: getattr(sc, f"vocoder_gan_{name}") for name in ("kinds", "channels")
+             if getattr(sc, f"vocoder_gan_{name}") != Scale.__dataclass_fields__[f"vocoder_gan_{name}"].default}
     gan_key = {**key, "after": stages[-1]["key"], "floor": sc.vocoder_gan_floor, "adversarial": sc.vocoder_adversarial,
-               **{k: value for k, (value, default) in added.items() if value != default}}
+               **added}
     torch.manual_seed(seed + 5)
     gan = run_stage(VocoderGAN(voc, sc.vocoder_gan_channels, sc.vocoder_gan_kinds),
                     GANLoss(sc.vocoder_gan_floor, sc.vocoder_adversarial),
