@@ -328,6 +328,10 @@ def test_a_stage_beside_others_counts_only_the_time_it_outlasts_them():
     two["stages"].append({"stage": "vocoder_gan", "steps": 1, "wall_s": 600.0, "threads": 1,
                           "beside": ["synchformer", "mmdit"]})
     assert wall_minutes(two) == 28.0  # one branch: 1500 s beside 1200
+    features = report(1500.0) | {"features_s": 240.0}
+    assert wall_minutes(features) == 32.0  # the features' 240 s in the first process, after the branch's block
+    features["stages"][-1]["beside"] = ["synchformer", "mmdit", "features"]
+    assert wall_minutes(features) == 28.0  # ... or inside it: the branch's 1500 s outlast all 1440 s beside it
     assert "vocoder and vocoder_gan ran beside synchformer and mmdit, in a second process)" in card_markdown(
         two, None, can=[], cannot=[])
 

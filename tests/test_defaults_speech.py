@@ -36,6 +36,26 @@ def test_mouth_channel_leaves_the_event_channels_as_they_were_and_reads_back():
     assert sync_proxy.mouth_track(np.array([5 / 25]), [0.0] * 4 + [0.2, 0.6] + [0.0] * 4, 25)[0] == pytest.approx(0.4)
 
 
+def test_speech_vocoder_kernels_reach_the_file_and_load_back():
+    # the loader reads resblock kernels from the weights and assumes dilations (1, 3, 5): a recipe kernel setting
+    # must write a file that loads back as the same generator
+    import dataclasses
+
+    from soundstage.models.common.codecs.bigvgan import load_bigvgan
+    from soundstage.training.defaults import audiogen_omni_speech as sp, codecs
+
+    sc = dataclasses.replace(sp.SCALES["smoke"], vocoder_width=32, vocoder_kernels=(11,))
+    config = sp.speech_vocoder(sc)
+    assert config.resblock_kernel_sizes == (11,) and config.resblock_dilation_sizes == ((1, 3, 5),)
+    voc = codecs.new_vocoder(0, config)
+    sd = {k.removeprefix("generator."): v for k, v in codecs.vocoder_state_dict(voc).items()}
+    loaded = load_bigvgan(sd, dtype=torch.float32, upsample_rates=config.upsample_rates, sample_rate=16_000)
+    assert loaded.config.resblock_kernel_sizes == (11,)
+    mel = torch.randn(1, 80, 6)
+    with torch.no_grad():
+        assert torch.allclose(loaded(mel), voc.half().float()(mel), atol=1e-4)
+
+
 def test_lyrics_ids_are_the_lyrics_node_ids_padded_to_the_latent_length():
     from soundstage.nodes.audiogen import encode_lyrics
     from soundstage.training.defaults.audiogen_omni_speech import lyrics_ids
@@ -68,8 +88,8 @@ def test_speech_recipe_writes_loadable_layouts_and_retrains_only_what_reads_a_ch
     report = json.loads((smoke_run / "a" / "train_report.json").read_text())
     # the vocoder's stages ran in the second process, beside the three that never read it
     assert [(s["stage"], s.get("beside")) for s in report["stages"]] == [
-        ("synchformer", None), ("vae", None), ("mmdit", None), ("vocoder", ["synchformer", "vae", "mmdit"]),
-        ("vocoder_gan", ["synchformer", "vae", "mmdit"])]
+        ("synchformer", None), ("vae", None), ("mmdit", None), ("vocoder", ["synchformer", "vae", "mmdit", "features"]),
+        ("vocoder_gan", ["synchformer", "vae", "mmdit", "features"])]
     shipped = load_file(str(smoke_run / "a" / "vocoder_gan" / "final.safetensors"))
     assert all(torch.equal(v, shipped["g." + k].half().float()) for k, v in voc.state_dict().items())  # fp16 file
     assert report["train_seeds"][1] < 100_000

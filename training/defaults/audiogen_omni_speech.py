@@ -44,8 +44,11 @@ SPEECH_VOCODER = BigVGANConfig(num_mels=80, upsample_initial_channel=128, upsamp
 
 
 def speech_vocoder(sc: "Scale") -> BigVGANConfig:
-    """The speech vocoder at a scale's width (``upsample_initial_channel``; each upsampling halves it)."""
-    return replace(SPEECH_VOCODER, upsample_initial_channel=sc.vocoder_width)
+    """The speech vocoder at a scale's width (``upsample_initial_channel``; each upsampling halves it) and resblock
+    kernels (dilations 1, 3, 5 each: the loader reads the kernels from the weights and assumes those dilations)."""
+    return replace(SPEECH_VOCODER, upsample_initial_channel=sc.vocoder_width,
+                   resblock_kernel_sizes=sc.vocoder_kernels,
+                   resblock_dilation_sizes=tuple((1, 3, 5) for _ in sc.vocoder_kernels))
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class Scale:
     vocoder_gan_floor: float = 1e-2
     vocoder_adversarial: float = 0.1
     vocoder_width: int = 128
+    # one resblock per upsampling, BigVGAN's (3, 7, 11) costs 2.7 times a step; a kernel of 7 alone 1.05 times
+    vocoder_kernels: tuple[int, ...] = (3,)
     # the discriminators: BigVGAN's MPD + MRD, or one kind (the MRD is 0.68 s of the 0.83 s they add to a step);
     # benchmarks/tiny_defaults_feasibility.md, round 10
     vocoder_gan_kinds: tuple[str, ...] = ("mpd", "mrd")
@@ -92,9 +97,11 @@ SCALES = {
     # benchmarks/tiny_defaults_feasibility.md, rounds 6 and 7: 512 talking clips and 8000 MMDiT steps (0.55
     # Int-Corr without the lips, 0.82 with them); round 9: VAE 15000 steps (Griffin-Lim from its round trip: WER
     # 0.67 at 1500, 0.33 at 15000, 0.21 from the true mel), the wider vocoder 3000 regression steps of 8 crops then
-    # 1000 adversarial ones, in as much time as the other stages take beside it
+    # 1000 adversarial ones, in as much time as the other stages take beside it; round 11: resblock kernel 11 (lr
+    # 1e-3: 2e-3 stalled it) and 1900 steps against the MPD alone (WER 0.67 -> 0.50 on the MMDiT's own mels)
     "full": Scale(train_clips=512, codec_clips=128, synchformer_clips=128, seconds=4.0, size=128, vae_steps=15000,
-                  vocoder_steps=3000, vocoder_gan_steps=1000, synchformer_steps=5000, mmdit_steps=8000),
+                  vocoder_steps=3000, vocoder_lr=1e-3, vocoder_kernels=(11,), vocoder_gan_steps=1900,
+                  vocoder_gan_kinds=("mpd",), synchformer_steps=5000, mmdit_steps=8000),
 }
 
 
@@ -164,7 +171,7 @@ class AudioGenOmniSpeechRecipe:
     can = ["video + transcript to speech in the synthetic world: the drawn face's sentence, timed by its lips and the "
            "transcript (16 kHz, 4 s clips; the world's four espeak-ng voices)"]
     cannot = ["words you can follow reliably: Whisper tiny.en gets most sentences partly wrong (the WER column, against "
-              "0.33 on the true speech; the codec bounds it: its small vocoder, 1000 adversarial steps on a CPU, "
+              "0.33 on the true speech; the codec bounds it: its small vocoder, 1900 adversarial steps on a CPU, "
               "loses words on the true speech's round trip too)",
               "a chosen voice: there is no speaker reference input, and the voice is one of the world's four, not picked",
               "sound effects with the speech (the V2A default does those), song, captions, real videos"]
@@ -207,7 +214,8 @@ class AudioGenOmniSpeechRecipe:
                                               "seconds": sc.seconds, "size": sc.size, "target": "speech"},
                                      "after": after})
             voc_state, voc_stages = vocoder.result()
-        overlapped = [s["stage"] for s in stages]
+        # the features were computed inside the branch's block as well (benchmarks/tiny_defaults_feasibility.md, round 11)
+        overlapped = [s["stage"] for s in stages] + ["features"]
         stages += [{**s, "beside": overlapped} for s in voc_stages]
         voc = codecs.new_vocoder(seed, speech_vocoder(sc))
         voc.load_state_dict(voc_state)

@@ -158,7 +158,9 @@ def wall_minutes(train: dict) -> float:
     """A run's wall time from its stages' own times (also those a rerun took from an earlier run), clips and
     features included: a stage that ran ``beside`` others counts only for the time it outlasted them."""
     own = {s["stage"]: s["wall_s"] for s in train["stages"] if not s.get("beside")}
-    total = sum(own.values()) + train.get("data_s", 0) + train.get("features_s", 0)
+    # the clips and the features are steps of the first process too: a branch may run beside them (named so)
+    own |= {step: train.get(f"{step}_s", 0) for step in ("data", "features")}
+    total = sum(own.values())
     for overlapped, branch in beside_branches(train["stages"]).items():
         total += max(0.0, sum(s["wall_s"] for s in branch) - sum(own.get(name, 0.0) for name in overlapped))
     return round(total / 60, 1)
