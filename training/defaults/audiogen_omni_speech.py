@@ -73,7 +73,7 @@ class Scale:
     vocoder_gan_floor: float = 1e-2
     vocoder_adversarial: float = 0.1
     vocoder_width: int = 128
-    # one resblock per upsampling, BigVGAN's (3, 7, 11) costs 2.7 times a step; a kernel of 7 alone 1.05 times
+    # one resblock per upsampling: BigVGAN's (3, 7, 11) costs 2.7 times a step, a kernel of 7 or 11 alone 1.05-1.1 times
     vocoder_kernels: tuple[int, ...] = (3,)
     # the discriminators: BigVGAN's MPD + MRD, or one kind (the MRD is 0.68 s of the 0.83 s they add to a step);
     # benchmarks/tiny_defaults_feasibility.md, round 10
