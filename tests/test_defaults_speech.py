@@ -36,24 +36,28 @@ def test_mouth_channel_leaves_the_event_channels_as_they_were_and_reads_back():
     assert sync_proxy.mouth_track(np.array([5 / 25]), [0.0] * 4 + [0.2, 0.6] + [0.0] * 4, 25)[0] == pytest.approx(0.4)
 
 
-def test_speech_vocoder_kernels_reach_the_file_and_load_back():
-    # the loader reads resblock kernels from the weights and assumes dilations (1, 3, 5): a recipe kernel setting
-    # must write a file that loads back as the same generator
+@pytest.mark.parametrize("kernels, rates", [((11,), (8, 8, 4)), ((3, 7), (8, 16, 2))])
+def test_speech_vocoder_kernels_and_rates_reach_the_file_and_load_back(kernels, rates):
+    # the loader reads resblock kernels from the weights, assumes dilations (1, 3, 5) and infers each upsampling
+    # rate from its kernel (2 x rate): a recipe setting must write a file that loads back as the same generator
     import dataclasses
 
     from soundstage.models.common.codecs.bigvgan import load_bigvgan
     from soundstage.training.defaults import audiogen_omni_speech as sp, codecs
 
-    sc = dataclasses.replace(sp.SCALES["smoke"], vocoder_width=32, vocoder_kernels=(11,))
+    sc = dataclasses.replace(sp.SCALES["smoke"], vocoder_width=32, vocoder_kernels=kernels, vocoder_rates=rates)
     config = sp.speech_vocoder(sc)
-    assert config.resblock_kernel_sizes == (11,) and config.resblock_dilation_sizes == ((1, 3, 5),)
+    assert config.resblock_kernel_sizes == kernels and config.resblock_dilation_sizes == ((1, 3, 5),) * len(kernels)
+    assert config.upsample_rates == rates and config.hop_length == 256
     voc = codecs.new_vocoder(0, config)
     sd = {k.removeprefix("generator."): v for k, v in codecs.vocoder_state_dict(voc).items()}
-    loaded = load_bigvgan(sd, dtype=torch.float32, upsample_rates=config.upsample_rates, sample_rate=16_000)
-    assert loaded.config.resblock_kernel_sizes == (11,)
+    loaded = load_bigvgan(sd, dtype=torch.float32)
+    assert loaded.config.resblock_kernel_sizes == kernels and loaded.config.upsample_rates == rates
+    assert loaded.config.sample_rate == 16_000
     mel = torch.randn(1, 80, 6)
     with torch.no_grad():
-        assert torch.allclose(loaded(mel), voc.half().float()(mel), atol=1e-4)
+        out = loaded(mel)
+        assert out.shape == (1, 1, 6 * 256) and torch.allclose(out, voc.half().float()(mel), atol=1e-4)
 
 
 def test_lyrics_ids_are_the_lyrics_node_ids_padded_to_the_latent_length():

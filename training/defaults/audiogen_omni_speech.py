@@ -44,9 +44,11 @@ SPEECH_VOCODER = BigVGANConfig(num_mels=80, upsample_initial_channel=128, upsamp
 
 
 def speech_vocoder(sc: "Scale") -> BigVGANConfig:
-    """The speech vocoder at a scale's width (``upsample_initial_channel``; each upsampling halves it) and resblock
-    kernels (dilations 1, 3, 5 each: the loader reads the kernels from the weights and assumes those dilations)."""
-    return replace(SPEECH_VOCODER, upsample_initial_channel=sc.vocoder_width,
+    """The speech vocoder at a scale's width (``upsample_initial_channel``; each upsampling halves it), upsampling
+    rates (kernels 2 x rate: what the loader infers them from) and resblock kernels (dilations 1, 3, 5 each: the
+    loader reads the kernels from the weights and assumes those dilations)."""
+    return replace(SPEECH_VOCODER, upsample_initial_channel=sc.vocoder_width, upsample_rates=sc.vocoder_rates,
+                   upsample_kernel_sizes=tuple(2 * r for r in sc.vocoder_rates),
                    resblock_kernel_sizes=sc.vocoder_kernels,
                    resblock_dilation_sizes=tuple((1, 3, 5) for _ in sc.vocoder_kernels))
 
@@ -75,6 +77,7 @@ class Scale:
     vocoder_width: int = 128
     # one resblock per upsampling: BigVGAN's (3, 7, 11) costs 2.7 times a step, a kernel of 7 or 11 alone 1.05-1.1 times
     vocoder_kernels: tuple[int, ...] = (3,)
+    vocoder_rates: tuple[int, ...] = (8, 8, 4)  # their product is the mel hop (256)
     # the discriminators: BigVGAN's MPD + MRD, or one kind (the MRD is 0.68 s of the 0.83 s they add to a step);
     # benchmarks/tiny_defaults_feasibility.md, round 10
     vocoder_gan_kinds: tuple[str, ...] = ("mpd", "mrd")
@@ -171,8 +174,9 @@ class AudioGenOmniSpeechRecipe:
     can = ["video + transcript to speech in the synthetic world: the drawn face's sentence, timed by its lips and the "
            "transcript (16 kHz, 4 s clips; the world's four espeak-ng voices)"]
     cannot = ["words you can follow reliably: Whisper tiny.en gets most sentences partly wrong (the WER column, against "
-              "0.33 on the true speech; the codec bounds it: its small vocoder, 1900 adversarial steps on a CPU, "
-              "loses words on the true speech's round trip too)",
+              "0.33 on the true speech; over 96 held-out clips its median is 0.57, benchmarks/tiny_defaults_feasibility.md "
+              "round 12; the codec bounds it: its small vocoder, 1900 adversarial steps on a CPU, loses words on the "
+              "true speech's round trip too)",
               "a chosen voice: there is no speaker reference input, and the voice is one of the world's four, not picked",
               "sound effects with the speech (the V2A default does those), song, captions, real videos"]
 
