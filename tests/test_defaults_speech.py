@@ -58,6 +58,8 @@ def test_speech_vocoder_kernels_and_rates_reach_the_file_and_load_back(kernels, 
     with torch.no_grad():
         out = loaded(mel)
         assert out.shape == (1, 1, 6 * 256) and torch.allclose(out, voc.half().float()(mel), atol=1e-4)
+    with pytest.raises(ValueError, match="multiply to 128"):  # rates that miss the mel hop are refused
+        sp.speech_vocoder(dataclasses.replace(sc, vocoder_rates=(8, 8, 2)))
 
 
 def test_lyrics_ids_are_the_lyrics_node_ids_padded_to_the_latent_length():

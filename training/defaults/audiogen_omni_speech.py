@@ -15,6 +15,7 @@ Four stages, each on the shared trainer:
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -47,6 +48,9 @@ def speech_vocoder(sc: "Scale") -> BigVGANConfig:
     """The speech vocoder at a scale's width (``upsample_initial_channel``; each upsampling halves it), upsampling
     rates (kernels 2 x rate: what the loader infers them from) and resblock kernels (dilations 1, 3, 5 each: the
     loader reads the kernels from the weights and assumes those dilations)."""
+    if math.prod(sc.vocoder_rates) != SPEECH_VOCODER.hop_length:
+        raise ValueError(f"vocoder_rates {sc.vocoder_rates} multiply to {math.prod(sc.vocoder_rates)}, not the mel hop "
+                         f"{SPEECH_VOCODER.hop_length}")
     return replace(SPEECH_VOCODER, upsample_initial_channel=sc.vocoder_width, upsample_rates=sc.vocoder_rates,
                    upsample_kernel_sizes=tuple(2 * r for r in sc.vocoder_rates),
                    resblock_kernel_sizes=sc.vocoder_kernels,
