@@ -105,7 +105,8 @@ SCALES = {
     # Int-Corr without the lips, 0.82 with them); round 9: VAE 15000 steps (Griffin-Lim from its round trip: WER
     # 0.67 at 1500, 0.33 at 15000, 0.21 from the true mel), the wider vocoder 3000 regression steps of 8 crops then
     # 1000 adversarial ones, in as much time as the other stages take beside it; round 11: resblock kernel 11 (lr
-    # 1e-3: 2e-3 stalled it) and 1900 steps against the MPD alone (WER 0.67 -> 0.50 on the MMDiT's own mels)
+    # 1e-3: 2e-3 stalled it) and 1900 steps against the MPD alone (WER on the MMDiT's own mels 0.67 -> 0.50 on the
+    # card's 32 clips; round 12: 0.57 over 96)
     "full": Scale(train_clips=512, codec_clips=128, synchformer_clips=128, seconds=4.0, size=128, vae_steps=15000,
                   vocoder_steps=3000, vocoder_lr=1e-3, vocoder_kernels=(11,), vocoder_gan_steps=1900,
                   vocoder_gan_kinds=("mpd",), synchformer_steps=5000, mmdit_steps=8000),

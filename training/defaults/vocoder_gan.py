@@ -5,8 +5,8 @@ Regression losses alone (codecs.VocoderLoss) leave the speech vocoder's formants
 after them took Whisper's WER on its output from 0.83 to 0.50-0.58, but filled the pauses with hiss 37-47 dB under
 the speech (benchmarks/tiny_defaults_feasibility.md, round 8); from the speech recipe's regression vocoder, which keeps
 the log-mel's own floor, they leave the pauses quiet (round 9). The recipe now trains a kernel-11 generator
-against the MPD alone for 1900 steps (round 11: WER 0.67 -> 0.50 on the MMDiT's own mels). Only the generator is
-shipped: the discriminators live in a stage's checkpoint for a resume.
+against the MPD alone for 1900 steps (round 11: WER 0.67 -> 0.50 on the MMDiT's own mels, the card's 32 clips;
+round 12: 0.57 over 96). Only the generator is shipped: the discriminators live in a stage's checkpoint for a resume.
 
 One optimiser serves both players, so the shared trainer runs the stage unchanged: the discriminators learn from
 the generated wave detached, and the generator's adversarial and feature-matching terms go through the
