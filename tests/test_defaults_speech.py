@@ -120,6 +120,14 @@ def test_speech_recipe_writes_loadable_layouts_and_retrains_only_what_reads_a_ch
     assert resumed(vocoder_steps=smoke.vocoder_steps + 1, vocoder_adversarial=0.05, lyrics_dropout=0.2,
                    vocoder_gan_kinds=other) == {
         "synchformer": True, "vae": True, "vocoder": True, "vocoder_gan": False, "mmdit": True}
+    # the speech stems are the vocoder's alone, rendered in its branch: a step of its own there
+    assert resumed(vocoder_steps=smoke.vocoder_steps + 1, vocoder_adversarial=0.05, lyrics_dropout=0.2,
+                   vocoder_gan_kinds=other, vocoder_data="speech") == {
+        "synchformer": True, "vae": True, "vocoder_data": False, "vocoder": False, "vocoder_gan": False, "mmdit": True}
+    report = json.loads((work / "train_report.json").read_text())
+    assert [s["stage"] for s in report["stages"] if s.get("beside")] == ["vocoder_data", "vocoder", "vocoder_gan"]
+    with pytest.raises(ValueError, match="vocoder_data 'mix'"):
+        dataclasses.replace(smoke, vocoder_data="mix")
 
 
 @needs_espeak

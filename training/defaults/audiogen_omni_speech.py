@@ -28,7 +28,7 @@ from ...models.common.codecs.mel import MEL_16K, LogMel
 from . import codecs
 from .audiogen_omni import (TINY_SYNCHFORMER, new_mmdit, new_synchformer, save_weights, sync_features,
                            train_mmdit, train_synchformer)
-from .stages import Beside, run_stage, work_folder, write_train_report
+from .stages import Beside, curve_entry, run_stage, work_folder, write_train_report
 from .vocoder_gan import GANLoss, VocoderGAN
 from .world import world_clips
 
@@ -86,6 +86,10 @@ class Scale:
     # benchmarks/tiny_defaults_feasibility.md, round 10
     vocoder_gan_kinds: tuple[str, ...] = ("mpd", "mrd")
     vocoder_gan_channels: int = 16  # the discriminators' first width
+    # what the vocoder learns from: "codec", the VAE's pairs (effects-only clips and talking mixes); "speech", the speech
+    # stems of twice codec_clips talking clips, all the speech MMDiT makes (benchmarks/tiny_defaults_feasibility.md,
+    # round 13: chain WER over 96 held-out clips 0.571 -> 0.50, mean 0.64 -> 0.56)
+    vocoder_data: str = "codec"
     synchformer_lr: float = 2e-3
     synchformer_warmup: int = 50
     ema: float = 0.99
@@ -93,6 +97,10 @@ class Scale:
     hidden: int = 64
     sync_dropout: float = 0.1
     lyrics_dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.vocoder_data not in ("codec", "speech"):
+            raise ValueError(f"vocoder_data {self.vocoder_data!r}: expected 'codec' or 'speech'")
 
 
 SCALES = {
@@ -142,6 +150,14 @@ def train_vae(pairs: list, data: dict, sc: Scale, out: Path, seed: int, stages: 
                      key={"data": data, "batch": sc.batch, "config": asdict(codecs.TINY_VAE)}).eval()
 
 
+def speech_stems(sc: Scale) -> tuple[list, dict]:
+    """(wave, log-mel) pairs of the speech stems of 2 x ``codec_clips`` talking clips of the train split (as many
+    clips as the codec's pairs), and the stage key's description of them."""
+    data = {"split": "train", "tasks": ["speech"], "stems": ["speech"], "clips": 2 * sc.codec_clips,
+            "seconds": sc.seconds, "size": sc.size}
+    return codecs.waves_and_mels([c.audio for c in talking_clips("train", 2 * sc.codec_clips, sc)], LogMel(MEL_16K)), data
+
+
 def train_vocoder(pairs: list, data: dict, sc: Scale, out: str, seed: int) -> tuple[dict, list]:
     """(the vocoder's weights, its stages' logs): the regression vocoder, then ``vocoder_gan_steps`` with BigVGAN's
     discriminators. Nothing else in the recipe reads it, so it trains in a second process (stages.Beside).
@@ -150,6 +166,11 @@ def train_vocoder(pairs: list, data: dict, sc: Scale, out: str, seed: int) -> tu
     vocoder filled the pauses with hiss at -34 to -38 dB (its speech span became the whole clip), against -67 to
     -70 dB when only the GAN stage raises it (benchmarks/tiny_defaults_feasibility.md, rounds 8 and 9)."""
     stages: list[dict] = []
+    if sc.vocoder_data == "speech":
+        # rendered in this process, so its time is the branch's: a step of its own in the report
+        t0, cpu0 = time.time(), time.process_time()
+        pairs, data = speech_stems(sc)
+        stages.append(curve_entry("vocoder_data", 0, time.time() - t0, time.process_time() - cpu0, []))
     config = speech_vocoder(sc)
     key = {"data": data, "batch": sc.vocoder_batch, "config": asdict(config)}
     voc = run_stage(codecs.new_vocoder(seed, config), codecs.VocoderLoss(),
