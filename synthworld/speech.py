@@ -6,6 +6,7 @@ proportion to their class (vowels last about twice as long as consonants).
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -77,6 +78,13 @@ def _voice(language: str, speaker: str) -> list[str]:
 
 
 def _synth_word(word: str, language: str, speaker: str) -> np.ndarray:
+    return _espeak_word(word, language, speaker).copy()
+
+
+# espeak-ng is deterministic, and the grammar's few hundred words recur in every clip: a data set of hundreds of
+# clips spent most of its rendering time in these subprocesses
+@functools.lru_cache(maxsize=8192)
+def _espeak_word(word: str, language: str, speaker: str) -> np.ndarray:
     from ..media.audio_io import load_audio
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,9 +102,14 @@ def _synth_word(word: str, language: str, speaker: str) -> np.ndarray:
 
 def phonemes_of(word: str, language: str) -> list[str]:
     """espeak-ng's phoneme mnemonics for one word, split into symbols."""
+    return list(_espeak_phonemes(word, language))
+
+
+@functools.lru_cache(maxsize=8192)
+def _espeak_phonemes(word: str, language: str) -> tuple[str, ...]:
     out = subprocess.run([espeak_binary(), "-v", language, "-q", "-x", word],
                          check=True, capture_output=True, text=True).stdout
-    return split_mnemonics(out.strip().replace("'", "").replace(",", ""))
+    return tuple(split_mnemonics(out.strip().replace("'", "").replace(",", "")))
 
 
 def split_mnemonics(text: str) -> list[str]:

@@ -192,3 +192,19 @@ def test_varied_timing_moves_the_speech_and_the_truth_follows_it():
         assert phones[0][1] == c.truth["words"][0][1] and phones[-1][2] == c.truth["words"][-1][2]
     with pytest.raises(ValueError, match="speech_timing"):
         generate_clip(ClipSpec(seconds=0.5, width=32, height=32, speech=False, speech_timing="random"))
+
+
+@needs_espeak
+def test_remembered_words_are_espeaks_own_and_callers_get_their_own_copy():
+    from soundstage.synthworld import speech
+
+    speech._espeak_word.cache_clear()
+    first = speech.synth_words("the red ball", "en", "spk1")
+    assert speech._espeak_word.cache_info().misses == 3
+    first[0].wave[:] = 0.0  # a caller that edits its wave in place
+    first[0].symbols.append("x")
+    again = speech.synth_words("the red ball", "en", "spk1")
+    assert speech._espeak_word.cache_info().hits == 3
+    fresh = speech._espeak_word.__wrapped__("the", "en", "spk1")  # espeak-ng run anew
+    assert np.array_equal(again[0].wave, fresh) and np.abs(fresh).max() > 0.01
+    assert again[0].symbols == speech.phonemes_of("the", "en") != first[0].symbols
