@@ -277,13 +277,13 @@ def test_shipped_defaults_meet_loose_targets_on_the_ci_clips(tmp_path):
             assert s["default"]["speech"]["share"] >= 0.5 and s["default"]["balls"]["share"] >= 0.5, s["default"]
             assert s["default"]["sync"]["median_ms"] <= 80, s["default"]
             assert result["i2av"]["first_frame_psnr_median"] >= 20, result["i2av"]
-        if system == "audiogen_omni_speech":  # the lips and the transcript time the speech (card: Int-Corr 0.82)
+        if system == "audiogen_omni_speech":  # the lips and the transcript time the speech (card: Int-Corr 0.89)
             speech, other = s["default"]["speech"], s["mismatched"]["speech"]
             assert speech["int_corr_mean"] >= 0.45 and speech["dur_err_median"] <= 0.2, speech
             assert speech["int_corr_mean"] >= other["int_corr_mean"] + 0.1, (speech, other)
             assert result["lip_probe"]["r_mean"] >= 0.6, result["lip_probe"]
-            if speech["wer_median"] is not None:  # Whisper tiny.en installed (card: 0.69; these two clips 0.58)
-                assert speech["wer_median"] <= 0.9, speech
+            if speech["wer_median"] is not None:  # Whisper tiny.en installed (card: 0.21; these two clips 0.25)
+                assert speech["wer_median"] <= 0.5, speech  # the target; 0.5 and 0.75 unrefined
         if "all" not in s["default"]:  # a recipe with metrics of its own (MTV: test_defaults_mtv.py) checks them there
             continue
         assert s["default"]["all"]["median_ms"] <= 80, (system, s["default"])

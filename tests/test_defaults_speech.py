@@ -158,5 +158,9 @@ def test_video_to_speech_workflow_runs_as_shipped_on_the_sample_input(tmp_path):
     texts = [n["widgets_values"][0] for n in json.loads(workflow.read_text())["nodes"]
              if n["type"] == "SoundstageMMDiTLyricsEncode"]
     assert texts == [speech_sample_clip().truth["transcript"]]  # the workflow speaks the sample clip's own sentence
+    # and decodes as the card's numbers were measured
+    card = json.loads((pack_defaults.DEFAULTS_DIR / "cards" / "audiogen_omni_speech.json").read_text())
+    refine = [n["widgets_values"][0] for n in json.loads(workflow.read_text())["nodes"] if n["type"] == "SoundstageVocoder"]
+    assert refine == [card["decode"]["vocoder_refine_steps"]] and refine[0] > 0
     seconds, loudest = run_as_shipped(workflow, tmp_path)
     assert abs(seconds - 4.0) < 0.1 and loudest > 1e-3  # the whole clip, and not silence

@@ -73,6 +73,7 @@ def write_card(path: Path, train: dict, evaluation: dict | None, **kwargs) -> Pa
                                                      "stages": [{k: v for k, v in s.items() if k != "curve"}
                                                                 for s in train["stages"]],
                                                      "eval": evaluation and evaluation["summary"],
-                                                     "synchformer_probe": evaluation and evaluation.get("synchformer_probe")},
+                                                     "synchformer_probe": evaluation and evaluation.get("synchformer_probe"),
+                                                     "decode": evaluation and evaluation.get("decode")},
                                                     indent=1))
     return path

@@ -16,6 +16,7 @@ import torch
 from ...metrics.signals import pearson
 from ...metrics.timing import dur_err, int_corr
 from ...models.common.codecs.mel import MEL_16K, LogMel
+from ...models.common.codecs.mel_refine import refine_to_mel
 from .dualdub_eval import _mean, _median, _word_error
 from .evaluate import load_v2a, untrained_like
 from .report import write_report
@@ -26,8 +27,13 @@ SCORED_WORDS = ("default", "no_video", "codec_round_trip", "truth")  # WER again
 
 
 @torch.no_grad()
+def vocode(voc, mel: torch.Tensor, refine_steps: int) -> np.ndarray:
+    """The vocoder's wave for one mel [1, 80, F], refined onto it as the Vocoder node's ``refine_steps`` does."""
+    return refine_to_mel(voc(mel), mel, MEL_16K, refine_steps)[0, 0].numpy()
+
+
 def render_speech(net, vae, voc, *, sync: torch.Tensor | None, ids: torch.Tensor | None, seconds: float,
-                  steps: int, seed: int, cfg: float = 1.0) -> np.ndarray:
+                  steps: int, seed: int, cfg: float = 1.0, refine_steps: int = 0) -> np.ndarray:
     """One sample's wave; a condition given as None stays at its learned empty feature."""
     from ...models.audiogen_omni.sampler import generate
 
@@ -36,7 +42,7 @@ def render_speech(net, vae, voc, *, sync: torch.Tensor | None, ids: torch.Tensor
         lyrics_f, lyrics_mask = net.encode_lyrics(ids[None])
     res = generate(net, duration_s=seconds, seed=seed, num_steps=steps, cfg_scale=cfg,
                    sync_f=None if sync is None else sync[None], lyrics_f=lyrics_f, lyrics_mask=lyrics_mask)
-    return voc(vae.decode(res.latent.transpose(1, 2)))[0, 0].numpy()
+    return vocode(voc, vae.decode(res.latent.transpose(1, 2)), refine_steps)
 
 
 def lip_probe(streams: list[torch.Tensor], clips) -> dict:
@@ -67,7 +73,8 @@ def evaluate_v2s(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
     rows = []
     for i, c in enumerate(held):
         j = (i + 1) % len(held)
-        kw = {"seconds": scale.seconds, "steps": scale.sample_steps, "seed": seed + i}
+        kw = {"seconds": scale.seconds, "steps": scale.sample_steps, "seed": seed + i,
+              "refine_steps": scale.vocoder_refine_steps}
         (_, m), = sp.codecs.waves_and_mels([c.audio], mel)
         waves = {
             "default": render_speech(net, vae, voc, sync=syncs[i], ids=ids[i], **kw),
@@ -75,7 +82,7 @@ def evaluate_v2s(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
             "no_video": render_speech(net, vae, voc, sync=None, ids=ids[i], **kw),
             "no_text": render_speech(net, vae, voc, sync=syncs[i], ids=None, **kw),
             "untrained": render_speech(untrained, vae, voc, sync=syncs[i], ids=ids[i], **kw),
-            "codec_round_trip": voc(vae.decode(vae.encode(m[None])[0]))[0, 0].numpy(),
+            "codec_round_trip": vocode(voc, vae.decode(vae.encode(m[None])[0]), scale.vocoder_refine_steps),
             "truth": c.audio,
         }
         row = {"clip": f"heldout/{c.index}", "transcript": c.truth["transcript"]}
@@ -96,6 +103,7 @@ def evaluate_v2s(recipe, weights: Path, out: Path, scale, *, clips: int, seed: i
                                     "wer_median": _median(scored) if scored else None}}
     result = {"system": recipe.system, "task": "video + transcript to speech", "clips": [r["clip"] for r in rows],
               "conditions": list(CONDITIONS), "summary": summary, "per_clip": rows,
+              "decode": {"vocoder_refine_steps": scale.vocoder_refine_steps},
               "lip_probe": lip_probe(syncs, held),
               "synchformer_probe": probe_report(syncs, [event_times(c.truth) for c in held], channels=3)}
     result["table"] = table(result)
@@ -113,7 +121,9 @@ def table(result: dict) -> list[str]:
     lines = ["Int-Corr: Pearson correlation of the 50 Hz RMS envelopes of the output and the clip's own speech stem "
              "(mean over clips); Dur-Err: relative error of the active speech span (median); WER: Whisper tiny.en "
              "against the transcript (median; 'n/a' where not scored). mismatched = another clip's video and "
-             "transcript; no_video / no_text = that condition left at its learned empty feature.", "",
+             "transcript; no_video / no_text = that condition left at its learned empty feature. Every wave but truth "
+             f"is the vocoder's with refine_steps {result['decode']['vocoder_refine_steps']}, as the video_to_speech "
+             "workflow's Vocoder node decodes.", "",
              "| condition | Int-Corr mean | Int-Corr median | Dur-Err median | WER median |", "|---|---|---|---|---|"]
     for cond, kinds in result["summary"].items():
         m = kinds["speech"]
@@ -126,4 +136,4 @@ def table(result: dict) -> list[str]:
     return lines
 
 
-__all__ = ["CONDITIONS", "evaluate_v2s", "lip_probe", "markdown", "render_speech", "table"]
+__all__ = ["CONDITIONS", "evaluate_v2s", "lip_probe", "markdown", "render_speech", "table", "vocode"]
