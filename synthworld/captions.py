@@ -17,15 +17,17 @@ def _balls(colours: list[str]) -> str:
 
 
 def caption(*, ball_colours: list[str], beeps: int, speaker_gender: str | None, transcript: str,
-            language: str, mood: float | None) -> str:
+            language: str, mood: float | None, tune: str | None = None) -> str:
     """E.g. ``a red ball and a green ball bounce, a lamp blinks with a beep, while a woman says in French:
-    "..." over calm music``. Every part is present exactly when the clip has it."""
+    "..." over calm music``, or ``... while a man sings to the rising tune: "..."``. Every part is present
+    exactly when the clip has it."""
     parts = [p for p in (_balls(ball_colours), "a lamp blinks with a beep" if beeps else "") if p]
     text = ", ".join(parts) if parts else "an empty room"
     if transcript:
         who = {"f": "a woman", "m": "a man"}.get(speaker_gender or "", "someone")
         lang = "" if language == "en" else f" in {LANGUAGE_NAMES.get(language, language)}"
-        text += f", while {who} says{lang}: \"{transcript}\""
+        says = f"sings{lang} to the {tune} tune" if tune else f"says{lang}"
+        text += f", while {who} {says}: \"{transcript}\""
     if mood is not None:
         text += " over " + ("cheerful" if mood >= 0.6 else "calm") + " music"
     return text

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import render, scene, sentences, sounds
+from . import render, scene, sentences, song, sounds
 from .captions import caption, colour_name
 from .speech import LINES, SPEAKERS, join_words, speak, synth_words, varied_timing
 from .visemes import openness_track
 
 BALL_COLOURS = [(220, 50, 50), (60, 200, 90), (240, 160, 30)]
 SPEECH_TIMINGS = ("fixed", "varied")
+VOICES = ("speak", "sing")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class ClipSpec:
     # between words (0.04-0.35 s) are drawn per clip from their own generator (speech.varied_timing; the rest
     # of the clip is unchanged), so the speech's timing is seen on the lips and not in the transcript.
     speech_timing: str = "fixed"
+    # "sing": the sentence is sung, a word on each beat, to the clip's tune (song.py: drawn from its own generator
+    # (seed, 3) and named in the caption), over the tune's chords instead of the drawn music; everything else of
+    # the clip is drawn as when it speaks.
+    voice: str = "speak"
 
 
 @dataclass
@@ -59,7 +64,9 @@ class Clip:
 
 
 def _spoken(spec: ClipSpec, transcript: str):
-    """The clip's speech and its start time, in the spec's timing."""
+    """The clip's speech and its start time, in the spec's timing (a song keeps its own: a word on each beat)."""
+    if spec.voice == "sing":
+        return song.sing(transcript, spec.language, spec.speaker, spec.sample_rate, song.draw_tune(spec.seed))
     if spec.speech_timing == "fixed":
         start = spec.speech_start
         return speak(transcript, spec.language, spec.speaker, spec.sample_rate, start=start), start
@@ -97,6 +104,9 @@ def generate_clip(spec: ClipSpec, *, spoken: tuple | None = None) -> Clip:
         raise ValueError(f"speaker must be one of {sorted(SPEAKERS)}, got {spec.speaker!r}")
     if spec.speech_timing not in SPEECH_TIMINGS:
         raise ValueError(f"speech_timing must be one of {SPEECH_TIMINGS}, got {spec.speech_timing!r}")
+    if spec.voice not in VOICES or (spec.voice == "sing" and spec.speech_timing != "fixed"):
+        raise ValueError(f"voice must be one of {VOICES} (a song has its own timing: speech_timing 'fixed'), "
+                         f"got voice {spec.voice!r} with speech_timing {spec.speech_timing!r}")
     rng = np.random.default_rng(spec.seed)
     n = int(round(spec.seconds * spec.fps))
     n_samples = int(round(spec.seconds * spec.sample_rate))
@@ -124,7 +134,10 @@ def generate_clip(spec: ClipSpec, *, spoken: tuple | None = None) -> Clip:
     for b in blinks:
         sounds.place(effects, sounds.beep(spec.sample_rate), b, spec.sample_rate)
 
-    music_spec = scene.make_music(rng)
+    music_spec = scene.make_music(rng)  # drawn for a song too, so the rest of the clip is drawn alike
+    tune = song.draw_tune(spec.seed) if spec.voice == "sing" and transcript else None
+    if tune:
+        music_spec = song.accompaniment(tune, spec.speaker, spec.seconds)
     music, beats = sounds.music_track(music_spec, spec.seconds, spec.sample_rate)
     bar = 4 * 60.0 / music_spec.bpm
     dx, dy, profile = scene.head_pose(times, rng, spec.seconds)
@@ -154,10 +167,14 @@ def generate_clip(spec: ClipSpec, *, spoken: tuple | None = None) -> Clip:
         "speaker": spec.speaker,
         "language": spec.language,
     }
+    if tune:
+        truth["tune"] = tune
+        truth["notes"] = song.notes(words, tune, spec.speaker)
     truth["caption"] = caption(
         ball_colours=[colour_name(ball.colour) for _, _, ball in ball_states], beeps=len(blinks),
         speaker_gender=SPEAKERS[spec.speaker][0][0] if transcript else None, transcript=transcript,
-        language=spec.language, mood=float(np.mean(truth["mood_per_bar"])) if truth["mood_per_bar"] else None)
+        language=spec.language, mood=float(np.mean(truth["mood_per_bar"])) if truth["mood_per_bar"] else None,
+        tune=tune)
     return Clip(spec, frames, {"speech": speech, "effects": effects, "music": music}, truth)
 
 

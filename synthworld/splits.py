@@ -26,6 +26,11 @@ Varied timing is drawn from the clip's own generator (seed, 2) and keeps the sen
 0.1 s before it; ``speech.varied_timing`` scales the draws down to fit), so the timing of the speech is seen
 on the lips and is not a function of the transcript and the speaker alone.
 
+Song clips (``clip_spec(..., voice="sing")``, the song mode's data) are the same clips with the sentence sung:
+a word on each beat at ``song.SONG_BPM`` from the second beat, each held on its beat's note of the clip's tune
+(one of ``song.TUNES``, drawn from the clip's generator (seed, 3) and named in the caption), over the tune's
+chords. Same seeds, sentences, speakers, balls and lamp.
+
 These ranges are part of every default's model card; never change them, add new ranges instead.
 """
 from __future__ import annotations
@@ -54,7 +59,8 @@ def split_of_seed(seed: int) -> str | None:
 
 
 def clip_spec(split: str, index: int, *, task: str = "full", language: str = "en", seconds: float = 3.0,
-              size: int = 128, fps: int = 25, sample_rate: int = 16000, speech_timing: str = "fixed") -> ClipSpec:
+              size: int = 128, fps: int = 25, sample_rate: int = 16000, speech_timing: str = "fixed",
+              voice: str = "speak") -> ClipSpec:
     """The ``index``-th clip of ``split``; deterministic, and aligned across languages."""
     if split not in SEED_RANGES:
         raise ValueError(f"split must be one of {sorted(SEED_RANGES)}, got {split!r}")
@@ -68,7 +74,7 @@ def clip_spec(split: str, index: int, *, task: str = "full", language: str = "en
     spec = ClipSpec(seed=seeds[index], seconds=seconds, fps=fps, width=size, height=size, sample_rate=sample_rate,
                     language=language, speaker=speakers[index % len(speakers)],
                     sentence=ids[(index * _SENTENCE_STRIDE) % len(ids)], n_balls=1 + index % 2, event_delays=True,
-                    speech_timing=speech_timing)
+                    speech_timing=speech_timing, voice=voice)
     if task == "v2a":  # the face stays still and silent: sound comes from the balls and the lamp only
         spec = replace(spec, speech=False, head_motion=False, profile_views=False)
     return spec
