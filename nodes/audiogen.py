@@ -119,18 +119,28 @@ def encode_visual(encoders: Encoders, images: torch.Tensor, fps: float, duration
 
 
 def t5_choices() -> list[str]:
+    """Hugging Face T5 folders (config.json) in text_encoders, then single files in T5's layout with their
+    ``<name>.tokenizer.json`` beside them (the pack's tiny defaults first)."""
     out = []
     for root in model_folder_roots("text_encoders"):
         out += sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, "config.json")))
+    tokenizers = {t[: -len(".tokenizer.json")] for t in files_with_suffix("text_encoders", ".tokenizer.json")}
+    out += [n for n in model_choices("text_encoders") if n.endswith(".safetensors") and n[: -len(".safetensors")]
+            in tokenizers]
     return out or ["none"]
 
 
 def load_t5(name: str, precision: str, max_length: int, node: str = "Load T5 Text Encoder") -> HandledEncoder:
-    config = find_in_model_folders("text_encoders", os.path.join(name, "config.json"))
-    if config is None:
-        raise ValueError(f"{node}: input 't5_name': no folder '{name}' with config.json under text_encoders")
     placement = placement_for(precision)
-    t5 = T5TextEncoder.from_folder(os.path.dirname(config), dtype=placement.dtype, max_length=max_length)
+    if name.endswith(".safetensors"):
+        path = resolve_model("text_encoders", name, node, "t5_name")
+        with node_errors(node, "t5_name"):
+            t5 = T5TextEncoder.from_file(path, dtype=placement.dtype, max_length=max_length)
+    else:
+        config = find_in_model_folders("text_encoders", os.path.join(name, "config.json"))
+        if config is None:
+            raise ValueError(f"{node}: input 't5_name': no folder '{name}' with config.json under text_encoders")
+        t5 = T5TextEncoder.from_folder(os.path.dirname(config), dtype=placement.dtype, max_length=max_length)
     return HandledEncoder(t5, ModelHandle(t5.model, placement, info={"kind": "t5"}))
 
 
@@ -301,7 +311,8 @@ class LoadT5(io.ComfyNode):
             inputs=[
                 io.Combo.Input("t5_name", options=t5_choices(),
                                tooltip="A Hugging Face T5 folder (config.json, weights, tokenizer) in text_encoders, "
-                                       "e.g. flan-t5-base."),
+                                       "e.g. flan-t5-base, or one T5-layout .safetensors with <name>.tokenizer.json "
+                                       "beside it (the soundstage-tiny defaults)."),
                 io.Int.Input("max_length", default=77, min=1, max=512, step=1, tooltip="Tokens kept (padded with a mask)."),
                 _precision(),
             ],

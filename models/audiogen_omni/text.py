@@ -31,6 +31,21 @@ class T5TextEncoder:
         tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         return cls(model, tok, max_length)
 
+    @classmethod
+    def from_file(cls, path: str | Path, *, dtype: Optional[torch.dtype] = None, device="cpu", max_length: int = 77):
+        """One safetensors file in T5's layout with ``<name>.tokenizer.json`` beside it (the pack's tiny default:
+        a word-level tokenizer with T5's pad, end and unknown tokens)."""
+        from transformers import PreTrainedTokenizerFast
+
+        from ..common.t5 import load_t5_encoder
+
+        tokenizer = Path(path).with_suffix(".tokenizer.json")
+        if not tokenizer.is_file():
+            raise FileNotFoundError(f"no {tokenizer.name} beside {Path(path).name}")
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer), pad_token="<pad>", eos_token="</s>",
+                                      unk_token="<unk>")
+        return cls(load_t5_encoder(path, dtype=dtype, device=device), tok, max_length)
+
     @torch.no_grad()
     def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> TextFeatures:
         dev = next(self.model.parameters()).device

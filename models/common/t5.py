@@ -2,7 +2,7 @@
 sizes read from the weights, decoder and LM head dropped, tied embeddings filled, strict loading.
 
 AudioGen-Omni's Flan-T5 comes as a Hugging Face folder instead and loads with ``from_pretrained``
-(``models/audiogen_omni/text.py``)."""
+(``models/audiogen_omni/text.py``); a single file in T5's layout (the pack's tiny default) loads here."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,3 +48,20 @@ def load_encoder(model_class, config, sd: Mapping[str, torch.Tensor], *, context
 
 def read_state_dict(source) -> dict[str, torch.Tensor]:
     return load_file(source) if isinstance(source, (str, Path)) else dict(source)
+
+
+def t5_config_from_state_dict(sd: Mapping[str, torch.Tensor]):
+    """T5-v1.1 encoder sizes from the weights (gated-GELU FFN, eps 1e-6, 32 buckets / 128 distance)."""
+    from transformers import T5Config
+
+    sizes, gated = encoder_sizes(sd, "T5 encoder")
+    return T5Config(**sizes, feed_forward_proj="gated-gelu" if gated else "relu")
+
+
+def load_t5_encoder(source, dtype: torch.dtype | None = None, device="cpu"):
+    """transformers ``T5EncoderModel`` from an HF-layout state dict or file (strict)."""
+    from transformers import T5EncoderModel
+
+    sd = encoder_state_dict(read_state_dict(source))
+    return load_encoder(T5EncoderModel, t5_config_from_state_dict(sd), sd, context="T5 text encoder",
+                        dtype=dtype, device=device)

@@ -7,11 +7,11 @@ a zero tensor (``force_uc_zero_embeddings=["txt"]``), not the encoding of "".
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 
-from ..common.t5 import encoder_sizes, encoder_state_dict, load_encoder, read_state_dict
+from ..common.t5 import load_t5_encoder, t5_config_from_state_dict  # noqa: F401 (this system's T5 API)
 
 TEXT_LENGTH = 226
 COUNT_WORDS = ("No", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten")
@@ -37,23 +37,6 @@ def build_prompt(scene: str, people: Sequence[str] = (), speaker: int = 0) -> st
     count = COUNT_WORDS[len(people)] if len(people) < len(COUNT_WORDS) else str(len(people))
     persons = " ".join(f"Person{i}: {_sentence(p)}" for i, p in enumerate(people, start=1))
     return f"{count} person conversation. Persons: {persons} Person{speaker} is speaking. {scene_part}".strip()
-
-
-def t5_config_from_state_dict(sd: Mapping[str, torch.Tensor]):
-    """T5-v1.1 encoder sizes from the weights (gated-GELU FFN, eps 1e-6, 32 buckets / 128 distance)."""
-    from transformers import T5Config
-
-    sizes, gated = encoder_sizes(sd, "T5 encoder")
-    return T5Config(**sizes, feed_forward_proj="gated-gelu" if gated else "relu")
-
-
-def load_t5_encoder(source, dtype: torch.dtype | None = None, device="cpu"):
-    """transformers ``T5EncoderModel`` from an HF-layout state dict or file (strict)."""
-    from transformers import T5EncoderModel
-
-    sd = encoder_state_dict(read_state_dict(source))
-    return load_encoder(T5EncoderModel, t5_config_from_state_dict(sd), sd, context="T5 text encoder",
-                        dtype=dtype, device=device)
 
 
 def find_tokenizer(weights_path: str | Path) -> Path:

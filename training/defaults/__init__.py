@@ -14,6 +14,7 @@ from typing import Protocol
 RECIPES: dict[str, str | None] = {
     "audiogen_omni": ".audiogen_omni",
     "audiogen_omni_speech": ".audiogen_omni_speech",  # video_to_speech: its own codec, Synchformer and MMDiT
+    "audiogen_omni_song": ".audiogen_omni_song",  # song_from_lyrics: an MMDiT and text encoder on the speech codec
     "dualdub": ".dualdub",
     "ovi": ".ovi",
     "mtv": ".mtv",

@@ -19,12 +19,16 @@ from .world import event_times, world_clips
 CONDITIONS = ("default", "mismatched", "untrained", "codec_round_trip", "truth")
 
 
+def load_mel_vae_and_vocoder(weights: Path, files: dict):
+    return (load_mel_vae(load_file(weights / files["vae"]), dtype=torch.float32),
+            load_bigvgan(load_file(weights / files["vocoder"]), dtype=torch.float32))
+
+
 def load_v2a(weights: Path, files: dict):
     from ...models.audiogen_omni.loader import load_mmdit
     from ...models.audiogen_omni.synchformer import load_synchformer
 
-    vae = load_mel_vae(load_file(weights / files["vae"]), dtype=torch.float32)
-    voc = load_bigvgan(load_file(weights / files["vocoder"]), dtype=torch.float32)
+    vae, voc = load_mel_vae_and_vocoder(weights, files)
     sf = load_synchformer(load_file(weights / files["synchformer"]), dtype=torch.float32)
     net, _ = load_mmdit(weights / files["mmdit"], dtype=torch.float32)
     return vae, voc, sf, net
@@ -110,4 +114,4 @@ def summarise(rows: list[dict], conditions=CONDITIONS,
     return out
 
 
-__all__ = ["CONDITIONS", "evaluate_v2a", "load_v2a", "summarise", "untrained_like"]
+__all__ = ["CONDITIONS", "evaluate_v2a", "load_mel_vae_and_vocoder", "load_v2a", "summarise", "untrained_like"]

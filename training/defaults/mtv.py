@@ -25,7 +25,7 @@ from ...synthworld import generate_clip
 from ...synthworld.splits import clip_spec
 from . import mtv_parts as parts
 from . import ovi_parts
-from .stages import run_stage, work_folder, write_train_report
+from .stages import run_stage, start_run, write_train_report
 
 SYSTEM = "mtv"
 PREFIX = "soundstage-tiny/mtv"
@@ -314,11 +314,7 @@ class MTVRecipe:
         from ..mtv.train import LossConfig, batches, make_loss_fn
 
         sc = SCALES[scale]
-        out = work_folder(out_dir, sc, seed)
-        weights = out / "weights"
-        weights.mkdir(exist_ok=True)
-        stages: list[dict] = []
-        t0, cpu0 = time.time(), time.process_time()
+        out, weights, stages, (t0, cpu0) = start_run(out_dir, sc, seed)
         clips = mtv_clips("train", sc.train_clips, sc)
         data = {"split": "train", "clips": sc.train_clips, "frames": sc.frames, "size": sc.size, "indices": "even"}
         data_s = time.time() - t0

@@ -24,7 +24,7 @@ from ... import defaults as pack_defaults
 from ...synthworld import generate_clip
 from ...synthworld.splits import clip_spec
 from . import ovi_parts as parts
-from .stages import run_stage, work_folder, write_train_report
+from .stages import run_stage, start_run, write_train_report
 
 SYSTEM = "ovi"
 PREFIX = "soundstage-tiny/ovi"
@@ -241,11 +241,7 @@ class OviRecipe:
         from ..ovi.train import LossConfig, batches, make_loss_fn, write_features
 
         sc = SCALES[scale]
-        out = work_folder(out_dir, sc, seed)
-        weights = out / "weights"
-        weights.mkdir(exist_ok=True)
-        stages: list[dict] = []
-        t0, cpu0 = time.time(), time.process_time()
+        out, weights, stages, (t0, cpu0) = start_run(out_dir, sc, seed)
         clips = ovi_clips("train", sc.train_clips, sc)
         data = {"split": "train", "clips": sc.train_clips, "frames": sc.frames, "size": sc.size,
                 "speech_every": sc.speech_every}

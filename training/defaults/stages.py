@@ -30,6 +30,15 @@ def work_folder(out_dir: str, scale, seed: int) -> Path:
     return out
 
 
+def start_run(out_dir: str, scale, seed: int) -> tuple[Path, Path, list, tuple[float, float]]:
+    """A recipe's run begins: its work folder, the ``weights`` folder inside it, an empty stage log and the
+    (wall, CPU) clocks ``write_train_report`` measures from."""
+    out = work_folder(out_dir, scale, seed)
+    weights = out / "weights"
+    weights.mkdir(exist_ok=True)
+    return out, weights, [], (time.time(), time.process_time())
+
+
 def finished(out: Path, name: str, log: list, resume: bool, key: dict | None = None) -> bool:
     """A stage an earlier run finished (its ``stage.json`` exists, with the same ``key`` when one is given):
     its log entry is taken, marked resumed."""

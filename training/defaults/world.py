@@ -21,11 +21,12 @@ class WorldClip:
 
 
 def world_clips(split: str, count: int, *, task: str, stems: tuple[str, ...], seconds: float, size: int,
-                language: str = "en", start: int = 0) -> list[WorldClip]:
+                language: str = "en", start: int = 0, voice: str = "speak") -> list[WorldClip]:
     """``count`` clips of ``split`` from index ``start``; ``audio`` is the sum of ``stems``."""
     out = []
     for i in range(start, start + count):
-        clip = generate_clip(clip_spec(split, i, task=task, language=language, seconds=seconds, size=size))
+        clip = generate_clip(clip_spec(split, i, task=task, language=language, seconds=seconds, size=size,
+                                       voice=voice))
         audio = sum(clip.stems[s] for s in stems).astype(np.float32)
         out.append(WorldClip(split, i, clip.frames, clip.spec.fps, audio, clip.spec.sample_rate, clip.truth))
     return out
