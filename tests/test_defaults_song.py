@@ -1,15 +1,12 @@
-"""AudioGen-Omni's song default (song from lyrics and a named tune): the single-file T5 its prompt goes through,
-the recipe at smoke scale on the shipped speech default, and the song_from_lyrics workflow as shipped."""
+"""AudioGen-Omni's song recipe (song from lyrics and a named tune): the single-file T5 its prompt goes through, and
+the recipe at smoke scale on the shipped speech default (the default itself is not shipped yet)."""
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
-from soundstage import defaults as pack_defaults
-
-from helpers import run_as_shipped, temporary_models_dir
+from helpers import temporary_models_dir
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed: no song clips")
 
@@ -59,30 +56,7 @@ def test_song_recipe_trains_and_evaluates_at_smoke_scale(tmp_path):
                  "--out", str(tmp_path / "eval")]) == 0
     result = json.loads((tmp_path / "eval" / "audiogen_omni_song" / "report.json").read_text())
     s = result["summary"]
-    assert set(s) == set(song_eval_conditions())
-    assert s["truth"]["song"]["melody_within_mean"] >= 0.9  # the world's own singing is in tune
-
-
-def song_eval_conditions():
     from soundstage.training.defaults.song_eval import CONDITIONS
 
-    return CONDITIONS
-
-
-@needs_espeak
-def test_song_from_lyrics_runs_as_shipped(tmp_path):
-    from soundstage.synthworld.song import TUNES
-    from soundstage.training.defaults.cli import _installed
-
-    if _installed("audiogen_omni_song") is None:
-        pytest.skip("the AudioGen-Omni song default is not shipped in defaults/ "
-                    "(train-defaults audiogen_omni_song --install)")
-    workflow = pack_defaults.DEFAULTS_DIR.parent / "workflows" / "song_from_lyrics.json"
-    nodes = json.loads(workflow.read_text())["nodes"]
-    prompt = [n["widgets_values"][0] for n in nodes if n["type"] == "SoundstageMMDiTTextEncode"][0]
-    assert any(f"to the {t} tune" in prompt for t in TUNES)  # the prompt names one of the world's tunes
-    card = json.loads((pack_defaults.DEFAULTS_DIR / "cards" / "audiogen_omni_song.json").read_text())
-    assert [n["widgets_values"][0] for n in nodes if n["type"] == "SoundstageVocoder"] == \
-        [card["decode"]["vocoder_refine_steps"]]  # decoded as the card's numbers were measured
-    seconds, loudest = run_as_shipped(workflow, tmp_path, suffix=".flac")
-    assert abs(seconds - 4.0) < 0.1 and loudest > 1e-3
+    assert set(s) == set(CONDITIONS)
+    assert s["truth"]["song"]["melody_within_mean"] >= 0.9  # the world's own singing is in tune
