@@ -40,16 +40,16 @@ def refine_to_mel(wave: torch.Tensor, log_mel: torch.Tensor, config: MelConfig, 
         y = torch.nn.functional.pad(y[:, None], (pad, pad), mode="reflect")[:, 0]
         return torch.stft(y, size, hop, size, window, center=False, return_complex=True)
 
-    def istft(spec: torch.Tensor) -> torch.Tensor:
-        # weighted overlap-add (torch.istft refuses uncentred frames: the window is 0 at the padded ends)
-        frames = torch.fft.irfft(spec, n=size, dim=1) * window[:, None]
-        length = (spec.shape[-1] - 1) * hop + size
-        fold = lambda f: torch.nn.functional.fold(f, (1, length), (1, size), stride=(1, hop))[:, 0, 0]
-        envelope = fold((window ** 2)[None, :, None].expand(1, size, spec.shape[-1]))
-        return (fold(frames) / envelope.clamp_min(1e-8))[:, pad: pad + n]
-
     spec = stft(x)
     frames = spec.shape[-1]
+    length = (frames - 1) * hop + size
+    fold = lambda f: torch.nn.functional.fold(f, (1, length), (1, size), stride=(1, hop))[:, 0, 0]
+    envelope = fold((window ** 2)[None, :, None].expand(1, size, frames)).clamp_min(1e-8)
+
+    def istft(spec: torch.Tensor) -> torch.Tensor:
+        # weighted overlap-add (torch.istft refuses uncentred frames: the window is 0 at the padded ends)
+        return (fold(torch.fft.irfft(spec, n=size, dim=1) * window[:, None]) / envelope)[:, pad: pad + n]
+
     target = config.log_base ** log_mel.float().to(x.device)[..., :frames]
     if target.shape[-1] < frames:  # a waveform longer than the mel: hold the last frame's energies
         target = torch.cat([target, target[..., -1:].expand(*target.shape[:-1], frames - target.shape[-1])], -1)
