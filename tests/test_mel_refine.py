@@ -76,6 +76,8 @@ def test_shapes_batches_and_zero_steps():
     assert torch.allclose(both[1, 0], alone[0], atol=1e-5)  # items do not mix
     with pytest.raises(ValueError, match=r"mel must be \[2, 80, frames\]"):
         refine_to_mel(waves, mels[:, :40], MEL_16K, 2)
+    one_frame = waves[:, :256]  # a one-frame mel's waveform is shorter than the front end's padding
+    assert refine_to_mel(one_frame, mels[..., :1], MEL_16K, 3) is one_frame
 
 
 def test_vocoder_node_refines_when_asked(tmp_path):

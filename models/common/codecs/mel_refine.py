@@ -32,6 +32,8 @@ def refine_to_mel(wave: torch.Tensor, log_mel: torch.Tensor, config: MelConfig, 
     x = wave.reshape(shape[0], -1).float()
     n, hop, size = x.shape[-1], config.hop_length, config.n_fft
     pad = (size - hop) // 2  # MMAudio's framing (mel.LogMel): reflect pad, no centring
+    if n <= pad:  # shorter than the front end's padding (a mel of one frame): no frame to compare, left as it is
+        return wave
     window = torch.hann_window(config.win_length, device=x.device)
     if config.win_length < size:
         window = torch.nn.functional.pad(window, ((size - config.win_length) // 2, (size - config.win_length + 1) // 2))
