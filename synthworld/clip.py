@@ -44,8 +44,8 @@ class ClipSpec:
     # of the clip is unchanged), so the speech's timing is seen on the lips and not in the transcript.
     speech_timing: str = "fixed"
     # "sing": the sentence is sung, a word on each beat, to the clip's tune (song.py: drawn from its own generator
-    # (seed, 3) and named in the caption), over the tune's chords instead of the drawn music; everything else of
-    # the clip is drawn as when it speaks.
+    # (seed, 3) and named in the caption), over the tune's chords instead of the drawn music (the room's light
+    # follows that music's mood); the balls, the lamp and their sounds are drawn as when it speaks.
     voice: str = "speak"
 
 

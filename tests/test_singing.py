@@ -99,7 +99,7 @@ def test_a_song_clip_sings_its_sentence_on_the_beats_of_its_named_tune():
     spoken_acc = melody_accuracy(*track_f0(spoken.stems["speech"], 16000), notes)
     assert sung_acc["voiced_share"] > 0.4 and sung_acc["within_share"] >= 0.9, sung_acc
     assert spoken_acc["within_share"] < 0.5, spoken_acc
-    # the mouth sings what is heard; the balls, the lamp and the frames outside the face are the spoken clip's
+    # the mouth sings what is heard; the balls, the lamp and their sounds are the spoken clip's
     assert truth["impacts"] == spoken.truth["impacts"] and truth["beeps"] == spoken.truth["beeps"]
     assert np.array_equal(sung.stems["effects"], spoken.stems["effects"])
     assert max(truth["mouth_openness"]) > 0.5 and truth["mouth_openness"] != spoken.truth["mouth_openness"]
