@@ -59,18 +59,22 @@ SCALES = {
 }
 
 
+def prompt(who: str, tune: str) -> str:
+    """The song prompt the default is trained and prompted with: who sings ("a woman" / "a man"), to which tune."""
+    return f"{who} sings to the {tune} tune"
+
+
 def song_prompt(truth: dict, tune: str | None = None) -> str:
-    """What the workflow's prompt says: who sings, to which tune (``tune`` overrides the clip's own)."""
+    """A clip's prompt (``tune`` overrides the clip's own)."""
     from ...synthworld.speech import SPEAKERS
 
-    who = "a woman" if SPEAKERS[truth["speaker"]][0].startswith("f") else "a man"
-    return f"{who} sings to the {tune or truth['tune']} tune"
+    return prompt("a woman" if SPEAKERS[truth["speaker"]][0].startswith("f") else "a man", tune or truth["tune"])
 
 
 def every_prompt() -> list[str]:
     from ...synthworld.song import TUNES
 
-    return [f"{who} sings to the {t} tune" for who in ("a woman", "a man") for t in sorted(TUNES)]
+    return [prompt(who, t) for who in ("a woman", "a man") for t in sorted(TUNES)]
 
 
 def song_clips(split: str, count: int, sc: Scale, *, start: int = 0):

@@ -19,7 +19,7 @@ from ...models.common.codecs.mel import MEL_16K, LogMel
 from .dualdub_eval import _mean, _median
 from .evaluate import untrained_like
 from .report import write_report
-from .speech_eval import vocode
+from .speech_eval import render_speech, vocode
 
 CONDITIONS = ("default", "mismatched", "no_text", "speech_base", "untrained", "codec_round_trip", "truth")
 
@@ -31,19 +31,12 @@ def other_tune(tune: str) -> str:
     return names[(names.index(tune) + 1) % len(names)]
 
 
-@torch.no_grad()
 def render_song(net, vae, voc, encoder, *, prompt: str | None, ids: torch.Tensor, seconds: float, steps: int,
                 seed: int, refine_steps: int) -> np.ndarray:
-    from ...models.audiogen_omni.sampler import generate
-
-    text_f = text_mask = None
-    if prompt is not None:
-        t = encoder.encode([prompt])
-        text_f, text_mask = t.features, t.mask
-    lyrics_f, lyrics_mask = net.encode_lyrics(ids[None])
-    res = generate(net, duration_s=seconds, seed=seed, num_steps=steps, cfg_scale=1.0, text_f=text_f,
-                   text_mask=text_mask, lyrics_f=lyrics_f, lyrics_mask=lyrics_mask)
-    return vocode(voc, vae.decode(res.latent.transpose(1, 2)), refine_steps)
+    """The speech default's sampling and decoding, with the prompt through the text stream and no video."""
+    text = None if prompt is None else encoder.encode([prompt])
+    return render_speech(net, vae, voc, sync=None, ids=ids, seconds=seconds, steps=steps, seed=seed,
+                         refine_steps=refine_steps, text=text)
 
 
 @torch.no_grad()

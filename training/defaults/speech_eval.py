@@ -33,15 +33,17 @@ def vocode(voc, mel: torch.Tensor, refine_steps: int) -> np.ndarray:
 
 
 def render_speech(net, vae, voc, *, sync: torch.Tensor | None, ids: torch.Tensor | None, seconds: float,
-                  steps: int, seed: int, cfg: float = 1.0, refine_steps: int = 0) -> np.ndarray:
-    """One sample's wave; a condition given as None stays at its learned empty feature."""
+                  steps: int, seed: int, cfg: float = 1.0, refine_steps: int = 0, text=None) -> np.ndarray:
+    """One sample's wave; a condition given as None stays at its learned empty feature (``text``: the prompt's
+    TextFeatures, as the song default reads them)."""
     from ...models.audiogen_omni.sampler import generate
 
     lyrics_f = lyrics_mask = None
     if ids is not None:
         lyrics_f, lyrics_mask = net.encode_lyrics(ids[None])
     res = generate(net, duration_s=seconds, seed=seed, num_steps=steps, cfg_scale=cfg,
-                   sync_f=None if sync is None else sync[None], lyrics_f=lyrics_f, lyrics_mask=lyrics_mask)
+                   sync_f=None if sync is None else sync[None], lyrics_f=lyrics_f, lyrics_mask=lyrics_mask,
+                   text_f=None if text is None else text.features, text_mask=None if text is None else text.mask)
     return vocode(voc, vae.decode(res.latent.transpose(1, 2)), refine_steps)
 
 
