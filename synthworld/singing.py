@@ -8,13 +8,10 @@ with ``-p`` is used (the male variants break into creak at low settings).
 from __future__ import annotations
 
 import functools
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from .speech import ESPEAK_RATE, SPEAKERS, SpeechUnavailable, espeak_binary
+from .speech import ESPEAK_RATE, SPEAKERS, SpeechUnavailable, espeak_wave
 
 CALIBRATION_TEXT = "la la la"
 CALIBRATION_PARAMS = tuple(range(99, -1, -9))  # 99, 90, ..., 0
@@ -27,19 +24,8 @@ SUNG_SPEED = 1.6
 
 
 def _render(text: str, language: str, variant: str, pitch: int, speed: int) -> np.ndarray:
-    from ..media.audio_io import load_audio
-
     ssml = f'<speak><prosody range="x-low">{text}</prosody></speak>'
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "s.wav"
-        subprocess.run([espeak_binary(), "-v", f"{language}+{variant}", "-p", str(pitch), "-s", str(speed), "-m",
-                        "-w", str(out), ssml], check=True, capture_output=True)
-        tensor, rate = load_audio(str(out))
-    if rate != ESPEAK_RATE:
-        raise SpeechUnavailable(f"unexpected espeak-ng sample rate {rate}")
-    wave = tensor[0].numpy().astype(np.float32)
-    voiced = np.flatnonzero(np.abs(wave) > 0.01)  # the voiced span, as speech._espeak_word trims
-    return wave[voiced[0]: voiced[-1] + 1] if voiced.size else wave[:0]
+    return espeak_wave(["-v", f"{language}+{variant}", "-p", str(pitch), "-s", str(speed), "-m"], ssml)
 
 
 @functools.lru_cache(maxsize=16)

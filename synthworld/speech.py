@@ -85,12 +85,17 @@ def _synth_word(word: str, language: str, speaker: str) -> np.ndarray:
 # clips spent most of its rendering time in these subprocesses
 @functools.lru_cache(maxsize=8192)
 def _espeak_word(word: str, language: str, speaker: str) -> np.ndarray:
+    return espeak_wave(_voice(language, speaker), word)
+
+
+def espeak_wave(options: list[str], text: str) -> np.ndarray:
+    """espeak-ng's rendering of ``text`` with ``options`` (voice, pitch, speed...): float32 at ESPEAK_RATE, its
+    voiced span only."""
     from ..media.audio_io import load_audio
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "w.wav"
-        subprocess.run([espeak_binary(), *_voice(language, speaker), "-w", str(out), word],
-                       check=True, capture_output=True)
+        subprocess.run([espeak_binary(), *options, "-w", str(out), text], check=True, capture_output=True)
         tensor, rate = load_audio(str(out))
         wave = tensor[0].numpy().astype(np.float32)
     if rate != ESPEAK_RATE:
