@@ -15,8 +15,8 @@ import numpy as np
 
 # Workflows that run from a fresh clone (their models are the pack's tiny defaults, or none at all).
 # A system whose default is trained later joins with one line here, e.g. "soundtrack_dualdub".
-RUNS_AS_SHIPPED = ("soundtrack_mmdit", "video_to_speech", "soundtrack_dualdub", "t2av_ovi", "i2av_ovi", "audio_to_video_mtv",
-                   "synth_mix_mux", "media_me_delivery")
+RUNS_AS_SHIPPED = ("soundtrack_mmdit", "video_to_speech", "song_from_lyrics", "soundtrack_dualdub", "t2av_ovi",
+                   "i2av_ovi", "audio_to_video_mtv", "synth_mix_mux", "media_me_delivery")
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".th")

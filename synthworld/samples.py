@@ -46,10 +46,18 @@ def dualdub_sample_transcript() -> str:
 # held-out index of video_to_speech's clip (its transcript is the workflow's), at the length and size the
 # AudioGen-Omni speech default was trained at (training/defaults/audiogen_omni_speech.py, full)
 SPEECH_SAMPLE, SPEECH_SECONDS, SPEECH_SIZE = 2, 4.0, 128
+# held-out index of song_from_lyrics's song clip (its sentence is the workflow's lyrics, its tune the prompt's), at
+# the length the AudioGen-Omni song default was trained at (training/defaults/audiogen_omni_song.py, full)
+SONG_SAMPLE, SONG_SECONDS = 1, 4.0
 
 
 def speech_sample_clip():
     return generate_clip(clip_spec("heldout", SPEECH_SAMPLE, task="speech", seconds=SPEECH_SECONDS, size=SPEECH_SIZE))
+
+
+def song_sample_clip():
+    """The held-out song clip song_from_lyrics sings (its frames are never read: drawn small)."""
+    return generate_clip(clip_spec("heldout", SONG_SAMPLE, task="speech", seconds=SONG_SECONDS, size=32, voice="sing"))
 
 
 def ovi_sample_clip():

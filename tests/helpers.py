@@ -129,9 +129,9 @@ def installed_smoke_default(system: str, smoke_dir: Path, tmp_path: Path, monkey
             paths[:] = [p for p in paths if not p.startswith(str(root))]
 
 
-def run_as_shipped(workflow: Path, tmp_path: Path) -> tuple[float, float]:
+def run_as_shipped(workflow: Path, tmp_path: Path, suffix: str = ".mp4") -> tuple[float, float]:
     """`synth --samples`, then ``workflow`` with no model files of the user's own (the shipped defaults): the
-    seconds and the peak of the audio of the one video it saves."""
+    seconds and the peak of the audio of the one ``suffix`` file it saves (a video, or an audio file)."""
     import av
 
     from soundstage.headless.runner import Runner
@@ -141,10 +141,10 @@ def run_as_shipped(workflow: Path, tmp_path: Path) -> tuple[float, float]:
     write_workflow_samples(inp)
     models.mkdir()
     Runner(input_dir=inp, output_dir=out, models_dir=models).run(workflow)
-    files = sorted(out.rglob("*.mp4"))
+    files = sorted(out.rglob(f"*{suffix}"))
     assert len(files) == 1
     with av.open(str(files[0])) as c:
-        assert c.streams.video and len(c.streams.audio) >= 1
+        assert len(c.streams.audio) >= 1 and (suffix != ".mp4" or c.streams.video)
         rate = c.streams.audio[0].rate
         frames = list(c.decode(audio=0))
     return sum(f.samples for f in frames) / rate, max(float(np.abs(f.to_ndarray()).max()) for f in frames)

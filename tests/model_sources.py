@@ -16,11 +16,6 @@ SOURCES: dict[str, tuple[str, str]] = {
                   "Ovi download_weights.py fetches ext_weights/v1-16.pth from that repo"),
     "best_netG.pt": (f"{HF}/hkchengrex/MMAudio/resolve/main/ext_weights/best_netG.pt",
                      "MMAudio mmaudio/utils/download_utils.py + README; Ovi download_weights.py (ext_weights/best_netG.pt)"),
-    "v1-44.pth": (f"{HF}/hkchengrex/MMAudio/resolve/main/ext_weights/v1-44.pth",
-                  "MMAudio mmaudio/utils/download_utils.py + README (the Hugging Face copy of the v0.1 release)"),
-    "bigvgan_generator.pt": (f"{HF}/nvidia/bigvgan_v2_44khz_128band_512x/resolve/main/bigvgan_generator.pt",
-                             "MMAudio mmaudio/ext/autoencoder/autoencoder.py (BigVGANv2.from_pretrained of that repo) and "
-                             "mmaudio/ext/bigvgan_v2/bigvgan.py (hf_hub_download filename='bigvgan_generator.pt')"),
     "model_960x960_10s.safetensors": (f"{HF}/chetwinlow1/Ovi/resolve/main/model_960x960_10s.safetensors",
                                       "Ovi download_weights.py (960x960_10s)"),
     "models_t5_umt5-xxl-enc-bf16.pth": (f"{HF}/Wan-AI/Wan2.2-TI2V-5B/resolve/main/models_t5_umt5-xxl-enc-bf16.pth",
@@ -50,6 +45,12 @@ SOURCES: dict[str, tuple[str, str]] = {
 
 # Named only in a Note (what to use instead of the tiny default for real videos).
 NOTE_ONLY: dict[str, tuple[str, str]] = {
+    # video_to_speech and song_from_lyrics run on the shipped defaults; their Notes name MMAudio's 44.1 kHz codec
+    "v1-44.pth": (f"{HF}/hkchengrex/MMAudio/resolve/main/ext_weights/v1-44.pth",
+                  "MMAudio mmaudio/utils/download_utils.py + README (the Hugging Face copy of the v0.1 release)"),
+    "bigvgan_generator.pt": (f"{HF}/nvidia/bigvgan_v2_44khz_128band_512x/resolve/main/bigvgan_generator.pt",
+                             "MMAudio mmaudio/ext/autoencoder/autoencoder.py (BigVGANv2.from_pretrained of that repo) and "
+                             "mmaudio/ext/bigvgan_v2/bigvgan.py (hf_hub_download filename='bigvgan_generator.pt')"),
     # t2av_ovi and i2av_ovi run on the shipped default; their Notes name the released 720x720 model
     "model.safetensors": (f"{HF}/chetwinlow1/Ovi/resolve/main/model.safetensors",
                           "Ovi download_weights.py (720x720_5s -> model.safetensors from chetwinlow1/Ovi)"),

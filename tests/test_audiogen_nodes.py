@@ -173,8 +173,8 @@ CASES = {
     "video_to_speech": ({"3.model_name": "omni_tiny.safetensors", "4.synchformer_name": "synchformer_tiny.safetensors",
                          "4.clip_name": "clip_tiny.safetensors", "9.steps": 2},
                         "talking_head_silent.mp4"),
-    "song_from_lyrics": ({"1.model_name": "omni_tiny.safetensors", "2.t5_name": "t5_tiny", "5.steps": 2,
-                          "5.duration": 1.0}, None),
+    "song_from_lyrics": ({"1.model_name": "omni_tiny.safetensors", "2.t5_name": "t5_tiny", "2.max_length": 77,
+                          "5.steps": 2, "5.duration": 1.0}, None),
 }
 
 

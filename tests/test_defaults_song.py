@@ -1,5 +1,5 @@
-"""AudioGen-Omni's song recipe (song from lyrics and a named tune): the single-file T5 its prompt goes through, and
-the recipe at smoke scale on the shipped speech default (the default itself is not shipped yet)."""
+"""AudioGen-Omni's song default (song from lyrics and a named tune): the single-file T5 its prompt goes through, the
+recipe at smoke scale on the shipped speech default, and song_from_lyrics as shipped."""
 import json
 import shutil
 
@@ -51,7 +51,20 @@ def test_song_recipe_trains_and_evaluates_at_smoke_scale(tmp_path):
     _, _, base, _ = song.speech_parts()
     assert net.config == base.config  # fine-tuned from the speech MMDiT: the same layout
     report = json.loads((tmp_path / "run" / "train_report.json").read_text())
-    assert [s["stage"] for s in report["stages"]] == ["mmdit"]
+    # the vocoder trains beside the VAE and the MMDiT (a second process), each from the speech default's own
+    assert [s["stage"] for s in report["stages"]] == ["vae", "mmdit", "vocoder"]
+    assert report["stages"][-1]["beside"][:2] == ["vae", "mmdit"]
+    from safetensors.torch import load_file
+
+    from soundstage.models.common.codecs.bigvgan import load_bigvgan
+    from soundstage.models.common.codecs.mmaudio_vae import load_mel_vae
+
+    # the MMAudio VAE and BigVGAN layouts, read strictly; the speech default's sizes
+    vae = load_mel_vae(load_file(weights / song.FILES["vae"]))
+    voc = load_bigvgan(load_file(weights / song.FILES["vocoder"]))
+    speech_vae, speech_voc, _, _ = song.speech_parts()
+    for mine, theirs in ((vae, speech_vae), (voc, speech_voc)):
+        assert {k: v.shape for k, v in mine.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
     assert main(["eval-defaults", "audiogen_omni_song", "--weights", str(weights), "--scale", "smoke", "--clips", "2",
                  "--out", str(tmp_path / "eval")]) == 0
     result = json.loads((tmp_path / "eval" / "audiogen_omni_song" / "report.json").read_text())
@@ -60,3 +73,38 @@ def test_song_recipe_trains_and_evaluates_at_smoke_scale(tmp_path):
 
     assert set(s) == set(CONDITIONS)
     assert s["truth"]["song"]["melody_within_mean"] >= 0.9  # the world's own singing is in tune
+
+
+@needs_espeak
+def test_song_from_lyrics_runs_as_shipped_and_sings_the_sample_tune(tmp_path):
+    from soundstage import defaults as pack_defaults
+    from soundstage.metrics.pitch import Note, melody_accuracy, track_f0
+    from soundstage.synthworld.samples import song_sample_clip
+    from soundstage.training.defaults.audiogen_omni_song import song_prompt
+    from soundstage.training.defaults.cli import _installed
+
+    from helpers import run_as_shipped
+
+    if _installed("audiogen_omni_song") is None:
+        pytest.skip("the AudioGen-Omni song default is not shipped in defaults/ (train-defaults audiogen_omni_song "
+                    "--install)")
+    workflow = pack_defaults.DEFAULTS_DIR.parent / "workflows" / "song_from_lyrics.json"
+    nodes = json.loads(workflow.read_text())["nodes"]
+    widgets = {n["type"]: n["widgets_values"] for n in nodes}
+    clip = song_sample_clip()
+    # the workflow sings the sample clip's sentence to its tune, and decodes as the card's numbers were measured
+    assert widgets["SoundstageMMDiTLyricsEncode"][0] == clip.truth["transcript"]
+    assert widgets["SoundstageMMDiTTextEncode"][0] == song_prompt(clip.truth)
+    card = json.loads((pack_defaults.DEFAULTS_DIR / "cards" / "audiogen_omni_song.json").read_text())
+    assert widgets["SoundstageVocoder"] == [card["decode"]["vocoder_refine_steps"]]
+    sampler = widgets["SoundstageMMDiTSampler"]
+    assert (sampler[2], sampler[3]) == (card["decode"]["steps"], card["decode"]["cfg"])
+    seconds, loudest = run_as_shipped(workflow, tmp_path, suffix=".flac")
+    assert abs(seconds - 4.0) < 0.1 and loudest > 1e-3  # the whole line, and not silence
+    from soundstage.media.audio_io import load_audio
+
+    (song_file,) = (tmp_path / "output").rglob("*.flac")
+    wave, rate = load_audio(str(song_file))
+    notes = [Note(n["start"], n["end"], n["hz"]) for n in clip.truth["notes"]]
+    sung = melody_accuracy(*track_f0(wave.float().mean(dim=0).numpy(), rate), notes)
+    assert sung["within_share"] >= 0.5, sung  # it holds the sample's tune on most voiced frames (measured: 0.82)

@@ -68,10 +68,14 @@ class VocoderLoss:
     loss stops spending the vocoder on silence and the valleys between formants, which log-L1 weighs like speech."""
 
     RESOLUTIONS = ((512, 128), (1024, 256), (256, 64))
+    # 7.8 Hz bins: a voice's harmonics apart from the comb at the mel frame rate (62.5 Hz) that a vocoder trained
+    # on the terms above draws on voiced frames (benchmarks/tiny_defaults_feasibility.md, rounds 15 and 16)
+    FINE = (2048, 128)
 
-    def __init__(self, floor: float = LOG_FLOOR):
+    def __init__(self, floor: float = LOG_FLOOR, fine: float = 0.0):
         self.mel = LogMel(MEL_16K)
         self.floor = floor
+        self.fine = fine  # weight of the FINE log-magnitude term (0: not computed)
 
     def terms(self, pred: torch.Tensor, mel: torch.Tensor, wave: torch.Tensor):
         """(mel L1, MR-STFT log-magnitude L1, |mean error|) of a generated [B, S] wave against its target."""
@@ -81,21 +85,31 @@ class VocoderLoss:
 
     def __call__(self, model, batch):
         mel, wave = batch
-        mel_l1, stft, dc = self.terms(model(mel)[:, 0, : wave.shape[-1]], mel, wave)
-        return mel_l1 + stft + DC_WEIGHT * dc, {"mel_l1": float(mel_l1.detach()), "stft": float(stft.detach()),
-                                    "dc": float(dc.detach())}
+        pred = model(mel)[:, 0, : wave.shape[-1]]
+        mel_l1, stft, dc = self.terms(pred, mel, wave)
+        logs = {"mel_l1": float(mel_l1.detach()), "stft": float(stft.detach()), "dc": float(dc.detach())}
+        loss = mel_l1 + stft + DC_WEIGHT * dc
+        if self.fine:
+            fine = log_magnitude_l1(pred, wave, *self.FINE, self.floor)
+            loss, logs["fine"] = loss + self.fine * fine, float(fine.detach())
+        return loss, logs
+
+
+def log_magnitude_l1(pred: torch.Tensor, wave: torch.Tensor, n_fft: int, hop: int, floor: float) -> torch.Tensor:
+    """Mean |log|STFT(pred)| - log|STFT(wave)|| of [B, S] waves, magnitudes floored at ``floor``."""
+    win = torch.hann_window(n_fft)
+    a = torch.stft(pred, n_fft, hop, window=win, return_complex=True).abs().clamp_min(floor)
+    b = torch.stft(wave, n_fft, hop, window=win, return_complex=True).abs().clamp_min(floor)
+    return (a.log() - b.log()).abs().mean()
 
 
 def spectral_terms(pred: torch.Tensor, wave: torch.Tensor, floor: float = LOG_FLOOR) -> tuple[torch.Tensor, torch.Tensor]:
     """(MR-STFT log-magnitude L1, |mean error|: weigh it DC_WEIGHT) of [B, S] waves: the regression vocoders' terms
     besides their mel L1 (this module's BigVGAN, the JUST-DUB-IT default's LTX-2 vocoder)."""
+    # log magnitude only: adding spectral convergence was measured worse on the codec round trip
     stft = 0.0
     for n_fft, hop in VocoderLoss.RESOLUTIONS:
-        win = torch.hann_window(n_fft)
-        a = torch.stft(pred, n_fft, hop, window=win, return_complex=True).abs().clamp_min(floor)
-        b = torch.stft(wave, n_fft, hop, window=win, return_complex=True).abs().clamp_min(floor)
-        # log magnitude only: adding spectral convergence was measured worse on the codec round trip
-        stft = stft + (a.log() - b.log()).abs().mean() / len(VocoderLoss.RESOLUTIONS)
+        stft = stft + log_magnitude_l1(pred, wave, n_fft, hop, floor) / len(VocoderLoss.RESOLUTIONS)
     dc = (pred.mean(dim=-1) - wave.mean(dim=-1)).abs().mean()
     return stft, dc
 
@@ -148,5 +162,5 @@ def vocoder_state_dict(voc: BigVGAN) -> dict[str, torch.Tensor]:
     return {f"generator.{k}": v.detach().half().contiguous() for k, v in voc.state_dict().items()}
 
 
-__all__ = ["TINY_VAE", "TINY_VOCODER", "VocoderLoss", "mel_batches", "new_vae", "new_vocoder", "set_mel_statistics", "spectral_terms",
+__all__ = ["TINY_VAE", "TINY_VOCODER", "VocoderLoss", "log_magnitude_l1", "mel_batches", "new_vae", "new_vocoder", "set_mel_statistics", "spectral_terms",
            "vae_loss", "vae_state_dict", "vocoder_batches", "vocoder_state_dict", "waves_and_mels"]

@@ -17,7 +17,7 @@ from ...metrics.pitch import Note, melody_accuracy, track_f0
 from ...metrics.timing import dur_err, int_corr
 from ...models.common.codecs.mel import MEL_16K, LogMel
 from .dualdub_eval import _mean, _median
-from .evaluate import untrained_like
+from .evaluate import load_mel_vae_and_vocoder, untrained_like
 from .report import write_report
 from .speech_eval import render_speech, vocode
 
@@ -32,10 +32,10 @@ def other_tune(tune: str) -> str:
 
 
 def render_song(net, vae, voc, encoder, *, prompt: str | None, ids: torch.Tensor, seconds: float, steps: int,
-                seed: int, refine_steps: int) -> np.ndarray:
+                seed: int, refine_steps: int, cfg: float = 1.0) -> np.ndarray:
     """The speech default's sampling and decoding, with the prompt through the text stream and no video."""
     text = None if prompt is None else encoder.encode([prompt])
-    return render_speech(net, vae, voc, sync=None, ids=ids, seconds=seconds, steps=steps, seed=seed,
+    return render_speech(net, vae, voc, sync=None, ids=ids, seconds=seconds, steps=steps, seed=seed, cfg=cfg,
                          refine_steps=refine_steps, text=text)
 
 
@@ -47,7 +47,8 @@ def evaluate_song(recipe, weights: Path, out: Path, scale, *, clips: int, seed: 
     from .audiogen_omni_speech import lyrics_ids
 
     out.mkdir(parents=True, exist_ok=True)
-    vae, voc, base, _ = song.speech_parts()
+    speech_vae, speech_voc, base, _ = song.speech_parts()
+    vae, voc = load_mel_vae_and_vocoder(weights, song.FILES)
     net, _ = load_mmdit(weights / song.FILES["mmdit"], dtype=torch.float32)
     encoder = song.text_encoder(weights, net.config.text_seq_len)
     untrained = untrained_like(net, seed)
@@ -59,14 +60,14 @@ def evaluate_song(recipe, weights: Path, out: Path, scale, *, clips: int, seed: 
     for i, c in enumerate(held):
         ids = lyrics_ids(c.truth["transcript"], frames)
         kw = {"ids": ids, "seconds": scale.seconds, "steps": scale.sample_steps, "seed": seed + i,
-              "refine_steps": scale.vocoder_refine_steps}
+              "refine_steps": scale.vocoder_refine_steps, "cfg": scale.sample_cfg}
         prompt = song.song_prompt(c.truth)
         (_, m), = codecs.waves_and_mels([c.audio], mel)
         waves = {
             "default": render_song(net, vae, voc, encoder, prompt=prompt, **kw),
             "mismatched": render_song(net, vae, voc, encoder, prompt=song.song_prompt(c.truth, other_tune(c.truth["tune"])), **kw),
             "no_text": render_song(net, vae, voc, encoder, prompt=None, **kw),
-            "speech_base": render_song(base, vae, voc, None, prompt=None, **kw),
+            "speech_base": render_song(base, speech_vae, speech_voc, None, prompt=None, **kw),
             "untrained": render_song(untrained, vae, voc, encoder, prompt=prompt, **kw),
             "codec_round_trip": vocode(voc, vae.decode(vae.encode(m[None])[0]), scale.vocoder_refine_steps),
             "truth": c.audio,
@@ -92,7 +93,8 @@ def evaluate_song(recipe, weights: Path, out: Path, scale, *, clips: int, seed: 
             "dur_err_median": _median([x["dur_err"] for x in r if np.isfinite(x["dur_err"])])}}
     result = {"system": recipe.system, "task": "song from lyrics and a named tune", "clips": [r["clip"] for r in rows],
               "conditions": list(CONDITIONS), "summary": summary, "per_clip": rows,
-              "decode": {"vocoder_refine_steps": scale.vocoder_refine_steps}}
+              "decode": {"vocoder_refine_steps": scale.vocoder_refine_steps, "cfg": scale.sample_cfg,
+                         "steps": scale.sample_steps}}
     result["table"] = table(result)
     write_report(out, result, text="\n".join([f"# {recipe.system}: {result['task']} on {len(rows)} held-out clips",
                                                ""] + result["table"]) + "\n",
@@ -104,8 +106,9 @@ def table(result: dict) -> list[str]:
     lines = ["Melody: YIN f0 of the output every 10 ms; the share of voiced frames inside the clip's notes within a "
              "semitone of the note (mean over clips), and the median distance in semitones. Int-Corr / Dur-Err: the "
              "envelope against the clip's sung stem. mismatched = the prompt names another tune; no_text = the prompt "
-             "at its learned empty feature; speech_base = the speech MMDiT this one was fine-tuned from. Every wave "
-             f"but truth is the vocoder's with refine_steps {result['decode']['vocoder_refine_steps']}.", "",
+             "at its learned empty feature; speech_base = the speech default's MMDiT, VAE and vocoder, which this one's were fine-tuned from. Every wave "
+             f"but truth is the vocoder's with refine_steps {result['decode']['vocoder_refine_steps']}; the MMDiT "
+             f"samples {result['decode']['steps']} Euler steps at guidance {result['decode']['cfg']}.", "",
              "| condition | melody within 1 st (mean) | semitones off (median) | voiced | Int-Corr mean | Dur-Err median |",
              "|---|---|---|---|---|---|"]
     for cond, kinds in result["summary"].items():
