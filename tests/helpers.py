@@ -129,6 +129,23 @@ def installed_smoke_default(system: str, smoke_dir: Path, tmp_path: Path, monkey
             paths[:] = [p for p in paths if not p.startswith(str(root))]
 
 
+def shipped_workflow(system: str, name: str) -> tuple[Path, dict, dict]:
+    """(path, widgets by node type, card) of the example workflow ``name`` that runs on ``system``'s tiny default;
+    skips when that default is not installed in defaults/."""
+    import json
+
+    import pytest
+
+    from soundstage import defaults as pack_defaults
+    from soundstage.training.defaults.cli import _installed
+
+    if _installed(system) is None:
+        pytest.skip(f"the {system} default is not shipped in defaults/ (train-defaults {system} --install)")
+    path = pack_defaults.DEFAULTS_DIR.parent / "workflows" / f"{name}.json"
+    widgets = {n["type"]: n.get("widgets_values") for n in json.loads(path.read_text())["nodes"]}
+    return path, widgets, json.loads(pack_defaults.card_path(system).with_suffix(".json").read_text())
+
+
 def run_as_shipped(workflow: Path, tmp_path: Path, suffix: str = ".mp4") -> tuple[float, float]:
     """`synth --samples`, then ``workflow`` with no model files of the user's own (the shipped defaults): the
     seconds and the peak of the audio of the one ``suffix`` file it saves (a video, or an audio file)."""

@@ -77,32 +77,23 @@ def test_song_recipe_trains_and_evaluates_at_smoke_scale(tmp_path):
 
 @needs_espeak
 def test_song_from_lyrics_runs_as_shipped_and_sings_the_sample_tune(tmp_path):
-    from soundstage import defaults as pack_defaults
+    from soundstage.media.audio_io import load_audio
     from soundstage.metrics.pitch import Note, melody_accuracy, track_f0
     from soundstage.synthworld.samples import song_sample_clip
     from soundstage.training.defaults.audiogen_omni_song import song_prompt
-    from soundstage.training.defaults.cli import _installed
 
-    from helpers import run_as_shipped
+    from helpers import run_as_shipped, shipped_workflow
 
-    if _installed("audiogen_omni_song") is None:
-        pytest.skip("the AudioGen-Omni song default is not shipped in defaults/ (train-defaults audiogen_omni_song "
-                    "--install)")
-    workflow = pack_defaults.DEFAULTS_DIR.parent / "workflows" / "song_from_lyrics.json"
-    nodes = json.loads(workflow.read_text())["nodes"]
-    widgets = {n["type"]: n["widgets_values"] for n in nodes}
+    workflow, widgets, card = shipped_workflow("audiogen_omni_song", "song_from_lyrics")
     clip = song_sample_clip()
     # the workflow sings the sample clip's sentence to its tune, and decodes as the card's numbers were measured
     assert widgets["SoundstageMMDiTLyricsEncode"][0] == clip.truth["transcript"]
     assert widgets["SoundstageMMDiTTextEncode"][0] == song_prompt(clip.truth)
-    card = json.loads((pack_defaults.DEFAULTS_DIR / "cards" / "audiogen_omni_song.json").read_text())
     assert widgets["SoundstageVocoder"] == [card["decode"]["vocoder_refine_steps"]]
     sampler = widgets["SoundstageMMDiTSampler"]
     assert (sampler[2], sampler[3]) == (card["decode"]["steps"], card["decode"]["cfg"])
     seconds, loudest = run_as_shipped(workflow, tmp_path, suffix=".flac")
     assert abs(seconds - 4.0) < 0.1 and loudest > 1e-3  # the whole line, and not silence
-    from soundstage.media.audio_io import load_audio
-
     (song_file,) = (tmp_path / "output").rglob("*.flac")
     wave, rate = load_audio(str(song_file))
     notes = [Note(n["start"], n["end"], n["hz"]) for n in clip.truth["notes"]]

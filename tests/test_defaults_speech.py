@@ -8,9 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from soundstage import defaults as pack_defaults
 
-from helpers import run_as_shipped
+from helpers import run_as_shipped, shipped_workflow
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed: no talking clips")
 
@@ -148,19 +147,11 @@ def test_speech_eval_writes_every_condition(smoke_run, tmp_path):
 @needs_espeak
 def test_video_to_speech_workflow_runs_as_shipped_on_the_sample_input(tmp_path):
     from soundstage.synthworld.samples import speech_sample_clip
-    from soundstage.training.defaults.cli import _installed
 
-    if _installed("audiogen_omni_speech") is None:
-        pytest.skip("the AudioGen-Omni speech default is not shipped in defaults/ "
-                    "(train-defaults audiogen_omni_speech --install)")
-
-    workflow = pack_defaults.DEFAULTS_DIR.parent / "workflows" / "video_to_speech.json"
-    texts = [n["widgets_values"][0] for n in json.loads(workflow.read_text())["nodes"]
-             if n["type"] == "SoundstageMMDiTLyricsEncode"]
-    assert texts == [speech_sample_clip().truth["transcript"]]  # the workflow speaks the sample clip's own sentence
-    # and decodes as the card's numbers were measured
-    card = json.loads((pack_defaults.DEFAULTS_DIR / "cards" / "audiogen_omni_speech.json").read_text())
-    refine = [n["widgets_values"][0] for n in json.loads(workflow.read_text())["nodes"] if n["type"] == "SoundstageVocoder"]
+    workflow, widgets, card = shipped_workflow("audiogen_omni_speech", "video_to_speech")
+    # the workflow speaks the sample clip's own sentence, and decodes as the card's numbers were measured
+    assert widgets["SoundstageMMDiTLyricsEncode"][0] == speech_sample_clip().truth["transcript"]
+    refine = widgets["SoundstageVocoder"]
     assert refine == [card["decode"]["vocoder_refine_steps"]] and refine[0] > 0
     seconds, loudest = run_as_shipped(workflow, tmp_path)
     assert abs(seconds - 4.0) < 0.1 and loudest > 1e-3  # the whole clip, and not silence
