@@ -175,13 +175,12 @@ class AudioGenOmniSongRecipe:
     def train(self, out_dir: str, *, scale: str = "feasibility", seed: int = 0) -> dict:
         from ..audiogen_omni.train import DropoutConfig
         from ...models.audiogen_omni.loader import save_mmdit
-        from .audiogen_omni_speech import lyrics_ids
-
         from . import audiogen_omni_speech as sp
+        from .audiogen_omni_speech import lyrics_ids
 
         sc = SCALES[scale]
         out, weights, stages, (t0, cpu0) = start_run(out_dir, sc, seed)
-        vae, _, net, base = speech_parts()
+        vae, voc, net, base = speech_parts()
         clips = song_clips("train", sc.train_clips, sc)
         pairs = codecs.waves_and_mels([c.audio for c in clips], LogMel(MEL_16K))
         data_s = time.time() - t0
@@ -213,8 +212,7 @@ class AudioGenOmniSongRecipe:
             voc_state, voc_stages = vocoder.result()
         overlapped = [s["stage"] for s in stages] + ["features"]
         stages += [{**s, "beside": overlapped} for s in voc_stages]
-        _, voc, _, _ = speech_parts()  # the speech vocoder's layout, then the fine-tuned weights
-        voc.load_state_dict(voc_state)
+        voc.load_state_dict(voc_state)  # the speech vocoder's layout, the weights fine-tuned beside
         save_file(codecs.vocoder_state_dict(voc), str(weights / FILES["vocoder"]))
         return write_train_report(out, SYSTEM, FILES, scale=scale, settings=asdict(sc), seed=seed, stages=stages,
                                   started=(t0, cpu0), train_seeds=[clips[0].index, clips[-1].index],
